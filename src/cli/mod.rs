@@ -1,0 +1,68 @@
+//! What the binaries share: error reporting and exit codes, broken-pipe handling.
+//!
+//! Exit codes follow grep/ripgrep: 0 = success (or something matched), 1 = ran fine but
+//! nothing matched, 2 = error. A broken pipe on output (`tool | head`) is not an error: the
+//! tool stops quietly with status 0. Errors print one line, `TOOL: message`, on stderr.
+
+use std::error::Error;
+use std::io;
+use std::process::ExitCode;
+
+/// Success, or something matched.
+pub const EXIT_OK: u8 = 0;
+/// Ran fine, nothing matched.
+pub const EXIT_NO_MATCH: u8 = 1;
+/// Bad input, bad usage or an I/O failure.
+pub const EXIT_ERROR: u8 = 2;
+
+/// The error type tools return: anything displayable, reported as one line.
+pub type CliError = Box<dyn Error + Send + Sync + 'static>;
+
+/// True when the error (or any error it wraps) is a broken pipe on output.
+pub fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(io_err) = e.downcast_ref::<io::Error>() {
+            if io_err.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+            // io::Error::source() skips the error it wraps; look at that one too.
+            if let Some(inner) = io_err.get_ref() {
+                current = Some(inner);
+                continue;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Runs a tool's body and turns its result into the process exit code.
+///
+/// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as
+/// `TOOL: message` (newlines in the message are folded so it stays one line) and gives
+/// [`EXIT_ERROR`].
+pub fn run(tool: &str, body: impl FnOnce() -> Result<ExitCode, CliError>) -> ExitCode {
+    match body() {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(err.as_ref()) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            let message = err.to_string().replace('\n', " ");
+            eprintln!("{tool}: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_found_through_wrapping() {
+        let inner = io::Error::new(io::ErrorKind::BrokenPipe, "pipe");
+        let wrapped = io::Error::other(inner);
+        assert!(is_broken_pipe(&wrapped));
+        assert!(!is_broken_pipe(&io::Error::other("disk full")));
+    }
+}

@@ -1,0 +1,1 @@
+//! Program builder and generators (dns, dns_validate, suffix, tcpdump); iptables script rendering.

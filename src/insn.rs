@@ -1,0 +1,855 @@
+//! The classic BPF instruction.
+//!
+//! [`RawInsn`] is the wire form, laid out exactly like the kernel's `struct sock_filter`.
+//! [`Insn`] is its meaning: one variant per instruction kind the kernel knows. Decoding a
+//! [`RawInsn`] never fails: a bit pattern that is not one of the kernel's opcodes stays
+//! [`Insn::Raw`], so foreign bytecode can always be shown and re-encoded.
+//!
+//! Rules kept here:
+//! - `Insn::decode(raw).encode() == raw` for every raw instruction whose unused fields are zero
+//!   (the kernel ignores `jt`/`jf` outside conditional jumps and `k` where the opcode has no
+//!   operand; decoding drops them, as the kernel does).
+//! - `Insn::encode` writes only the kernel's canonical opcodes.
+//! - Display prints `bpf_asm` syntax. Jumps need to know where they stand to name their targets,
+//!   so [`Insn::display_at`] prints them with labels `L<index>`; plain `Display` prints jump
+//!   offsets relative to the next instruction (`+N`).
+
+use std::fmt;
+
+/// Instruction class: load into A.
+pub const BPF_LD: u16 = 0x00;
+/// Instruction class: load into X.
+pub const BPF_LDX: u16 = 0x01;
+/// Instruction class: store A into scratch memory.
+pub const BPF_ST: u16 = 0x02;
+/// Instruction class: store X into scratch memory.
+pub const BPF_STX: u16 = 0x03;
+/// Instruction class: arithmetic and logic on A.
+pub const BPF_ALU: u16 = 0x04;
+/// Instruction class: jumps.
+pub const BPF_JMP: u16 = 0x05;
+/// Instruction class: return a verdict.
+pub const BPF_RET: u16 = 0x06;
+/// Instruction class: register transfers (TAX, TXA).
+pub const BPF_MISC: u16 = 0x07;
+
+/// Load size: 32-bit word.
+pub const BPF_W: u16 = 0x00;
+/// Load size: 16-bit half word.
+pub const BPF_H: u16 = 0x08;
+/// Load size: byte.
+pub const BPF_B: u16 = 0x10;
+
+/// Addressing mode: immediate `#k`.
+pub const BPF_IMM: u16 = 0x00;
+/// Addressing mode: absolute packet offset `[k]`.
+pub const BPF_ABS: u16 = 0x20;
+/// Addressing mode: indirect packet offset `[x + k]`.
+pub const BPF_IND: u16 = 0x40;
+/// Addressing mode: scratch memory `M[k]`.
+pub const BPF_MEM: u16 = 0x60;
+/// Addressing mode: packet length.
+pub const BPF_LEN: u16 = 0x80;
+/// Addressing mode: `4*([k]&0xf)` (IP header length), LDX only.
+pub const BPF_MSH: u16 = 0xa0;
+
+/// ALU operation: addition.
+pub const BPF_ADD: u16 = 0x00;
+/// ALU operation: subtraction.
+pub const BPF_SUB: u16 = 0x10;
+/// ALU operation: multiplication.
+pub const BPF_MUL: u16 = 0x20;
+/// ALU operation: unsigned division.
+pub const BPF_DIV: u16 = 0x30;
+/// ALU operation: bitwise or.
+pub const BPF_OR: u16 = 0x40;
+/// ALU operation: bitwise and.
+pub const BPF_AND: u16 = 0x50;
+/// ALU operation: left shift.
+pub const BPF_LSH: u16 = 0x60;
+/// ALU operation: logical right shift.
+pub const BPF_RSH: u16 = 0x70;
+/// ALU operation: negation (`0 - A`).
+pub const BPF_NEG: u16 = 0x80;
+/// ALU operation: unsigned remainder.
+pub const BPF_MOD: u16 = 0x90;
+/// ALU operation: bitwise exclusive or.
+pub const BPF_XOR: u16 = 0xa0;
+
+/// Jump operation: unconditional, by `k`.
+pub const BPF_JA: u16 = 0x00;
+/// Jump operation: `A == operand`.
+pub const BPF_JEQ: u16 = 0x10;
+/// Jump operation: `A > operand` (unsigned).
+pub const BPF_JGT: u16 = 0x20;
+/// Jump operation: `A >= operand` (unsigned).
+pub const BPF_JGE: u16 = 0x30;
+/// Jump operation: `A & operand != 0`.
+pub const BPF_JSET: u16 = 0x40;
+
+/// Operand source: the constant `k`.
+pub const BPF_K: u16 = 0x00;
+/// Operand source: the X register.
+pub const BPF_X: u16 = 0x08;
+/// RET source: the A register.
+pub const BPF_A: u16 = 0x10;
+
+/// MISC operation: X = A.
+pub const BPF_TAX: u16 = 0x00;
+/// MISC operation: A = X.
+pub const BPF_TXA: u16 = 0x80;
+
+/// Number of 32-bit scratch memory cells (`M[0]` .. `M[15]`).
+pub const BPF_MEMWORDS: u32 = 16;
+/// Longest program the kernel accepts for a socket filter.
+pub const BPF_MAXINSNS: usize = 4096;
+/// Longest program iptables' xt_bpf accepts in bytecode mode.
+pub const XT_BPF_MAX_NUM_INSTR: usize = 64;
+
+/// Start of the ancillary-data offsets (as `u32`, `0xfffff000`).
+pub const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+/// Start of offsets relative to the network header (as `u32`, `0xfff00000`).
+pub const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
+/// Start of offsets relative to the link-layer header (as `u32`, `0xffe00000`).
+pub const SKF_LL_OFF: u32 = (-0x200000i32) as u32;
+
+/// Mask of the class bits of an opcode.
+pub const fn bpf_class(code: u16) -> u16 {
+    code & 0x07
+}
+/// Mask of the size bits of a load opcode.
+pub const fn bpf_size(code: u16) -> u16 {
+    code & 0x18
+}
+/// Mask of the mode bits of a load opcode.
+pub const fn bpf_mode(code: u16) -> u16 {
+    code & 0xe0
+}
+/// Mask of the operation bits of an ALU or jump opcode.
+pub const fn bpf_op(code: u16) -> u16 {
+    code & 0xf0
+}
+/// Mask of the source bit of an ALU or jump opcode.
+pub const fn bpf_src(code: u16) -> u16 {
+    code & 0x08
+}
+/// Mask of the source bits of a RET opcode.
+pub const fn bpf_rval(code: u16) -> u16 {
+    code & 0x18
+}
+/// Mask of the operation bits of a MISC opcode.
+pub const fn bpf_miscop(code: u16) -> u16 {
+    code & 0xf8
+}
+
+/// One instruction in wire form: the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RawInsn {
+    /// Opcode: class | size/op | mode/source.
+    pub code: u16,
+    /// Conditional jump offset when true (relative to the next instruction).
+    pub jt: u8,
+    /// Conditional jump offset when false (relative to the next instruction).
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
+}
+
+impl RawInsn {
+    /// Builds a raw instruction from its four fields.
+    pub const fn new(code: u16, jt: u8, jf: u8, k: u32) -> Self {
+        RawInsn { code, jt, jf, k }
+    }
+}
+
+/// Width of a packet load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Size {
+    /// 4 bytes, big-endian.
+    Word,
+    /// 2 bytes, big-endian.
+    Half,
+    /// 1 byte.
+    Byte,
+}
+
+impl Size {
+    /// Number of bytes the load reads.
+    pub const fn bytes(self) -> u32 {
+        match self {
+            Size::Word => 4,
+            Size::Half => 2,
+            Size::Byte => 1,
+        }
+    }
+    /// The size bits of the opcode.
+    pub const fn code(self) -> u16 {
+        match self {
+            Size::Word => BPF_W,
+            Size::Half => BPF_H,
+            Size::Byte => BPF_B,
+        }
+    }
+    /// The size of the opcode's size bits, if they name one.
+    pub const fn from_code(code: u16) -> Option<Size> {
+        match bpf_size(code) {
+            BPF_W => Some(Size::Word),
+            BPF_H => Some(Size::Half),
+            BPF_B => Some(Size::Byte),
+            _ => None,
+        }
+    }
+    /// The `bpf_asm` load mnemonic for this size (`ld`, `ldh`, `ldb`).
+    pub const fn load_mnemonic(self) -> &'static str {
+        match self {
+            Size::Word => "ld",
+            Size::Half => "ldh",
+            Size::Byte => "ldb",
+        }
+    }
+}
+
+/// Ancillary data the kernel exposes through `LD ABS` at `SKF_AD_OFF + n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ancillary {
+    /// `skb->protocol` (ethertype, host order as loaded by the kernel: big-endian value).
+    Protocol,
+    /// `skb->pkt_type` (host, broadcast, multicast, other host, outgoing).
+    PktType,
+    /// Interface index the packet arrived on.
+    IfIndex,
+    /// Netlink attribute search (`A` = attribute type, `X` = offset).
+    NlAttr,
+    /// Nested netlink attribute search.
+    NlAttrNest,
+    /// `skb->mark`.
+    Mark,
+    /// `skb->queue_mapping`.
+    Queue,
+    /// Device type (`ARPHRD_*`).
+    HaType,
+    /// `skb->hash`.
+    RxHash,
+    /// Current CPU number.
+    Cpu,
+    /// `A ^= X` (an ALU operation dressed as a load).
+    AluXorX,
+    /// VLAN TCI.
+    VlanTag,
+    /// Whether a VLAN tag is present.
+    VlanTagPresent,
+    /// Offset of the transport payload.
+    PayOffset,
+    /// A random number.
+    Random,
+    /// VLAN TPID.
+    VlanTpid,
+}
+
+impl Ancillary {
+    /// Every ancillary field, in offset order.
+    pub const ALL: [Ancillary; 16] = [
+        Ancillary::Protocol,
+        Ancillary::PktType,
+        Ancillary::IfIndex,
+        Ancillary::NlAttr,
+        Ancillary::NlAttrNest,
+        Ancillary::Mark,
+        Ancillary::Queue,
+        Ancillary::HaType,
+        Ancillary::RxHash,
+        Ancillary::Cpu,
+        Ancillary::AluXorX,
+        Ancillary::VlanTag,
+        Ancillary::VlanTagPresent,
+        Ancillary::PayOffset,
+        Ancillary::Random,
+        Ancillary::VlanTpid,
+    ];
+
+    /// The `SKF_AD_*` number (offset from `SKF_AD_OFF`).
+    pub const fn number(self) -> u32 {
+        match self {
+            Ancillary::Protocol => 0,
+            Ancillary::PktType => 4,
+            Ancillary::IfIndex => 8,
+            Ancillary::NlAttr => 12,
+            Ancillary::NlAttrNest => 16,
+            Ancillary::Mark => 20,
+            Ancillary::Queue => 24,
+            Ancillary::HaType => 28,
+            Ancillary::RxHash => 32,
+            Ancillary::Cpu => 36,
+            Ancillary::AluXorX => 40,
+            Ancillary::VlanTag => 44,
+            Ancillary::VlanTagPresent => 48,
+            Ancillary::PayOffset => 52,
+            Ancillary::Random => 56,
+            Ancillary::VlanTpid => 60,
+        }
+    }
+
+    /// The `k` of an `LD ABS` that reads this field.
+    pub const fn offset(self) -> u32 {
+        SKF_AD_OFF.wrapping_add(self.number())
+    }
+
+    /// The ancillary field an `LD ABS` offset names, if it names a known one.
+    pub fn from_offset(k: u32) -> Option<Ancillary> {
+        Ancillary::ALL.into_iter().find(|a| a.offset() == k)
+    }
+
+    /// The `bpf_asm` keyword, if `bpf_asm` has one (it has none for `ALU_XOR_X`).
+    pub const fn keyword(self) -> Option<&'static str> {
+        match self {
+            Ancillary::Protocol => Some("proto"),
+            Ancillary::PktType => Some("type"),
+            Ancillary::IfIndex => Some("ifidx"),
+            Ancillary::NlAttr => Some("nla"),
+            Ancillary::NlAttrNest => Some("nlan"),
+            Ancillary::Mark => Some("mark"),
+            Ancillary::Queue => Some("queue"),
+            Ancillary::HaType => Some("hatype"),
+            Ancillary::RxHash => Some("rxhash"),
+            Ancillary::Cpu => Some("cpu"),
+            Ancillary::AluXorX => None,
+            Ancillary::VlanTag => Some("vlan_tci"),
+            Ancillary::VlanTagPresent => Some("vlan_avail"),
+            Ancillary::PayOffset => Some("poff"),
+            Ancillary::Random => Some("rand"),
+            Ancillary::VlanTpid => Some("vlan_tpid"),
+        }
+    }
+
+    /// The name `tcpdump -d` prints for this field (`[proto]`, `[vlanp]`, ...).
+    pub const fn tcpdump_name(self) -> &'static str {
+        match self {
+            Ancillary::Protocol => "proto",
+            Ancillary::PktType => "type",
+            Ancillary::IfIndex => "ifidx",
+            Ancillary::NlAttr => "nla",
+            Ancillary::NlAttrNest => "nlan",
+            Ancillary::Mark => "mark",
+            Ancillary::Queue => "queue",
+            Ancillary::HaType => "hatype",
+            Ancillary::RxHash => "rxhash",
+            Ancillary::Cpu => "cpu",
+            Ancillary::AluXorX => "xor_x",
+            Ancillary::VlanTag => "vlan_tci",
+            Ancillary::VlanTagPresent => "vlanp",
+            Ancillary::PayOffset => "poff",
+            Ancillary::Random => "random",
+            Ancillary::VlanTpid => "vlan_tpid",
+        }
+    }
+}
+
+/// An ALU operation with two operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AluOp {
+    /// `A + operand`.
+    Add,
+    /// `A - operand`.
+    Sub,
+    /// `A * operand`.
+    Mul,
+    /// `A / operand` (unsigned).
+    Div,
+    /// `A | operand`.
+    Or,
+    /// `A & operand`.
+    And,
+    /// `A << operand`.
+    Lsh,
+    /// `A >> operand` (logical).
+    Rsh,
+    /// `A % operand` (unsigned).
+    Mod,
+    /// `A ^ operand`.
+    Xor,
+}
+
+impl AluOp {
+    /// Every two-operand ALU operation.
+    pub const ALL: [AluOp; 10] = [
+        AluOp::Add,
+        AluOp::Sub,
+        AluOp::Mul,
+        AluOp::Div,
+        AluOp::Or,
+        AluOp::And,
+        AluOp::Lsh,
+        AluOp::Rsh,
+        AluOp::Mod,
+        AluOp::Xor,
+    ];
+
+    /// The operation bits of the opcode.
+    pub const fn code(self) -> u16 {
+        match self {
+            AluOp::Add => BPF_ADD,
+            AluOp::Sub => BPF_SUB,
+            AluOp::Mul => BPF_MUL,
+            AluOp::Div => BPF_DIV,
+            AluOp::Or => BPF_OR,
+            AluOp::And => BPF_AND,
+            AluOp::Lsh => BPF_LSH,
+            AluOp::Rsh => BPF_RSH,
+            AluOp::Mod => BPF_MOD,
+            AluOp::Xor => BPF_XOR,
+        }
+    }
+
+    /// The operation the opcode's operation bits name, if any (NEG is not one: it has no operand).
+    pub const fn from_code(code: u16) -> Option<AluOp> {
+        match bpf_op(code) {
+            BPF_ADD => Some(AluOp::Add),
+            BPF_SUB => Some(AluOp::Sub),
+            BPF_MUL => Some(AluOp::Mul),
+            BPF_DIV => Some(AluOp::Div),
+            BPF_OR => Some(AluOp::Or),
+            BPF_AND => Some(AluOp::And),
+            BPF_LSH => Some(AluOp::Lsh),
+            BPF_RSH => Some(AluOp::Rsh),
+            BPF_MOD => Some(AluOp::Mod),
+            BPF_XOR => Some(AluOp::Xor),
+            _ => None,
+        }
+    }
+
+    /// The `bpf_asm` mnemonic.
+    pub const fn mnemonic(self) -> &'static str {
+        match self {
+            AluOp::Add => "add",
+            AluOp::Sub => "sub",
+            AluOp::Mul => "mul",
+            AluOp::Div => "div",
+            AluOp::Or => "or",
+            AluOp::And => "and",
+            AluOp::Lsh => "lsh",
+            AluOp::Rsh => "rsh",
+            AluOp::Mod => "mod",
+            AluOp::Xor => "xor",
+        }
+    }
+}
+
+/// A conditional jump's comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JumpCond {
+    /// `A == operand`.
+    Eq,
+    /// `A > operand` (unsigned).
+    Gt,
+    /// `A >= operand` (unsigned).
+    Ge,
+    /// `A & operand != 0`.
+    Set,
+}
+
+impl JumpCond {
+    /// Every comparison.
+    pub const ALL: [JumpCond; 4] = [JumpCond::Eq, JumpCond::Gt, JumpCond::Ge, JumpCond::Set];
+
+    /// The operation bits of the opcode.
+    pub const fn code(self) -> u16 {
+        match self {
+            JumpCond::Eq => BPF_JEQ,
+            JumpCond::Gt => BPF_JGT,
+            JumpCond::Ge => BPF_JGE,
+            JumpCond::Set => BPF_JSET,
+        }
+    }
+
+    /// The `bpf_asm` mnemonic.
+    pub const fn mnemonic(self) -> &'static str {
+        match self {
+            JumpCond::Eq => "jeq",
+            JumpCond::Gt => "jgt",
+            JumpCond::Ge => "jge",
+            JumpCond::Set => "jset",
+        }
+    }
+}
+
+/// The second operand of an ALU operation or a conditional jump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operand {
+    /// The constant `k`.
+    K(u32),
+    /// The X register.
+    X,
+}
+
+/// A decoded classic BPF instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Insn {
+    /// `ld/ldh/ldb [k]`: A = packet[k..k+size]. Offsets at or above [`SKF_AD_OFF`] are
+    /// ancillary loads ([`Ancillary::from_offset`]); [`SKF_NET_OFF`] and [`SKF_LL_OFF`] ranges
+    /// address the network and link-layer headers.
+    LoadAbs {
+        /// Load width.
+        size: Size,
+        /// Offset `k`.
+        offset: u32,
+    },
+    /// `ld/ldh/ldb [x + k]`: A = packet[X + k ..].
+    LoadInd {
+        /// Load width.
+        size: Size,
+        /// Offset `k` added to X.
+        offset: u32,
+    },
+    /// `ld #k` (`ldi`): A = k.
+    LoadImm(u32),
+    /// `ld M[k]`: A = scratch[k].
+    LoadMem(u32),
+    /// `ld #len`: A = packet length.
+    LoadLen,
+    /// `ldx #k` (`ldxi`): X = k.
+    LoadXImm(u32),
+    /// `ldx M[k]`: X = scratch[k].
+    LoadXMem(u32),
+    /// `ldx #len`: X = packet length.
+    LoadXLen,
+    /// `ldx 4*([k]&0xf)` (`ldxb`): X = 4 * (packet[k] & 0xf).
+    LoadXMsh(u32),
+    /// `st M[k]`: scratch[k] = A.
+    Store(u32),
+    /// `stx M[k]`: scratch[k] = X.
+    StoreX(u32),
+    /// `add/sub/... #k|x`: A = A op operand.
+    Alu {
+        /// The operation.
+        op: AluOp,
+        /// The second operand.
+        operand: Operand,
+    },
+    /// `neg`: A = 0 - A.
+    Neg,
+    /// `ja`/`jmp`: skip `k` instructions.
+    Ja(u32),
+    /// `jeq/jgt/jge/jset #k|x, jt, jf`.
+    Jump {
+        /// The comparison.
+        cond: JumpCond,
+        /// What A is compared with.
+        operand: Operand,
+        /// Instructions skipped when true.
+        jt: u8,
+        /// Instructions skipped when false.
+        jf: u8,
+    },
+    /// `ret #k`.
+    RetK(u32),
+    /// `ret a`.
+    RetA,
+    /// `ret x` (the kernel's checker refuses it; kept so foreign programs can be shown).
+    RetX,
+    /// `tax`: X = A.
+    Tax,
+    /// `txa`: A = X.
+    Txa,
+    /// A bit pattern that is none of the above.
+    Raw(RawInsn),
+}
+
+impl Insn {
+    /// Decodes a raw instruction. Never fails: unknown opcodes become [`Insn::Raw`].
+    pub fn decode(raw: RawInsn) -> Insn {
+        let RawInsn { code, jt, jf, k } = raw;
+        let operand = if bpf_src(code) == BPF_X {
+            Operand::X
+        } else {
+            Operand::K(k)
+        };
+        match code {
+            0x00 => Insn::LoadImm(k),
+            0x20 | 0x28 | 0x30 => Insn::LoadAbs {
+                size: Size::from_code(code).unwrap_or(Size::Word),
+                offset: k,
+            },
+            0x40 | 0x48 | 0x50 => Insn::LoadInd {
+                size: Size::from_code(code).unwrap_or(Size::Word),
+                offset: k,
+            },
+            0x60 => Insn::LoadMem(k),
+            0x80 => Insn::LoadLen,
+            0x01 => Insn::LoadXImm(k),
+            0x61 => Insn::LoadXMem(k),
+            0x81 => Insn::LoadXLen,
+            0xb1 => Insn::LoadXMsh(k),
+            0x02 => Insn::Store(k),
+            0x03 => Insn::StoreX(k),
+            0x84 => Insn::Neg,
+            c if c & 0xff07 == BPF_ALU => match AluOp::from_code(c) {
+                Some(op) => Insn::Alu { op, operand },
+                None => Insn::Raw(raw),
+            },
+            0x05 => Insn::Ja(k),
+            0x15 | 0x1d => Insn::Jump {
+                cond: JumpCond::Eq,
+                operand,
+                jt,
+                jf,
+            },
+            0x25 | 0x2d => Insn::Jump {
+                cond: JumpCond::Gt,
+                operand,
+                jt,
+                jf,
+            },
+            0x35 | 0x3d => Insn::Jump {
+                cond: JumpCond::Ge,
+                operand,
+                jt,
+                jf,
+            },
+            0x45 | 0x4d => Insn::Jump {
+                cond: JumpCond::Set,
+                operand,
+                jt,
+                jf,
+            },
+            0x06 => Insn::RetK(k),
+            0x16 => Insn::RetA,
+            0x0e => Insn::RetX,
+            0x07 => Insn::Tax,
+            0x87 => Insn::Txa,
+            _ => Insn::Raw(raw),
+        }
+    }
+
+    /// Encodes to the wire form with the kernel's canonical opcode.
+    pub fn encode(self) -> RawInsn {
+        let op_src = |operand: Operand| match operand {
+            Operand::K(k) => (BPF_K, k),
+            Operand::X => (BPF_X, 0),
+        };
+        match self {
+            Insn::LoadAbs { size, offset } => {
+                RawInsn::new(BPF_LD | size.code() | BPF_ABS, 0, 0, offset)
+            }
+            Insn::LoadInd { size, offset } => {
+                RawInsn::new(BPF_LD | size.code() | BPF_IND, 0, 0, offset)
+            }
+            Insn::LoadImm(k) => RawInsn::new(BPF_LD | BPF_IMM, 0, 0, k),
+            Insn::LoadMem(k) => RawInsn::new(BPF_LD | BPF_MEM, 0, 0, k),
+            Insn::LoadLen => RawInsn::new(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0),
+            Insn::LoadXImm(k) => RawInsn::new(BPF_LDX | BPF_IMM, 0, 0, k),
+            Insn::LoadXMem(k) => RawInsn::new(BPF_LDX | BPF_MEM, 0, 0, k),
+            Insn::LoadXLen => RawInsn::new(BPF_LDX | BPF_W | BPF_LEN, 0, 0, 0),
+            Insn::LoadXMsh(k) => RawInsn::new(BPF_LDX | BPF_B | BPF_MSH, 0, 0, k),
+            Insn::Store(k) => RawInsn::new(BPF_ST, 0, 0, k),
+            Insn::StoreX(k) => RawInsn::new(BPF_STX, 0, 0, k),
+            Insn::Alu { op, operand } => {
+                let (src, k) = op_src(operand);
+                RawInsn::new(BPF_ALU | op.code() | src, 0, 0, k)
+            }
+            Insn::Neg => RawInsn::new(BPF_ALU | BPF_NEG, 0, 0, 0),
+            Insn::Ja(k) => RawInsn::new(BPF_JMP | BPF_JA, 0, 0, k),
+            Insn::Jump {
+                cond,
+                operand,
+                jt,
+                jf,
+            } => {
+                let (src, k) = op_src(operand);
+                RawInsn::new(BPF_JMP | cond.code() | src, jt, jf, k)
+            }
+            Insn::RetK(k) => RawInsn::new(BPF_RET | BPF_K, 0, 0, k),
+            Insn::RetA => RawInsn::new(BPF_RET | BPF_A, 0, 0, 0),
+            Insn::RetX => RawInsn::new(BPF_RET | BPF_X, 0, 0, 0),
+            Insn::Tax => RawInsn::new(BPF_MISC | BPF_TAX, 0, 0, 0),
+            Insn::Txa => RawInsn::new(BPF_MISC | BPF_TXA, 0, 0, 0),
+            Insn::Raw(raw) => raw,
+        }
+    }
+
+    /// True for `ret` instructions.
+    pub fn is_return(&self) -> bool {
+        matches!(self, Insn::RetK(_) | Insn::RetA | Insn::RetX)
+    }
+
+    /// Absolute targets `(taken, not_taken)` of a jump standing at `pc`, or `None` for other
+    /// instructions. `ja` has the same target twice. Targets are computed in `u64` so a
+    /// huge `ja` offset cannot wrap.
+    pub fn jump_targets(&self, pc: usize) -> Option<(u64, u64)> {
+        let next = pc as u64 + 1;
+        match *self {
+            Insn::Ja(k) => Some((next + u64::from(k), next + u64::from(k))),
+            Insn::Jump { jt, jf, .. } => Some((next + u64::from(jt), next + u64::from(jf))),
+            _ => None,
+        }
+    }
+
+    /// Shows the instruction in `bpf_asm` syntax as it stands at index `pc`: jump targets are
+    /// printed as labels `L<index>` (the disassembler defines those labels).
+    pub fn display_at(&self, pc: usize) -> DisplayAt<'_> {
+        DisplayAt {
+            insn: self,
+            pc: Some(pc),
+        }
+    }
+}
+
+/// Display adapter returned by [`Insn::display_at`].
+pub struct DisplayAt<'a> {
+    insn: &'a Insn,
+    pc: Option<usize>,
+}
+
+/// Formats a load/store offset: negative offsets (as `i32`) are shown signed, which `bpf_asm`
+/// reads back to the same `u32`.
+fn fmt_offset(k: u32) -> String {
+    let signed = k as i32;
+    if signed < 0 {
+        signed.to_string()
+    } else {
+        k.to_string()
+    }
+}
+
+fn fmt_operand(operand: Operand) -> String {
+    match operand {
+        Operand::K(k) => format!("#{k:#x}"),
+        Operand::X => "x".to_string(),
+    }
+}
+
+impl fmt::Display for DisplayAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = |off: u64| match self.pc {
+            Some(pc) => format!("L{}", pc as u64 + 1 + off),
+            None => format!("+{off}"),
+        };
+        match *self.insn {
+            Insn::LoadAbs { size, offset } => {
+                match Ancillary::from_offset(offset).and_then(Ancillary::keyword) {
+                    Some(word) => write!(f, "{} #{word}", size.load_mnemonic()),
+                    None => write!(f, "{} [{}]", size.load_mnemonic(), fmt_offset(offset)),
+                }
+            }
+            Insn::LoadInd { size, offset } => {
+                write!(f, "{} [x + {}]", size.load_mnemonic(), fmt_offset(offset))
+            }
+            Insn::LoadImm(k) => write!(f, "ld #{k:#x}"),
+            Insn::LoadMem(k) => write!(f, "ld M[{k}]"),
+            Insn::LoadLen => write!(f, "ld #len"),
+            Insn::LoadXImm(k) => write!(f, "ldx #{k:#x}"),
+            Insn::LoadXMem(k) => write!(f, "ldx M[{k}]"),
+            Insn::LoadXLen => write!(f, "ldx #len"),
+            Insn::LoadXMsh(k) => write!(f, "ldx 4*([{}]&0xf)", fmt_offset(k)),
+            Insn::Store(k) => write!(f, "st M[{k}]"),
+            Insn::StoreX(k) => write!(f, "stx M[{k}]"),
+            Insn::Alu { op, operand } => write!(f, "{} {}", op.mnemonic(), fmt_operand(operand)),
+            Insn::Neg => write!(f, "neg"),
+            Insn::Ja(k) => write!(f, "ja {}", target(u64::from(k))),
+            Insn::Jump {
+                cond,
+                operand,
+                jt,
+                jf,
+            } => write!(
+                f,
+                "{} {}, {}, {}",
+                cond.mnemonic(),
+                fmt_operand(operand),
+                target(u64::from(jt)),
+                target(u64::from(jf))
+            ),
+            Insn::RetK(k) => write!(f, "ret #{k}"),
+            Insn::RetA => write!(f, "ret a"),
+            Insn::RetX => write!(f, "ret x"),
+            Insn::Tax => write!(f, "tax"),
+            Insn::Txa => write!(f, "txa"),
+            Insn::Raw(RawInsn { code, jt, jf, k }) => {
+                write!(f, "; unknown opcode {code:#06x} jt={jt} jf={jf} k={k:#x}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Insn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        DisplayAt {
+            insn: self,
+            pc: None,
+        }
+        .fmt(f)
+    }
+}
+
+impl From<RawInsn> for Insn {
+    fn from(raw: RawInsn) -> Insn {
+        Insn::decode(raw)
+    }
+}
+
+impl From<Insn> for RawInsn {
+    fn from(insn: Insn) -> RawInsn {
+        insn.encode()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_canonical_opcode_round_trips() {
+        let mut known = 0;
+        for code in 0u16..=0xff {
+            let raw = RawInsn::new(code, 0, 0, 7);
+            let insn = Insn::decode(raw);
+            if matches!(insn, Insn::Raw(_)) {
+                continue;
+            }
+            known += 1;
+            let back = insn.encode();
+            assert_eq!(back.code, code, "{insn:?}");
+        }
+        // 3 ABS + 3 IND + IMM + MEM + LEN, 4 LDX, ST, STX, 10 ALU K + 10 ALU X + NEG,
+        // JA + 4 K + 4 X jumps, 3 RET, TAX, TXA.
+        assert_eq!(known, 9 + 4 + 2 + 21 + 9 + 3 + 2);
+    }
+
+    #[test]
+    fn unknown_patterns_stay_raw() {
+        for code in [0x08u16, 0x0f, 0x8c, 0x1e, 0xd4, 0x105, 0xffff] {
+            let raw = RawInsn::new(code, 1, 2, 3);
+            assert_eq!(Insn::decode(raw), Insn::Raw(raw));
+            assert_eq!(Insn::decode(raw).encode(), raw);
+        }
+    }
+
+    #[test]
+    fn ancillary_offsets_match_the_kernel_numbers() {
+        assert_eq!(SKF_AD_OFF, 0xffff_f000);
+        assert_eq!(SKF_NET_OFF, 0xfff0_0000);
+        assert_eq!(SKF_LL_OFF, 0xffe0_0000);
+        assert_eq!(Ancillary::VlanTpid.offset(), 0xffff_f03c);
+        assert_eq!(
+            Ancillary::from_offset(0xffff_f004),
+            Some(Ancillary::PktType)
+        );
+        assert_eq!(Ancillary::from_offset(0xffff_f040), None);
+    }
+
+    #[test]
+    fn display_is_bpf_asm_syntax() {
+        let show = |code, jt, jf, k, pc| {
+            Insn::decode(RawInsn::new(code, jt, jf, k))
+                .display_at(pc)
+                .to_string()
+        };
+        assert_eq!(show(0x28, 0, 0, 12, 0), "ldh [12]");
+        assert_eq!(show(0x15, 0, 3, 0x800, 1), "jeq #0x800, L2, L5");
+        assert_eq!(show(0xb1, 0, 0, 0, 0), "ldx 4*([0]&0xf)");
+        assert_eq!(show(0x30, 0, 0, SKF_AD_OFF, 0), "ldb #proto");
+        assert_eq!(show(0x20, 0, 0, SKF_NET_OFF + 9, 0), "ld [-1048567]");
+        assert_eq!(show(0x06, 0, 0, 65535, 0), "ret #65535");
+        assert_eq!(show(0x05, 0, 0, 2, 3), "ja L6");
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests: one test binary driving the built tools and the library with real inputs.
