@@ -66,3 +66,32 @@ mod tests {
         assert!(!is_broken_pipe(&io::Error::other("disk full")));
     }
 }
+
+pub mod bpfasm;
+
+/// Reads a whole text input: the file `path`, or stdin when it is `None` or `-`.
+/// Returns the name to use in messages (`<stdin>` or the path) and the text.
+pub fn read_input(
+    path: Option<&str>,
+    stdin: &mut dyn io::Read,
+) -> Result<(String, String), CliError> {
+    let mut text = String::new();
+    match path {
+        None | Some("-") => {
+            stdin
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(("<stdin>".to_string(), text))
+        }
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                format!(
+                    "cannot read '{path}': not UTF-8 text (byte {})",
+                    e.utf8_error().valid_up_to()
+                )
+            })?;
+            Ok((path.to_string(), text))
+        }
+    }
+}

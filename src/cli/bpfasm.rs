@@ -1,0 +1,162 @@
+//! `bpfasm`: assemble, disassemble, convert, check and trace classic BPF programs.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::asm::{assemble, format_program, parse_bytecode, Format};
+use crate::cli::{read_input, CliError, EXIT_ERROR, EXIT_OK};
+use crate::insn::RawInsn;
+use crate::vm::{self, Input, Profile, Program};
+
+const EXAMPLES: &str = "\
+Examples:
+  bpfasm prog.s                       assemble; print the xt_bpf/tc bytecode text
+  bpfasm -c prog.s                    print a C array, as bpf_asm -c
+  bpfasm --format listing prog.s      print a tcpdump -d style listing
+  bpfasm -d '4,40 0 0 12,21 0 1 2048,6 0 0 65535,6 0 0 0'
+                                      disassemble bytecode given on the command line
+  tcpdump -ddd -y EN10MB udp | bpfasm -d --format bytecode
+                                      convert tcpdump's output to xt_bpf text
+  bpfasm --check --profile xt_bpf prog.s
+                                      check the kernel's rules for iptables -m bpf
+  bpfasm --trace 4500001c... prog.s   run on one packet (hex, from the IP header for
+                                      xt_bpf programs) and show every step";
+
+/// Assemble, disassemble and check classic BPF programs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bpfasm",
+    version,
+    about = "Assemble, disassemble, convert, check and trace classic BPF programs",
+    long_about = "Assembles bpf_asm syntax (or a tcpdump -d listing) into bytecode, or with -d reads \
+bytecode in any text form (xt_bpf 'N,c t f k,...', tcpdump -ddd, C arrays) and prints it in the \
+chosen format. Errors name the place (file:line:col or instruction) and exit with status 2.",
+    after_help = EXAMPLES
+)]
+struct Args {
+    /// Assembly file, or with -d bytecode text or a file holding it; '-' or nothing reads stdin.
+    input: Option<String>,
+
+    /// Read bytecode instead of assembly (default output: assembly).
+    #[arg(short = 'd', long)]
+    disassemble: bool,
+
+    /// Print a C array, as bpf_asm -c (same as --format c).
+    #[arg(short = 'c', conflicts_with = "format")]
+    c_array: bool,
+
+    /// Output format.
+    #[arg(short = 'f', long, value_enum)]
+    format: Option<Format>,
+
+    /// Check the program against the kernel's rules and print nothing else; exit 2 listing
+    /// every violation.
+    #[arg(long, conflicts_with = "trace")]
+    check: bool,
+
+    /// Profile for --check and --trace: socket (4096 instructions) or xt_bpf (64).
+    #[arg(long, value_enum, default_value = "socket")]
+    profile: Profile,
+
+    /// Run the program on one packet given as hex and print every step and the verdict.
+    #[arg(long, value_name = "HEX")]
+    trace: Option<String>,
+}
+
+/// Decodes a packet given as hex; spaces, tabs, colons and newlines between digits are ignored.
+pub fn parse_hex_packet(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if let Some((index, c)) = digits.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "bad packet hex: '{c}' at digit {index} is not a hex digit"
+        ));
+    }
+    if digits.len() % 2 != 0 {
+        return Err(format!(
+            "bad packet hex: {} digits, expected an even number (two per byte)",
+            digits.len()
+        ));
+    }
+    hex::decode(&digits).map_err(|e| format!("bad packet hex: {e}"))
+}
+
+/// Runs `bpfasm` with `args` (including the program name).
+pub fn main(
+    args: impl IntoIterator<Item = OsString>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<ExitCode, CliError> {
+    let args = match Args::try_parse_from(args) {
+        Ok(args) => args,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                EXIT_ERROR
+            } else {
+                EXIT_OK
+            };
+            if err.use_stderr() {
+                write!(stderr, "{err}")?;
+            } else {
+                write!(stdout, "{err}")?;
+            }
+            return Ok(ExitCode::from(code));
+        }
+    };
+
+    let prog: Vec<RawInsn> = if args.disassemble {
+        let (name, text) = match args.input.as_deref() {
+            Some(arg) if arg_is_inline(arg) => ("command line".to_string(), arg.to_string()),
+            other => read_input(other, stdin)?,
+        };
+        parse_bytecode(&text).map_err(|e| format!("{name}: {e}"))?
+    } else {
+        let (name, text) = read_input(args.input.as_deref(), stdin)?;
+        assemble(&text).map_err(|e| format!("{name}:{e}"))?
+    };
+
+    if args.check {
+        return match vm::validate(&prog, args.profile) {
+            Ok(()) => Ok(ExitCode::from(EXIT_OK)),
+            Err(err) => {
+                for violation in &err.violations {
+                    writeln!(stderr, "bpfasm: {violation}")?;
+                }
+                Ok(ExitCode::from(EXIT_ERROR))
+            }
+        };
+    }
+
+    if let Some(hex_text) = &args.trace {
+        let packet = parse_hex_packet(hex_text)?;
+        let program = Program::new(&prog, args.profile)?;
+        let trace = vm::trace(&program, &Input::l3(&packet));
+        stdout.write_all(trace.to_string().as_bytes())?;
+        stdout.flush()?;
+        return Ok(ExitCode::from(EXIT_OK));
+    }
+
+    let format = match (args.c_array, args.format, args.disassemble) {
+        (true, _, _) => Format::C,
+        (false, Some(format), _) => format,
+        (false, None, true) => Format::Asm,
+        (false, None, false) => Format::Bytecode,
+    };
+    stdout.write_all(format_program(&prog, format).as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+/// True when the -d argument is bytecode text rather than a path: not `-`, not an existing file,
+/// and shaped like bytecode (separators between numbers).
+fn arg_is_inline(arg: &str) -> bool {
+    arg != "-"
+        && !std::path::Path::new(arg).exists()
+        && arg.contains(|c: char| c == ',' || c.is_whitespace())
+}
