@@ -1,0 +1,472 @@
+//! The `dns` generator: DNS queries whose first question name matches one of the patterns.
+//!
+//! Pattern language (one pattern = one DNS name, labels separated by `.`):
+//! - a literal label matches itself, byte for byte (case-sensitive unless `-i`);
+//! - `*` as a whole label matches any one label;
+//! - `*{m-n}` as a whole label matches one label of m..=n characters (n <= 63);
+//! - `?` matches any one character inside a label;
+//! - `**` as the last label matches any suffix (`example.**` matches example.com and
+//!   example.co.uk, not www.example.com);
+//! - `*` inside a label (`foo*`) is a literal `*`;
+//! - `%XX` is the byte with hex value XX (`ex%2Eample` is the single label `ex.ample`);
+//! - leading and trailing dots are ignored.
+//!
+//! Names are compared on the wire (length-prefixed labels), in the first question only, four
+//! bytes at a time. With `-i`, letters match in either case (ASCII only).
+//!
+//! Errors: an empty label, a label over 63 bytes, a name over 255 bytes on the wire, `*{m-n}`
+//! with m > n or n > 63, a bad percent escape, `**` not last, no pattern.
+
+use std::fmt::Write;
+
+use thiserror::Error;
+
+use crate::asm::labels::Target;
+use crate::gen::builder::Builder;
+use crate::gen::GenOptions;
+use crate::insn::{AluOp, Insn, JumpCond, Operand, Size};
+
+/// Why a pattern is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("pattern '{pattern}': {message}")]
+pub struct PatternError {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// One byte to compare: the packet byte, OR-ed with `mask`, must equal `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskedByte {
+    /// Expected value (with the mask bits set).
+    pub value: u8,
+    /// Bits that do not matter (0x20 for letters under `-i`, 0xff for `?`).
+    pub mask: u8,
+}
+
+/// One label of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A literal label (its characters, without the length byte).
+    Literal(Vec<MaskedByte>),
+    /// Any one label; with bounds, of `min..=max` characters.
+    Any(Option<(u8, u8)>),
+    /// Any suffix (`**` as the last label).
+    AnySuffix,
+}
+
+/// A parsed pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The pattern as given.
+    pub text: String,
+    /// Its labels.
+    pub parts: Vec<Part>,
+}
+
+fn pattern_error(pattern: &str, message: impl Into<String>) -> PatternError {
+    PatternError {
+        pattern: pattern.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_bounds(pattern: &str, label: &str) -> Result<Option<(u8, u8)>, PatternError> {
+    let inner = &label[2..label.len() - 1];
+    let bad = || {
+        pattern_error(
+            pattern,
+            format!("bad label '{label}': expected '*{{m-n}}' with 0 <= m <= n <= 63"),
+        )
+    };
+    let (min, max) = inner.split_once('-').ok_or_else(bad)?;
+    let min: u8 = min.trim().parse().map_err(|_| bad())?;
+    let max: u8 = max.trim().parse().map_err(|_| bad())?;
+    if min > max || max > 63 {
+        return Err(bad());
+    }
+    Ok(Some((min, max)))
+}
+
+fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedByte>, PatternError> {
+    let bytes = label.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let (value, any) = match byte {
+            b'%' => {
+                let escape = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let value = escape
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        let found: String = label[i..].chars().take(3).collect();
+                        pattern_error(
+                            pattern,
+                            format!("bad escape '{found}' in label '{label}': expected '%' and two hex digits"),
+                        )
+                    })?;
+                i += 3;
+                (value, false)
+            }
+            b'?' => {
+                i += 1;
+                (0xff, true)
+            }
+            other => {
+                i += 1;
+                (other, false)
+            }
+        };
+        out.push(if any {
+            MaskedByte {
+                value: 0xff,
+                mask: 0xff,
+            }
+        } else if ignore_case && value.is_ascii_alphabetic() {
+            MaskedByte {
+                value: value.to_ascii_lowercase() | 0x20,
+                mask: 0x20,
+            }
+        } else {
+            MaskedByte { value, mask: 0 }
+        });
+    }
+    if out.len() > 63 {
+        return Err(pattern_error(
+            pattern,
+            format!(
+                "label '{label}' is {} bytes long, expected at most 63",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Parses one pattern (see the module docs).
+pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternError> {
+    let trimmed = text.trim_matches('.');
+    if trimmed.is_empty() {
+        return Err(pattern_error(
+            text,
+            "empty name: expected at least one label",
+        ));
+    }
+    let labels: Vec<&str> = trimmed.split('.').collect();
+    let mut parts = Vec::new();
+    for (index, label) in labels.iter().enumerate() {
+        let part = match *label {
+            "" => {
+                return Err(pattern_error(
+                    text,
+                    "empty label (two dots in a row): expected a label between dots",
+                ))
+            }
+            "*" => Part::Any(None),
+            "**" if index + 1 == labels.len() => Part::AnySuffix,
+            "**" => {
+                return Err(pattern_error(
+                    text,
+                    "'**' must be the last label: it matches any suffix",
+                ));
+            }
+            l if l.starts_with("*{") && l.ends_with('}') => Part::Any(parse_bounds(text, l)?),
+            l => Part::Literal(literal(text, l, ignore_case)?),
+        };
+        parts.push(part);
+    }
+    // Length on the wire: length bytes, literal bytes, the shortest wildcard labels, the root.
+    let wire: usize = parts
+        .iter()
+        .map(|p| match p {
+            Part::Literal(bytes) => 1 + bytes.len(),
+            Part::Any(bounds) => 1 + bounds.map_or(1, |(min, _)| usize::from(min)),
+            Part::AnySuffix => 0,
+        })
+        .sum::<usize>()
+        + 1;
+    if wire > 255 {
+        return Err(pattern_error(
+            text,
+            format!("name is {wire} bytes on the wire, expected at most 255"),
+        ));
+    }
+    Ok(Pattern {
+        text: text.to_string(),
+        parts,
+    })
+}
+
+/// The literal byte runs of a pattern, split at wildcards.
+enum Segment {
+    Bytes(Vec<MaskedByte>),
+    Skip(Option<(u8, u8)>),
+    AnySuffix,
+}
+
+fn segments(pattern: &Pattern) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut run: Vec<MaskedByte> = Vec::new();
+    for part in &pattern.parts {
+        match part {
+            Part::Literal(bytes) => {
+                run.push(MaskedByte {
+                    value: bytes.len() as u8,
+                    mask: 0,
+                });
+                run.extend(bytes);
+            }
+            Part::Any(bounds) => {
+                if !run.is_empty() {
+                    out.push(Segment::Bytes(std::mem::take(&mut run)));
+                }
+                out.push(Segment::Skip(*bounds));
+            }
+            Part::AnySuffix => {
+                if !run.is_empty() {
+                    out.push(Segment::Bytes(std::mem::take(&mut run)));
+                }
+                out.push(Segment::AnySuffix);
+                return out;
+            }
+        }
+    }
+    run.push(MaskedByte { value: 0, mask: 0 });
+    out.push(Segment::Bytes(run));
+    out
+}
+
+fn show_bytes(bytes: &[MaskedByte]) -> String {
+    let mut text = String::new();
+    for b in bytes {
+        if b.mask == 0xff {
+            text.push('?');
+        } else if b.value.is_ascii_graphic() && b.value != b'\\' {
+            text.push(char::from(b.value));
+        } else {
+            let _ = write!(text, "\\x{:02x}", b.value);
+        }
+    }
+    text
+}
+
+/// Emits comparisons of `bytes` at `[x + offset]`, 4, 2, then 1 byte at a time; jumps to
+/// `fail` on the first difference.
+pub(crate) fn compare_bytes(b: &mut Builder, bytes: &[MaskedByte], mut offset: u32, fail: &str) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (size, width) = match rest.len() {
+            4.. => (Size::Word, 4),
+            2..=3 => (Size::Half, 2),
+            _ => (Size::Byte, 1),
+        };
+        let (chunk, tail) = rest.split_at(width);
+        let value = chunk
+            .iter()
+            .fold(0u32, |acc, b| (acc << 8) | u32::from(b.value | b.mask));
+        let mask = chunk
+            .iter()
+            .fold(0u32, |acc, b| (acc << 8) | u32::from(b.mask));
+        b.insn(Insn::LoadInd { size, offset });
+        if mask != 0 {
+            b.insn(Insn::Alu {
+                op: AluOp::Or,
+                operand: Operand::K(mask),
+            });
+        }
+        b.jump_unless_eq(value, fail);
+        offset += width as u32;
+        rest = tail;
+    }
+}
+
+/// Emits the match of one pattern, with X at the first byte of the name; jumps to `fail` when
+/// it does not match, returns `verdict` when it does.
+fn emit_pattern(b: &mut Builder, pattern: &Pattern, fail: &str, verdict: u32) {
+    let mut offset = 0u32;
+    for segment in segments(pattern) {
+        match segment {
+            Segment::Bytes(bytes) => {
+                b.comment(format!("match '{}'", show_bytes(&bytes)));
+                compare_bytes(b, &bytes, offset, fail);
+                offset += bytes.len() as u32;
+            }
+            Segment::Skip(bounds) => {
+                if offset > 0 {
+                    b.insn(Insn::Txa);
+                    b.insn(Insn::Alu {
+                        op: AluOp::Add,
+                        operand: Operand::K(offset),
+                    });
+                    b.insn(Insn::Tax);
+                    offset = 0;
+                }
+                match bounds {
+                    None => b.comment("skip any one label"),
+                    Some((min, max)) => {
+                        b.comment(format!("skip one label of {min} to {max} characters"))
+                    }
+                }
+                b.insn(Insn::LoadInd {
+                    size: Size::Byte,
+                    offset: 0,
+                });
+                match bounds {
+                    None => {}
+                    Some((min, max)) if min == max => b.jump_unless_eq(u32::from(min), fail),
+                    Some((min, max)) => {
+                        if min > 0 {
+                            b.jump(
+                                JumpCond::Ge,
+                                Operand::K(u32::from(min)),
+                                Target::Next,
+                                Target::Label(fail.to_string()),
+                            );
+                        }
+                        b.jump(
+                            JumpCond::Gt,
+                            Operand::K(u32::from(max)),
+                            Target::Label(fail.to_string()),
+                            Target::Next,
+                        );
+                    }
+                }
+                b.insn(Insn::Alu {
+                    op: AluOp::Add,
+                    operand: Operand::X,
+                });
+                b.insn(Insn::Alu {
+                    op: AluOp::Add,
+                    operand: Operand::K(1),
+                });
+                b.insn(Insn::Tax);
+            }
+            Segment::AnySuffix => b.comment("any suffix"),
+        }
+    }
+    b.insn(Insn::RetK(verdict));
+}
+
+/// IPv6 extension headers skipped before UDP (hop-by-hop, routing, fragment with offset 0,
+/// destination options): at most this many.
+pub const IPV6_EXTENSION_HEADERS: usize = 2;
+
+/// Emits code that leaves X at `offset + header + base` (and A too when base > 0 or on IPv4),
+/// where header is the IP
+/// header (IPv4: any IHL; IPv6: the fixed header and up to [`IPV6_EXTENSION_HEADERS`]
+/// extension headers). Non-first IPv6 fragments jump to `fail`.
+pub(crate) fn emit_udp_offset(b: &mut Builder, opts: &GenOptions, base: u32, fail: &str) {
+    let off = opts.offset;
+    if !opts.inet6 {
+        b.comment(format!(
+            "x = offset of the UDP header + {base} (IPv4, any header length)"
+        ));
+        b.insn(Insn::LoadXMsh(off));
+        b.insn(Insn::LoadImm(off + base));
+        b.insn(Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::X,
+        });
+        b.insn(Insn::Tax);
+        return;
+    }
+    b.comment(format!(
+        "IPv6: skip up to {IPV6_EXTENSION_HEADERS} extension headers (hop-by-hop, routing, destination options, first fragment)"
+    ));
+    b.insn(Insn::LoadAbs {
+        size: Size::Byte,
+        offset: off + 6,
+    });
+    b.insn(Insn::LoadXImm(off + 40));
+    let udp = b.new_label("udp");
+    for _ in 0..IPV6_EXTENSION_HEADERS {
+        let frag = b.new_label("fragment");
+        let opt = b.new_label("options");
+        let step = b.new_label("next_header");
+        let label = |l: &str| Target::Label(l.to_string());
+        b.jump(JumpCond::Eq, Operand::K(17), label(&udp), Target::Next);
+        b.jump(JumpCond::Eq, Operand::K(44), label(&frag), Target::Next);
+        b.jump(JumpCond::Eq, Operand::K(0), label(&opt), Target::Next);
+        b.jump(JumpCond::Eq, Operand::K(43), label(&opt), Target::Next);
+        b.jump(JumpCond::Eq, Operand::K(60), label(&opt), label(&udp));
+        b.label(&frag);
+        b.comment("fragment header: only the first fragment carries the query");
+        b.insn(Insn::LoadInd {
+            size: Size::Half,
+            offset: 2,
+        });
+        b.jump(JumpCond::Set, Operand::K(0xfff8), label(fail), Target::Next);
+        b.insn(Insn::LoadImm(8));
+        b.ja(&step);
+        b.label(&opt);
+        b.insn(Insn::LoadInd {
+            size: Size::Byte,
+            offset: 1,
+        });
+        b.insn(Insn::Alu {
+            op: AluOp::Lsh,
+            operand: Operand::K(3),
+        });
+        b.insn(Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::K(8),
+        });
+        b.label(&step);
+        b.insn(Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::X,
+        });
+        b.insn(Insn::Store(1));
+        b.insn(Insn::LoadInd {
+            size: Size::Byte,
+            offset: 0,
+        });
+        b.insn(Insn::LoadXMem(1));
+    }
+    b.label(&udp);
+    if base > 0 {
+        b.comment(format!("x = offset of the UDP header + {base}"));
+        b.insn(Insn::Txa);
+        b.insn(Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::K(base),
+        });
+        b.insn(Insn::Tax);
+    }
+}
+
+/// Builds the program for `patterns` (at least one).
+pub fn build(patterns: &[Pattern], opts: &GenOptions, b: &mut Builder) {
+    let (yes, no) = if opts.negate { (0, 65535) } else { (65535, 0) };
+    let nomatch = b.new_label("nomatch");
+    b.context("dns prologue");
+    emit_udp_offset(b, opts, 8 + 12, &nomatch);
+    b.comment("x = offset of the first question's name");
+    if patterns.len() > 1 {
+        b.insn(Insn::Store(0));
+    }
+    for (index, pattern) in patterns.iter().enumerate() {
+        b.context(format!("pattern '{}'", pattern.text));
+        let last = index + 1 == patterns.len();
+        let fail = if last {
+            nomatch.clone()
+        } else {
+            b.new_label("try")
+        };
+        b.comment(format!("pattern '{}'", pattern.text));
+        if index > 0 {
+            b.insn(Insn::LoadXMem(0));
+        }
+        emit_pattern(b, pattern, &fail, yes);
+        if !last {
+            b.label(&fail);
+        }
+    }
+    b.label(&nomatch);
+    b.insn(Insn::RetK(no));
+}
