@@ -1,0 +1,264 @@
+//! `filter`: run a classic BPF program over a capture and keep the packets it matches.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::asm::{assemble, parse_bytecode};
+use crate::cli::{CliError, EXIT_ERROR, EXIT_NO_MATCH, EXIT_OK};
+use crate::gen::tcpdump;
+use crate::insn::RawInsn;
+use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
+use crate::pcap::{Container, Reader, Writer};
+use crate::vm::{Context, Input, Profile, Program};
+
+const EXAMPLES: &str = "\
+The program sees each frame as captured (libpcap's view: offset 0 is the link-layer header),
+or with --l3 from the IP header, as iptables -m bpf sees it, whatever the link type.
+
+Examples:
+  filter -b \"$(bpfgen -o 14 dns -- '*.www.example.uk')\" < flood.pcap > hits.pcap
+  filter --l3 -v -b \"$(bpfgen dns -- '*.www.example.uk')\" flood.pcapng > hits.pcap
+  filter -e 'udp dst port 53' any.pcap > dns.pcap
+  filter -f prog.s --invert capture.pcap > rest.pcap
+
+Exit status: 0 when a packet matched, 1 when none did, 2 on error.";
+
+/// Run a classic BPF program over a capture and keep the packets it matches.
+#[derive(Debug, Parser)]
+#[command(
+    name = "filter",
+    version,
+    about = "Run a classic BPF program over a pcap/pcapng capture and keep the matches",
+    after_help = EXAMPLES
+)]
+struct Args {
+    /// The program as bytecode text (xt_bpf 'N,c t f k,...', tcpdump -ddd, or a C array).
+    #[arg(short = 'b', long, value_name = "BYTECODE", group = "program")]
+    bytecode: Option<String>,
+    /// The program as a bpf_asm assembly file.
+    #[arg(short = 'f', long = "file", value_name = "ASMFILE", group = "program")]
+    asm_file: Option<String>,
+    /// The program as a tcpdump expression, compiled for the capture's link type.
+    #[arg(short = 'e', long = "expr", value_name = "EXPR", group = "program")]
+    expr: Option<String>,
+    /// Hand the program each packet from its IP header (for xt_bpf programs).
+    #[arg(long)]
+    l3: bool,
+    /// Keep the packets that do not match instead.
+    #[arg(long)]
+    invert: bool,
+    /// Print matched/total on stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Capture files (pcap or pcapng); stdin when none.
+    files: Vec<String>,
+}
+
+struct Filter {
+    program: Option<Program>,
+    expr: Option<String>,
+    l3: bool,
+    invert: bool,
+    matched: u64,
+    total: u64,
+}
+
+impl Filter {
+    fn program_for(&mut self, linktype: u32) -> Result<&Program, CliError> {
+        if self.program.is_none() {
+            let expr = self.expr.clone().unwrap_or_default();
+            let target = if self.l3 { LINKTYPE_RAW } else { linktype };
+            let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
+            self.program = Some(Program::new(&insns, Profile::Socket)?);
+        }
+        Ok(self.program.as_ref().expect("compiled above"))
+    }
+}
+
+fn load_program(args: &Args) -> Result<Option<Vec<RawInsn>>, CliError> {
+    if let Some(text) = &args.bytecode {
+        return Ok(Some(parse_bytecode(text).map_err(|e| format!("-b: {e}"))?));
+    }
+    if let Some(path) = &args.asm_file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+        return Ok(Some(assemble(&text).map_err(|e| format!("{path}:{e}"))?));
+    }
+    Ok(None)
+}
+
+/// Runs `filter` with `args` (including the program name).
+pub fn main(
+    args: impl IntoIterator<Item = OsString>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<ExitCode, CliError> {
+    let args = match Args::try_parse_from(args) {
+        Ok(args) => args,
+        Err(err) => {
+            if err.use_stderr() {
+                write!(stderr, "{err}")?;
+                return Ok(ExitCode::from(EXIT_ERROR));
+            }
+            write!(stdout, "{err}")?;
+            return Ok(ExitCode::from(EXIT_OK));
+        }
+    };
+    if args.bytecode.is_none() && args.asm_file.is_none() && args.expr.is_none() {
+        return Err("no program: give one with -b BYTECODE, -f ASMFILE or -e EXPR".into());
+    }
+    let program = match load_program(&args)? {
+        Some(insns) => Some(Program::new(&insns, Profile::Socket)?),
+        None => None,
+    };
+    let mut filter = Filter {
+        program,
+        expr: args.expr.clone(),
+        l3: args.l3,
+        invert: args.invert,
+        matched: 0,
+        total: 0,
+    };
+    let mut output = Output {
+        sink: Some(BufWriter::with_capacity(1 << 16, stdout)),
+        writer: None,
+    };
+    let names: Vec<Option<&str>> = if args.files.is_empty() {
+        vec![None]
+    } else {
+        args.files.iter().map(|f| Some(f.as_str())).collect()
+    };
+    let mut result = Ok(());
+    for name in names {
+        let outcome = match name {
+            None | Some("-") => run_one("<stdin>", &mut *stdin, &mut filter, &mut output),
+            Some(path) => match File::open(path) {
+                Ok(file) => run_one(path, file, &mut filter, &mut output),
+                Err(e) => Err(format!("cannot open '{path}': {e}").into()),
+            },
+        };
+        if let Err(e) = outcome {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_ok() {
+        // No packet at all: still write a valid (empty) capture.
+        output.start(LINKTYPE_ETHERNET, false, 0)?;
+    }
+    let mut sink = match output.writer {
+        Some(writer) => writer.into_inner(),
+        None => output
+            .sink
+            .take()
+            .expect("sink is kept until the writer takes it"),
+    };
+    sink.flush()?;
+    if args.verbose {
+        writeln!(
+            stderr,
+            "filter: matched {}/{} packets",
+            filter.matched, filter.total
+        )?;
+    }
+    result?;
+    Ok(ExitCode::from(if filter.matched > 0 {
+        EXIT_OK
+    } else {
+        EXIT_NO_MATCH
+    }))
+}
+
+/// The output: the buffered stream until the pcap header can be written, then the writer.
+struct Output<'a> {
+    sink: Option<BufWriter<&'a mut dyn Write>>,
+    writer: Option<Writer<BufWriter<&'a mut dyn Write>>>,
+}
+
+impl<'a> Output<'a> {
+    /// Writes the pcap header if it is not written yet.
+    fn start(&mut self, linktype: u32, nanoseconds: bool, snaplen: u32) -> Result<(), CliError> {
+        if self.writer.is_none() {
+            let sink = self.sink.take().ok_or("output lost")?;
+            self.writer = Some(Writer::new(sink, linktype, nanoseconds, snaplen)?);
+        }
+        Ok(())
+    }
+}
+
+fn run_one<R: Read>(
+    name: &str,
+    input: R,
+    filter: &mut Filter,
+    output: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
+    if let Container::Pcap {
+        nanoseconds,
+        snaplen,
+        linktype,
+    } = reader.container()
+    {
+        output.start(linktype, nanoseconds, snaplen)?;
+    }
+    loop {
+        let packet = match reader.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("{name}: {e}").into()),
+        };
+        output.start(packet.linktype, true, 0)?;
+        let w = output.writer.as_mut().expect("started above");
+        if packet.linktype != w.linktype() {
+            return Err(format!(
+                "{name}: packet {}: {} differs from the {} of earlier packets; a pcap file holds one link type",
+                packet.number,
+                link::linktype_name(packet.linktype),
+                link::linktype_name(w.linktype())
+            )
+            .into());
+        }
+        filter.total += 1;
+        let net = link::network_header(packet.linktype, packet.data);
+        let mut ctx = Context::default();
+        if let Some(net) = net {
+            ctx.protocol = net.ethertype;
+        }
+        let input = if filter.l3 {
+            net.map(|net| Input {
+                frame: packet.data,
+                start: net.offset,
+                net: Some(net.offset),
+                link: Some(0),
+                wire_len: packet.orig_len.saturating_sub(net.offset as u32),
+                ctx,
+            })
+        } else {
+            Some(Input {
+                frame: packet.data,
+                start: 0,
+                net: net.map(|n| n.offset),
+                link: Some(0),
+                wire_len: packet.orig_len,
+                ctx,
+            })
+        };
+        let verdict = match input {
+            Some(input) => filter.program_for(packet.linktype)?.run_with(&input),
+            // No IP header to hand an --l3 program: it cannot match.
+            None => 0,
+        };
+        let matched = verdict != 0;
+        if matched {
+            filter.matched += 1;
+        }
+        if matched != filter.invert {
+            w.write(packet.timestamp, packet.orig_len, packet.data)?;
+        }
+    }
+}
