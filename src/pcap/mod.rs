@@ -73,6 +73,9 @@ pub enum Container {
     PcapNg,
 }
 
+/// A packet located in the buffer: data start, data length, timestamp, wire length, link type.
+type Found = (usize, usize, Duration, u32, u32);
+
 enum State {
     /// Before the file header is read.
     Start,
@@ -294,12 +297,9 @@ impl<R: Read> Reader<R> {
             }
             let slice = &self.buf[self.pos..self.end];
             let buf_start = self.buf.as_ptr() as usize;
-            // (bytes used, data range in buf, timestamp, orig_len, linktype) of a packet, or
-            // None for a block that is not a packet.
-            let parsed: Result<
-                (usize, Option<(usize, usize, Duration, u32, u32)>),
-                pcap_file::PcapError,
-            > = match &mut self.state {
+            // Bytes used, and the packet found (None for a block that is not a packet).
+            let parsed: Result<(usize, Option<Found>), pcap_file::PcapError> = match &mut self.state
+            {
                 State::Start => Err(pcap_file::PcapError::InvalidField("no file header")),
                 State::Pcap(parser) => {
                     parser
