@@ -70,6 +70,8 @@ mod tests {
 pub mod bpfasm;
 pub mod bpfgen;
 pub mod filter;
+pub mod hex2pcap;
+pub mod pcap2hex;
 
 /// Reads a whole text input: the file `path`, or stdin when it is `None` or `-`.
 /// Returns the name to use in messages (`<stdin>` or the path) and the text.

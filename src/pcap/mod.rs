@@ -12,6 +12,7 @@
 //! frames into plain Ethernet.
 
 pub mod link;
+pub mod scrub;
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};

@@ -1,0 +1,200 @@
+//! Deterministic anonymization of Ethernet frames (`pcap2hex --scrub`).
+//!
+//! What changes: MAC addresses, IPv4 / IPv6 addresses, and the labels of DNS question names
+//! (UDP port 53). What is kept: every length and every other byte, so the frame has the same
+//! structure; the IPv4 header checksum and the UDP checksum are recomputed.
+//!
+//! The mapping is a fixed function of the input: the same address or label always becomes the
+//! same replacement, within a capture and across captures. A label keeps its length and the
+//! class of each character (lower case, upper case, digit, other bytes unchanged), so a `bpfgen`
+//! pattern can be rewritten for scrubbed data label by label (`*.www.example.net` ->
+//! `*.` + scrub(www) + `.` + scrub(example) + `.` + scrub(net)) and selects the same packets,
+//! with and without `-i`. Multicast / broadcast bits of MAC addresses are kept.
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over `bytes`, seeded with a domain tag so addresses and labels map independently.
+fn hash(domain: u8, bytes: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET ^ u64::from(domain);
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    // Final mix so nearby inputs spread over all bits.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// Pseudo-random bytes derived from `input`, as many as `out` holds.
+fn derive(domain: u8, input: &[u8], out: &mut [u8]) {
+    let mut counter = 0u8;
+    for chunk in out.chunks_mut(8) {
+        let mut seed = input.to_vec();
+        seed.push(counter);
+        let bytes = hash(domain, &seed).to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+        counter = counter.wrapping_add(1);
+    }
+}
+
+fn scrub_address(domain: u8, address: &mut [u8]) {
+    let original = address.to_vec();
+    derive(domain, &original, address);
+}
+
+fn scrub_mac(mac: &mut [u8]) {
+    if mac.iter().all(|&b| b == 0xff) || mac.iter().all(|&b| b == 0) {
+        return;
+    }
+    let group = mac[0] & 0x01;
+    scrub_address(1, mac);
+    // Keep the group (multicast) bit, mark the result locally administered.
+    mac[0] = (mac[0] & 0xfc) | 0x02 | group;
+}
+
+/// Replaces the characters of a DNS label, keeping length and character classes.
+pub fn scrub_label(label: &mut [u8]) {
+    let lower: Vec<u8> = label.iter().map(|b| b.to_ascii_lowercase()).collect();
+    let mut random = vec![0u8; label.len()];
+    derive(4, &lower, &mut random);
+    for (byte, r) in label.iter_mut().zip(random) {
+        *byte = match *byte {
+            b'a'..=b'z' => b'a' + r % 26,
+            b'A'..=b'Z' => b'A' + r % 26,
+            b'0'..=b'9' => b'0' + r % 10,
+            other => other,
+        };
+    }
+}
+
+fn ones_complement_sum(mut sum: u32, bytes: &[u8]) -> u32 {
+    let mut chunks = bytes.chunks_exact(2);
+    for pair in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Scrubs DNS question names in a DNS message; stops at anything unexpected.
+fn scrub_dns(dns: &mut [u8]) {
+    if dns.len() < 12 {
+        return;
+    }
+    let questions = u16::from_be_bytes([dns[4], dns[5]]);
+    let mut at = 12;
+    for _ in 0..questions {
+        loop {
+            let Some(&len) = dns.get(at) else { return };
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            if len & 0xc0 != 0 {
+                // A compression pointer ends the name.
+                at += 2;
+                break;
+            }
+            let end = at + 1 + usize::from(len);
+            let Some(label) = dns.get_mut(at + 1..end) else {
+                return;
+            };
+            scrub_label(label);
+            at = end;
+        }
+        at += 4;
+    }
+}
+
+/// Scrubs an Ethernet frame in place (see the module docs).
+pub fn scrub_ethernet(frame: &mut [u8]) {
+    if frame.len() < 14 {
+        return;
+    }
+    scrub_mac(&mut frame[0..6]);
+    scrub_mac(&mut frame[6..12]);
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let ip = &mut frame[14..];
+    let (transport_start, protocol, pseudo): (usize, u8, Vec<u8>) = match ethertype {
+        0x0800 if ip.len() >= 20 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if ihl < 20 || ip.len() < ihl {
+                return;
+            }
+            scrub_address(2, &mut ip[12..16]);
+            scrub_address(2, &mut ip[16..20]);
+            ip[10] = 0;
+            ip[11] = 0;
+            let checksum = fold(ones_complement_sum(0, &ip[..ihl]));
+            ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+            if fragment != 0 {
+                return;
+            }
+            (ihl, ip[9], ip[12..20].to_vec())
+        }
+        0x86dd if ip.len() >= 40 => {
+            scrub_address(3, &mut ip[8..24]);
+            scrub_address(3, &mut ip[24..40]);
+            (40, ip[6], ip[8..40].to_vec())
+        }
+        _ => return,
+    };
+    if protocol != 17 || ip.len() < transport_start + 8 {
+        return;
+    }
+    let udp = &mut ip[transport_start..];
+    let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+    if src_port == 53 || dst_port == 53 {
+        scrub_dns(&mut udp[8..]);
+    }
+    let had_checksum = udp[6] != 0 || udp[7] != 0;
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if had_checksum && udp_len >= 8 && udp_len <= udp.len() {
+        udp[6] = 0;
+        udp[7] = 0;
+        let mut sum = ones_complement_sum(0, &pseudo);
+        sum += u32::from(protocol) + udp_len as u32;
+        sum = ones_complement_sum(sum, &udp[..udp_len]);
+        let mut checksum = fold(sum);
+        if checksum == 0 {
+            checksum = 0xffff;
+        }
+        udp[6..8].copy_from_slice(&checksum.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_keep_length_class_and_identity() {
+        let mut a = *b"www";
+        let mut b = *b"WWW";
+        scrub_label(&mut a);
+        scrub_label(&mut b);
+        assert_ne!(&a, b"www");
+        assert!(a.iter().all(u8::is_ascii_lowercase));
+        assert_eq!(
+            a.to_ascii_uppercase(),
+            b,
+            "case-insensitive identity is kept"
+        );
+        let mut again = *b"www";
+        scrub_label(&mut again);
+        assert_eq!(a, again);
+    }
+}
