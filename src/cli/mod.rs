@@ -71,6 +71,7 @@ pub mod bpfasm;
 pub mod bpfgen;
 pub mod filter;
 pub mod hex2pcap;
+pub mod parsedns;
 pub mod pcap2hex;
 
 /// Reads a whole text input: the file `path`, or stdin when it is `None` or `-`.
