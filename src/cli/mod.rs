@@ -71,6 +71,7 @@ pub mod bpfasm;
 pub mod bpfgen;
 pub mod filter;
 pub mod hex2pcap;
+pub mod iptables_bpf;
 pub mod parsedns;
 pub mod pcap2hex;
 

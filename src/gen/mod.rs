@@ -9,6 +9,7 @@
 
 pub mod builder;
 pub mod dns;
+pub mod iptables;
 pub mod tcpdump;
 
 use clap::Parser;
