@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::insn::{Ancillary, Insn, Operand, RawInsn};
+use crate::insn::{AluOp, Ancillary, Insn, Operand, RawInsn};
 
 /// A text form of a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -163,6 +163,18 @@ fn listing_operand(insn: &Insn) -> (String, String) {
         Insn::LoadXMsh(k) => ("ldxb".into(), format!("4*([{}]&0xf)", offset(k))),
         Insn::Store(k) => ("st".into(), format!("M[{k}]")),
         Insn::StoreX(k) => ("stx".into(), format!("M[{k}]")),
+        // tcpdump shows arithmetic constants in decimal (signed) and bit masks in hex.
+        Insn::Alu {
+            op:
+                op @ (AluOp::Add
+                | AluOp::Sub
+                | AluOp::Mul
+                | AluOp::Div
+                | AluOp::Mod
+                | AluOp::Lsh
+                | AluOp::Rsh),
+            operand: Operand::K(k),
+        } => (op.mnemonic().into(), format!("#{}", k as i32)),
         Insn::Alu { op, operand } => (op.mnemonic().into(), imm(operand)),
         Insn::Neg => ("neg".into(), String::new()),
         Insn::Ja(_) => ("ja".into(), String::new()),

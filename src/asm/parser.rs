@@ -182,7 +182,14 @@ fn lex(source: &str) -> Result<Vec<Token>, AsmError> {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
-                let value = parse_number_text(&text).ok_or_else(|| AsmError {
+                // `(008)` starting a listing line is a decimal instruction number, not octal.
+                let listing_number = matches!(tokens.last(), Some(Token { tok: Tok::Punct('('), line_start: true, .. }));
+                let value = if listing_number && text.bytes().all(|b| b.is_ascii_digit()) {
+                    text.parse().ok()
+                } else {
+                    parse_number_text(&text)
+                };
+                let value = value.ok_or_else(|| AsmError {
                     pos,
                     found: text.clone(),
                     message: format!(

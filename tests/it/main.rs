@@ -1,1 +1,4 @@
 //! Integration tests: one test binary driving the built tools and the library with real inputs.
+
+mod asm;
+mod common;
