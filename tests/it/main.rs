@@ -2,3 +2,5 @@
 
 mod asm;
 mod common;
+mod kernel;
+mod randprog;

@@ -1,0 +1,364 @@
+//! The running Linux kernel as the oracle for the validator and the interpreter.
+//!
+//! - Accept/reject: 10,000 random programs (valid and invalid, biased to the rules' edges) are
+//!   attached with `SO_ATTACH_FILTER` to a UDP socket (no privilege needed) and the kernel's
+//!   answer is compared with `vm::validate`.
+//! - Verdicts (root only): in a network namespace made for the test, an AF_PACKET `SOCK_DGRAM`
+//!   socket on `lo` (programs see packets from the network header, as with xt_bpf) runs random
+//!   valid programs on real UDP packets (IPv4 and IPv6, DNS queries and random payloads). An
+//!   unfiltered AF_PACKET socket records the exact frames; the interpreter runs on those and
+//!   must predict, for every frame and direction, whether it is delivered and how many bytes
+//!   are kept (min(verdict, length)).
+
+use std::fs::File;
+use std::io;
+use std::mem::size_of;
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bpftools::asm::disassemble;
+use bpftools::insn::{Ancillary, RawInsn};
+use bpftools::vm::{validate, Context, Input, Profile, Program};
+
+use crate::common::is_root;
+use crate::randprog::{program, Mix, Rng};
+
+/// Attaches `prog` to `fd`; Ok when the kernel accepts it.
+fn attach(fd: RawFd, prog: &[RawInsn]) -> io::Result<()> {
+    let mut filter: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|r| libc::sock_filter {
+            code: r.code,
+            jt: r.jt,
+            jf: r.jf,
+            k: r.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: if filter.is_empty() {
+            std::ptr::NonNull::dangling().as_ptr()
+        } else {
+            filter.as_mut_ptr()
+        },
+    };
+    // A length that does not fit in u16 cannot even be described to the kernel.
+    if prog.len() > u16::MAX as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn validator_agrees_with_the_kernel_on_10000_random_programs() {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let mut rng = Rng::new(0x5eed_0001);
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut disagreements = Vec::new();
+    for case in 0..10_000 {
+        let mix = Mix {
+            invalid: case % 2 == 0,
+            ancillary: true,
+        };
+        let prog = program(&mut rng, mix);
+        let kernel = attach(socket.as_raw_fd(), &prog);
+        let ours = validate(&prog, Profile::Socket);
+        match (&kernel, &ours) {
+            (Ok(()), Ok(())) => accepted += 1,
+            (Err(_), Err(_)) => rejected += 1,
+            _ => disagreements.push(format!(
+                "case {case}: kernel {:?}, validator {:?}\n{}",
+                kernel.as_ref().map_err(|e| e.to_string()),
+                ours.as_ref().map_err(|e| e.to_string()),
+                disassemble(&prog)
+            )),
+        }
+    }
+    eprintln!(
+        "kernel oracle: {accepted} accepted and {rejected} rejected by both, {} disagreements",
+        disagreements.len()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{}",
+        disagreements[..disagreements.len().min(5)].join("\n")
+    );
+    assert!(
+        accepted > 2000 && rejected > 2000,
+        "too one-sided: {accepted} accepted, {rejected} rejected"
+    );
+}
+
+/// A network namespace that is deleted when dropped, even when the test fails.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ip netns add {name} failed");
+        let ns = Netns(name.to_string());
+        let up = Command::new("ip")
+            .args(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(up, "cannot bring lo up in {name}");
+        ns
+    }
+
+    /// Moves the calling thread into the namespace.
+    fn enter(&self) {
+        let file = File::open(format!("/var/run/netns/{}", self.0)).expect("netns file");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// An AF_PACKET socket on `lo` (ifindex 1 in a new namespace).
+fn packet_socket(kind: libc::c_int) -> OwnedFd {
+    let protocol = (libc::ETH_P_ALL as u16).to_be();
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            kind | libc::SOCK_NONBLOCK,
+            i32::from(protocol),
+        )
+    };
+    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol;
+    addr.sll_ifindex = 1;
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
+    fd
+}
+
+/// Receives every queued packet: (length before any truncation by the reader, packet type, bytes).
+fn drain(fd: RawFd, wait: Duration) -> Vec<(usize, u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0u8; 70000];
+    loop {
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut addr_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        let n = unsafe {
+            libc::recvfrom(
+                fd,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_TRUNC,
+                &mut addr as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut addr_len,
+            )
+        };
+        if n >= 0 {
+            let n = n as usize;
+            out.push((n, addr.sll_pkttype, buf[..n.min(buf.len())].to_vec()));
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Test payloads: real DNS queries from the captures' flood and random bytes of many lengths.
+fn payloads(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new(), vec![0u8; 1]];
+    let query = simple_dns_query("abcdefgh.www.example.net");
+    out.push(query);
+    out.push(simple_dns_query("WWW.EXAMPLE.NET"));
+    for _ in 0..6 {
+        let len = rng.below(300) as usize;
+        out.push((0..len).map(|_| rng.next() as u8).collect());
+    }
+    out
+}
+
+fn simple_dns_query(name: &str) -> Vec<u8> {
+    let mut packet = simple_dns::Packet::new_query(0x1234);
+    packet.questions.push(simple_dns::Question::new(
+        simple_dns::Name::new_unchecked(name),
+        simple_dns::TYPE::A.into(),
+        simple_dns::CLASS::IN.into(),
+        false,
+    ));
+    packet.build_bytes_vec().expect("query")
+}
+
+/// The ancillary fields whose kernel values on `lo` are known and fixed.
+const PREDICTABLE: [Ancillary; 9] = [
+    Ancillary::Protocol,
+    Ancillary::PktType,
+    Ancillary::IfIndex,
+    Ancillary::HaType,
+    Ancillary::Mark,
+    Ancillary::NlAttr,
+    Ancillary::NlAttrNest,
+    Ancillary::AluXorX,
+    Ancillary::VlanTagPresent,
+];
+
+fn uses_unpredictable_ancillary(prog: &[RawInsn]) -> bool {
+    prog.iter().any(|r| {
+        matches!(r.code, 0x20 | 0x28 | 0x30)
+            && Ancillary::from_offset(r.k).is_some_and(|a| !PREDICTABLE.contains(&a))
+    })
+}
+
+#[test]
+fn interpreter_verdicts_agree_with_the_kernel_on_real_packets() {
+    if !is_root() {
+        eprintln!("SKIP interpreter_verdicts_agree_with_the_kernel_on_real_packets: needs root (network namespace, AF_PACKET)");
+        return;
+    }
+    let ns = Netns::new(&format!("bpftools-vm-{}", std::process::id()));
+    let name = ns.0.clone();
+    let handle = std::thread::spawn(move || {
+        let ns = Netns(name);
+        ns.enter();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verdicts_in_namespace()));
+        // The namespace is deleted by the outer guard; do not delete it twice.
+        std::mem::forget(ns);
+        result
+    });
+    let result = handle.join().expect("thread");
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn verdicts_in_namespace() {
+    let receiver4 = UdpSocket::bind("127.0.0.1:5353").expect("udp receiver");
+    let receiver6 = UdpSocket::bind("[::1]:5353").ok();
+    let sender4 = UdpSocket::bind("127.0.0.1:0").expect("udp sender");
+    let sender6 = UdpSocket::bind("[::1]:0").ok();
+    let raw = packet_socket(libc::SOCK_RAW);
+    let filtered = packet_socket(libc::SOCK_DGRAM);
+    let mut rng = Rng::new(0x5eed_0002);
+    let (mut programs, mut frames, mut delivered) = (0, 0, 0);
+    let mut disagreements = Vec::new();
+    while programs < 300 {
+        let prog = program(
+            &mut rng,
+            Mix {
+                invalid: false,
+                ancillary: true,
+            },
+        );
+        if validate(&prog, Profile::Socket).is_err() || uses_unpredictable_ancillary(&prog) {
+            continue;
+        }
+        let vm = Program::new(&prog, Profile::Socket).expect("valid");
+        attach(filtered.as_raw_fd(), &prog)
+            .expect("kernel accepts a program the validator accepts");
+        drain(filtered.as_raw_fd(), Duration::ZERO);
+        drain(raw.as_raw_fd(), Duration::ZERO);
+        programs += 1;
+        for payload in payloads(&mut rng) {
+            let v6 = rng.chance(30) && sender6.is_some() && receiver6.is_some();
+            if v6 {
+                sender6
+                    .as_ref()
+                    .unwrap()
+                    .send_to(&payload, "[::1]:5353")
+                    .expect("send6");
+            } else {
+                sender4.send_to(&payload, "127.0.0.1:5353").expect("send4");
+            }
+            let seen = drain(raw.as_raw_fd(), Duration::from_millis(3));
+            let got = drain(filtered.as_raw_fd(), Duration::from_millis(1));
+            let mut want = Vec::new();
+            for (_, pkttype, frame) in &seen {
+                if frame.len() < 14 {
+                    continue;
+                }
+                frames += 1;
+                let ctx = Context {
+                    protocol: u16::from_be_bytes([frame[12], frame[13]]),
+                    pkt_type: u32::from(*pkttype),
+                    ifindex: 1,
+                    hatype: 772,
+                    ..Context::default()
+                };
+                let input = Input {
+                    frame,
+                    start: 14,
+                    net: Some(14),
+                    link: Some(0),
+                    wire_len: (frame.len() - 14) as u32,
+                    ctx,
+                };
+                let verdict = vm.run_with(&input);
+                if verdict != 0 {
+                    want.push((*pkttype, (verdict as usize).min(frame.len() - 14)));
+                }
+            }
+            let mut have: Vec<(u8, usize)> = got
+                .iter()
+                .map(|(len, pkttype, _)| (*pkttype, *len))
+                .collect();
+            want.sort();
+            have.sort();
+            delivered += have.len();
+            if want != have {
+                disagreements.push(format!(
+                    "payload of {} bytes over IPv{}: interpreter {want:?}, kernel {have:?}\n{}",
+                    payload.len(),
+                    if v6 { 6 } else { 4 },
+                    disassemble(&prog)
+                ));
+            }
+        }
+    }
+    drop(receiver4);
+    eprintln!(
+        "kernel verdicts: {programs} programs, {frames} frames, {delivered} delivered, {} disagreements",
+        disagreements.len()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{}",
+        disagreements[..disagreements.len().min(3)].join("\n")
+    );
+    assert!(
+        delivered > 100,
+        "too few deliveries ({delivered}) to say anything"
+    );
+}
