@@ -251,8 +251,7 @@ fn interpreter_verdicts_agree_with_the_kernel_on_real_packets() {
     let handle = std::thread::spawn(move || {
         let ns = Netns(name);
         ns.enter();
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verdicts_in_namespace()));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(verdicts_in_namespace));
         // The namespace is deleted by the outer guard; do not delete it twice.
         std::mem::forget(ns);
         result
