@@ -3,4 +3,5 @@
 mod asm;
 mod common;
 mod kernel;
+mod libpcap;
 mod randprog;
