@@ -118,8 +118,8 @@ pub struct DnsArgs {
     after_help = "\
 Matches a UDP DNS request when any of these holds:
   the UDP payload is shorter than 21 bytes (12 of header and the shortest question);
-  a flag other than the allowed ones is set (allowed: RD, CD, AD, Z, and RA unless --strict;
-    the opcode and rcode must be 0, QR must be 0);
+  a flag other than the allowed ones is set (allowed: CD, AD, Z, and RD and RA unless
+    --strict; QR, AA, TC, the opcode and the rcode must be 0);
   qdcount != 1, ancount != 0, nscount != 0, or arcount > 1.
 
 Examples:
@@ -127,7 +127,7 @@ Examples:
   bpfgen -o 14 dns_validate -- --strict"
 )]
 pub struct DnsValidateArgs {
-    /// Also refuse the CD, AD, Z and RA flags: only RD is allowed.
+    /// Also refuse the RD and RA flags (for authoritative-only servers): only CD, AD and Z.
     #[arg(long)]
     pub strict: bool,
 }
@@ -247,9 +247,11 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, b: &mut Builder) {
     b.comment("UDP length: 8 + 12 of header + at least 9 of question");
     load(b, Size::Half, 4);
     unless(b, Ge, 29, false);
-    let mask = if strict { 0xff8f } else { 0xfc8f };
+    // Allowed: CD 0x0010, AD 0x0020, Z 0x0040 and, unless strict, RA 0x0080 and RD 0x0100.
+    // (The original documented this set but its mask, 0xfc8f, let TC through and refused RA.)
+    let mask = if strict { 0xff8f } else { 0xfe0f };
     b.comment(if strict {
-        "flags: only RD may be set (QR, opcode, AA, TC, RA, Z, AD, CD, rcode must be 0)"
+        "flags: only Z, AD and CD may be set (QR, opcode, AA, TC, RD, RA, rcode must be 0)"
     } else {
         "flags: only RD, RA, Z, AD and CD may be set (QR, opcode, AA, TC, rcode must be 0)"
     });

@@ -2,6 +2,8 @@
 
 mod asm;
 mod common;
+mod gen;
 mod kernel;
 mod libpcap;
+mod packets;
 mod randprog;
