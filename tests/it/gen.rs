@@ -58,8 +58,11 @@ fn reference_lines() -> Vec<Line> {
         .collect()
 }
 
+/// Frames of a capture, each with the offset of its network header.
+type Frames = Vec<(Vec<u8>, usize)>;
+
 /// Frames of a capture with the offset of their network header.
-fn capture_frames(name: &str) -> Vec<(Vec<u8>, usize)> {
+fn capture_frames(name: &str) -> Frames {
     let mut reader = Reader::new(std::fs::File::open(capture(name)).unwrap()).unwrap();
     let mut out = Vec::new();
     while let Some(p) = reader.next_packet().unwrap() {
@@ -221,8 +224,7 @@ fn every_reference_line_gives_the_original_verdicts_on_captures_and_a_corpus() {
         }
     }
     assert!(corpus.len() >= 1000, "corpus of {}", corpus.len());
-    let captures: Vec<(&str, Vec<(Vec<u8>, usize)>)> =
-        CAPTURES.iter().map(|c| (*c, capture_frames(c))).collect();
+    let captures: Vec<(&str, Frames)> = CAPTURES.iter().map(|c| (*c, capture_frames(c))).collect();
     let mut compared = 0u64;
     let mut failures = Vec::new();
     for line in &lines {
@@ -647,7 +649,7 @@ fn pattern_table_on_ipv4_and_ipv6() {
     assert_eq!(out.status.code(), Some(2), "no pattern: {}", stderr(&out));
     rows += 1;
     let long_name =
-        vec!["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0"; 4].join(".");
+        ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0"; 4].join(".");
     let err = generate(
         "dns",
         &["--".into(), format!("{long_name}.toolong")],
