@@ -6,4 +6,5 @@ mod gen;
 mod kernel;
 mod libpcap;
 mod packets;
+mod pipe;
 mod randprog;
