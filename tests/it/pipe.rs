@@ -439,16 +439,33 @@ fn bad_hex_lines_name_the_line() {
 
 #[test]
 fn a_closed_pipe_ends_the_tools_quietly() {
-    for (tool, args) in [(
+    // Large outputs: the hex of the flood, and its DNS report.
+    let hex_lines = stdout(&run(
         "pcap2hex",
-        vec![capture("eth-flood-v4.pcap").to_str().unwrap().to_string()],
-    )] {
+        &[capture("eth-flood-v4.pcap").to_str().unwrap()],
+        b"",
+    ));
+    let cases: [(&str, Vec<String>, Vec<u8>); 2] = [
+        (
+            "pcap2hex",
+            vec![capture("eth-flood-v4.pcap").to_str().unwrap().to_string()],
+            Vec::new(),
+        ),
+        ("parsedns", Vec::new(), hex_lines.into_bytes()),
+    ];
+    for (tool, args, input) in cases {
         let mut child = Command::new(crate::common::bin(tool))
             .args(&args)
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
         // Read one line, then close the pipe, as `| head -1` does.
         {
             use std::io::BufRead;
@@ -460,6 +477,7 @@ fn a_closed_pipe_ends_the_tools_quietly() {
             assert!(!line.is_empty());
         }
         let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
         assert_eq!(out.status.code(), Some(0), "{tool}: {}", stderr(&out));
         assert!(out.stderr.is_empty(), "{tool}: {}", stderr(&out));
     }
