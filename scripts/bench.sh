@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmarks on a 1,000,000-packet capture built from ../shared/captures/eth-flood-v4.pcap:
+#   filter (bpftools)  vs  the libpcap baseline ../shared/tools/pcapfilter.c (same program, same output)
+#   pcap2hex           vs  tcpdump -r FILE -x (a rough reference: different output format)
+# Needs hyperfine, gcc, libpcap-dev, tcpdump. Prints hyperfine's tables and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=../shared
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for tool in hyperfine gcc tcpdump; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is needed (apt-get install $tool)" >&2; exit 2; }
+done
+
+cargo build --release --quiet
+bin=target/release
+gcc -O2 -o "$work/pcapfilter" "$shared/tools/pcapfilter.c" -lpcap
+
+# 1,000,000 packets: the flood capture's packets repeated, written by hex2pcap.
+"$bin/pcap2hex" -n "$shared/captures/eth-flood-v4.pcap" > "$work/one.hex"
+awk -v n=1000000 '{ line[NR] = $0 } END { for (i = 0; i < n; i++) print line[i % NR + 1] }' \
+    "$work/one.hex" > "$work/big.hex"
+"$bin/hex2pcap" --ts-step 0.000001 < "$work/big.hex" > "$work/big.pcap"
+rm "$work/one.hex" "$work/big.hex"
+echo "bench: $(stat -c %s "$work/big.pcap") bytes, 1000000 packets"
+
+program=$("$bin/bpfgen" -o 14 dns -- '*.www.example.net')
+
+# Same program, same packets kept.
+"$bin/filter" -b "$program" < "$work/big.pcap" > "$work/ours.pcap"
+"$work/pcapfilter" "$program" < "$work/big.pcap" > "$work/theirs.pcap" 2>/dev/null
+if ! cmp -s <("$bin/pcap2hex" -n "$work/ours.pcap") <("$bin/pcap2hex" -n "$work/theirs.pcap"); then
+    echo "bench: filter and the libpcap baseline kept different packets" >&2
+    exit 1
+fi
+echo "bench: filter and libpcap keep the same $("$bin/pcap2hex" -n "$work/ours.pcap" | wc -l) packets"
+
+hyperfine --warmup 1 --runs 5 --export-json "$work/filter.json" \
+    -n filter "$bin/filter -b '$program' < $work/big.pcap > /dev/null" \
+    -n libpcap "$work/pcapfilter '$program' < $work/big.pcap > /dev/null 2>&1"
+hyperfine --warmup 1 --runs 3 --export-json "$work/hex.json" \
+    -n pcap2hex "$bin/pcap2hex $work/big.pcap > /dev/null" \
+    -n "tcpdump -x" "tcpdump -r $work/big.pcap -x > /dev/null 2>&1"
+
+ratio() {
+    python3 - "$1" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+ours, theirs = results[0], results[1]
+print(f"bench: {ours['command']} {ours['mean']:.3f} s, {theirs['command']} {theirs['mean']:.3f} s, "
+      f"ratio {ours['mean'] / theirs['mean']:.2f} (below 1 = faster)")
+PY
+}
+ratio "$work/filter.json"
+ratio "$work/hex.json"
