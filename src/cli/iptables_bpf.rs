@@ -26,6 +26,7 @@ Examples:
 
 /// Generate a bash script that deploys a BPF rule with ipset and iptables.
 #[derive(Debug, Parser)]
+#[command(group(clap::ArgGroup::new("chain_rules").multiple(true)))]
 #[command(name = "iptables-bpf", version, about = "Generate a bash script that deploys a BPF match with ipset + iptables", after_help = EXAMPLES)]
 struct Args {
     /// IPv6 (ip6tables, ipset family inet6).

@@ -33,7 +33,7 @@ pub enum ScriptError {
     #[error("{0}")]
     Invalid(String),
     /// Even one pattern does not fit in an xt_bpf rule.
-    #[error("pattern '{pattern}' alone needs {count} instructions; an iptables bpf rule holds at most 64")]
+    #[error("pattern '{pattern}' alone needs {count} instructions; an iptables bpf rule holds at most 64 (for IPv6, 'dns --ext-headers 1' or 0 makes the program shorter)")]
     TooLong {
         /// The pattern.
         pattern: String,
@@ -249,10 +249,16 @@ fn dns_flags_and_patterns(args: &[String]) -> (Vec<String>, Vec<String>) {
     let mut flags = Vec::new();
     let mut patterns = Vec::new();
     let mut after_dashes = false;
+    let mut value_next = false;
     for arg in args {
-        if !after_dashes && arg == "--" {
+        if value_next {
+            flags.push(arg.clone());
+            value_next = false;
+        } else if !after_dashes && arg == "--" {
             after_dashes = true;
         } else if !after_dashes && arg.starts_with('-') {
+            // The dns generator's only option with a separate value.
+            value_next = arg == "--ext-headers";
             flags.push(arg.clone());
         } else {
             patterns.push(arg.clone());

@@ -92,8 +92,9 @@ Patterns:
   ex%2Eample.com      %XX is the byte XX (here one label 'ex.ample')
 
 The name is compared on the wire (length-prefixed labels) in the first question only.
-IPv4 headers of any length are handled; with -6, up to 2 IPv6 extension headers
-(hop-by-hop, routing, destination options, a first fragment) before UDP are skipped,
+IPv4 headers of any length are handled. With -6, up to 2 IPv6 extension headers
+(hop-by-hop, routing, destination options, a first fragment) before UDP are skipped
+(--ext-headers 0..3; each costs 16 instructions), a query behind more is not matched,
 and a later fragment never matches.
 
 Examples:
@@ -105,6 +106,9 @@ pub struct DnsArgs {
     /// Match letters in either case.
     #[arg(short = 'i', long)]
     pub ignorecase: bool,
+    /// IPv6 only: how many extension headers before UDP the program skips (0 to 3).
+    #[arg(long, value_name = "N", default_value_t = dns::IPV6_EXTENSION_HEADERS as u8, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub ext_headers: u8,
     /// Name patterns.
     #[arg(required = true, value_name = "PATTERN")]
     pub patterns: Vec<String>,
@@ -130,6 +134,9 @@ pub struct DnsValidateArgs {
     /// Also refuse the RD and RA flags (for authoritative-only servers): only CD, AD and Z.
     #[arg(long)]
     pub strict: bool,
+    /// IPv6 only: how many extension headers before UDP the program skips (0 to 3).
+    #[arg(long, value_name = "N", default_value_t = dns::IPV6_EXTENSION_HEADERS as u8, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub ext_headers: u8,
 }
 
 /// Arguments of the `suffix` generator.
@@ -180,11 +187,11 @@ pub fn generate(name: &str, args: &[String], opts: &GenOptions) -> Result<Genera
                 .iter()
                 .map(|p| dns::parse_pattern(p, args.ignorecase))
                 .collect::<Result<Vec<_>, _>>()?;
-            dns::build(&patterns, opts, &mut b);
+            dns::build(&patterns, opts, usize::from(args.ext_headers), &mut b);
         }
         "dns_validate" => {
             let args: DnsValidateArgs = parse_args(name, args)?;
-            build_dns_validate(args.strict, opts, &mut b);
+            build_dns_validate(args.strict, opts, usize::from(args.ext_headers), &mut b);
         }
         "suffix" => {
             let args: SuffixArgs = parse_args(name, args)?;
@@ -226,13 +233,13 @@ fn verdicts(opts: &GenOptions) -> (u32, u32) {
     }
 }
 
-fn build_dns_validate(strict: bool, opts: &GenOptions, b: &mut Builder) {
+fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &mut Builder) {
     let (malformed, fine) = verdicts(opts);
     let bad = b.new_label("malformed");
     let fail = b.new_label("fragment");
     b.context("dns_validate");
     // X = the UDP header; DNS fields are read at [x + 8 + field].
-    dns::emit_udp_offset(b, opts, 0, &fail);
+    dns::emit_udp_offset(b, opts, ext_headers, 0, &fail);
     let load = |b: &mut Builder, size, offset| b.insn(Insn::LoadInd { size, offset });
     let unless = |b: &mut Builder, cond, k, jump_if_true: bool| {
         use crate::asm::labels::Target;

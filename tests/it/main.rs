@@ -3,6 +3,7 @@
 mod asm;
 mod common;
 mod gen;
+mod iptables;
 mod kernel;
 mod libpcap;
 mod packets;

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# End-to-end test of iptables-bpf on the real kernel: two network namespaces joined by a veth
+# pair, a real DNS server (Knot) in one, real clients (dig, dnsperf) in the other, IPv4 and IPv6.
+# Needs root, iproute2, iptables, ipset, knot, dnsutils, dnsperf. Skips (exit 0) when not root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "e2e-iptables: SKIP: needs root (network namespaces, iptables)"
+    exit 0
+fi
+for tool in ip iptables ip6tables ipset knotd dig dnsperf; do
+    command -v "$tool" >/dev/null || { echo "e2e-iptables: FAIL: $tool is not installed"; exit 1; }
+done
+
+cargo build --release --quiet || exit 1
+BIN=$PWD/target/release
+TMP=$(mktemp -d)
+SRV=bpfe2e-srv-$$
+CLI=bpfe2e-cli-$$
+MARKER=$TMP/pwned
+PASSED=0
+FAILED=0
+
+cleanup() {
+    # Every process left in the namespaces (the DNS server), then the namespaces.
+    local pid
+    for pid in $(ip netns pids "$SRV" 2>/dev/null) $(ip netns pids "$CLI" 2>/dev/null); do
+        kill "$pid" 2>/dev/null
+    done
+    ip netns del "$SRV" 2>/dev/null
+    ip netns del "$CLI" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+check() { # check DESCRIPTION COMMAND...
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+srv() { ip netns exec "$SRV" "$@"; }
+cli() { ip netns exec "$CLI" "$@"; }
+
+# --- the network: cli (10.53.1.1, fd53:1::1) <-> srv (10.53.1.2, fd53:1::2)
+ip netns add "$SRV" && ip netns add "$CLI" || exit 1
+ip link add v-cli netns "$CLI" type veth peer name v-srv netns "$SRV" || exit 1
+cli ip link set lo up
+srv ip link set lo up
+cli ip addr add 10.53.1.1/24 dev v-cli
+srv ip addr add 10.53.1.2/24 dev v-srv
+cli ip -6 addr add fd53:1::1/64 dev v-cli nodad
+srv ip -6 addr add fd53:1::2/64 dev v-srv nodad
+cli ip link set v-cli up
+srv ip link set v-srv up
+srv ip route add default via 10.53.1.1 dev v-srv
+srv ip -6 route add default via fd53:1::1 dev v-srv
+
+# --- the DNS server
+cat > "$TMP/example.net.zone" <<'ZONE'
+$ORIGIN example.net.
+$TTL 300
+@       SOA ns hostmaster 1 3600 600 86400 300
+@       NS  ns
+ns      A   10.53.1.2
+www     A   192.0.2.2
+www     AAAA 2001:db8::2
+mail    A   192.0.2.3
+ZONE
+cat > "$TMP/knot.conf" <<CONF
+server:
+    rundir: "$TMP"
+    listen: [ 10.53.1.2@53, fd53:1::2@53 ]
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "$TMP"
+zone:
+  - domain: example.net
+    file: "$TMP/example.net.zone"
+CONF
+ip netns exec "$SRV" knotd -c "$TMP/knot.conf" >"$TMP/knotd.log" 2>&1 </dev/null &
+for _ in $(seq 50); do
+    srv dig +time=1 +tries=1 @10.53.1.2 www.example.net A +short 2>/dev/null | grep -q 192.0.2.2 && break
+    sleep 0.2
+done
+
+# --- helpers
+# answered SERVER NAME: true when the server answers the query
+answered() {
+    local out
+    out=$(cli dig +time=1 +tries=1 @"$1" "$2" A 2>/dev/null) || return 1
+    grep -q 'status: ' <<<"$out"
+}
+# flood SERVER COUNT: sends COUNT random-name queries under www.example.net; prints how many
+# got no answer
+flood() {
+    local server=$1 count=$2 file=$TMP/flood.txt
+    : > "$file"
+    for i in $(seq "$count"); do echo "r$RANDOM$i.www.example.net A" >> "$file"; done
+    cli dnsperf -s "$server" -d "$file" -c 1 -n 1 -t 1 -q 20 2>/dev/null |
+        awk '/Queries lost:/ { print $3; found = 1 } END { if (!found) print -1 }'
+}
+# dropped_by COMMAND: total packets counted by the INPUT rules that use the bpf match
+# (directly or through a jump to a chain)
+bpf_packets() {
+    srv "$1" -w -L INPUT -v -x -n | awk 'NR > 2 && /match-set/ { sum += $1 } END { print sum + 0 }'
+}
+rules_with() { srv "$1"-save | grep -c -- "$2"; }
+sets_named() { srv ipset list -n | grep -c "^bpf"; }
+
+# run_case FAMILY SERVER IPTABLES SCRIPT_ARGS...: apply twice, flood, legit, delete, flood again
+run_case() {
+    local family=$1 server=$2 ipt=$3
+    shift 3
+    local dir=$TMP/$family-$RANDOM
+    mkdir -p "$dir"
+    local generated
+    generated=$(cd "$dir" && "$BIN/iptables-bpf" "$@") || { fail "$family: iptables-bpf $*"; return; }
+    local script=$dir/${generated#Generated file \'}
+    script=${script%\'}
+    check "$family: script written with mode 0750 ($*)" test "$(stat -c %a "$script")" = 750
+    check "$family: script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script"
+    check "$family: second run is idempotent" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script"
+    check "$family: exactly one ipset" test "$(sets_named)" = 1
+    local before lost after
+    before=$(bpf_packets "$ipt")
+    lost=$(flood "$server" 50)
+    after=$(bpf_packets "$ipt")
+    check "$family: 50 flood queries unanswered (lost $lost)" test "$lost" = 50
+    check "$family: iptables counted the 50 flood queries ($((after - before)))" test $((after - before)) = 50
+    check "$family: legitimate query answered" answered "$server" www.example.net
+    check "$family: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script" --delete
+    check "$family: no bpf rule left" test "$(rules_with "$ipt" 'bpf')" = 0
+    check "$family: no match-set rule left" test "$(rules_with "$ipt" 'match-set')" = 0
+    check "$family: no ipset left" test "$(sets_named)" = 0
+    lost=$(flood "$server" 20)
+    check "$family: flood answered again after --delete (lost $lost)" test "$lost" = 0
+}
+
+# --- IPv4 and IPv6, one pattern
+run_case ipv4 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
+run_case ipv6 fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
+run_case ipv4-twice 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
+
+# --- the 64-instruction split: many patterns, several rules, same packets dropped
+many=()
+for i in $(seq 1 9); do many+=("*.host$i.example.org"); done
+many+=('*.www.example.net')
+run_case ipv4-split 10.53.1.2 iptables -i 10.53.1.2 dns -- "${many[@]}"
+split_rules=$(cd "$TMP" && "$BIN/iptables-bpf" -w - dns -- "${many[@]}" | grep -c "^    '[0-9]")
+check "split: the patterns need $split_rules rules (more than one)" test "$split_rules" -gt 1
+
+# --- negated split: drop everything except the listed names (chain of RETURNs, then DROP)
+run_negated() {
+    local dir=$TMP/negated
+    mkdir -p "$dir"
+    local keep=(www.example.net mail.example.net ns.example.net)
+    for i in $(seq 1 9); do keep+=("host$i.example.org"); done
+    (cd "$dir" && "$BIN/iptables-bpf" -n -i 10.53.1.2 -w negated.sh dns -- "${keep[@]}") >/dev/null || { fail "negated: generate"; return; }
+    check "negated: applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/negated.sh"
+    check "negated: uses a chain of several RETURN rules" test "$(rules_with iptables '-j RETURN')" -gt 1
+    check "negated: listed name answered" answered 10.53.1.2 www.example.net
+    check "negated: listed name answered (last group)" answered 10.53.1.2 host9.example.org
+    local lost
+    lost=$(flood 10.53.1.2 30)
+    check "negated: other names dropped (lost $lost)" test "$lost" = 30
+    check "negated: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/negated.sh" --delete
+    check "negated: nothing left" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
+}
+run_negated
+
+# --- chain mode
+run_chain() {
+    local dir=$TMP/chain
+    mkdir -p "$dir"
+    (cd "$dir" && "$BIN/iptables-bpf" -i 10.53.1.2 -w chain.sh --chain DNSGUARD --accept www.example.net --drop '*.www.example.net' any) >/dev/null ||
+        { fail "chain: generate"; return; }
+    check "chain: applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh"
+    check "chain: idempotent" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh"
+    check "chain: one jump to DNSGUARD" test "$(rules_with iptables '-j DNSGUARD')" = 1
+    check "chain: accepted name answered" answered 10.53.1.2 www.example.net
+    local lost
+    lost=$(flood 10.53.1.2 30)
+    check "chain: flood dropped (lost $lost)" test "$lost" = 30
+    check "chain: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh" --delete
+    check "chain: nothing left" test "$(srv iptables-save | grep -c DNSGUARD)" = 0 -a "$(sets_named)" = 0
+}
+run_chain
+
+# --- hostile input: nothing may run
+run_hostile() {
+    local dir=$TMP/hostile
+    mkdir -p "$dir"
+    local evil=("\$(touch $MARKER)" "\`touch $MARKER\`" "a'b\"c" $'x\ny.example.net' 'a;touch;b' "\$(touch${IFS}$MARKER).www.example.net")
+    local pattern generated
+    for pattern in "${evil[@]}"; do
+        generated=$(cd "$dir" && "$BIN/iptables-bpf" -i 10.53.1.2 --force -w evil.sh dns -- "$pattern" 2>&1) || continue
+        if shellcheck -V >/dev/null 2>&1; then
+            check "hostile: shellcheck clean for $(printf %q "$pattern")" shellcheck "$dir/evil.sh"
+        fi
+        env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/evil.sh" >/dev/null 2>&1
+        env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/evil.sh" --delete >/dev/null 2>&1
+    done
+    for comment in "\$(touch $MARKER)" "\`touch $MARKER\`" "it's" $'two\nlines' 'a;b'; do
+        if (cd "$dir" && "$BIN/iptables-bpf" --force -w evil.sh -c "$comment" dns -- x.example.net) >/dev/null 2>&1; then
+            fail "hostile comment accepted: $(printf %q "$comment")"
+        else
+            pass "hostile comment refused: $(printf %q "$comment")"
+        fi
+    done
+    check "hostile: no command ran (no marker file)" test ! -e "$MARKER"
+    check "hostile: nothing left behind" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
+}
+run_hostile
+
+echo "e2e-iptables: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

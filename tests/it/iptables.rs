@@ -1,0 +1,252 @@
+//! iptables-bpf: script files, safety of what reaches the script, shellcheck, rule limits.
+//! (The scripts are run against the real kernel by scripts/e2e-iptables.sh.)
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use bpftools::asm::parse_bytecode;
+use bpftools::vm::{validate, Profile};
+
+use crate::common::{have, run, stderr, stdout};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bpftools-ipt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn script(args: &[&str]) -> String {
+    let mut all = vec!["-w", "-"];
+    all.extend_from_slice(args);
+    let out = run("iptables-bpf", &all, b"");
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// The bytecode strings of a script's rules.
+fn programs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("    '"))
+        .filter_map(|l| l.strip_suffix('\''))
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn writes_a_new_file_with_mode_0750_and_never_overwrites() {
+    let dir = temp_dir("file");
+    let bin = crate::common::bin("iptables-bpf");
+    let out = Command::new(&bin)
+        .current_dir(&dir)
+        .args(["dns", "--", "*.www.example.uk"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Generated file 'bpf_dns_ip4_any_www_example_uk.sh'\n"
+    );
+    let path = dir.join("bpf_dns_ip4_any_www_example_uk.sh");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+    let again = Command::new(&bin)
+        .current_dir(&dir)
+        .args(["dns", "--", "*.www.example.uk"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists: not overwriting it (use --force)")
+    );
+    let forced = Command::new(&bin)
+        .current_dir(&dir)
+        .args(["--force", "dns", "--", "*.www.example.uk"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_rule_fits_xt_bpf_and_splits_when_needed() {
+    let one = script(&["dns", "--", "*.www.example.uk"]);
+    assert_eq!(programs(&one).len(), 1);
+    let patterns: Vec<String> = (0..12).map(|i| format!("*.host{i}.example.org")).collect();
+    let mut args = vec!["dns", "--"];
+    args.extend(patterns.iter().map(String::as_str));
+    let split = script(&args);
+    let rules = programs(&split);
+    assert!(rules.len() > 1, "{} rules", rules.len());
+    for rule in rules {
+        let prog = parse_bytecode(&rule).unwrap();
+        validate(&prog, Profile::XtBpf).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Negated and split: a chain that RETURNs on any group, then DROPs.
+    args.insert(0, "-n");
+    let negated = script(&args);
+    assert!(negated.contains("TARGETS=(RETURN RETURN"), "{negated}");
+    assert!(negated.contains(" DROP)"));
+    // One pattern that cannot fit at all.
+    let huge = format!("{}.net", "a".repeat(63))
+        + &format!(".{}", "b".repeat(63))
+        + &format!(".{}", "c".repeat(63));
+    let out = run("iptables-bpf", &["-w", "-", "dns", "--", &huge], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("an iptables bpf rule holds at most 64"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn names_fit_the_kernel_limits_and_differ_per_rule() {
+    let set_of = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("SET="))
+            .unwrap()
+            .to_string()
+    };
+    let a = script(&[
+        "dns",
+        "--",
+        "*.a-very-long-label-for-a-very-long-name.example.com",
+    ]);
+    let b = script(&[
+        "dns",
+        "--",
+        "*.a-very-long-label-for-a-very-long-name.example.org",
+    ]);
+    let c = script(&[
+        "-6",
+        "dns",
+        "--ext-headers",
+        "1",
+        "--",
+        "*.a-very-long-label-for-a-very-long-name.example.com",
+    ]);
+    let names = [set_of(&a), set_of(&b), set_of(&c)];
+    for name in &names {
+        assert!(name.len() <= 31, "{name}");
+    }
+    assert!(
+        names[0] != names[1] && names[0] != names[2] && names[1] != names[2],
+        "{names:?}"
+    );
+    assert_eq!(
+        set_of(&a),
+        set_of(&script(&[
+            "dns",
+            "--",
+            "*.a-very-long-label-for-a-very-long-name.example.com"
+        ]))
+    );
+}
+
+#[test]
+fn hostile_values_are_refused_or_inert() {
+    for comment in [
+        "$(id)",
+        "`id`",
+        "it's",
+        "a\"b",
+        "two\nlines",
+        "a;b",
+        &"x".repeat(256),
+    ] {
+        let out = run(
+            "iptables-bpf",
+            &["-w", "-", "-c", comment, "dns", "--", "x.example.net"],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{comment:?}");
+        assert!(out.stdout.is_empty());
+    }
+    for address in ["10.0.0.1; reboot", "$(id)", "10.0.0.1/33", "::1"] {
+        let out = run(
+            "iptables-bpf",
+            &["-w", "-", "-i", address, "dns", "--", "x.example.net"],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{address:?}");
+    }
+    // Hostile patterns are valid DNS labels: their dangerous characters may only appear inside
+    // comments (names made from them keep letters and digits only).
+    let text = script(&["dns", "--", "$(touch /tmp/x)`id`.'\"\n;.example.net"]);
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for bad in ["$(touch", "`id`"] {
+            assert!(!line.contains(bad), "'{bad}' outside a comment: {line}");
+        }
+    }
+}
+
+#[test]
+fn generated_scripts_pass_shellcheck() {
+    if !have("shellcheck") {
+        eprintln!("SKIP generated_scripts_pass_shellcheck: shellcheck not installed");
+        return;
+    }
+    let dir = temp_dir("shellcheck");
+    let variants: Vec<Vec<&str>> = vec![
+        vec!["dns", "--", "*.www.example.uk"],
+        vec![
+            "-6",
+            "-i",
+            "2001:db8::1",
+            "-c",
+            "incident 42",
+            "dns",
+            "--",
+            "-i",
+            "*.example.net",
+        ],
+        vec![
+            "-n",
+            "dns",
+            "--",
+            "a.example",
+            "b.example",
+            "c.example",
+            "d.example",
+            "e.example",
+            "f.example",
+            "g.example",
+            "h.example",
+        ],
+        vec!["-i", "192.0.2.0/24", "dns_validate", "--", "--strict"],
+        vec!["suffix", "--", "0001"],
+        vec![
+            "--chain",
+            "DNSGUARD",
+            "--accept",
+            "www.example.net",
+            "--drop",
+            "any",
+        ],
+        vec!["dns", "--", "$(touch /tmp/x)`id`.'\"\n;.example.net"],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let path = dir.join(format!("s{i}.sh"));
+        let mut all = vec!["-w", path.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let out = run("iptables-bpf", &all, b"");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let check = Command::new("shellcheck").arg(&path).output().unwrap();
+        assert!(
+            check.status.success(),
+            "{args:?}:\n{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
