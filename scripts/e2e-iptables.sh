@@ -116,6 +116,9 @@ sets_named() { srv ipset list -n | grep -c "^bpf"; }
 run_case() {
     local family=$1 server=$2 ipt=$3
     shift 3
+    # Cases named *-detect let the script find the input interface from the default route.
+    local envs=(DEFAULTINT=v-srv)
+    [[ $family == *detect* ]] && envs=()
     local dir=$TMP/$family-$RANDOM
     mkdir -p "$dir"
     local generated
@@ -123,8 +126,9 @@ run_case() {
     local script=$dir/${generated#Generated file \'}
     script=${script%\'}
     check "$family: script written with mode 0750 ($*)" test "$(stat -c %a "$script")" = 750
-    check "$family: script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script"
-    check "$family: second run is idempotent" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script"
+    check "$family: script applies" env "${envs[@]+"${envs[@]}"}" ip netns exec "$SRV" "$script"
+    check "$family: second run is idempotent" env "${envs[@]+"${envs[@]}"}" ip netns exec "$SRV" "$script"
+    check "$family: the rule is on the input interface" test "$(rules_with "$ipt" '-i v-srv')" -ge 1
     check "$family: exactly one ipset" test "$(sets_named)" = 1
     local before lost after
     before=$(bpf_packets "$ipt")
@@ -133,7 +137,7 @@ run_case() {
     check "$family: 50 flood queries unanswered (lost $lost)" test "$lost" = 50
     check "$family: iptables counted the 50 flood queries ($((after - before)))" test $((after - before)) = 50
     check "$family: legitimate query answered" answered "$server" www.example.net
-    check "$family: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$script" --delete
+    check "$family: --delete" env "${envs[@]+"${envs[@]}"}" ip netns exec "$SRV" "$script" --delete
     check "$family: no bpf rule left" test "$(rules_with "$ipt" 'bpf')" = 0
     check "$family: no match-set rule left" test "$(rules_with "$ipt" 'match-set')" = 0
     check "$family: no ipset left" test "$(sets_named)" = 0
@@ -144,7 +148,8 @@ run_case() {
 # --- IPv4 and IPv6, one pattern
 run_case ipv4 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
 run_case ipv6 fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
-run_case ipv4-twice 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
+run_case ipv4-detect 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
+run_case ipv6-detect fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
 
 # --- the 64-instruction split: many patterns, several rules, same packets dropped
 many=()

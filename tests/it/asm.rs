@@ -413,3 +413,55 @@ proptest! {
         prop_assert_eq!(back, prog);
     }
 }
+
+#[test]
+fn bpfasm_check_and_trace() {
+    let good = "ldh [12]\njeq #0x800, ip\nret #0\nip: ret #65535\n";
+    let out = run(
+        "bpfasm",
+        &["--check", "--profile", "xt_bpf", "-"],
+        good.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bad = "ld M[2]\nlsh #40\nret x\n";
+    let out = run("bpfasm", &["--check", "-"], bad.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for want in [
+        "instruction 0 (ld M[2]): reads M[2], which is not written on every path to here",
+        "instruction 1 (lsh #0x28): shift by a constant of 32 or more",
+        "instruction 2 (ret x): 'ret x' is refused by the kernel",
+    ] {
+        assert!(err.contains(want), "missing '{want}' in {err}");
+    }
+    let long = "ld #1\n".repeat(64) + "ret a\n";
+    let out = run(
+        "bpfasm",
+        &["--check", "--profile", "xt_bpf", "-"],
+        long.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("65 instructions, the xt_bpf limit is 64"),
+        "{}",
+        stderr(&out)
+    );
+    // Trace: an Ethernet frame with the IPv4 ethertype at offset 12.
+    let frame = "0000000000000000000000000800";
+    let out = run("bpfasm", &["--trace", frame, "-"], good.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("ldh [12]") && text.contains("A=0x00000800"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().last().unwrap(),
+        "verdict 65535 (ret at instruction 3)"
+    );
+    let out = run("bpfasm", &["--trace", "0000", "-"], good.as_bytes());
+    assert_eq!(
+        stdout(&out).lines().last().unwrap(),
+        "verdict 0 (load past the end of the packet at instruction 0)"
+    );
+}

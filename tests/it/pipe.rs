@@ -524,3 +524,153 @@ fn filter_validates_the_program_first() {
         "--invert keeps what did not match"
     );
 }
+
+#[test]
+fn pcapng_with_interfaces_of_different_link_types() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    let l3 = crate::packets::udp_packet(
+        &crate::packets::dns_query(&crate::packets::labels("a.www.example.net"), 1),
+        crate::packets::Shape::V4,
+    );
+    let eth = crate::packets::ethernet(&l3);
+    let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
+    for linktype in [DataLink::ETHERNET, DataLink::IPV4] {
+        writer
+            .write_pcapng_block(InterfaceDescriptionBlock {
+                linktype,
+                snaplen: 0,
+                options: vec![],
+            })
+            .unwrap();
+    }
+    for (interface, data) in [(0u32, &eth), (1, &l3), (0, &eth)] {
+        writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: interface,
+                timestamp: Duration::from_secs(1),
+                original_len: data.len() as u32,
+                data: Cow::Borrowed(data),
+                options: vec![],
+            })
+            .unwrap();
+    }
+    let file = writer.into_inner();
+    // pcap2hex normalizes each packet by its own interface's link type.
+    let out = run("pcap2hex", &[], &file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        &lines[1][24..],
+        &lines[0][24..],
+        "raw IPv4 becomes the same Ethernet payload"
+    );
+    // filter writes one link type: a clear error names the packet that does not fit.
+    let out = run("filter", &["-b", "1,6 0 0 65535"], &file);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("packet 2: raw IPv4 differs from the Ethernet of earlier packets"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A classic pcap with the given magic and byte order, link type, and records.
+fn classic_pcap(
+    big_endian: bool,
+    nanoseconds: bool,
+    linktype: u32,
+    records: &[(u32, u32, &[u8])],
+) -> Vec<u8> {
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32b(if nanoseconds {
+        0xa1b2_3c4d
+    } else {
+        0xa1b2_c3d4
+    }));
+    out.extend_from_slice(&u16b(2));
+    out.extend_from_slice(&u16b(4));
+    out.extend_from_slice(&u32b(0));
+    out.extend_from_slice(&u32b(0));
+    out.extend_from_slice(&u32b(65535));
+    out.extend_from_slice(&u32b(linktype));
+    for (secs, frac, data) in records {
+        out.extend_from_slice(&u32b(*secs));
+        out.extend_from_slice(&u32b(*frac));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+#[test]
+fn classic_pcap_in_both_byte_orders_and_resolutions_and_bsd_loopback() {
+    let l3 = crate::packets::udp_packet(
+        &crate::packets::dns_query(&crate::packets::labels("a.www.example.net"), 1),
+        crate::packets::Shape::V4,
+    );
+    let eth = crate::packets::ethernet(&l3);
+    let want = hex::encode(&eth[12..]);
+    let mut null = 2u32.to_le_bytes().to_vec();
+    null.extend_from_slice(&l3);
+    let program = stdout(&run("bpfgen", &["dns", "--", "*.www.example.net"], b""));
+    for (big, nanos, linktype, frame) in [
+        (false, false, 1u32, &eth),
+        (true, false, 1, &eth),
+        (false, true, 1, &eth),
+        (true, true, 1, &eth),
+        (false, false, 0, &null),
+        (false, false, 101, &l3),
+    ] {
+        let file = classic_pcap(
+            big,
+            nanos,
+            linktype,
+            &[(1_700_000_000, 123_456, frame), (1_700_000_001, 5, frame)],
+        );
+        let out = run("pcap2hex", &[], &file);
+        assert!(
+            out.status.success(),
+            "big {big} ns {nanos} link {linktype}: {}",
+            stderr(&out)
+        );
+        let lines: Vec<String> = stdout(&out).lines().map(|l| l[24..].to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![want.clone(), want.clone()],
+            "big {big} ns {nanos} link {linktype}"
+        );
+        // filter keeps the link type and the timestamps at their resolution.
+        let out = run("filter", &["--l3", "-b", program.trim()], &file);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut reader = bpftools::pcap::Reader::new(&out.stdout[..]).unwrap();
+        let first = reader.next_packet().unwrap().unwrap();
+        assert_eq!(first.linktype, linktype);
+        let expected_nanos = if nanos { 123_456 } else { 123_456_000 };
+        assert_eq!(
+            first.timestamp,
+            std::time::Duration::new(1_700_000_000, expected_nanos)
+        );
+    }
+}
