@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::asm::{assemble, format_program, parse_bytecode, Format};
-use crate::cli::{read_input, CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, read_input, CliError, EXIT_ERROR, EXIT_OK};
 use crate::insn::RawInsn;
 use crate::vm::{self, Input, Profile, Program};
 
@@ -93,21 +93,9 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let args = match Args::try_parse_from(args) {
+    let args: Args = match parse_args(args, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) => {
-            let code = if err.use_stderr() {
-                EXIT_ERROR
-            } else {
-                EXIT_OK
-            };
-            if err.use_stderr() {
-                write!(stderr, "{err}")?;
-            } else {
-                write!(stdout, "{err}")?;
-            }
-            return Ok(ExitCode::from(code));
-        }
+        Err(code) => return Ok(code),
     };
 
     let prog: Vec<RawInsn> = if args.disassemble {

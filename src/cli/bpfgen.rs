@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::asm::{format_program, Format};
-use crate::cli::{CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::gen::{generate, GenError, GenOptions};
 
 const EXAMPLES: &str = "\
@@ -116,16 +116,9 @@ pub fn main(
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
     let (own, gen_args) = split_at_generator(args.into_iter().collect());
-    let args = match Args::try_parse_from(own) {
+    let args: Args = match parse_args(own, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) => {
-            if err.use_stderr() {
-                write!(stderr, "{err}")?;
-                return Ok(ExitCode::from(EXIT_ERROR));
-            }
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     let opts = GenOptions {
         inet6: args.inet6,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::asm::{assemble, parse_bytecode};
-use crate::cli::{CliError, EXIT_ERROR, EXIT_NO_MATCH, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_NO_MATCH, EXIT_OK};
 use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
@@ -98,16 +98,9 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let args = match Args::try_parse_from(args) {
+    let args: Args = match parse_args(args, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) => {
-            if err.use_stderr() {
-                write!(stderr, "{err}")?;
-                return Ok(ExitCode::from(EXIT_ERROR));
-            }
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     if args.bytecode.is_none() && args.asm_file.is_none() && args.expr.is_none() {
         return Err("no program: give one with -b BYTECODE, -f ASMFILE or -e EXPR".into());

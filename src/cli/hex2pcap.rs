@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::pcap::Writer;
 
 const EXAMPLES: &str = "\
@@ -87,16 +87,9 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let args = match Args::try_parse_from(args) {
+    let args: Args = match parse_args(args, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) if err.use_stderr() => {
-            write!(stderr, "{err}")?;
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-        Err(err) => {
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     let linktype = linktype_number(&args.linktype)?;
     if !(args.ts_step.is_finite() && args.ts_step >= 0.0) {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::gen::iptables::{render, ChainSpec, Spec};
 
 const EXAMPLES: &str = "\
@@ -77,16 +77,9 @@ pub fn main(
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
-    let args = match Args::try_parse_from(argv) {
+    let args: Args = match parse_args(argv, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) if err.use_stderr() => {
-            write!(stderr, "{err}")?;
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-        Err(err) => {
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     let (generator, gen_args) = match (&args.chain, args.generator.split_first()) {
         (Some(_), None) => (String::from("dns"), Vec::new()),

@@ -101,3 +101,23 @@ pub fn read_input(
         }
     }
 }
+
+/// Parses a tool's command line with clap. `Ok(Err(code))` when clap already answered: help or
+/// version on stdout (status 0), or a usage error on stderr (status 2).
+pub fn parse_args<T: clap::Parser>(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> Result<Result<T, ExitCode>, CliError> {
+    match T::try_parse_from(args) {
+        Ok(parsed) => Ok(Ok(parsed)),
+        Err(err) if err.use_stderr() => {
+            write!(stderr, "{err}")?;
+            Ok(Err(ExitCode::from(EXIT_ERROR)))
+        }
+        Err(err) => {
+            write!(stdout, "{err}")?;
+            Ok(Err(ExitCode::from(EXIT_OK)))
+        }
+    }
+}

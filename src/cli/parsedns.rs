@@ -9,7 +9,7 @@ use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use serde_json::{json, Value};
 
 use crate::cli::bpfasm::parse_hex_packet;
-use crate::cli::{CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
 
 const EXAMPLES: &str = "\
@@ -281,16 +281,9 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let args = match Args::try_parse_from(args) {
+    let args: Args = match parse_args(args, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) if err.use_stderr() => {
-            write!(stderr, "{err}")?;
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-        Err(err) => {
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     let mut out = BufWriter::new(stdout);
     let emit = |label: String,

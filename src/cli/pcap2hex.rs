@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{CliError, EXIT_ERROR, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::pcap::{link, scrub, Reader};
 
 const EXAMPLES: &str = "\
@@ -93,16 +93,9 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let args = match Args::try_parse_from(args) {
+    let args: Args = match parse_args(args, stdout, stderr)? {
         Ok(args) => args,
-        Err(err) if err.use_stderr() => {
-            write!(stderr, "{err}")?;
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-        Err(err) => {
-            write!(stdout, "{err}")?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
+        Err(code) => return Ok(code),
     };
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let mut result = Ok(());
