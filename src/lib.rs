@@ -16,6 +16,8 @@
 //!
 //! Dependency direction: `insn` <- `asm`, `vm`, `gen` <- `cli` <- binaries.
 
+#![warn(missing_docs)]
+
 pub mod asm;
 pub mod cli;
 pub mod dns;
