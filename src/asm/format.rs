@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::insn::{AluOp, Ancillary, Insn, Operand, RawInsn};
+use crate::insn::{AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn};
 
 /// A text form of a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -96,16 +96,32 @@ pub fn format_ddd(prog: &[RawInsn]) -> String {
     out
 }
 
-/// Instruction indexes that some jump targets, so the disassembly defines labels for them.
-fn jump_targets(insns: &[Insn]) -> BTreeSet<u64> {
-    let mut targets = BTreeSet::new();
-    for (pc, insn) in insns.iter().enumerate() {
-        if let Some((taken, not_taken)) = insn.jump_targets(pc) {
-            targets.insert(taken);
-            targets.insert(not_taken);
-        }
-    }
-    targets
+/// How a jump is shown: `jeq #k, Lt, Lf` in general, but with the one-label forms `bpf_asm`
+/// has when one side falls through (`jeq #k, Lt`, `jneq #k, Lf`, `jlt`, `jle`), so only real
+/// targets need labels.
+fn jump_text(insn: &Insn, pc: usize) -> Option<(String, Vec<u64>)> {
+    let Insn::Jump { cond, operand, jt, jf } = *insn else {
+        return None;
+    };
+    let label = |offset: u8| pc as u64 + 1 + u64::from(offset);
+    let operand = match operand {
+        Operand::K(k) => format!("#{k:#x}"),
+        Operand::X => "x".to_string(),
+    };
+    let inverse = match cond {
+        JumpCond::Eq => Some("jneq"),
+        JumpCond::Ge => Some("jlt"),
+        JumpCond::Gt => Some("jle"),
+        JumpCond::Set => None,
+    };
+    Some(match (jt, jf, inverse) {
+        (_, 0, _) if jt != 0 => (format!("{} {operand}, L{}", cond.mnemonic(), label(jt)), vec![label(jt)]),
+        (0, _, Some(inverse)) if jf != 0 => (format!("{inverse} {operand}, L{}", label(jf)), vec![label(jf)]),
+        _ => (
+            format!("{} {operand}, L{}, L{}", cond.mnemonic(), label(jt), label(jf)),
+            vec![label(jt), label(jf)],
+        ),
+    })
 }
 
 /// `bpf_asm` assembly with labels `L<index>` at jump targets. Assembling it gives the same
@@ -113,13 +129,29 @@ fn jump_targets(insns: &[Insn]) -> BTreeSet<u64> {
 /// opcode is shown as a comment, since no mnemonic produces it.
 pub fn disassemble(prog: &[RawInsn]) -> String {
     let insns: Vec<Insn> = prog.iter().copied().map(Insn::decode).collect();
-    let targets = jump_targets(&insns);
-    let mut out = String::new();
+    let mut lines = Vec::with_capacity(insns.len());
+    let mut targets = BTreeSet::new();
     for (pc, insn) in insns.iter().enumerate() {
+        let text = match (jump_text(insn, pc), insn) {
+            (Some((text, used)), _) => {
+                targets.extend(used);
+                text
+            }
+            (None, Insn::Ja(k)) => {
+                let target = pc as u64 + 1 + u64::from(*k);
+                targets.insert(target);
+                format!("ja L{target}")
+            }
+            (None, _) => insn.display_at(pc).to_string(),
+        };
+        lines.push(text);
+    }
+    let mut out = String::new();
+    for (pc, line) in lines.iter().enumerate() {
         if targets.contains(&(pc as u64)) {
             let _ = writeln!(out, "L{pc}:");
         }
-        let _ = writeln!(out, "\t{}", insn.display_at(pc));
+        let _ = writeln!(out, "\t{line}");
     }
     // Targets past the end cannot be labels of an instruction: say so instead of emitting an
     // undefined label silently.
@@ -262,7 +294,7 @@ mod tests {
     fn disassembly_labels_jump_targets() {
         assert_eq!(
             disassemble(&prog()),
-            "\tldh [12]\n\tjeq #0x800, L2, L3\nL2:\n\tret #262144\nL3:\n\tret #0\n"
+            "\tldh [12]\n\tjneq #0x800, L3\n\tret #262144\nL3:\n\tret #0\n"
         );
     }
 }

@@ -290,7 +290,7 @@ fn bpfasm_converts_between_every_format() {
         ("dd", "{ 0x28, 0, 0, 0x0000000c },"),
         ("ddd", "4\n40 0 0 12\n"),
         ("listing", "(001) jeq      #0x800           jt 2\tjf 3"),
-        ("asm", "\tjeq #0x800, L2, L3\n"),
+        ("asm", "\tjneq #0x800, L3\n"),
     ] {
         let out = run(
             "bpfasm",
