@@ -100,7 +100,13 @@ pub fn format_ddd(prog: &[RawInsn]) -> String {
 /// has when one side falls through (`jeq #k, Lt`, `jneq #k, Lf`, `jlt`, `jle`), so only real
 /// targets need labels.
 fn jump_text(insn: &Insn, pc: usize) -> Option<(String, Vec<u64>)> {
-    let Insn::Jump { cond, operand, jt, jf } = *insn else {
+    let Insn::Jump {
+        cond,
+        operand,
+        jt,
+        jf,
+    } = *insn
+    else {
         return None;
     };
     let label = |offset: u8| pc as u64 + 1 + u64::from(offset);
@@ -115,10 +121,21 @@ fn jump_text(insn: &Insn, pc: usize) -> Option<(String, Vec<u64>)> {
         JumpCond::Set => None,
     };
     Some(match (jt, jf, inverse) {
-        (_, 0, _) if jt != 0 => (format!("{} {operand}, L{}", cond.mnemonic(), label(jt)), vec![label(jt)]),
-        (0, _, Some(inverse)) if jf != 0 => (format!("{inverse} {operand}, L{}", label(jf)), vec![label(jf)]),
+        (_, 0, _) if jt != 0 => (
+            format!("{} {operand}, L{}", cond.mnemonic(), label(jt)),
+            vec![label(jt)],
+        ),
+        (0, _, Some(inverse)) if jf != 0 => (
+            format!("{inverse} {operand}, L{}", label(jf)),
+            vec![label(jf)],
+        ),
         _ => (
-            format!("{} {operand}, L{}, L{}", cond.mnemonic(), label(jt), label(jf)),
+            format!(
+                "{} {operand}, L{}, L{}",
+                cond.mnemonic(),
+                label(jt),
+                label(jf)
+            ),
             vec![label(jt), label(jf)],
         ),
     })

@@ -168,6 +168,11 @@ fn packet_socket(kind: libc::c_int) -> OwnedFd {
 
 /// Receives every queued packet: (length before any truncation by the reader, packet type, bytes).
 fn drain(fd: RawFd, wait: Duration) -> Vec<(usize, u8, Vec<u8>)> {
+    drain_until(fd, usize::MAX, wait)
+}
+
+/// Like [`drain`], but returns as soon as `want` packets have arrived.
+fn drain_until(fd: RawFd, want: usize, wait: Duration) -> Vec<(usize, u8, Vec<u8>)> {
     let mut out = Vec::new();
     let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 70000];
@@ -187,6 +192,9 @@ fn drain(fd: RawFd, wait: Duration) -> Vec<(usize, u8, Vec<u8>)> {
         if n >= 0 {
             let n = n as usize;
             out.push((n, addr.sll_pkttype, buf[..n.min(buf.len())].to_vec()));
+            if out.len() >= want {
+                return out;
+            }
             continue;
         }
         if Instant::now() >= deadline {
@@ -301,8 +309,10 @@ fn verdicts_in_namespace() {
             } else {
                 sender4.send_to(&payload, "127.0.0.1:5353").expect("send4");
             }
-            let seen = drain(raw.as_raw_fd(), Duration::from_millis(3));
-            let got = drain(filtered.as_raw_fd(), Duration::from_millis(1));
+            // On lo every datagram is seen twice (outgoing, then received); wait for both even on
+            // a loaded machine, then collect what the filtered socket was given meanwhile.
+            let seen = drain_until(raw.as_raw_fd(), 2, Duration::from_millis(500));
+            let got = drain(filtered.as_raw_fd(), Duration::from_millis(2));
             let mut want = Vec::new();
             for (_, pkttype, frame) in &seen {
                 if frame.len() < 14 {
