@@ -115,6 +115,13 @@ fn interpreter_agrees_with_libpcap_except_documented_differences() {
             programs.push(prog);
         }
     }
+    // Two programs that must show the shift difference on every packet: the kernel uses X & 31.
+    for shift in [
+        "ldx #33\nld #1\nlsh x\nret a\n",
+        "ldx #40\nldh [12]\nrsh x\nadd #1\nret a\n",
+    ] {
+        programs.push(bpftools::asm::assemble(shift).unwrap());
+    }
     let input_text: String = programs
         .iter()
         .map(|p| format_program(p, Format::Bytecode).replace(",\n", "\n"))
@@ -187,4 +194,8 @@ fn interpreter_agrees_with_libpcap_except_documented_differences() {
         unexplained[..unexplained.len().min(3)].join("\n")
     );
     assert!(compared > 1_000_000, "only {compared} verdicts compared");
+    assert!(
+        counts.get("shift by X >= 32").copied().unwrap_or(0) > 0,
+        "the shift class was not exercised"
+    );
 }
