@@ -25,6 +25,10 @@ Examples:
   filter -e 'udp dst port 53' any.pcap > dns.pcap
   filter -f prog.s --invert capture.pcap > rest.pcap
 
+The output is classic pcap with the input's link type and timestamps. A pcapng whose interfaces
+have different link types cannot be written as one pcap file: filter stops with an error at the
+first packet of another link type (pcap2hex reads such files).
+
 Exit status: 0 when a packet matched, 1 when none did, 2 on error.";
 
 /// Run a classic BPF program over a capture and keep the packets it matches.
