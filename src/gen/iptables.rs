@@ -530,7 +530,7 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         );
         if let Some(program) = &rule.program {
             for line in program.assembly.lines() {
-                let _ = writeln!(s, "#   {}", comment_safe(line).replace('\t', "    "));
+                let _ = writeln!(s, "#   {}", comment_safe(&line.replace('\t', "    ")));
             }
         }
     }
