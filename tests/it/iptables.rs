@@ -274,7 +274,7 @@ fn the_script_explains_itself_and_refuses_to_run_unprivileged() {
         &text[..200]
     );
     assert!(
-        text.contains("#   ldx 4*([0]&0xf)"),
+        text.contains("#       ldx 4*([0]&0xf)"),
         "the header shows the program's assembly"
     );
     assert!(text.contains("set -euo pipefail"));
