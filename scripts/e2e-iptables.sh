@@ -151,6 +151,25 @@ run_case ipv6 fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
 run_case ipv4-detect 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
 run_case ipv6-detect fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
 
+# --- addresses added later: a script regenerated with one more -i adds it to the same set
+run_add_later() {
+    local dir=$TMP/later
+    mkdir -p "$dir"
+    (cd "$dir" && "$BIN/iptables-bpf" -i 10.53.1.2 -w first.sh dns -- '*.www.example.net' >/dev/null &&
+        "$BIN/iptables-bpf" -i 10.53.1.2 -i 10.53.1.99 -w second.sh dns -- '*.www.example.net' >/dev/null) ||
+        { fail "add later: generate"; return; }
+    local set
+    set=$(sed -n 's/^SET=//p' "$dir/first.sh")
+    check "add later: same set name" test "$set" = "$(sed -n 's/^SET=//p' "$dir/second.sh")"
+    check "add later: first script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/first.sh"
+    check "add later: second script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/second.sh"
+    check "add later: the set holds both addresses" test "$(srv ipset list "$set" | grep -c '^10\.53\.1\.')" = 2
+    check "add later: still one rule" test "$(rules_with iptables 'bpf')" = 1
+    check "add later: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/second.sh" --delete
+    check "add later: nothing left" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
+}
+run_add_later
+
 # --- the 64-instruction split: many patterns, several rules, same packets dropped
 many=()
 for i in $(seq 1 9); do many+=("*.host$i.example.org"); done
