@@ -3,7 +3,7 @@
 # pair, a real DNS server (Knot) in one, real clients (dig, dnsperf) in the other, IPv4 and IPv6.
 # Needs root, iproute2, iptables, ipset, knot, dnsutils, dnsperf. Skips (exit 0) when not root.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 if [ "$(id -u)" != 0 ]; then
     echo "e2e-iptables: SKIP: needs root (network namespaces, iptables)"
