@@ -5,7 +5,9 @@ use bpftools::pcap::{link, Reader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut reader) = Reader::new(data) else { return };
+    let Ok(mut reader) = Reader::new(data) else {
+        return;
+    };
     let mut frame = Vec::new();
     while let Ok(Some(packet)) = reader.next_packet() {
         frame.clear();

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // First byte: instruction count; then 8 bytes per instruction; the rest is the packet.
-    let Some((&count, rest)) = data.split_first() else { return };
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
     let count = usize::from(count) + 1;
     if rest.len() < count * 8 {
         return;
@@ -15,10 +17,19 @@ fuzz_target!(|data: &[u8]| {
     let (code, packet) = rest.split_at(count * 8);
     let prog: Vec<RawInsn> = code
         .chunks_exact(8)
-        .map(|c| RawInsn::new(u16::from_le_bytes([c[0], c[1]]), c[2], c[3], u32::from_le_bytes([c[4], c[5], c[6], c[7]])))
+        .map(|c| {
+            RawInsn::new(
+                u16::from_le_bytes([c[0], c[1]]),
+                c[2],
+                c[3],
+                u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            )
+        })
         .collect();
     if let Ok(program) = Program::new(&prog, Profile::Socket) {
-        let start = packet.first().map_or(0, |b| usize::from(*b) % (packet.len() + 1));
+        let start = packet
+            .first()
+            .map_or(0, |b| usize::from(*b) % (packet.len() + 1));
         let input = Input {
             frame: packet,
             start,

@@ -142,8 +142,9 @@ fn jump_text(insn: &Insn, pc: usize) -> Option<(String, Vec<u64>)> {
 }
 
 /// `bpf_asm` assembly with labels `L<index>` at jump targets. Assembling it gives the same
-/// bytecode back for every program whose jumps stay inside it; an instruction with an unknown
-/// opcode is shown as a comment, since no mnemonic produces it.
+/// bytecode back for every program whose jumps stay inside it and whose scratch indexes are
+/// 0..15 (the assembler refuses `M[16]` and above, as the kernel does); an instruction with an
+/// unknown opcode is shown as a comment, since no mnemonic produces it.
 pub fn disassemble(prog: &[RawInsn]) -> String {
     let insns: Vec<Insn> = prog.iter().copied().map(Insn::decode).collect();
     let mut lines = Vec::with_capacity(insns.len());
