@@ -157,11 +157,21 @@ pub fn main(
     };
     sink.flush()?;
     if args.verbose {
-        writeln!(
-            stderr,
-            "filter: matched {}/{} packets",
-            filter.matched, filter.total
-        )?;
+        // After an error the count covers the packets read before it; with none, the error
+        // line alone says what happened.
+        match (&result, filter.total) {
+            (Ok(()), _) => writeln!(
+                stderr,
+                "filter: matched {}/{} packets",
+                filter.matched, filter.total
+            )?,
+            (Err(_), 0) => {}
+            (Err(_), total) => writeln!(
+                stderr,
+                "filter: matched {}/{} packets before the error",
+                filter.matched, total
+            )?,
+        }
     }
     result?;
     Ok(ExitCode::from(if filter.matched > 0 {

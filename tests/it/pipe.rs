@@ -400,6 +400,25 @@ fn broken_captures_give_one_clear_error_after_the_good_packets() {
     partial.extend(record(90, &packet[..40]));
     let out = run("pcap2hex", &[], &partial);
     assert_eq!(stdout(&out).lines().count(), 1);
+    // filter -v counts the packets before the damage, then gives the error.
+    let out = run("filter", &["-v", "-b", "1,6 0 0 65535"], &partial);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines[0], "filter: matched 1/1 packets before the error");
+    assert!(
+        lines[1].contains("packet 2, byte offset 130: truncated record"),
+        "{err}"
+    );
+    // With no packet read, the error is the only line.
+    let out = run(
+        "filter",
+        &["-v", "-b", "1,6 0 0 65535"],
+        b"GIF89a not a capture",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
 #[test]
