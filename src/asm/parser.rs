@@ -20,7 +20,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::asm::labels::{resolve, LabelError, Stmt, StmtKind, Target};
+use crate::asm::labels::{resolve, LabelError, LabelErrorKind, Stmt, StmtKind, Target};
 use crate::insn::{
     AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn, Size, BPF_MAXINSNS, BPF_MEMWORDS,
 };
@@ -267,6 +267,11 @@ struct Parser {
     tokens: Vec<Token>,
     at: usize,
     end: Pos,
+    /// Position of the instruction being parsed.
+    stmt_pos: Pos,
+    /// Every jump target as written: (its instruction's position, text, the target's position),
+    /// so that label errors point at the target itself.
+    targets: Vec<(Pos, String, Pos)>,
 }
 
 impl Parser {
@@ -407,6 +412,17 @@ impl Parser {
         Err(self.error_here("'#k', 'x' or '%x'"))
     }
 
+    /// Records the token at the cursor as a jump target of the current instruction.
+    fn note_target(&mut self) {
+        if let Some(token) = self.tokens.get(self.at) {
+            let text = match &token.tok {
+                Tok::Number(n) => n.to_string(),
+                _ => token.text.clone(),
+            };
+            self.targets.push((self.stmt_pos, text, token.pos));
+        }
+    }
+
     fn target(&mut self, listing: bool) -> Result<Target, AsmError> {
         if listing {
             if let Some(Token {
@@ -415,6 +431,7 @@ impl Parser {
             }) = self.peek()
             {
                 let n = *n as usize;
+                self.note_target();
                 self.at += 1;
                 return Ok(Target::Index(n));
             }
@@ -425,6 +442,7 @@ impl Parser {
                 ..
             }) => {
                 let name = name.clone();
+                self.note_target();
                 self.at += 1;
                 Ok(Target::Label(name))
             }
@@ -655,6 +673,7 @@ impl Parser {
                 });
                 continue;
             }
+            self.stmt_pos = token.pos;
             let kind = self.instruction(&token, listing)?;
             stmts.push(Stmt {
                 kind,
@@ -673,7 +692,13 @@ pub fn assemble(source: &str) -> Result<Vec<RawInsn>, AsmError> {
         line: source.lines().count().max(1),
         col: source.lines().last().map_or(1, |l| l.chars().count() + 1),
     };
-    let mut parser = Parser { tokens, at: 0, end };
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        end,
+        stmt_pos: Pos { line: 1, col: 1 },
+        targets: Vec::new(),
+    };
     let stmts = parser.statements()?;
     if !stmts.iter().any(|s| !matches!(s.kind, StmtKind::Label(_))) {
         return Err(AsmError {
@@ -682,7 +707,35 @@ pub fn assemble(source: &str) -> Result<Vec<RawInsn>, AsmError> {
             message: "no instructions: expected at least one instruction".into(),
         });
     }
-    Ok(resolve(&stmts, BPF_MAXINSNS)?)
+    resolve(&stmts, BPF_MAXINSNS).map_err(|err| label_error(err, &parser.targets))
+}
+
+/// A label error pointing at the offending target (or label definition) and quoting it.
+fn label_error(err: LabelError<Pos>, targets: &[(Pos, String, Pos)]) -> AsmError {
+    let named = match &err.kind {
+        LabelErrorKind::UnknownLabel(name) => Some(name.as_str()),
+        LabelErrorKind::BackwardJump { target }
+        | LabelErrorKind::OffsetTooLarge { target, .. }
+        | LabelErrorKind::PastEnd { target } => Some(target.as_str()),
+        LabelErrorKind::DuplicateLabel { name, .. } => {
+            return AsmError {
+                pos: err.pos,
+                found: name.clone(),
+                message: err.kind.to_string(),
+            }
+        }
+        LabelErrorKind::TooManyInstructions { .. } | LabelErrorKind::Empty => None,
+    };
+    let at = named.and_then(|name| {
+        targets
+            .iter()
+            .find(|(stmt, text, _)| *stmt == err.pos && text == name)
+    });
+    AsmError {
+        pos: at.map_or(err.pos, |(_, _, pos)| *pos),
+        found: named.unwrap_or_default().to_string(),
+        message: err.kind.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -63,16 +63,25 @@ fn parse_args<T: Parser>(name: &str, args: &[String]) -> Result<T, GenError> {
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
             GenError::Help(err.to_string())
         }
-        _ => GenError::Usage(format!(
-            "{name}: {}",
-            err.render()
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-        )),
+        _ => GenError::Usage(format!("{name}: {}", one_line(&err.render().to_string()))),
     })
+}
+
+/// A clap error as one line: its text up to the usage part, lines joined (so that, e.g., the
+/// missing arguments named on the line after "not provided:" are kept).
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
+        .map(|line| line.trim().trim_start_matches("error: "))
+        .filter(|line| !line.is_empty())
+        .fold(String::new(), |mut out, line| {
+            if !out.is_empty() {
+                out.push_str(if out.ends_with(':') { " " } else { "; " });
+            }
+            out.push_str(line);
+            out
+        })
 }
 
 /// Arguments of the `dns` generator.

@@ -207,28 +207,28 @@ fn assembler_errors_name_the_place_and_exit_2() {
         "far.s",
         &far,
         2,
-        1,
+        9,
         "needs offset 256, expected at most 255",
     );
     assert_asm_error(
         "back.s",
         "top: ld #1\n  ja top\nret #0\n",
         2,
-        3,
+        6,
         "backwards or to itself",
     );
     assert_asm_error(
         "self.s",
         "ld #1\nl: jeq #1, l\nret #0\n",
         2,
-        4,
+        12,
         "backwards or to itself",
     );
     assert_asm_error(
         "unknown.s",
         "ld #1\njeq #1, nowhere\nret #0\n",
         2,
-        1,
+        9,
         "unknown label 'nowhere'",
     );
     assert_asm_error(
@@ -246,6 +246,14 @@ fn assembler_errors_name_the_place_and_exit_2() {
         2,
         8,
         "unexpected character '$'",
+    );
+    // A jump target past the end of a pasted listing points at the target.
+    assert_asm_error(
+        "past.d",
+        "(000) ldh [12]\n(001) jeq #0x800 jt 2 jf 9\n(002) ret #0\n",
+        2,
+        26,
+        "jump to '9' goes past the last instruction",
     );
     let long = "ld #1\n".repeat(4096) + "ret #0\n";
     assert_asm_error(

@@ -647,6 +647,11 @@ fn pattern_table_on_ipv4_and_ipv6() {
     }
     let out = run("bpfgen", &["dns"], b"");
     assert_eq!(out.status.code(), Some(2), "no pattern: {}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "bpfgen: dns: the following required arguments were not provided: <PATTERN>...\n"
+    );
+    assert!(out.stdout.is_empty());
     rows += 1;
     let long_name =
         ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0"; 4].join(".");
