@@ -133,6 +133,13 @@ pub fn main(
     let generated = match generate(&args.generator, gen_args, &opts) {
         Ok(generated) => generated,
         Err(GenError::Help(text)) => {
+            // The generator's usage line, as typed on bpfgen's command line.
+            let name = &args.generator;
+            let text = text.replacen(
+                &format!("Usage: {name} "),
+                &format!("Usage: bpfgen [OPTIONS] {name} [--] "),
+                1,
+            );
             write!(stdout, "{text}")?;
             return Ok(ExitCode::from(EXIT_OK));
         }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::gen::iptables::{render, ChainSpec, Spec};
+use crate::gen::iptables::{render, ChainSpec, ScriptError, Spec};
+use crate::gen::GenError;
 
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
@@ -111,7 +112,22 @@ pub fn main(
             drop: args.drop.clone(),
         }),
     };
-    let script = render(&spec)?;
+    let script = match render(&spec) {
+        Ok(script) => script,
+        Err(ScriptError::Gen(GenError::Help(text))) => {
+            // `iptables-bpf GENERATOR --help`: the generator's help, with its usage line as
+            // typed on this command line.
+            let name = &spec.generator;
+            let text = text.replacen(
+                &format!("Usage: {name} "),
+                &format!("Usage: iptables-bpf [OPTIONS] {name} [--] "),
+                1,
+            );
+            write!(stdout, "{text}")?;
+            return Ok(ExitCode::from(EXIT_OK));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let path = args
         .write
         .clone()

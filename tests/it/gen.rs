@@ -818,12 +818,22 @@ fn bpfgen_cli_options() {
         "{}",
         stdout(&out)
     );
-    let out = run("bpfgen", &["dns", "--help"], b"");
-    assert!(
-        out.status.success() && stdout(&out).contains("Patterns:"),
-        "{}",
-        stdout(&out)
-    );
+    // A generator's help, from bpfgen and from iptables-bpf: on stdout, exit 0, with the usage
+    // line as typed on that tool's command line.
+    for (tool, usage) in [
+        ("bpfgen", "Usage: bpfgen [OPTIONS] dns [--] "),
+        ("iptables-bpf", "Usage: iptables-bpf [OPTIONS] dns [--] "),
+    ] {
+        let out = run(tool, &["dns", "--help"], b"");
+        assert!(
+            out.status.success() && stdout(&out).contains("Patterns:"),
+            "{tool}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains(usage), "{tool}: {}", stdout(&out));
+        assert!(out.stderr.is_empty(), "{tool}: {}", stderr(&out));
+    }
     let out = run("bpfgen", &["nosuch"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown generator 'nosuch'"));
