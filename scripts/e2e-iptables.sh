@@ -170,6 +170,49 @@ run_add_later() {
 }
 run_add_later
 
+# --- environment overrides are checked before anything is applied
+run_env_checks() {
+    local dir=$TMP/env
+    mkdir -p "$dir"
+    "$BIN/iptables-bpf" -i 10.53.1.2 -w "$dir/s.sh" dns -- '*.www.example.net' >/dev/null ||
+        { fail "env: generate"; return; }
+    check "env: DEFAULTINT with a quote is refused" \
+        bash -c "! env DEFAULTINT='v-srv\" -j ACCEPT' ip netns exec $SRV $dir/s.sh 2>$dir/err"
+    check "env: ... with a clear message" grep -q "is not an interface name" "$dir/err"
+    check "env: INPUTPLACE that is not a position is refused" \
+        bash -c "! env DEFAULTINT=v-srv INPUTPLACE='1 -j ACCEPT' ip netns exec $SRV $dir/s.sh 2>$dir/err"
+    check "env: ... with a clear message" grep -q "is not a rule position" "$dir/err"
+    check "env: nothing was applied" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
+}
+run_env_checks
+
+# --- bytecode text at iptables-restore's limit: 1023 characters load, 1024 do not
+run_restore_limit() {
+    local dir=$TMP/limit base
+    mkdir -p "$dir"
+    base=$(for i in $(seq 0 18); do
+        printf 'ip[%d:4] & %d = %d or ' $((60000 + 4 * i)) $((4000000000 + i)) $((4000000000 + i))
+    done)
+    local at_limit="${base}ip[60:4] & 4000000000 = 40000000"
+    local over="${base}ip[600:4] & 4000000000 = 40000000"
+    local text
+    text=$("$BIN/bpfgen" tcpdump -- "$at_limit" | tr -d '\n')
+    check "limit: the test program is 1023 characters (${#text})" test "${#text}" = 1023
+    text=$("$BIN/bpfgen" tcpdump -- "$over" | tr -d '\n')
+    check "limit: the longer one is 1024 characters (${#text})" test "${#text}" = 1024
+    check "limit: iptables-restore refuses 1024 characters (Parameter too long)" bash -c \
+        "printf '*filter\n-A INPUT -m bpf --bytecode \"%s\" -j DROP\nCOMMIT\n' '$text' | ip netns exec $SRV iptables-restore --test 2>&1 | grep -q 'Parameter too long'"
+    check "limit: iptables-bpf refuses it too" bash -c \
+        "! '$BIN/iptables-bpf' -w '$dir/over.sh' tcpdump -- '$over' 2>/dev/null && test ! -e '$dir/over.sh'"
+    "$BIN/iptables-bpf" -i 10.53.1.2 -w "$dir/at.sh" tcpdump -- "$at_limit" >/dev/null ||
+        { fail "limit: generate at the limit"; return; }
+    check "limit: a 1023-character rule applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/at.sh"
+    check "limit: the rule is there" test "$(rules_with iptables 'bpf')" = 1
+    check "limit: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/at.sh" --delete
+    check "limit: nothing left" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
+}
+run_restore_limit
+
 # --- the 64-instruction split: many patterns, several rules, same packets dropped
 many=()
 for i in $(seq 1 9); do many+=("*.host$i.example.org"); done
@@ -177,6 +220,11 @@ many+=('*.www.example.net')
 run_case ipv4-split 10.53.1.2 iptables -i 10.53.1.2 dns -- "${many[@]}"
 split_rules=$(cd "$TMP" && "$BIN/iptables-bpf" -w - dns -- "${many[@]}" | grep -c "^    '[0-9]")
 check "split: the patterns need $split_rules rules (more than one)" test "$split_rules" -gt 1
+# IPv6 with 17 patterns: one program for all cannot even encode its jumps; split all the same.
+many6=()
+for i in $(seq 1 16); do many6+=("*.host$i.example.org"); done
+many6+=('*.www.example.net')
+run_case ipv6-split fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- "${many6[@]}"
 
 # --- negated split: drop everything except the listed names (chain of RETURNs, then DROP)
 run_negated() {

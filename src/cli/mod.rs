@@ -37,6 +37,22 @@ pub fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// An error message made safe for one terminal line: newlines folded to spaces, other control
+/// characters (which could come from hostile input, e.g. ESC sequences) shown escaped.
+pub fn one_line_message(message: &str) -> String {
+    message
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
 /// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as
@@ -47,8 +63,7 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<ExitCode, CliError>) -> Exi
         Ok(code) => code,
         Err(err) if is_broken_pipe(err.as_ref()) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            let message = err.to_string().replace('\n', " ");
-            eprintln!("{tool}: {message}");
+            eprintln!("{tool}: {}", one_line_message(&err.to_string()));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -112,7 +127,13 @@ pub fn parse_args<T: clap::Parser>(
     match T::try_parse_from(args) {
         Ok(parsed) => Ok(Ok(parsed)),
         Err(err) if err.use_stderr() => {
-            write!(stderr, "{err}")?;
+            let name = T::command().get_name().to_string();
+            let message = crate::gen::one_line(&err.render().to_string());
+            writeln!(
+                stderr,
+                "{name}: {}; see '{name} --help'",
+                one_line_message(&message)
+            )?;
             Ok(Err(ExitCode::from(EXIT_ERROR)))
         }
         Err(err) => {

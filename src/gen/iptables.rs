@@ -1,8 +1,9 @@
 //! iptables deployment scripts: an ipset plus `iptables -m bpf` rules, applied atomically.
 //!
 //! Rules of this module:
-//! - every program is checked with the kernel's xt_bpf rules (at most 64 instructions) before it
-//!   is written: no rule the kernel would refuse is ever emitted;
+//! - every program is checked with the kernel's xt_bpf rules (at most 64 instructions) and its
+//!   bytecode text against `iptables-restore`'s parameter limit (1023 characters) before it is
+//!   written: no rule the kernel or iptables would refuse is ever emitted;
 //! - a `dns` pattern list whose program does not fit is split into groups, one rule each; with
 //!   `--negate` the groups go into a chain that RETURNs what any group matches and drops the
 //!   rest (a union of negated DROP rules would drop everything);
@@ -10,13 +11,16 @@
 //!   spaces; set and chain names are generated from `[a-z0-9_]`; addresses are parsed as IP
 //!   networks; comments are limited to a safe character set; patterns appear only inside `#`
 //!   comment lines, with every non-printable character escaped;
-//! - names fit the kernel's limits (ipset 31, chain 28 characters) and carry a hash of the whole
-//!   rule, so two different rules never share a name and the same rule always gets the same one
-//!   (which makes re-running a script idempotent).
+//! - names fit the kernel's limits (ipset 31, chain 28 characters) and carry 65 bits of a
+//!   SHA-256 over an unambiguous encoding of everything that makes the rules (family, negation,
+//!   generator and each argument), so two different rules do not share a name and the same rule
+//!   always gets the same one (which makes re-running a script idempotent); user chain names
+//!   may not start with '-' or clash with built-in chains and targets.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::asm::{format_program, Format};
@@ -33,7 +37,7 @@ pub enum ScriptError {
     #[error("{0}")]
     Invalid(String),
     /// Even one pattern does not fit in an xt_bpf rule.
-    #[error("pattern '{pattern}' alone needs {count} instructions; an iptables bpf rule holds at most 64 (for IPv6, 'dns --ext-headers 1' or 0 makes the program shorter)")]
+    #[error("pattern '{pattern}' alone does not fit in one iptables bpf rule ({count} instructions; a rule holds at most 64 and {RESTORE_PARAM_MAX} characters of bytecode; for IPv6, 'dns --ext-headers 1' or 0 makes the program shorter)")]
     TooLong {
         /// The pattern.
         pattern: String,
@@ -90,13 +94,78 @@ struct Rule {
     what: String,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// The longest parameter `iptables-restore` reads (its buffer is 1024 bytes with the NUL).
+pub const RESTORE_PARAM_MAX: usize = 1023;
 
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(FNV_OFFSET, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-    })
+/// Target and chain names a user chain may not take: iptables refuses names that clash with a
+/// built-in chain or a target.
+const RESERVED_CHAIN_NAMES: &[&str] = &[
+    "INPUT",
+    "OUTPUT",
+    "FORWARD",
+    "PREROUTING",
+    "POSTROUTING",
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "QUEUE",
+    "REJECT",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "MARK",
+    "CONNMARK",
+    "CT",
+    "NOTRACK",
+    "TRACE",
+    "DNAT",
+    "SNAT",
+    "MASQUERADE",
+    "REDIRECT",
+    "NETMAP",
+    "NFQUEUE",
+    "TCPMSS",
+    "TOS",
+    "TTL",
+    "HL",
+    "DSCP",
+    "ECN",
+    "CLASSIFY",
+    "CHECKSUM",
+    "AUDIT",
+    "SET",
+    "TEE",
+    "LED",
+    "IDLETIMER",
+    "SECMARK",
+    "CONNSECMARK",
+    "SYNPROXY",
+    "TPROXY",
+    "HMARK",
+    "RATEEST",
+    "CLUSTERIP",
+    "TCPOPTSTRIP",
+    "ERROR",
+    "BPF",
+];
+
+/// 65 bits of the SHA-256 of `key` in base32 (`a-z2-7`), 13 characters: names derived from
+/// different specifications do not collide, even when the patterns come from a hostile capture.
+fn name_hash(key: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+    let mut out = String::with_capacity(13);
+    for _ in 0..13 {
+        out.push(char::from(ALPHABET[(bits >> 123) as usize]));
+        bits <<= 5;
+    }
+    out
+}
+
+/// An unambiguous key for a list of words (each one quoted, so `a b` and `a`,`b` differ).
+fn words_key(words: &[String]) -> String {
+    serde_json::to_string(words).expect("strings serialize")
 }
 
 /// Keeps `[a-z0-9_]`, turns `*` into `any` and everything else into `_`, squeezing repeats.
@@ -118,7 +187,7 @@ fn slug(text: &str) -> String {
 
 /// A name of at most `max` characters: a readable prefix and a hash of `key`.
 fn limited_name(prefix: &str, readable: &str, key: &str, max: usize) -> String {
-    let hash = format!("{:010x}", fnv(key) & 0xff_ffff_ffff);
+    let hash = name_hash(key);
     let room = max.saturating_sub(prefix.len() + hash.len() + 1);
     let mut readable: String = readable.chars().take(room).collect();
     while readable.ends_with('_') {
@@ -188,17 +257,47 @@ fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
             let max = if inet6 { 128 } else { 32 };
             let bits: u8 = p.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
                 ScriptError::Invalid(format!(
-                    "bad prefix length in '{}': expected 0..{max}",
+                    "bad prefix length in '{}': expected 1..{max}",
                     comment_safe(text)
                 ))
             })?;
+            if bits == 0 {
+                let halves = if inet6 {
+                    "::/1 and 8000::/1"
+                } else {
+                    "0.0.0.0/1 and 128.0.0.0/1"
+                };
+                return Err(ScriptError::Invalid(format!(
+                    "'{text}': an ipset hash:net cannot hold a /0 network; for every address give {halves}"
+                )));
+            }
             Ok(format!("{ip}/{bits}"))
         }
     }
 }
 
+/// The program's bytecode text as the rule carries it.
+fn bytecode_text(generated: &Generated) -> String {
+    format_program(&generated.insns, Format::Bytecode)
+        .trim_end()
+        .to_string()
+}
+
+/// Whether a program can be loaded as one rule: xt_bpf's rules (at most 64 instructions) and
+/// a bytecode text `iptables-restore` reads.
 fn fits(generated: &Generated) -> bool {
     validate(&generated.insns, Profile::XtBpf).is_ok()
+        && bytecode_text(generated).len() <= RESTORE_PARAM_MAX
+}
+
+/// A `dns` program for `args`, or `None` when it cannot be one rule (too long, or a jump that
+/// a single program cannot encode).
+fn dns_if_fits(args: &[String], opts: &GenOptions) -> Result<Option<Generated>, ScriptError> {
+    match generate("dns", args, opts) {
+        Ok(program) if fits(&program) => Ok(Some(program)),
+        Ok(_) | Err(GenError::Program(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Splits the `dns` generator's patterns into groups whose programs fit in a rule.
@@ -207,11 +306,11 @@ fn dns_groups(
     patterns: &[String],
     opts: &GenOptions,
 ) -> Result<Vec<(Vec<String>, Generated)>, ScriptError> {
-    let build = |group: &[String]| -> Result<Generated, ScriptError> {
+    let args_for = |group: &[String]| -> Vec<String> {
         let mut args = flags.to_vec();
         args.push("--".into());
         args.extend(group.iter().cloned());
-        Ok(generate("dns", &args, opts)?)
+        args
     };
     let mut groups: Vec<(Vec<String>, Generated)> = Vec::new();
     let mut current: Vec<String> = Vec::new();
@@ -219,8 +318,7 @@ fn dns_groups(
     for pattern in patterns {
         let mut candidate = current.clone();
         candidate.push(pattern.clone());
-        let program = build(&candidate)?;
-        if fits(&program) {
+        if let Some(program) = dns_if_fits(&args_for(&candidate), opts)? {
             current = candidate;
             current_program = Some(program);
             continue;
@@ -228,13 +326,14 @@ fn dns_groups(
         if let Some(done) = current_program.take() {
             groups.push((std::mem::take(&mut current), done));
         }
-        let alone = build(std::slice::from_ref(pattern))?;
-        if !fits(&alone) {
+        let alone_args = args_for(std::slice::from_ref(pattern));
+        let Some(alone) = dns_if_fits(&alone_args, opts)? else {
+            let count = generate("dns", &alone_args, opts).map_or(0, |p| p.insns.len());
             return Err(ScriptError::TooLong {
                 pattern: pattern.clone(),
-                count: alone.insns.len(),
+                count,
             });
-        }
+        };
         current = vec![pattern.clone()];
         current_program = Some(alone);
     }
@@ -272,6 +371,12 @@ fn single(generator: &str, args: &[String], opts: &GenOptions) -> Result<Generat
     if let Err(e) = validate(&generated.insns, Profile::XtBpf) {
         return Err(ScriptError::Invalid(format!(
             "the {generator} program cannot be loaded by xt_bpf: {e}"
+        )));
+    }
+    let length = bytecode_text(&generated).len();
+    if length > RESTORE_PARAM_MAX {
+        return Err(ScriptError::Invalid(format!(
+            "the {generator} program's bytecode is {length} characters long; iptables-restore reads at most {RESTORE_PARAM_MAX}"
         )));
     }
     Ok(generated)
@@ -317,15 +422,14 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
             // Let the generator say what is missing.
             generate("dns", &spec.args, &base)?;
         }
-        let all = generate(
-            "dns",
+        let all = dns_if_fits(
             &spec.args,
             &GenOptions {
                 negate: spec.negate,
                 ..base
             },
         )?;
-        if fits(&all) {
+        if let Some(all) = all {
             return Ok((
                 vec![Rule {
                     program: Some(all),
@@ -402,17 +506,27 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     if let Some(chain) = &spec.chain {
         if chain.name.is_empty()
             || chain.name.len() > 28
+            || chain.name.starts_with('-')
             || !chain
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            || ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"]
-                .contains(&chain.name.as_str())
         {
             return Err(ScriptError::Invalid(format!(
-                "bad chain name '{}': expected 1 to 28 of A-Z a-z 0-9 _ -, not a built-in chain",
+                "bad chain name '{}': expected 1 to 28 of A-Z a-z 0-9 _ -, not starting with '-'",
                 comment_safe(&chain.name)
             )));
+        }
+        if RESERVED_CHAIN_NAMES.contains(&chain.name.as_str()) {
+            return Err(ScriptError::Invalid(format!(
+                "bad chain name '{}': it is a built-in chain or target name",
+                chain.name
+            )));
+        }
+        if spec.negate {
+            return Err(ScriptError::Invalid(
+                "--negate has no meaning in chain mode: say what to accept and drop with --accept and --drop".into(),
+            ));
         }
     }
     let (rules, needs_chain) = rules(spec)?;
@@ -437,7 +551,21 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         ),
         None => format!("{} {}", spec.generator, spec.args.join(" ")),
     };
-    let key = format!("{family}|{}|{what}", spec.negate);
+    // Names derive from everything that makes the rules, each list encoded unambiguously.
+    let key = match &spec.chain {
+        Some(chain) => format!(
+            "{family}|chain|{}|{}|{}",
+            words_key(std::slice::from_ref(&chain.name)),
+            words_key(&chain.accept),
+            words_key(&chain.drop)
+        ),
+        None => format!(
+            "{family}|{}|{}|{}",
+            spec.negate,
+            words_key(std::slice::from_ref(&spec.generator)),
+            words_key(&spec.args)
+        ),
+    };
     let readable = slug(&match &spec.chain {
         Some(chain) => chain.name.clone(),
         None => format!(
@@ -557,15 +685,7 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     }
     let _ = writeln!(s, "BYTECODE=(");
     for rule in &rules {
-        let bytecode = rule
-            .program
-            .as_ref()
-            .map(|p| {
-                format_program(&p.insns, Format::Bytecode)
-                    .trim_end()
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let bytecode = rule.program.as_ref().map(bytecode_text).unwrap_or_default();
         let _ = writeln!(s, "    '{bytecode}'");
     }
     let _ = writeln!(s, ")");
@@ -722,6 +842,9 @@ main() {
     "$IPTABLES" -m bpf --help >/dev/null 2>&1 || die "the iptables bpf match (xt_bpf) is not available"
     DEFAULTINT="${DEFAULTINT:-$(detect_interface)}"
     [ -n "$DEFAULTINT" ] || die "cannot find the input interface: set DEFAULTINT (or DEFAULTINT=any)"
+    [ "$DEFAULTINT" = any ] || [[ "$DEFAULTINT" =~ ^[A-Za-z0-9_.@+-]{1,15}$ ]] ||
+        die "DEFAULTINT '$DEFAULTINT' is not an interface name"
+    [[ "$INPUTPLACE" =~ ^[1-9][0-9]{0,5}$ ]] || die "INPUTPLACE '$INPUTPLACE' is not a rule position (1, 2, ...)"
     "$action"
 }
 

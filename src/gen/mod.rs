@@ -67,9 +67,9 @@ fn parse_args<T: Parser>(name: &str, args: &[String]) -> Result<T, GenError> {
     })
 }
 
-/// A clap error as one line: its text up to the usage part, lines joined (so that, e.g., the
-/// missing arguments named on the line after "not provided:" are kept).
-fn one_line(rendered: &str) -> String {
+/// A rendered clap error as one line: its text up to the usage part, lines joined (so that,
+/// e.g., the missing arguments named on the line after "not provided:" are kept).
+pub(crate) fn one_line(rendered: &str) -> String {
     rendered
         .lines()
         .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))

@@ -103,10 +103,47 @@ fn every_rule_fits_xt_bpf_and_splits_when_needed() {
     let out = run("iptables-bpf", &["-w", "-", "dns", "--", &huge], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("an iptables bpf rule holds at most 64"),
+        stderr(&out).contains("a rule holds at most 64 and 1023 characters of bytecode"),
         "{}",
         stderr(&out)
     );
+    // IPv6 with many patterns: the program for all of them cannot even be encoded (jumps over
+    // 255), so it is split like any other.
+    let mut args = vec!["-6", "dns", "--"];
+    args.extend(patterns.iter().map(String::as_str));
+    args.extend(["*.more.example.org"; 1].iter().copied());
+    let many_v6 = script(&args);
+    let rules = programs(&many_v6);
+    assert!(rules.len() > 1, "{} rules", rules.len());
+    for rule in rules {
+        let prog = parse_bytecode(&rule).unwrap();
+        validate(&prog, Profile::XtBpf).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // A program within 64 instructions whose bytecode text iptables-restore cannot read
+    // (its parameters hold at most 1023 characters): refused, never written.
+    if have("tcpdump") {
+        let expr = (0..20)
+            .map(|i| {
+                format!(
+                    "ip[{}:4] & {} = {}",
+                    60000 + 4 * i,
+                    4_000_000_000u32 + i,
+                    4_000_000_000u32 + i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let out = run("iptables-bpf", &["-w", "-", "tcpdump", "--", &expr], b"");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        assert!(
+            stderr(&out).contains("characters long; iptables-restore reads at most 1023"),
+            "{}",
+            stderr(&out)
+        );
+    } else {
+        eprintln!("SKIP bytecode length check: tcpdump not installed");
+    }
 }
 
 #[test]
@@ -151,6 +188,20 @@ fn names_fit_the_kernel_limits_and_differ_per_rule() {
             "*.a-very-long-label-for-a-very-long-name.example.com"
         ]))
     );
+    // Lists that would read the same joined with spaces still get different names.
+    assert_ne!(
+        set_of(&script(&["dns", "--", "a b"])),
+        set_of(&script(&["dns", "--", "a", "b"]))
+    );
+    let chain = |args: &[&str]| {
+        let mut all = vec!["--chain", "guard"];
+        all.extend_from_slice(args);
+        set_of(&script(&all))
+    };
+    assert_ne!(
+        chain(&["--accept", "x", "drop", "y", "--drop", "z"]),
+        chain(&["--accept", "x", "--drop", "y", "drop", "z"])
+    );
 }
 
 #[test]
@@ -172,7 +223,13 @@ fn hostile_values_are_refused_or_inert() {
         assert_eq!(out.status.code(), Some(2), "{comment:?}");
         assert!(out.stdout.is_empty());
     }
-    for address in ["10.0.0.1; reboot", "$(id)", "10.0.0.1/33", "::1"] {
+    for address in [
+        "10.0.0.1; reboot",
+        "$(id)",
+        "10.0.0.1/33",
+        "::1",
+        "0.0.0.0/0",
+    ] {
         let out = run(
             "iptables-bpf",
             &["-w", "-", "-i", address, "dns", "--", "x.example.net"],
@@ -180,6 +237,47 @@ fn hostile_values_are_refused_or_inert() {
         );
         assert_eq!(out.status.code(), Some(2), "{address:?}");
     }
+    // Chain names iptables would refuse or misread, and --negate where it means nothing.
+    for (args, message) in [
+        (vec!["--chain=-Z", "--drop", "any"], "not starting with '-'"),
+        (
+            vec!["--chain", "DROP", "--drop", "any"],
+            "built-in chain or target",
+        ),
+        (
+            vec!["--chain", "RETURN", "--drop", "any"],
+            "built-in chain or target",
+        ),
+        (vec!["--chain", "a b", "--drop", "any"], "bad chain name"),
+        (
+            vec!["-n", "--chain", "guard", "--drop", "any"],
+            "--negate has no meaning",
+        ),
+    ] {
+        let mut all = vec!["-w", "-"];
+        all.extend(args.iter().copied());
+        let out = run("iptables-bpf", &all, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    // Usage errors and control characters from hostile input: one line, escaped.
+    let out = run("iptables-bpf", &["--chain", "guard"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = run(
+        "iptables-bpf",
+        &["-w", "-", "dns", "--", "\x1b[31mred..x"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\\u{1b}[31mred"),
+        "{:?}",
+        stderr(&out)
+    );
     // Hostile patterns are valid DNS labels: their dangerous characters may only appear inside
     // comments (names made from them keep letters and digits only).
     let text = script(&["dns", "--", "$(touch /tmp/x)`id`.'\"\n;.example.net"]);
