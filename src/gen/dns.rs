@@ -2,8 +2,10 @@
 //!
 //! Pattern language (one pattern = one DNS name, labels separated by `.`):
 //! - a literal label matches itself, byte for byte (case-sensitive unless `-i`);
-//! - `*` as a whole label matches any one label;
-//! - `*{m-n}` as a whole label matches one label of m..=n characters (n <= 63);
+//! - `*` as a whole label matches any one label (1 to 63 characters: never the empty root
+//!   label that ends the name, never a compression pointer);
+//! - `*{m-n}` as a whole label matches one label of m..=n characters (n <= 63; labels are never
+//!   empty, so `*{0-n}` is `*{1-n}`);
 //! - `?` matches any one character inside a label;
 //! - `**` as the last label matches any suffix (`example.**` matches example.com and
 //!   example.co.uk, not www.example.com);
@@ -13,6 +15,11 @@
 //!
 //! Names are compared on the wire (length-prefixed labels), in the first question only, four
 //! bytes at a time. With `-i`, letters match in either case (ASCII only).
+//!
+//! The programs expect UDP, as the rules that carry them say (`-p udp --dport 53`): on IPv6
+//! the header walk refuses any other next header; on IPv4 the protocol and fragment fields
+//! are not read (that would make programs longer than the original's), so an IPv4 packet that
+//! is not UDP, or a later fragment, is compared as if it were.
 //!
 //! Errors: an empty label, a label over 63 bytes, a name over 255 bytes on the wire, `*{m-n}`
 //! with m > n or n > 63, a bad percent escape, `**` not last, no pattern.
@@ -185,7 +192,7 @@ pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternEr
         .iter()
         .map(|p| match p {
             Part::Literal(bytes) => 1 + bytes.len(),
-            Part::Any(bounds) => 1 + bounds.map_or(1, |(min, _)| usize::from(min)),
+            Part::Any(bounds) => 1 + bounds.map_or(1, |(min, _)| usize::from(min.max(1))),
             Part::AnySuffix => 0,
         })
         .sum::<usize>()
@@ -285,10 +292,11 @@ pub(crate) fn compare_bytes(b: &mut Builder, bytes: &[MaskedByte], mut offset: u
     }
 }
 
-/// Emits the match of one pattern, with X at the first byte of the name; jumps to `fail` when
-/// it does not match, returns `verdict` when it does.
-fn emit_pattern(b: &mut Builder, pattern: &Pattern, fail: &str, verdict: u32) {
-    let mut offset = 0u32;
+/// Emits the match of one pattern, with the name's first byte at `[x + start]`; jumps to
+/// `fail` when it does not match, returns `verdict` when it does.
+fn emit_pattern(b: &mut Builder, pattern: &Pattern, start: u32, fail: &str, verdict: u32) {
+    // The name's next byte is at [x + offset]: constant steps are folded into load offsets.
+    let mut offset = start;
     for segment in segments(pattern) {
         match segment {
             Segment::Bytes(bytes) => {
@@ -297,44 +305,38 @@ fn emit_pattern(b: &mut Builder, pattern: &Pattern, fail: &str, verdict: u32) {
                 offset += bytes.len() as u32;
             }
             Segment::Skip(bounds) => {
-                if offset > 0 {
-                    b.insn(Insn::Txa);
-                    b.insn(Insn::Alu {
-                        op: AluOp::Add,
-                        operand: Operand::K(offset),
-                    });
-                    b.insn(Insn::Tax);
-                    offset = 0;
-                }
-                match bounds {
-                    None => b.comment("skip any one label"),
-                    Some((min, max)) => {
-                        b.comment(format!("skip one label of {min} to {max} characters"))
-                    }
-                }
+                // A label is 1 to 63 bytes: a length of 0 is the end of the name, 64 and more
+                // are compression pointers or garbage.
+                let (min, max) = bounds.map_or((1, 63), |(min, max)| (min.max(1), max));
+                b.comment(format!("skip one label of {min} to {max} characters"));
                 b.insn(Insn::LoadInd {
                     size: Size::Byte,
-                    offset: 0,
+                    offset,
                 });
-                match bounds {
-                    None => {}
-                    Some((min, max)) if min == max => b.jump_unless_eq(u32::from(min), fail),
-                    Some((min, max)) => {
-                        if min > 0 {
-                            b.jump(
-                                JumpCond::Ge,
-                                Operand::K(u32::from(min)),
-                                Target::Next,
-                                Target::Label(fail.to_string()),
-                            );
-                        }
+                if min == max {
+                    b.jump_unless_eq(u32::from(min), fail);
+                } else {
+                    if min == 1 {
                         b.jump(
-                            JumpCond::Gt,
-                            Operand::K(u32::from(max)),
+                            JumpCond::Eq,
+                            Operand::K(0),
                             Target::Label(fail.to_string()),
                             Target::Next,
                         );
+                    } else {
+                        b.jump(
+                            JumpCond::Ge,
+                            Operand::K(u32::from(min)),
+                            Target::Next,
+                            Target::Label(fail.to_string()),
+                        );
                     }
+                    b.jump(
+                        JumpCond::Gt,
+                        Operand::K(u32::from(max)),
+                        Target::Label(fail.to_string()),
+                        Target::Next,
+                    );
                 }
                 b.insn(Insn::Alu {
                     op: AluOp::Add,
@@ -342,9 +344,10 @@ fn emit_pattern(b: &mut Builder, pattern: &Pattern, fail: &str, verdict: u32) {
                 });
                 b.insn(Insn::Alu {
                     op: AluOp::Add,
-                    operand: Operand::K(1),
+                    operand: Operand::K(offset + 1),
                 });
                 b.insn(Insn::Tax);
+                offset = 0;
             }
             Segment::AnySuffix => b.comment("any suffix"),
         }
@@ -357,30 +360,26 @@ fn emit_pattern(b: &mut Builder, pattern: &Pattern, fail: &str, verdict: u32) {
 /// generators' `--ext-headers N` chooses 0 to 3.
 pub const IPV6_EXTENSION_HEADERS: usize = 2;
 
-/// Emits code that leaves X at `offset + header + base` (and A too when base > 0 or on IPv4),
-/// where header is the IP
-/// header (IPv4: any IHL; IPv6: the fixed header and up to `ext_headers` extension headers).
-/// Non-first IPv6 fragments jump to `fail`.
+/// Emits code that sets X so that `[x + k]`, with the returned `k`, addresses the byte `base`
+/// bytes after the UDP header: on IPv4 X is the header length (any IHL) and `k` is
+/// `offset + base`; on IPv6 X is the UDP header's offset after the fixed header and up to
+/// `ext_headers` extension headers, and `k` is `base`. On IPv6, a next header other than UDP
+/// and a non-first fragment jump to `fail`.
 pub(crate) fn emit_udp_offset(
     b: &mut Builder,
     opts: &GenOptions,
     ext_headers: usize,
     base: u32,
     fail: &str,
-) {
+) -> u32 {
     let off = opts.offset;
     if !opts.inet6 {
         b.comment(format!(
-            "x = offset of the UDP header + {base} (IPv4, any header length)"
+            "x = IPv4 header length: [x + {}] is the UDP header + {base}",
+            off + base
         ));
         b.insn(Insn::LoadXMsh(off));
-        b.insn(Insn::LoadImm(off + base));
-        b.insn(Insn::Alu {
-            op: AluOp::Add,
-            operand: Operand::X,
-        });
-        b.insn(Insn::Tax);
-        return;
+        return off + base;
     }
     b.comment(format!(
         "IPv6: skip up to {ext_headers} extension headers (hop-by-hop, routing, destination options, first fragment)"
@@ -400,7 +399,7 @@ pub(crate) fn emit_udp_offset(
         b.jump(JumpCond::Eq, Operand::K(44), label(&frag), Target::Next);
         b.jump(JumpCond::Eq, Operand::K(0), label(&opt), Target::Next);
         b.jump(JumpCond::Eq, Operand::K(43), label(&opt), Target::Next);
-        b.jump(JumpCond::Eq, Operand::K(60), label(&opt), label(&udp));
+        b.jump(JumpCond::Eq, Operand::K(60), label(&opt), label(fail));
         b.label(&frag);
         b.comment("fragment header: only the first fragment carries the query");
         b.insn(Insn::LoadInd {
@@ -435,16 +434,18 @@ pub(crate) fn emit_udp_offset(
         });
         b.insn(Insn::LoadXMem(1));
     }
+    b.comment("only UDP carries the queries these programs match");
+    b.jump(
+        JumpCond::Eq,
+        Operand::K(17),
+        Target::Label(udp.clone()),
+        Target::Label(fail.to_string()),
+    );
     b.label(&udp);
-    if base > 0 {
-        b.comment(format!("x = offset of the UDP header + {base}"));
-        b.insn(Insn::Txa);
-        b.insn(Insn::Alu {
-            op: AluOp::Add,
-            operand: Operand::K(base),
-        });
-        b.insn(Insn::Tax);
-    }
+    b.comment(format!(
+        "x = offset of the UDP header: [x + {base}] is the UDP header + {base}"
+    ));
+    base
 }
 
 /// Builds the program for `patterns` (at least one).
@@ -452,10 +453,10 @@ pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mu
     let (yes, no) = if opts.negate { (0, 65535) } else { (65535, 0) };
     let nomatch = b.new_label("nomatch");
     b.context("dns prologue");
-    emit_udp_offset(b, opts, ext_headers, 8 + 12, &nomatch);
-    b.comment("x = offset of the first question's name");
+    let start = emit_udp_offset(b, opts, ext_headers, 8 + 12, &nomatch);
+    b.comment(format!("[x + {start}] = the first question's name"));
     if patterns.len() > 1 {
-        b.insn(Insn::Store(0));
+        b.insn(Insn::StoreX(0));
     }
     for (index, pattern) in patterns.iter().enumerate() {
         b.context(format!("pattern '{}'", pattern.text));
@@ -469,7 +470,7 @@ pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mu
         if index > 0 {
             b.insn(Insn::LoadXMem(0));
         }
-        emit_pattern(b, pattern, &fail, yes);
+        emit_pattern(b, pattern, start, &fail, yes);
         if !last {
             b.label(&fail);
         }

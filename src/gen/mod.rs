@@ -101,10 +101,12 @@ Patterns:
   ex%2Eample.com      %XX is the byte XX (here one label 'ex.ample')
 
 The name is compared on the wire (length-prefixed labels) in the first question only.
+A wildcard label is 1 to 63 characters: it never matches the root label ending the name.
 IPv4 headers of any length are handled. With -6, up to 2 IPv6 extension headers
 (hop-by-hop, routing, destination options, a first fragment) before UDP are skipped
 (--ext-headers 0..3; each costs 16 instructions), a query behind more is not matched,
-and a later fragment never matches.
+a later fragment never matches, and only UDP matches. On IPv4 the program does not read
+the protocol or fragment fields (iptables-bpf's rules say -p udp --dport 53).
 
 Examples:
   bpfgen dns -- '*.www.example.uk'
@@ -130,7 +132,8 @@ pub struct DnsArgs {
     about = "Match malformed DNS requests",
     after_help = "\
 Matches a UDP DNS request when any of these holds:
-  the UDP payload is shorter than 21 bytes (12 of header and the shortest question);
+  the UDP payload is shorter than 17 bytes (12 of header and the shortest question:
+    the root name, type and class);
   a flag other than the allowed ones is set (allowed: CD, AD, Z, and RD and RA unless
     --strict; QR, AA, TC, the opcode and the rcode must be 0);
   qdcount != 1, ancount != 0, nscount != 0, or arcount > 1.
@@ -247,9 +250,14 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &m
     let bad = b.new_label("malformed");
     let fail = b.new_label("fragment");
     b.context("dns_validate");
-    // X = the UDP header; DNS fields are read at [x + 8 + field].
-    dns::emit_udp_offset(b, opts, ext_headers, 0, &fail);
-    let load = |b: &mut Builder, size, offset| b.insn(Insn::LoadInd { size, offset });
+    // UDP fields are read at [x + udp + field], DNS fields at [x + udp + 8 + field].
+    let udp = dns::emit_udp_offset(b, opts, ext_headers, 0, &fail);
+    let load = |b: &mut Builder, size, offset: u32| {
+        b.insn(Insn::LoadInd {
+            size,
+            offset: udp + offset,
+        })
+    };
     let unless = |b: &mut Builder, cond, k, jump_if_true: bool| {
         use crate::asm::labels::Target;
         let label = Target::Label(bad.clone());
@@ -260,9 +268,10 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &m
         }
     };
     use crate::insn::JumpCond::{Eq, Ge, Gt};
-    b.comment("UDP length: 8 + 12 of header + at least 9 of question");
+    // The shortest question is the root name (1 byte), type and class: 5 bytes.
+    b.comment("UDP length: 8 + 12 of header + at least 5 of question");
     load(b, Size::Half, 4);
-    unless(b, Ge, 29, false);
+    unless(b, Ge, 25, false);
     // Allowed: CD 0x0010, AD 0x0020, Z 0x0040 and, unless strict, RA 0x0080 and RD 0x0100.
     // (The original documented this set but its mask, 0xfc8f, let TC through and refused RA.)
     let mask = if strict { 0xff8f } else { 0xfe0f };

@@ -331,6 +331,19 @@ fn flood_capture_keeps_exactly_the_packets_the_original_kept() {
 
 /// (flags, pattern, query name, matches?) — every pattern feature, including the edges.
 const TABLE: &[(&str, &str, &str, bool)] = &[
+    // A wildcard label is 1 to 63 characters: never the empty root label ending the name
+    // (whose next bytes, the query type, would otherwise be compared with the pattern's end).
+    ("", "*.*", "com", false),
+    ("", "*.*", "a.com", true),
+    ("", "com.*", "com", false),
+    ("", "com.*", "com.x", true),
+    ("", "*", ".", false),
+    ("", "*", "com", true),
+    ("", "*{0-3}", ".", false),
+    ("", "*{0-3}", "abc", true),
+    ("", "*{0-3}", "abcd", false),
+    ("", "example.*.**", "example", false),
+    ("", "example.*.**", "example.com", true),
     ("", "example.net", "example.net", true),
     ("", "example.net", "Example.net", false),
     ("", "example.net", "www.example.net", false),
@@ -690,6 +703,40 @@ fn ipv6_extension_headers_are_skipped() {
             "{ext:?}"
         );
     }
+    // Beyond the walk's two headers, or not UDP at all: not matched.
+    let three = Shape {
+        v6: true,
+        ip_options: false,
+        ext: Ext::Three,
+    };
+    assert_eq!(
+        verdict("", &["*.www.example.net"], "abc.www.example.net", three),
+        0
+    );
+    let mut packet = udp_packet(&dns_query(&labels("abc.www.example.net"), 1), Shape::V6);
+    packet[6] = 6; // next header: TCP, same bytes after it
+    let g = generate(
+        "dns",
+        &["--".to_string(), "*.www.example.net".to_string()],
+        &GenOptions {
+            inet6: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        Program::new(&g.insns, Profile::Socket)
+            .unwrap()
+            .run(&packet),
+        0
+    );
+    packet[6] = 17;
+    assert_eq!(
+        Program::new(&g.insns, Profile::Socket)
+            .unwrap()
+            .run(&packet),
+        65535
+    );
     // A later fragment carries no DNS header: never matched.
     let later = Shape {
         v6: true,
@@ -770,6 +817,21 @@ fn negate_offset_and_other_generators() {
         run_gen("dns_validate", &["--strict"], GenOptions::default(), &no_rd),
         0
     );
+    // The shortest well-formed query (the root, as resolvers' priming queries ask; UDP length
+    // 25) is not malformed; one byte less is.
+    let root = udp_packet(&dns_query(&[], 1), Shape::V4);
+    assert_eq!(root.len(), 20 + 25);
+    assert_eq!(
+        run_gen("dns_validate", &[], GenOptions::default(), &root),
+        0
+    );
+    let mut short = root[..root.len() - 1].to_vec();
+    short[20 + 4..20 + 6].copy_from_slice(&24u16.to_be_bytes());
+    short[2..4].copy_from_slice(&(44u16).to_be_bytes());
+    assert_eq!(
+        run_gen("dns_validate", &[], GenOptions::default(), &short),
+        65535
+    );
 }
 
 #[test]
@@ -804,14 +866,14 @@ fn bpfgen_cli_options() {
         b"",
     );
     assert!(out.status.success());
-    assert_eq!(stderr(&out), "bpfgen: 20 instructions\n");
+    assert_eq!(stderr(&out), "bpfgen: 19 instructions\n");
     let out = run(
         "bpfgen",
         &["--max-insns", "10", "dns", "--", "*.www.example.net"],
         b"",
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("20 instructions, more than --max-insns 10"));
+    assert!(stderr(&out).contains("19 instructions, more than --max-insns 10"));
     let out = run("bpfgen", &["-s", "dns", "--", "-i", "*.example.net"], b"");
     assert!(
         stdout(&out).contains("; match '\\x07example\\x03net\\x00'"),

@@ -19,6 +19,8 @@ pub enum Ext {
     Both,
     /// A fragment header with this offset (in 8-byte units).
     Fragment(u16),
+    /// Hop-by-hop, destination options and a first-fragment header: three headers.
+    Three,
 }
 
 /// How to build the packet.
@@ -108,6 +110,16 @@ pub fn udp_packet(payload: &[u8], shape: Shape) -> Vec<u8> {
             Ext::Both => {
                 exts.hop_by_hop_options = Some(options());
                 exts.destination_options = Some(options());
+            }
+            Ext::Three => {
+                exts.hop_by_hop_options = Some(options());
+                exts.destination_options = Some(options());
+                exts.fragment = Some(Ipv6FragmentHeader::new(
+                    IpNumber::UDP,
+                    etherparse::IpFragOffset::try_new(0).expect("offset"),
+                    true,
+                    7,
+                ));
             }
             Ext::Fragment(offset) => {
                 exts.fragment = Some(Ipv6FragmentHeader::new(
