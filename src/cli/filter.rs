@@ -29,7 +29,8 @@ The output is classic pcap with the input's link type and timestamps. A pcapng w
 have different link types cannot be written as one pcap file: filter stops with an error at the
 first packet of another link type (pcap2hex reads such files).
 
-Exit status: 0 when a packet matched, 1 when none did, 2 on error.";
+Exit status: 0 when a packet was kept (matched; with --invert, not matched), 1 when none was,
+2 on error. -v prints how many were kept out of how many read.";
 
 /// Run a classic BPF program over a capture and keep the packets it matches.
 #[derive(Debug, Parser)]
@@ -67,7 +68,8 @@ struct Filter {
     expr: Option<String>,
     l3: bool,
     invert: bool,
-    matched: u64,
+    /// Packets written: matched ones, or with --invert the others.
+    kept: u64,
     total: u64,
 }
 
@@ -118,7 +120,7 @@ pub fn main(
         expr: args.expr.clone(),
         l3: args.l3,
         invert: args.invert,
-        matched: 0,
+        kept: 0,
         total: 0,
     };
     let mut output = Output {
@@ -156,25 +158,30 @@ pub fn main(
             .expect("sink is kept until the writer takes it"),
     };
     sink.flush()?;
+    let what = if args.invert {
+        "kept (not matched)"
+    } else {
+        "matched"
+    };
     if args.verbose {
         // After an error the count covers the packets read before it; with none, the error
         // line alone says what happened.
         match (&result, filter.total) {
             (Ok(()), _) => writeln!(
                 stderr,
-                "filter: matched {}/{} packets",
-                filter.matched, filter.total
+                "filter: {what} {}/{} packets",
+                filter.kept, filter.total
             )?,
             (Err(_), 0) => {}
             (Err(_), total) => writeln!(
                 stderr,
-                "filter: matched {}/{} packets before the error",
-                filter.matched, total
+                "filter: {what} {}/{} packets before the error",
+                filter.kept, total
             )?,
         }
     }
     result?;
-    Ok(ExitCode::from(if filter.matched > 0 {
+    Ok(ExitCode::from(if filter.kept > 0 {
         EXIT_OK
     } else {
         EXIT_NO_MATCH
@@ -261,11 +268,18 @@ fn run_one<R: Read>(
             None => 0,
         };
         let matched = verdict != 0;
-        if matched {
-            filter.matched += 1;
-        }
         if matched != filter.invert {
-            w.write(packet.timestamp, packet.orig_len, packet.data)?;
+            match w.write(packet.timestamp, packet.orig_len, packet.data) {
+                Ok(()) => {}
+                // A closed pipe on output stays an I/O error: the tool ends quietly.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                Err(e) => {
+                    return Err(
+                        format!("{name}: packet {}: cannot write it: {e}", packet.number).into(),
+                    )
+                }
+            }
+            filter.kept += 1;
         }
     }
 }

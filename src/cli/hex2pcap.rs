@@ -54,9 +54,16 @@ fn linktype_number(name: &str) -> Result<u32, String> {
     })
 }
 
+/// The largest packet written: libpcap's largest snapshot length (262144), so tcpdump reads
+/// every file hex2pcap writes.
+const MAX_PACKET: usize = 262_144;
+
 /// Decodes one input line; `Ok(None)` for lines without a packet.
 fn decode_line(line: &str) -> Result<Option<Vec<u8>>, String> {
-    let data = line.split('\t').next().unwrap_or("").trim();
+    let field = line.split('\t').next().unwrap_or("");
+    let data = field.trim();
+    // Columns count from the start of the line, leading blanks included.
+    let lead = field.len() - field.trim_start().len();
     if data.is_empty() || data.starts_with('#') || data.starts_with(';') {
         return Ok(None);
     }
@@ -67,7 +74,7 @@ fn decode_line(line: &str) -> Result<Option<Vec<u8>>, String> {
     {
         return Err(format!(
             "column {}: '{}' is not a hex digit",
-            col + 1,
+            lead + col + 1,
             c.escape_default()
         ));
     }
@@ -99,16 +106,26 @@ pub fn main(
         )
         .into());
     }
-    let step = Duration::from_secs_f64(args.ts_step);
+    let step = Duration::try_from_secs_f64(args.ts_step)
+        .map_err(|_| format!("bad --ts-step {}: too large", args.ts_step))?;
     // Everything is decoded before anything is written: a bad line leaves no partial output.
     let mut packets = Vec::new();
     let mut inputs: Vec<(String, Box<dyn BufRead + '_>)> = Vec::new();
-    if args.files.is_empty() {
-        inputs.push(("<stdin>".into(), Box::new(BufReader::new(stdin))));
+    let mut stdin = Some(stdin);
+    let names: Vec<&str> = if args.files.is_empty() {
+        vec!["-"]
     } else {
-        for path in &args.files {
+        args.files.iter().map(String::as_str).collect()
+    };
+    for path in names {
+        if path == "-" {
+            let input = stdin
+                .take()
+                .ok_or("'-' (standard input) given more than once")?;
+            inputs.push(("<stdin>".into(), Box::new(BufReader::new(input))));
+        } else {
             let file = File::open(path).map_err(|e| format!("cannot open '{path}': {e}"))?;
-            inputs.push((path.clone(), Box::new(BufReader::new(file))));
+            inputs.push((path.to_string(), Box::new(BufReader::new(file))));
         }
     }
     for (name, input) in inputs {
@@ -117,9 +134,30 @@ pub fn main(
             if let Some(packet) =
                 decode_line(&line).map_err(|e| format!("{name}: line {}: {e}", index + 1))?
             {
+                if packet.len() > MAX_PACKET {
+                    return Err(format!(
+                        "{name}: line {}: a packet of {} bytes, more than the {MAX_PACKET} a pcap file holds for tcpdump",
+                        index + 1,
+                        packet.len()
+                    )
+                    .into());
+                }
                 packets.push(packet);
             }
         }
+    }
+    // pcap stores 32-bit seconds: the last timestamp must fit before anything is written.
+    let last = u32::try_from(packets.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    if step
+        .checked_mul(last)
+        .is_none_or(|end| end.as_secs() > u64::from(u32::MAX))
+    {
+        return Err(format!(
+            "--ts-step {}: the timestamp of packet {} would not fit in pcap's 32-bit seconds",
+            args.ts_step,
+            packets.len()
+        )
+        .into());
     }
     let mut writer = Writer::new(
         BufWriter::with_capacity(1 << 16, stdout),

@@ -534,14 +534,38 @@ fn filter_validates_the_program_first() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("matched 616/616"));
+    // Everything matched, so --invert keeps nothing: exit 1, like grep -v with no line left.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("kept (not matched) 0/616"),
+        "{}",
+        stderr(&out)
+    );
     let back = run("pcap2hex", &["-"], &out.stdout);
     assert_eq!(
         stdout(&back).lines().count(),
         0,
         "--invert keeps what did not match"
     );
+    let out = run(
+        "filter",
+        &[
+            "--invert",
+            "-v",
+            "-b",
+            "1,6 0 0 0",
+            capture("any-sll1.pcap").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("kept (not matched) 616/616"),
+        "{}",
+        stderr(&out)
+    );
+    let back = run("pcap2hex", &["-"], &out.stdout);
+    assert_eq!(stdout(&back).lines().count(), 616);
 }
 
 #[test]
@@ -692,4 +716,31 @@ fn classic_pcap_in_both_byte_orders_and_resolutions_and_bsd_loopback() {
             std::time::Duration::new(1_700_000_000, expected_nanos)
         );
     }
+}
+
+#[test]
+fn hex2pcap_refuses_what_pcap_cannot_hold_before_writing() {
+    let big = format!("{}\n", "00".repeat(262_145));
+    let cases: Vec<(Vec<&str>, Vec<u8>, &str)> = vec![
+        (vec!["-t", "1e20"], b"00\n".to_vec(), "bad --ts-step"),
+        (
+            vec!["-t", "5e9"],
+            b"00\n00\n".to_vec(),
+            "timestamp of packet 2 would not fit",
+        ),
+        (vec![], big.into_bytes(), "line 1: a packet of 262145 bytes"),
+        (vec![], b"  zz\n".to_vec(), "line 1: column 3: 'z'"),
+    ];
+    for (args, input, message) in cases {
+        let out = run("hex2pcap", &args, &input);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: partial output");
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    // '-' is standard input.
+    let out = run("hex2pcap", &["-"], b"0011\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = run("pcap2hex", &[], &out.stdout);
+    assert_eq!(stdout(&back), "0011\n");
 }
