@@ -150,7 +150,7 @@ pub fn main(
     let last = u32::try_from(packets.len().saturating_sub(1)).unwrap_or(u32::MAX);
     if step
         .checked_mul(last)
-        .is_none_or(|end| end.as_secs() > u64::from(u32::MAX))
+        .map_or(true, |end| end.as_secs() > u64::from(u32::MAX))
     {
         return Err(format!(
             "--ts-step {}: the timestamp of packet {} would not fit in pcap's 32-bit seconds",
