@@ -230,7 +230,8 @@ fn listing_operand(insn: &Insn) -> (String, String) {
         Insn::Ja(_) => ("ja".into(), String::new()),
         Insn::Jump { cond, operand, .. } => (cond.mnemonic().into(), imm(operand)),
         Insn::RetK(k) => ("ret".into(), format!("#{k}")),
-        Insn::RetA => ("ret".into(), "a".into()),
+        // tcpdump lists `ret a` as a bare `ret`.
+        Insn::RetA => ("ret".into(), String::new()),
         Insn::RetX => ("ret".into(), "x".into()),
         Insn::Tax => ("tax".into(), String::new()),
         Insn::Txa => ("txa".into(), String::new()),

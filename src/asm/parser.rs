@@ -100,7 +100,7 @@ fn parse_number_text(text: &str) -> Option<u32> {
     let lower = text.to_ascii_lowercase();
     let (negative, body) = match lower.strip_prefix('-') {
         Some(rest) => (true, rest),
-        None => (false, lower.as_str()),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
     };
     let value: u64 = if let Some(hex) = body.strip_prefix("0x") {
         u64::from_str_radix(hex, 16).ok()?
@@ -175,7 +175,13 @@ fn lex(source: &str) -> Result<Vec<Token>, AsmError> {
                     i += 1;
                 }
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+                // bpf_asm reads `+5` as a number; after `x` a `+` is the `[x + k]` operator.
+                || (c == '+'
+                    && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
+                    && matches!(tokens.last(), Some(Token { tok: Tok::Punct('#' | '[' | ','), .. }))) =>
+            {
                 let start = i;
                 i += 1;
                 while i < chars.len() && chars[i].is_ascii_alphanumeric() {
@@ -625,6 +631,10 @@ impl Parser {
                 if self.eat_register("x") {
                     return insn(Insn::RetX);
                 }
+                // libpcap lists `ret a` as a bare `ret`.
+                if listing && self.peek().map_or(true, |t| t.line_start) {
+                    return insn(Insn::RetA);
+                }
                 Err(self.error_here("'#k', 'a' or 'x' after 'ret'"))
             }
             other => match AluOp::ALL.into_iter().find(|op| op.mnemonic() == other) {
@@ -642,23 +652,42 @@ impl Parser {
     }
 
     /// In a listing, `(NNN)` at the start of a line.
-    fn listing_prefix(&mut self) -> Result<bool, AsmError> {
+    /// A `(NNN)` listing prefix at the start of a line: its number and position.
+    fn listing_prefix(&mut self) -> Result<Option<(u32, Pos, String)>, AsmError> {
         let at_line_start = self
             .peek()
             .is_some_and(|t| t.line_start && t.tok == Tok::Punct('('));
         if !at_line_start {
-            return Ok(false);
+            return Ok(None);
         }
         self.at += 1;
-        self.number("an instruction number in '(NNN)'")?;
+        let (pos, text) = self
+            .peek()
+            .map_or((self.end, String::new()), |t| (t.pos, t.text.clone()));
+        let number = self.number("an instruction number in '(NNN)'")?;
         self.expect_punct(')', "')' closing '(NNN)'")?;
-        Ok(true)
+        Ok(Some((number, pos, text)))
     }
 
     fn statements(&mut self) -> Result<Vec<Stmt<Pos>>, AsmError> {
         let mut stmts = Vec::new();
+        let mut count = 0u64;
         while self.peek().is_some() {
-            let listing = self.listing_prefix()?;
+            let prefix = self.listing_prefix()?;
+            if let Some((number, pos, text)) = &prefix {
+                // Listing jumps name instruction numbers: a line out of place would silently
+                // change every target after it.
+                if u64::from(*number) != count {
+                    return Err(AsmError {
+                        pos: *pos,
+                        found: text.clone(),
+                        message: format!(
+                            "listing line ({text}) is instruction {count}: the jump targets of a listing are instruction numbers, so lines must be numbered in order (renumber them, or use bpf_asm labels)"
+                        ),
+                    });
+                }
+            }
+            let listing = prefix.is_some();
             let Some(token) = self.next() else {
                 return Err(self.error_here("an instruction after '(NNN)'"));
             };
@@ -675,6 +704,7 @@ impl Parser {
             }
             self.stmt_pos = token.pos;
             let kind = self.instruction(&token, listing)?;
+            count += 1;
             stmts.push(Stmt {
                 kind,
                 pos: token.pos,

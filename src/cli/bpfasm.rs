@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::asm::{assemble, format_program, parse_bytecode, Format};
 use crate::cli::{parse_args, read_input, CliError, EXIT_ERROR, EXIT_OK};
-use crate::insn::RawInsn;
+use crate::insn::{Insn, RawInsn};
 use crate::vm::{self, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -136,6 +136,35 @@ pub fn main(
         (false, None, true) => Format::Asm,
         (false, None, false) => Format::Bytecode,
     };
+    if matches!(format, Format::Asm | Format::Listing) {
+        // Text forms cannot show every bit pattern: say so rather than change the program
+        // silently when the text is assembled again.
+        for (index, raw) in prog.iter().enumerate() {
+            let insn = Insn::decode(*raw);
+            if matches!(insn, Insn::Raw(_)) {
+                writeln!(
+                    stderr,
+                    "bpfasm: warning: instruction {index} (code {:#06x}) is not a classic BPF instruction: it is shown as a comment, and assembling the text leaves it out",
+                    raw.code
+                )?;
+            } else if insn.encode() != *raw {
+                let canonical = insn.encode();
+                writeln!(
+                    stderr,
+                    "bpfasm: warning: instruction {index} ({}) is stored as {} {} {} {} with bits no text form shows; the text assembles to {} {} {} {}",
+                    insn.display_at(index),
+                    raw.code,
+                    raw.jt,
+                    raw.jf,
+                    raw.k,
+                    canonical.code,
+                    canonical.jt,
+                    canonical.jf,
+                    canonical.k
+                )?;
+            }
+        }
+    }
     stdout.write_all(format_program(&prog, format).as_bytes())?;
     stdout.flush()?;
     Ok(ExitCode::from(EXIT_OK))

@@ -255,6 +255,14 @@ fn assembler_errors_name_the_place_and_exit_2() {
         26,
         "jump to '9' goes past the last instruction",
     );
+    // Listing lines out of order would silently move every absolute jump target.
+    assert_asm_error(
+        "order.d",
+        "(000) ldh [12]\n(001) jeq #0x800 jt 2 jf 3\n(002) ret #1\n(002) ld #1\n(003) ret #0\n",
+        4,
+        2,
+        "listing line (002) is instruction 3",
+    );
     let long = "ld #1\n".repeat(4096) + "ret #0\n";
     assert_asm_error(
         "long.s",
@@ -471,5 +479,64 @@ fn bpfasm_check_and_trace() {
     assert_eq!(
         stdout(&out).lines().last().unwrap(),
         "verdict 0 (load past the end of the packet at instruction 0)"
+    );
+}
+
+#[test]
+fn signed_decimals_and_bare_ret_in_listings() {
+    // bpf_asm reads `+5` as a number (its lexer's decimal form is [-+]?[1-9][0-9]*); the
+    // expected words follow from the opcode table: ld #k = 0x00, ld [k] = 0x20, jeq #k = 0x15,
+    // ret #k = 0x06.
+    assert_eq!(
+        assemble("ld #+5\nld [+4]\njeq #+1, l1\nl1: ret #+0\n").unwrap(),
+        raw_list(&[
+            (0x00, 0, 0, 5),
+            (0x20, 0, 0, 4),
+            (0x15, 0, 0, 1),
+            (0x06, 0, 0, 0)
+        ])
+    );
+    // `[x+4]` keeps its meaning: the + after x is the operator.
+    assert_eq!(
+        assemble("ld [x+4]\nret a\n").unwrap(),
+        raw_list(&[(0x40, 0, 0, 4), (0x16, 0, 0, 0)])
+    );
+    // libpcap lists `ret a` as a bare `ret`; our listing does the same and reads back.
+    let prog = assemble("(000) ld #1\n(001) ret\n").unwrap();
+    assert_eq!(prog, raw_list(&[(0x00, 0, 0, 1), (0x16, 0, 0, 0)]));
+    let listing = format_program(&prog, Format::Listing);
+    assert!(listing.contains("(001) ret"), "{listing}");
+    assert!(!listing.contains("ret a"), "{listing}");
+    assert_eq!(assemble(&listing).unwrap(), prog);
+    // Outside a listing, `ret` needs its operand.
+    assert!(assemble("ld #1\nret\n").is_err());
+}
+
+#[test]
+fn disassembly_warns_about_what_text_cannot_show() {
+    // 0x08 is no classic opcode; `tax` with k = 3 and `ret #3` with jump fields carry bits the
+    // assembly text does not show.
+    let out = run("bpfasm", &["-d", "4,21 0 1 5,8 0 0 0,7 0 0 3,6 1 2 3"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("instruction 1 (code 0x0008) is not a classic BPF instruction"),
+        "{err}"
+    );
+    assert!(
+        err.contains("instruction 2 (tax) is stored as 7 0 0 3")
+            && err.contains("assembles to 7 0 0 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("instruction 3 (ret #3) is stored as 6 1 2 3"),
+        "{err}"
+    );
+    // A canonical program disassembles without a word on stderr.
+    let out = run("bpfasm", &["-d", "2,7 0 0 0,6 0 0 3"], b"");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr(&out)
     );
 }
