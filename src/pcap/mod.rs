@@ -303,23 +303,14 @@ impl<R: Read> Reader<R> {
             {
                 State::Start => Err(pcap_file::PcapError::InvalidField("no file header")),
                 State::Pcap(parser) => {
-                    parser
-                        .next_packet(slice)
-                        .map(|(rem, packet): (&[u8], PcapPacket)| {
-                            let data = &packet.data;
-                            let start = data.as_ptr() as usize - buf_start;
-                            let linktype = datalink_number(parser.header().datalink);
-                            (
-                                slice.len() - rem.len(),
-                                Some((
-                                    start,
-                                    data.len(),
-                                    packet.timestamp,
-                                    packet.orig_len,
-                                    linktype,
-                                )),
-                            )
-                        })
+                    let header = parser.header();
+                    let start = self.pos;
+                    pcap_record(slice, header.endianness, header.ts_resolution).map(
+                        |(used, len, timestamp, orig_len)| {
+                            let linktype = datalink_number(header.datalink);
+                            (used, Some((start + 16, len, timestamp, orig_len, linktype)))
+                        },
+                    )
                 }
                 State::PcapNg(parser) => parser.next_block(slice).and_then(|(rem, block)| {
                     let used = slice.len() - rem.len();
@@ -380,6 +371,39 @@ impl<R: Read> Reader<R> {
             }
         }
     }
+}
+
+/// One classic pcap record at the start of `slice`: (bytes used, captured length, timestamp,
+/// original length). Read here rather than by `pcap-file`'s parser, which refuses records
+/// longer than the header's snap length; libpcap and tcpdump read them (files with snap length
+/// 0, or written by tools that set it too small), and so does this reader. Lengths are bounded
+/// by [`MAX_RECORD`] before the record is read.
+fn pcap_record(
+    slice: &[u8],
+    endianness: Endianness,
+    resolution: TsResolution,
+) -> Result<(usize, usize, Duration, u32), pcap_file::PcapError> {
+    let head = slice
+        .get(..16)
+        .ok_or(pcap_file::PcapError::IncompleteBuffer)?;
+    let word = |at: usize| {
+        let bytes: [u8; 4] = head[at..at + 4].try_into().expect("4 bytes");
+        match endianness {
+            Endianness::Big => u32::from_be_bytes(bytes),
+            Endianness::Little => u32::from_le_bytes(bytes),
+        }
+    };
+    let (secs, frac, incl, orig) = (word(0), word(4), word(8), word(12));
+    let len = incl as usize;
+    if slice.len() < 16 + len {
+        return Err(pcap_file::PcapError::IncompleteBuffer);
+    }
+    let nanos = match resolution {
+        TsResolution::NanoSecond => u64::from(frac),
+        TsResolution::MicroSecond => u64::from(frac) * 1000,
+    };
+    let timestamp = Duration::from_secs(u64::from(secs)) + Duration::from_nanos(nanos);
+    Ok((16 + len, len, timestamp, orig))
 }
 
 /// Writes classic pcap.

@@ -744,3 +744,27 @@ fn hex2pcap_refuses_what_pcap_cannot_hold_before_writing() {
     let back = run("pcap2hex", &[], &out.stdout);
     assert_eq!(stdout(&back), "0011\n");
 }
+
+#[test]
+fn records_longer_than_the_snap_length_are_read_as_libpcap_reads_them() {
+    // Snap length 0 (some writers leave it unset) and 10 (smaller than the packets): libpcap
+    // and tcpdump read every record of such files, so must we.
+    let good = read(&capture("eth-flood-v4.pcap"));
+    let packet = &good[24 + 16..24 + 16 + 90];
+    for snaplen in [0u32, 10] {
+        let mut file = pcap_header();
+        file[16..20].copy_from_slice(&snaplen.to_le_bytes());
+        file.extend(record(90, packet));
+        file.extend(record(90, packet));
+        let out = run("pcap2hex", &[], &file);
+        assert!(out.status.success(), "snaplen {snaplen}: {}", stderr(&out));
+        assert_eq!(stdout(&out).lines().count(), 2, "snaplen {snaplen}");
+        assert_eq!(stdout(&out).lines().next().unwrap(), hex::encode(packet));
+        let out = run("filter", &["-v", "-b", "1,6 0 0 65535"], &file);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stderr(&out).contains("matched 2/2"), "{}", stderr(&out));
+        // What filter writes is read back whole.
+        let back = run("pcap2hex", &[], &out.stdout);
+        assert_eq!(stdout(&back).lines().count(), 2);
+    }
+}
