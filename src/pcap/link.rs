@@ -79,35 +79,33 @@ fn ip_version_ethertype(first: Option<&u8>) -> Option<u16> {
     }
 }
 
-/// Finds the network header of `frame` captured with `linktype`; `None` when the frame is too
-/// short or the link type is not supported.
+/// Steps over 802.1Q / QinQ tags starting at `offset` while `ethertype` names one.
+fn skip_vlan_tags(frame: &[u8], mut offset: usize, mut ethertype: u16) -> Option<NetworkHeader> {
+    while VLAN_TAGS.contains(&ethertype) {
+        let vlan = SingleVlanSlice::from_slice(frame.get(offset..)?).ok()?;
+        ethertype = vlan.ether_type().0;
+        offset += vlan.header_len();
+    }
+    Some(NetworkHeader { offset, ethertype })
+}
+
+/// Finds the network header of `frame` captured with `linktype` (behind any VLAN tags);
+/// `None` when the frame is too short or the link type is not supported.
 pub fn network_header(linktype: u32, frame: &[u8]) -> Option<NetworkHeader> {
     match linktype {
         LINKTYPE_ETHERNET => {
             let ethernet = Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
-            let mut offset = ethernet.header_len();
-            let mut ethertype = ethernet.ether_type().0;
-            while VLAN_TAGS.contains(&ethertype) {
-                let vlan = SingleVlanSlice::from_slice(frame.get(offset..)?).ok()?;
-                ethertype = vlan.ether_type().0;
-                offset += vlan.header_len();
-            }
-            Some(NetworkHeader { offset, ethertype })
+            skip_vlan_tags(frame, ethernet.header_len(), ethernet.ether_type().0)
         }
+        // Cooked captures keep a VLAN tag in the data when the driver did not strip it.
         LINKTYPE_LINUX_SLL => {
             let protocol = frame.get(14..16)?;
-            Some(NetworkHeader {
-                offset: 16,
-                ethertype: u16::from_be_bytes([protocol[0], protocol[1]]),
-            })
+            skip_vlan_tags(frame, 16, u16::from_be_bytes([protocol[0], protocol[1]]))
         }
         LINKTYPE_LINUX_SLL2 => {
             let protocol = frame.get(0..2)?;
             frame.get(..20)?;
-            Some(NetworkHeader {
-                offset: 20,
-                ethertype: u16::from_be_bytes([protocol[0], protocol[1]]),
-            })
+            skip_vlan_tags(frame, 20, u16::from_be_bytes([protocol[0], protocol[1]]))
         }
         LINKTYPE_RAW => Some(NetworkHeader {
             offset: 0,
@@ -194,6 +192,24 @@ mod tests {
         let mut out = Vec::new();
         assert!(to_ethernet(LINKTYPE_ETHERNET, &frame, &mut out));
         assert_eq!(&out[12..], &[0x08, 0x00, 0x45]);
+    }
+
+    #[test]
+    fn vlan_tags_behind_cooked_headers_are_skipped() {
+        // SLL: 16-byte header whose protocol is 0x8100, a tag (TCI 100, IPv4), then IP.
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00, 0x45]);
+        let net = network_header(LINKTYPE_LINUX_SLL, &sll).unwrap();
+        assert_eq!((net.offset, net.ethertype), (20, 0x0800));
+        // SLL2: protocol first, 20-byte header, then the tag.
+        let mut sll2 = vec![0x81, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&[0x00, 0x64, 0x86, 0xdd, 0x60]);
+        let net = network_header(LINKTYPE_LINUX_SLL2, &sll2).unwrap();
+        assert_eq!((net.offset, net.ethertype), (24, 0x86dd));
+        let mut out = Vec::new();
+        assert!(to_ethernet(LINKTYPE_LINUX_SLL2, &sll2, &mut out));
+        assert_eq!(&out[12..], &[0x86, 0xdd, 0x60]);
     }
 
     #[test]
