@@ -31,6 +31,23 @@ struct Args {
     packets: Vec<String>,
 }
 
+/// Whether `ip` starts with an IPv4 or IPv6 header whose length field matches the data
+/// (exactly, or with `padding` allowed after it as on short Ethernet frames).
+fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
+    let length = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 && ip[0] & 0xf >= 5 => {
+            usize::from(u16::from_be_bytes([ip[2], ip[3]]))
+        }
+        Some(6) if ip.len() >= 40 => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+        _ => return false,
+    };
+    if exact {
+        length == ip.len()
+    } else {
+        length <= ip.len()
+    }
+}
+
 /// Builds the report of one packet as JSON (the text form is printed from it).
 pub fn report(packet: &[u8]) -> Value {
     let ethernet_first = packet.len() >= 14
@@ -38,6 +55,16 @@ pub fn report(packet: &[u8]) -> Value {
             u16::from_be_bytes([packet[12], packet[13]]),
             0x0800 | 0x86dd | 0x8100 | 0x88a8
         );
+    // An IP packet whose source address holds 08 00 or 86 dd at bytes 12-13 looks like an
+    // Ethernet frame: read it as Ethernet only when an IP header of the right length follows.
+    let raw_ip = ip_header_fits(packet, true);
+    let ethernet_first = ethernet_first
+        && (!raw_ip
+            || matches!(
+                u16::from_be_bytes([packet[12], packet[13]]),
+                0x8100 | 0x88a8
+            )
+            || ip_header_fits(&packet[14..], false));
     let sliced = if ethernet_first || !matches!(packet.first().map(|b| b >> 4), Some(4 | 6)) {
         LaxSlicedPacket::from_ethernet(packet).map_err(|e| e.to_string())
     } else {

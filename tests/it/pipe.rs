@@ -768,3 +768,23 @@ fn records_longer_than_the_snap_length_are_read_as_libpcap_reads_them() {
         assert_eq!(stdout(&back).lines().count(), 2);
     }
 }
+
+#[test]
+fn parsedns_reads_raw_ip_whose_source_looks_like_an_ethertype() {
+    use crate::packets::{dns_query, labels};
+    let payload = dns_query(&labels("www.example.net"), 0x1234);
+    // Source 8.0.8.8: bytes 12-13 of the IPv4 header are 08 00, the IPv4 ethertype.
+    let builder = etherparse::PacketBuilder::ipv4([8, 0, 8, 8], [10, 0, 0, 2], 64).udp(12345, 53);
+    let mut packet = Vec::new();
+    builder.write(&mut packet, &payload).unwrap();
+    let out = run("parsedns", &[&hex::encode(&packet)], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("l3: ipv4 8.0.8.8 -> 10.0.0.2"), "{text}");
+    assert!(text.contains("question: www.example.net. A IN"), "{text}");
+    // The same packet in an Ethernet frame is still read as Ethernet.
+    let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    frame.extend_from_slice(&packet);
+    let out = run("parsedns", &[&hex::encode(&frame)], b"");
+    assert!(stdout(&out).starts_with("l2: ethernet"), "{}", stdout(&out));
+}
