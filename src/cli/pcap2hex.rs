@@ -27,7 +27,10 @@ struct Args {
     /// Append a tab and the printable characters of the packet.
     #[arg(short = 'a', long)]
     ascii: bool,
-    /// Anonymize MAC and IP addresses and DNS question names (deterministic; lengths kept).
+    /// Anonymize link-layer and IP addresses and, in DNS, every name, A/AAAA address and
+    /// client-subnet address (deterministic: the same input gives the same output; lengths and
+    /// label character classes kept; the payload of non-IP frames and other record data, such
+    /// as TXT, is left as it is).
     #[arg(short = 's', long)]
     scrub: bool,
     /// Print frames as captured, without turning them into Ethernet.
@@ -79,8 +82,12 @@ fn dump<R: Read>(name: &str, input: R, args: &Args, out: &mut impl Write) -> Res
         if !normalized {
             frame.extend_from_slice(packet.data);
         }
-        if args.scrub && (normalized || packet.linktype == link::LINKTYPE_ETHERNET) {
-            scrub::scrub_ethernet(&mut frame);
+        if args.scrub {
+            if normalized {
+                scrub::scrub_ethernet(&mut frame);
+            } else {
+                scrub::scrub_frame(packet.linktype, &mut frame);
+            }
         }
         write_line(out, &frame, args.ascii, &mut line)?;
     }

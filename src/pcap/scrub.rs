@@ -1,8 +1,11 @@
 //! Deterministic anonymization of Ethernet frames (`pcap2hex --scrub`).
 //!
-//! What changes: MAC addresses, IPv4 / IPv6 addresses, and the labels of DNS question names
-//! (UDP port 53). What is kept: every length and every other byte, so the frame has the same
-//! structure; the IPv4 header checksum and the UDP checksum are recomputed.
+//! What changes: MAC addresses (Ethernet), IPv4 / IPv6 addresses (behind any supported link
+//! header and VLAN tags), and in DNS messages (UDP port 53) the labels of every question and
+//! record name, the addresses of A and AAAA records, the names in NS, CNAME, PTR, MX and SOA
+//! data and the addresses of EDNS client-subnet options. What is kept: every length and every
+//! other byte, so the frame has the same structure; the IPv4 header checksum and the UDP
+//! checksum are recomputed. Other record data (TXT, for example) is left as it is.
 //!
 //! The mapping is a fixed function of the input: the same address or label always becomes the
 //! same replacement, within a capture and across captures. A label keeps its length and the
@@ -54,6 +57,15 @@ fn scrub_mac(mac: &mut [u8]) {
     mac[0] = (mac[0] & 0xfc) | 0x02 | group;
 }
 
+/// A link-layer address of any length: a MAC address keeps its group bit.
+fn scrub_link_address(address: &mut [u8]) {
+    if address.len() == 6 {
+        scrub_mac(address);
+    } else if address.iter().any(|&b| b != 0) {
+        scrub_address(1, address);
+    }
+}
+
 /// Replaces the characters of a DNS label, keeping length and character classes.
 pub fn scrub_label(label: &mut [u8]) {
     let lower: Vec<u8> = label.iter().map(|b| b.to_ascii_lowercase()).collect();
@@ -87,45 +99,125 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Scrubs DNS question names in a DNS message; stops at anything unexpected.
-fn scrub_dns(dns: &mut [u8]) {
-    if dns.len() < 12 {
+/// Scrubs the labels of the name at `at`; returns the offset after the name (after a
+/// compression pointer, which ends it), or `None` when the name runs off the message.
+fn scrub_name(dns: &mut [u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *dns.get(at)?;
+        if len == 0 {
+            return Some(at + 1);
+        }
+        if len & 0xc0 != 0 {
+            dns.get(at + 1)?;
+            return Some(at + 2);
+        }
+        let end = at + 1 + usize::from(len);
+        scrub_label(dns.get_mut(at + 1..end)?);
+        at = end;
+    }
+}
+
+/// Scrubs the addresses an EDNS client-subnet option carries (`data` is the option's value).
+fn scrub_client_subnet(data: &mut [u8]) {
+    if data.len() < 4 {
         return;
     }
-    let questions = u16::from_be_bytes([dns[4], dns[5]]);
+    let domain = match u16::from_be_bytes([data[0], data[1]]) {
+        1 => 2,
+        2 => 3,
+        _ => return,
+    };
+    if data.len() > 4 {
+        scrub_address(domain, &mut data[4..]);
+    }
+}
+
+/// Scrubs a DNS message: the names of questions and records, the addresses of A and AAAA
+/// records, the names inside NS, CNAME, PTR, MX and SOA data, and EDNS client-subnet
+/// addresses. Stops at anything unexpected (what was scrubbed before stays scrubbed).
+fn scrub_dns(dns: &mut [u8]) -> Option<()> {
+    if dns.len() < 12 {
+        return None;
+    }
+    let count = |i: usize| usize::from(u16::from_be_bytes([dns[i], dns[i + 1]]));
+    let questions = count(4);
+    let records = count(6) + count(8) + count(10);
     let mut at = 12;
     for _ in 0..questions {
-        loop {
-            let Some(&len) = dns.get(at) else { return };
-            if len == 0 {
-                at += 1;
-                break;
+        at = scrub_name(dns, at)? + 4;
+    }
+    for _ in 0..records {
+        at = scrub_name(dns, at)?;
+        let fixed = dns.get(at..at + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let start = at + 10;
+        let end = start + rdlen;
+        dns.get(start..end)?;
+        match rtype {
+            1 if rdlen == 4 => scrub_address(2, &mut dns[start..end]),
+            28 if rdlen == 16 => scrub_address(3, &mut dns[start..end]),
+            2 | 5 | 12 => {
+                scrub_name(dns, start)?;
             }
-            if len & 0xc0 != 0 {
-                // A compression pointer ends the name.
-                at += 2;
-                break;
+            15 if rdlen > 2 => {
+                scrub_name(dns, start + 2)?;
             }
-            let end = at + 1 + usize::from(len);
-            let Some(label) = dns.get_mut(at + 1..end) else {
-                return;
-            };
-            scrub_label(label);
-            at = end;
+            6 => {
+                let next = scrub_name(dns, start)?;
+                scrub_name(dns, next)?;
+            }
+            41 => {
+                let mut opt = start;
+                while opt + 4 <= end {
+                    let code = u16::from_be_bytes([dns[opt], dns[opt + 1]]);
+                    let len = usize::from(u16::from_be_bytes([dns[opt + 2], dns[opt + 3]]));
+                    let value = dns.get_mut(opt + 4..(opt + 4 + len).min(end))?;
+                    if code == 8 {
+                        scrub_client_subnet(value);
+                    }
+                    opt += 4 + len;
+                }
+            }
+            _ => {}
         }
-        at += 4;
+        at = end;
+    }
+    Some(())
+}
+
+/// Scrubs a frame of any supported link type in place: MAC addresses of Ethernet frames, and
+/// behind any link header and VLAN tags the IP addresses and DNS data (see the module docs).
+pub fn scrub_frame(linktype: u32, frame: &mut [u8]) {
+    use crate::pcap::link::{LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2};
+    match linktype {
+        LINKTYPE_ETHERNET if frame.len() >= 12 => {
+            scrub_mac(&mut frame[0..6]);
+            scrub_mac(&mut frame[6..12]);
+        }
+        // Cooked headers carry the sender's link-layer address (up to 8 bytes).
+        LINKTYPE_LINUX_SLL if frame.len() >= 16 => {
+            let len = usize::from(u16::from_be_bytes([frame[4], frame[5]])).min(8);
+            scrub_link_address(&mut frame[6..6 + len]);
+        }
+        LINKTYPE_LINUX_SLL2 if frame.len() >= 20 => {
+            let len = usize::from(frame[11]).min(8);
+            scrub_link_address(&mut frame[12..12 + len]);
+        }
+        _ => {}
+    }
+    if let Some(net) = crate::pcap::link::network_header(linktype, frame) {
+        scrub_ip(net.ethertype, &mut frame[net.offset..]);
     }
 }
 
 /// Scrubs an Ethernet frame in place (see the module docs).
 pub fn scrub_ethernet(frame: &mut [u8]) {
-    if frame.len() < 14 {
-        return;
-    }
-    scrub_mac(&mut frame[0..6]);
-    scrub_mac(&mut frame[6..12]);
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let ip = &mut frame[14..];
+    scrub_frame(crate::pcap::link::LINKTYPE_ETHERNET, frame);
+}
+
+/// Scrubs an IP packet (`ethertype` says which version) in place.
+fn scrub_ip(ethertype: u16, ip: &mut [u8]) {
     let (transport_start, protocol, pseudo): (usize, u8, Vec<u8>) = match ethertype {
         0x0800 if ip.len() >= 20 => {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
@@ -158,7 +250,7 @@ pub fn scrub_ethernet(frame: &mut [u8]) {
     let src_port = u16::from_be_bytes([udp[0], udp[1]]);
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     if src_port == 53 || dst_port == 53 {
-        scrub_dns(&mut udp[8..]);
+        let _ = scrub_dns(&mut udp[8..]);
     }
     let had_checksum = udp[6] != 0 || udp[7] != 0;
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
