@@ -187,7 +187,15 @@ fn parse_ddd(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
 
 fn parse_c_array(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
     let mut prog = Vec::new();
-    let mut rest = text;
+    // A whole declaration (`struct sock_filter code[] = { {...}, ... };`): read what is between
+    // its outer braces.
+    let mut rest = match text.find('{') {
+        Some(open) if text[open + 1..].trim_start().starts_with('{') => {
+            let inner = &text[open + 1..];
+            &inner[..inner.rfind('}').unwrap_or(inner.len())]
+        }
+        _ => text,
+    };
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let index = prog.len();
@@ -227,6 +235,17 @@ pub fn parse_bytecode(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_whole_c_declaration() {
+        let want = vec![RawInsn::new(0x28, 0, 0, 12), RawInsn::new(6, 0, 0, 0)];
+        let text = "struct sock_filter code[] = {\n\t{ 0x28, 0, 0, 0x0000000c },\n\t{ 0x06, 0, 0, 0x00000000 },\n};\n";
+        assert_eq!(parse_bytecode(text).unwrap(), want);
+        assert_eq!(
+            parse_bytecode("{ 0x28, 0, 0, 12 },\n{ 0x6, 0, 0, 0 },").unwrap(),
+            want
+        );
+    }
 
     #[test]
     fn reads_xt_bpf_with_whitespace_and_trailing_comma() {

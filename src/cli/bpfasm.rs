@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::asm::{assemble, format_program, parse_bytecode, Format};
 use crate::cli::{parse_args, read_input, CliError, EXIT_ERROR, EXIT_OK};
-use crate::insn::{Insn, RawInsn};
+use crate::insn::{Ancillary, Insn, RawInsn};
 use crate::vm::{self, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -124,6 +124,24 @@ pub fn main(
     if let Some(hex_text) = &args.trace {
         let packet = parse_hex_packet(hex_text)?;
         let program = Program::new(&prog, args.profile)?;
+        // Ancillary loads read socket metadata a hex packet does not carry.
+        let ancillary: Vec<String> = prog
+            .iter()
+            .filter_map(|raw| match Insn::decode(*raw) {
+                Insn::LoadAbs { offset, .. } => Ancillary::from_offset(offset),
+                _ => None,
+            })
+            .map(|a| a.tcpdump_name().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !ancillary.is_empty() {
+            writeln!(
+                stderr,
+                "bpfasm: note: ancillary loads ({}) read 0 here: a packet given as hex has no socket metadata",
+                ancillary.join(", ")
+            )?;
+        }
         let trace = vm::trace(&program, &Input::l3(&packet));
         stdout.write_all(trace.to_string().as_bytes())?;
         stdout.flush()?;

@@ -330,7 +330,9 @@ pub fn main(
     if args.packets.is_empty() {
         for (index, line) in BufReader::new(stdin).lines().enumerate() {
             let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
-            if line.trim().is_empty() || line.starts_with('#') {
+            // Blank and comment lines, as hex2pcap reads them.
+            let data = line.trim_start();
+            if data.trim().is_empty() || data.starts_with('#') || data.starts_with(';') {
                 continue;
             }
             emit(format!("line {}", index + 1), &line, &mut out)?;

@@ -140,6 +140,16 @@ impl<R: Read> Reader<R> {
             return Err(reader.error("empty input: expected a pcap or pcapng file".into()));
         }
         let magic = &reader.buf[..reader.end.min(4)];
+        const MAGICS: [[u8; 4]; 5] = [
+            [0x0a, 0x0d, 0x0d, 0x0a],
+            [0xd4, 0xc3, 0xb2, 0xa1],
+            [0xa1, 0xb2, 0xc3, 0xd4],
+            [0x4d, 0x3c, 0xb2, 0xa1],
+            [0xa1, 0xb2, 0x3c, 0x4d],
+        ];
+        if magic.len() < 4 && MAGICS.iter().any(|m| m.starts_with(magic)) {
+            return Err(reader.error("truncated file header".into()));
+        }
         let is_pcapng = magic == [0x0a, 0x0d, 0x0d, 0x0a];
         let is_pcap = matches!(
             magic,

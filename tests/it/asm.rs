@@ -540,3 +540,25 @@ fn disassembly_warns_about_what_text_cannot_show() {
         stderr(&out)
     );
 }
+
+#[test]
+fn trace_says_when_ancillary_data_is_missing() {
+    let dir = std::env::temp_dir().join(format!("bpfasm-anc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("anc.s");
+    std::fs::write(&path, "ld proto\nld proto\nld ifidx\nret a\n").unwrap();
+    let out = run("bpfasm", &["--trace", "4500", path.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "bpfasm: note: ancillary loads (ifidx, proto) read 0 here: a packet given as hex has no socket metadata\n"
+    );
+    assert!(
+        stdout(&out)
+            .trim_end()
+            .ends_with("verdict 0 (ret at instruction 3)"),
+        "{}",
+        stdout(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -821,3 +821,19 @@ fn scrub_leaves_no_address_in_any_capture_normalized_or_not() {
         }
     }
 }
+
+#[test]
+fn small_input_edges() {
+    // Two bytes of a pcap magic: a truncated header, not "not a capture".
+    let out = run("pcap2hex", &[], &[0xd4, 0xc3]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("truncated file header"),
+        "{}",
+        stderr(&out)
+    );
+    // parsedns skips the comment lines hex2pcap skips.
+    let out = run("parsedns", &[], b"; a comment\n   # another\n\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+}
