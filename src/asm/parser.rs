@@ -651,7 +651,6 @@ impl Parser {
         }
     }
 
-    /// In a listing, `(NNN)` at the start of a line.
     /// A `(NNN)` listing prefix at the start of a line: its number and position.
     fn listing_prefix(&mut self) -> Result<Option<(u32, Pos, String)>, AsmError> {
         let at_line_start = self

@@ -159,14 +159,14 @@ pub fn main(
         // silently when the text is assembled again.
         for (index, raw) in prog.iter().enumerate() {
             let insn = Insn::decode(*raw);
+            let canonical = insn.encode();
             if matches!(insn, Insn::Raw(_)) {
                 writeln!(
                     stderr,
                     "bpfasm: warning: instruction {index} (code {:#06x}) is not a classic BPF instruction: it is shown as a comment, and assembling the text leaves it out",
                     raw.code
                 )?;
-            } else if insn.encode() != *raw {
-                let canonical = insn.encode();
+            } else if canonical != *raw {
                 writeln!(
                     stderr,
                     "bpfasm: warning: instruction {index} ({}) is stored as {} {} {} {} with bits no text form shows; the text assembles to {} {} {} {}",

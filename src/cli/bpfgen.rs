@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::asm::{format_program, Format};
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::gen::{generate, GenError, GenOptions};
+use crate::gen::{generate, help_for_tool, GenError, GenOptions};
 
 const EXAMPLES: &str = "\
 Generators:
@@ -133,14 +133,11 @@ pub fn main(
     let generated = match generate(&args.generator, gen_args, &opts) {
         Ok(generated) => generated,
         Err(GenError::Help(text)) => {
-            // The generator's usage line, as typed on bpfgen's command line.
-            let name = &args.generator;
-            let text = text.replacen(
-                &format!("Usage: {name} "),
-                &format!("Usage: bpfgen [OPTIONS] {name} [--] "),
-                1,
-            );
-            write!(stdout, "{text}")?;
+            write!(
+                stdout,
+                "{}",
+                help_for_tool(&text, "bpfgen", &args.generator)
+            )?;
             return Ok(ExitCode::from(EXIT_OK));
         }
         Err(err) => return Err(err.into()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{parse_args, CliError, EXIT_OK};
+use crate::cli::{hex_line_data, parse_args, CliError, EXIT_OK};
 use crate::pcap::Writer;
 
 const EXAMPLES: &str = "\
@@ -60,13 +60,11 @@ const MAX_PACKET: usize = 262_144;
 
 /// Decodes one input line; `Ok(None)` for lines without a packet.
 fn decode_line(line: &str) -> Result<Option<Vec<u8>>, String> {
-    let field = line.split('\t').next().unwrap_or("");
-    let data = field.trim();
-    // Columns count from the start of the line, leading blanks included.
-    let lead = field.len() - field.trim_start().len();
-    if data.is_empty() || data.starts_with('#') || data.starts_with(';') {
+    let Some(data) = hex_line_data(line) else {
         return Ok(None);
-    }
+    };
+    // Columns count from the start of the line, leading blanks included.
+    let lead = line.len() - line.trim_start().len();
     let digits: String = data.chars().filter(|c| *c != ' ' && *c != ':').collect();
     if let Some((col, c)) = data
         .char_indices()

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::gen::iptables::{render, ChainSpec, ScriptError, Spec};
-use crate::gen::GenError;
+use crate::gen::{help_for_tool, GenError};
 
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
@@ -115,15 +115,12 @@ pub fn main(
     let script = match render(&spec) {
         Ok(script) => script,
         Err(ScriptError::Gen(GenError::Help(text))) => {
-            // `iptables-bpf GENERATOR --help`: the generator's help, with its usage line as
-            // typed on this command line.
-            let name = &spec.generator;
-            let text = text.replacen(
-                &format!("Usage: {name} "),
-                &format!("Usage: iptables-bpf [OPTIONS] {name} [--] "),
-                1,
-            );
-            write!(stdout, "{text}")?;
+            // `iptables-bpf GENERATOR --help`: the generator's help.
+            write!(
+                stdout,
+                "{}",
+                help_for_tool(&text, "iptables-bpf", &spec.generator)
+            )?;
             return Ok(ExitCode::from(EXIT_OK));
         }
         Err(err) => return Err(err.into()),

@@ -53,6 +53,17 @@ pub fn one_line_message(message: &str) -> String {
         .collect()
 }
 
+/// The packet part of a line of hex (before any tab, trimmed), or `None` for a blank line or
+/// a comment (`#` or `;` first): the rule of every tool that reads hex lines.
+pub fn hex_line_data(line: &str) -> Option<&str> {
+    let data = line.split('\t').next().unwrap_or("").trim();
+    if data.is_empty() || data.starts_with('#') || data.starts_with(';') {
+        None
+    } else {
+        Some(data)
+    }
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
 /// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as

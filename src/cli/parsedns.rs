@@ -9,7 +9,7 @@ use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use serde_json::{json, Value};
 
 use crate::cli::bpfasm::parse_hex_packet;
-use crate::cli::{parse_args, CliError, EXIT_OK};
+use crate::cli::{hex_line_data, parse_args, CliError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
 
 const EXAMPLES: &str = "\
@@ -31,8 +31,8 @@ struct Args {
     packets: Vec<String>,
 }
 
-/// Whether `ip` starts with an IPv4 or IPv6 header whose length field matches the data
-/// (exactly, or with `padding` allowed after it as on short Ethernet frames).
+/// Whether `ip` starts with an IPv4 or IPv6 header whose length field matches the data:
+/// exactly, or (`exact` false) with padding after it as on short Ethernet frames.
 fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
     let length = match ip.first().map(|b| b >> 4) {
         Some(4) if ip.len() >= 20 && ip[0] & 0xf >= 5 => {
@@ -50,21 +50,17 @@ fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
 
 /// Builds the report of one packet as JSON (the text form is printed from it).
 pub fn report(packet: &[u8]) -> Value {
-    let ethernet_first = packet.len() >= 14
-        && matches!(
-            u16::from_be_bytes([packet[12], packet[13]]),
-            0x0800 | 0x86dd | 0x8100 | 0x88a8
-        );
     // An IP packet whose source address holds 08 00 or 86 dd at bytes 12-13 looks like an
-    // Ethernet frame: read it as Ethernet only when an IP header of the right length follows.
-    let raw_ip = ip_header_fits(packet, true);
-    let ethernet_first = ethernet_first
-        && (!raw_ip
-            || matches!(
-                u16::from_be_bytes([packet[12], packet[13]]),
-                0x8100 | 0x88a8
-            )
-            || ip_header_fits(&packet[14..], false));
+    // Ethernet frame: when it is also a whole IP packet, read it as Ethernet only when an IP
+    // header of the right length follows the Ethernet header.
+    let ethertype = (packet.len() >= 14).then(|| u16::from_be_bytes([packet[12], packet[13]]));
+    let ethernet_first = match ethertype {
+        Some(0x8100 | 0x88a8) => true,
+        Some(0x0800 | 0x86dd) => {
+            !ip_header_fits(packet, true) || ip_header_fits(&packet[14..], false)
+        }
+        _ => false,
+    };
     let sliced = if ethernet_first || !matches!(packet.first().map(|b| b >> 4), Some(4 | 6)) {
         LaxSlicedPacket::from_ethernet(packet).map_err(|e| e.to_string())
     } else {
@@ -330,9 +326,7 @@ pub fn main(
     if args.packets.is_empty() {
         for (index, line) in BufReader::new(stdin).lines().enumerate() {
             let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
-            // Blank and comment lines, as hex2pcap reads them.
-            let data = line.trim_start();
-            if data.trim().is_empty() || data.starts_with('#') || data.starts_with(';') {
+            if hex_line_data(&line).is_none() {
                 continue;
             }
             emit(format!("line {}", index + 1), &line, &mut out)?;

@@ -67,6 +67,16 @@ fn parse_args<T: Parser>(name: &str, args: &[String]) -> Result<T, GenError> {
     })
 }
 
+/// A generator's help (the text of [`GenError::Help`]) as `tool` shows it: the usage line
+/// names the tool and its options before the generator, as typed on its command line.
+pub fn help_for_tool(text: &str, tool: &str, generator: &str) -> String {
+    text.replacen(
+        &format!("Usage: {generator} "),
+        &format!("Usage: {tool} [OPTIONS] {generator} [--] "),
+        1,
+    )
+}
+
 /// A rendered clap error as one line: its text up to the usage part, lines joined (so that,
 /// e.g., the missing arguments named on the line after "not provided:" are kept).
 pub(crate) fn one_line(rendered: &str) -> String {

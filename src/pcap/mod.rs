@@ -150,14 +150,9 @@ impl<R: Read> Reader<R> {
         if magic.len() < 4 && MAGICS.iter().any(|m| m.starts_with(magic)) {
             return Err(reader.error("truncated file header".into()));
         }
-        let is_pcapng = magic == [0x0a, 0x0d, 0x0d, 0x0a];
-        let is_pcap = matches!(
-            magic,
-            [0xd4, 0xc3, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0xc3, 0xd4]
-                | [0x4d, 0x3c, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0x3c, 0x4d]
-        );
+        // MAGICS[0] is pcapng's, the others classic pcap's (µs and ns, both byte orders).
+        let is_pcapng = magic == MAGICS[0];
+        let is_pcap = MAGICS[1..].iter().any(|m| m == magic);
         if !is_pcap && !is_pcapng {
             let shown: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
             return Err(reader.error(format!(
