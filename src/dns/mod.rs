@@ -12,22 +12,105 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
-/// Header field offsets.
+/// Field offsets within the DNS header (RFC 1035 4.1.1), from the first byte of the message
+/// (the first byte of the UDP payload). Generators add the UDP header's 8 bytes to them.
 pub mod field {
-    /// Message id.
+    /// Message id (16 bits).
     pub const ID: usize = 0;
-    /// Flags.
+    /// Flags: QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode (16 bits, see [`super::flags`]).
     pub const FLAGS: usize = 2;
-    /// Question count.
+    /// Question count (16 bits).
     pub const QDCOUNT: usize = 4;
-    /// Answer count.
+    /// Answer count (16 bits).
     pub const ANCOUNT: usize = 6;
-    /// Authority count.
+    /// Authority count (16 bits).
     pub const NSCOUNT: usize = 8;
-    /// Additional count.
+    /// Additional count (16 bits).
     pub const ARCOUNT: usize = 10;
-    /// Header length.
+    /// Header length: the question section starts here.
     pub const HEADER_LEN: usize = 12;
+    /// The first question's name.
+    pub const QUESTIONS: usize = HEADER_LEN;
+    /// Offsets in the fixed part that follows a record's owner name.
+    pub mod record {
+        /// TYPE (16 bits).
+        pub const TYPE: usize = 0;
+        /// CLASS (16 bits; the UDP payload size for OPT).
+        pub const CLASS: usize = 2;
+        /// TTL (32 bits; extended rcode, version and flags for OPT).
+        pub const TTL: usize = 4;
+        /// RDLENGTH (16 bits).
+        pub const RDLENGTH: usize = 8;
+        /// Where RDATA starts: the length of the fixed part.
+        pub const RDATA: usize = 10;
+    }
+    /// Offsets in the fixed part that follows a question's name.
+    pub mod question {
+        /// QTYPE (16 bits).
+        pub const TYPE: usize = 0;
+        /// QCLASS (16 bits).
+        pub const CLASS: usize = 2;
+        /// The length of the fixed part.
+        pub const LEN: usize = 4;
+    }
+}
+
+/// Bits and masks of the flags word ([`field::FLAGS`]).
+pub mod flags {
+    /// Response.
+    pub const QR: u16 = 0x8000;
+    /// Opcode (4 bits).
+    pub const OPCODE: u16 = 0x7800;
+    /// Authoritative answer.
+    pub const AA: u16 = 0x0400;
+    /// Truncated.
+    pub const TC: u16 = 0x0200;
+    /// Recursion desired.
+    pub const RD: u16 = 0x0100;
+    /// Recursion available.
+    pub const RA: u16 = 0x0080;
+    /// Reserved bit.
+    pub const Z: u16 = 0x0040;
+    /// Authentic data.
+    pub const AD: u16 = 0x0020;
+    /// Checking disabled.
+    pub const CD: u16 = 0x0010;
+    /// Response code (4 bits; EDNS extends it).
+    pub const RCODE: u16 = 0x000f;
+}
+
+/// Record types the view gives meaning to.
+pub mod rtype {
+    /// IPv4 address.
+    pub const A: u16 = 1;
+    /// Name server.
+    pub const NS: u16 = 2;
+    /// Canonical name.
+    pub const CNAME: u16 = 5;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
+    /// Pointer.
+    pub const PTR: u16 = 12;
+    /// Mail exchange.
+    pub const MX: u16 = 15;
+    /// Text.
+    pub const TXT: u16 = 16;
+    /// IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// EDNS pseudo-record.
+    pub const OPT: u16 = 41;
+}
+
+/// EDNS option codes the view gives meaning to.
+pub mod option {
+    /// Name server identifier.
+    pub const NSID: u16 = 3;
+    /// Client subnet.
+    pub const CLIENT_SUBNET: u16 = 8;
+    /// Cookie.
+    pub const COOKIE: u16 = 10;
+    /// Padding.
+    pub const PADDING: u16 = 12;
 }
 
 /// Where and why parsing stopped.
@@ -68,14 +151,14 @@ impl Header {
     /// Names of the single-bit flags that are set (`qr aa tc rd ra z ad cd`).
     pub fn flag_names(&self) -> Vec<&'static str> {
         const BITS: [(u16, &str); 8] = [
-            (0x8000, "qr"),
-            (0x0400, "aa"),
-            (0x0200, "tc"),
-            (0x0100, "rd"),
-            (0x0080, "ra"),
-            (0x0040, "z"),
-            (0x0020, "ad"),
-            (0x0010, "cd"),
+            (flags::QR, "qr"),
+            (flags::AA, "aa"),
+            (flags::TC, "tc"),
+            (flags::RD, "rd"),
+            (flags::RA, "ra"),
+            (flags::Z, "z"),
+            (flags::AD, "ad"),
+            (flags::CD, "cd"),
         ];
         BITS.iter()
             .filter(|(bit, _)| self.flags & bit != 0)
@@ -84,11 +167,11 @@ impl Header {
     }
     /// The opcode (4 bits).
     pub fn opcode(&self) -> u16 {
-        (self.flags >> 11) & 0xf
+        (self.flags & flags::OPCODE) >> 11
     }
     /// The rcode (4 bits; EDNS extends it).
     pub fn rcode(&self) -> u16 {
-        self.flags & 0xf
+        self.flags & flags::RCODE
     }
 }
 
