@@ -2,7 +2,7 @@
 //! (`bpfgen -o 14 dns -- '*.www.example.net'`) over the real Ethernet capture, compared in the
 //! same run with the original bpftools' bytecode for the same pattern.
 //!
-//! Run: `cargo bench --bench vm` (needs ../shared/captures).
+//! Run: `cargo bench --bench vm` (reads testdata/captures/eth-flood-v4.pcap).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -15,7 +15,7 @@ use bpftools::vm::{Input, Profile, Program};
 fn main() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/captures/eth-flood-v4.pcap"
+        "/testdata/captures/eth-flood-v4.pcap"
     );
     let mut reader = Reader::new(std::fs::File::open(path).expect("capture")).expect("pcap");
     let mut frames = Vec::new();

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks on a 1,000,000-packet capture built from ../shared/captures/eth-flood-v4.pcap:
-#   filter (bpftools)  vs  the libpcap baseline ../shared/tools/pcapfilter.c (same program, same output)
+# Benchmarks on a 1,000,000-packet capture built from testdata/captures/eth-flood-v4.pcap:
+#   filter (bpftools)  vs  the libpcap baseline testdata/tools/pcapfilter.c (same program, same output)
 #   pcap2hex           vs  tcpdump -r FILE -x (a rough reference: different output format)
 # Needs hyperfine, gcc, libpcap-dev, tcpdump. Prints hyperfine's tables and the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=../shared
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -15,10 +14,10 @@ done
 
 cargo build --release --quiet
 bin=target/release
-gcc -O2 -o "$work/pcapfilter" "$shared/tools/pcapfilter.c" -lpcap
+gcc -O2 -o "$work/pcapfilter" testdata/tools/pcapfilter.c -lpcap
 
 # 1,000,000 packets: the flood capture's packets repeated, written by hex2pcap.
-"$bin/pcap2hex" -n "$shared/captures/eth-flood-v4.pcap" > "$work/one.hex"
+"$bin/pcap2hex" -n testdata/captures/eth-flood-v4.pcap > "$work/one.hex"
 awk -v n=1000000 '{ line[NR] = $0 } END { for (i = 0; i < n; i++) print line[i % NR + 1] }' \
     "$work/one.hex" > "$work/big.hex"
 "$bin/hex2pcap" --ts-step 0.000001 < "$work/big.hex" > "$work/big.pcap"

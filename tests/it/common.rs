@@ -47,18 +47,14 @@ pub fn testdata(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A capture from ../shared/captures.
+/// A capture from testdata/captures.
 pub fn capture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/captures")
-        .join(name)
+    testdata("captures").join(name)
 }
 
-/// A file from ../shared/reference.
+/// A file from testdata/reference (what the original bpftools produced).
 pub fn reference(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference")
-        .join(name)
+    testdata("reference").join(name)
 }
 
 /// True when running as root.

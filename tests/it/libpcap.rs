@@ -1,6 +1,6 @@
 //! libpcap's interpreter as a second oracle.
 //!
-//! 400 random valid programs run over every packet of every capture in ../shared/captures,
+//! 400 random valid programs run over every packet of every capture in testdata/captures,
 //! with libpcap's `bpf_filter` (through testdata/vm/libpcap_verdicts.c, compiled here with gcc)
 //! and with our interpreter in libpcap's view (offset 0 = the link-layer header). Verdicts must
 //! be identical, except where the kernel (which this project follows) and libpcap are known to
