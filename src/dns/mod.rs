@@ -1,5 +1,10 @@
 //! DNS wire view: header, questions, records, EDNS, with a guard against compression loops.
 //!
+//! [`Packet`] is the view over untrusted bytes: a checked constructor, the header fields by
+//! name (offsets in [`field`]), and one walker ([`Packet::entries`], [`walk_name`],
+//! [`RecordRef::rdata_names`], [`RecordRef::options`]) that both [`parse`] (for `parsedns`)
+//! and the scrubber (`pcap2hex --scrub`) use.
+//!
 //! [`parse`] never fails: it returns what it could read and, when the message is malformed,
 //! an error saying where (byte offset in the DNS message) and why it stopped.
 //!
@@ -9,6 +14,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use thiserror::Error;
 
@@ -338,19 +344,33 @@ fn push_label(name: &mut String, label: &[u8]) {
                 name.push(char::from(b));
             }
             0x21..=0x7e => name.push(char::from(b)),
-            other => name.push_str(&format!("\\{other:03}")),
+            other => {
+                name.push('\\');
+                name.push(char::from(b'0' + other / 100));
+                name.push(char::from(b'0' + other / 10 % 10));
+                name.push(char::from(b'0' + other % 10));
+            }
         }
     }
     name.push('.');
 }
 
-/// Reads the name at `at`; returns it (dotted, `.` for the root) and the offset after it.
-pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), DnsError> {
-    let mut name = String::new();
+/// Walks the name written at `at`: calls `on_label(range, inline)` for each label (its bytes'
+/// range in `msg`; `inline` when the label is written at the name's place, before the first
+/// compression pointer) and returns the offset after the name where it is written.
+///
+/// The guard against compression loops: a pointer must point strictly before the place the
+/// previous jump started from, so every jump goes backwards and the walk ends after at most
+/// as many jumps as there are bytes before `at`. Names longer than 255 bytes, label types
+/// 0x40 and 0x80 and names running off the message are errors.
+pub fn walk_name(
+    msg: &[u8],
+    at: usize,
+    mut on_label: impl FnMut(Range<usize>, bool),
+) -> Result<usize, DnsError> {
     let mut pos = at;
     let mut after: Option<usize> = None;
     let mut wire_len = 0usize;
-    // Every pointer must go strictly backwards from where it is read: no loops possible.
     let mut limit = at;
     loop {
         let len = *msg.get(pos).ok_or_else(|| {
@@ -362,25 +382,21 @@ pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), DnsError> {
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
-                    if name.is_empty() {
-                        name.push('.');
-                    }
-                    return Ok((name, after.unwrap_or(pos + 1)));
+                    return Ok(after.unwrap_or(pos + 1));
                 }
-                let label = msg
-                    .get(pos + 1..pos + 1 + usize::from(len))
-                    .ok_or_else(|| {
-                        error(
-                            pos,
-                            format!("label of {len} bytes runs past the end of the message"),
-                        )
-                    })?;
+                let end = pos + 1 + usize::from(len);
+                if end > msg.len() {
+                    return Err(error(
+                        pos,
+                        format!("label of {len} bytes runs past the end of the message"),
+                    ));
+                }
                 wire_len += 1 + usize::from(len);
                 if wire_len > 255 {
                     return Err(error(pos, "name longer than 255 bytes"));
                 }
-                push_label(&mut name, label);
-                pos += 1 + usize::from(len);
+                on_label(pos + 1..end, after.is_none());
+                pos = end;
             }
             0xc0 => {
                 let target = usize::from(
@@ -408,28 +424,371 @@ pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), DnsError> {
     }
 }
 
-fn rdata_text(msg: &[u8], rtype: u16, start: usize, rdata: &[u8]) -> Result<String, DnsError> {
-    let name_at = |at| read_name(msg, at).map(|(n, _)| n);
-    Ok(match rtype {
-        1 if rdata.len() == 4 => Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).to_string(),
-        28 if rdata.len() == 16 => {
+/// Reads the name at `at`; returns it (dotted, `.` for the root; `.` and `\` escaped, other
+/// bytes outside printable ASCII as `\DDD`) and the offset after it.
+pub fn read_name(msg: &[u8], at: usize) -> Result<(String, usize), DnsError> {
+    let mut name = String::new();
+    let after = walk_name(msg, at, |label, _| push_label(&mut name, &msg[label]))?;
+    if name.is_empty() {
+        name.push('.');
+    }
+    Ok((name, after))
+}
+
+/// Where a name is written: from `start` to `end` (the root label or the compression pointer
+/// that ends it included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRef {
+    /// Offset of the first byte.
+    pub start: usize,
+    /// Offset after the last byte.
+    pub end: usize,
+}
+
+/// A question as the walker finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuestionRef {
+    /// Where its name is.
+    pub name: NameRef,
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+}
+
+/// A resource record as the walker finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    /// Its section.
+    pub section: Section,
+    /// Where its owner name is.
+    pub name: NameRef,
+    /// TYPE.
+    pub rtype: u16,
+    /// CLASS (the UDP payload size for OPT).
+    pub class: u16,
+    /// TTL (extended rcode, version and flags for OPT).
+    pub ttl: u32,
+    /// Where its data is (inside the message: checked).
+    pub rdata: Range<usize>,
+}
+
+/// An EDNS option as the walker finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionRef {
+    /// Option code.
+    pub code: u16,
+    /// Where its value is, cut at the end of the OPT record when it claims more (`cut`).
+    pub data: Range<usize>,
+    /// The value claims more bytes than the OPT record holds: `data` is what there is.
+    pub cut: bool,
+}
+
+impl RecordRef {
+    /// The names inside the record's data, by type: NS, CNAME and PTR one, MX one after the
+    /// preference (when the data is at least 3 bytes), SOA two (MNAME and RNAME).
+    pub fn rdata_names(&self, msg: &[u8]) -> Result<[Option<NameRef>; 2], DnsError> {
+        let at = |start: usize| -> Result<NameRef, DnsError> {
+            let end = walk_name(msg, start, |_, _| {})?;
+            Ok(NameRef { start, end })
+        };
+        let start = self.rdata.start;
+        Ok(match self.rtype {
+            rtype::NS | rtype::CNAME | rtype::PTR => [Some(at(start)?), None],
+            rtype::MX if self.rdata.len() >= 3 => [Some(at(start + 2)?), None],
+            rtype::SOA => {
+                let mname = at(start)?;
+                [Some(mname), Some(at(mname.end)?)]
+            }
+            _ => [None, None],
+        })
+    }
+
+    /// The EDNS options of an OPT record (none for other types). Stops after an option header
+    /// cut by the end of the record (an error) or an option value that is (`cut`).
+    pub fn options<'a>(&self, msg: &'a [u8]) -> EdnsOptions<'a> {
+        EdnsOptions {
+            msg,
+            pos: self.rdata.start,
+            end: if self.rtype == rtype::OPT {
+                self.rdata.end
+            } else {
+                self.rdata.start
+            },
+        }
+    }
+}
+
+/// The options of an OPT record, in order (see [`RecordRef::options`]).
+#[derive(Debug, Clone)]
+pub struct EdnsOptions<'a> {
+    msg: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl Iterator for EdnsOptions<'_> {
+    type Item = Result<OptionRef, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let at = self.pos;
+        if at + 4 > self.end {
+            self.pos = self.end;
+            return Some(Err(error(at, "EDNS option header cut short")));
+        }
+        let code = u16::from_be_bytes([self.msg[at], self.msg[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([self.msg[at + 2], self.msg[at + 3]]));
+        let start = at + 4;
+        let cut = start + len > self.end;
+        let end = if cut { self.end } else { start + len };
+        self.pos = end;
+        Some(Ok(OptionRef {
+            code,
+            data: start..end,
+            cut,
+        }))
+    }
+}
+
+/// One entry of a message, in wire order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A question.
+    Question(QuestionRef),
+    /// A record of the answer, authority or additional section.
+    Record(RecordRef),
+}
+
+/// A view of a DNS message over untrusted bytes: the header fields by name, and the walker
+/// over questions and records ([`Packet::entries`]).
+///
+/// The constructor checks that the header is there ([`Packet::new_checked`]), so the header
+/// accessors cannot fail; everything after the header is checked as it is walked.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// A view of `buffer` (the UDP payload), refused when shorter than the 12-byte header.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, DnsError> {
+        let len = buffer.as_ref().len();
+        if len < field::HEADER_LEN {
+            return Err(error(
+                len,
+                format!("message is {len} bytes, shorter than the 12-byte header"),
+            ));
+        }
+        Ok(Packet { buffer })
+    }
+
+    /// The message bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// The buffer the view was made from.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    fn word(&self, at: usize) -> u16 {
+        let msg = self.buffer.as_ref();
+        u16::from_be_bytes([msg[at], msg[at + 1]])
+    }
+
+    /// Message id.
+    pub fn id(&self) -> u16 {
+        self.word(field::ID)
+    }
+
+    /// The flags word.
+    pub fn flags(&self) -> u16 {
+        self.word(field::FLAGS)
+    }
+
+    /// Question count.
+    pub fn qdcount(&self) -> u16 {
+        self.word(field::QDCOUNT)
+    }
+
+    /// Answer count.
+    pub fn ancount(&self) -> u16 {
+        self.word(field::ANCOUNT)
+    }
+
+    /// Authority count.
+    pub fn nscount(&self) -> u16 {
+        self.word(field::NSCOUNT)
+    }
+
+    /// Additional count.
+    pub fn arcount(&self) -> u16 {
+        self.word(field::ARCOUNT)
+    }
+
+    /// The whole header.
+    pub fn header(&self) -> Header {
+        Header {
+            id: self.id(),
+            flags: self.flags(),
+            qdcount: self.qdcount(),
+            ancount: self.ancount(),
+            nscount: self.nscount(),
+            arcount: self.arcount(),
+        }
+    }
+
+    /// The walker: the questions, then the records of each section as the counts say. Each
+    /// name is walked whole (with the loop guard) and each record's data must lie inside the
+    /// message. Yields an error and stops at the first problem, and at the end when bytes
+    /// follow the last record.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            msg: self.buffer.as_ref(),
+            pos: field::QUESTIONS,
+            remaining: [
+                self.qdcount(),
+                self.ancount(),
+                self.nscount(),
+                self.arcount(),
+            ],
+            stage: 0,
+            done: false,
+        }
+    }
+}
+
+/// The entries of a message, in wire order (see [`Packet::entries`]).
+#[derive(Debug, Clone)]
+pub struct Entries<'a> {
+    msg: &'a [u8],
+    pos: usize,
+    /// Entries left in the question, answer, authority and additional sections.
+    remaining: [u16; 4],
+    stage: usize,
+    done: bool,
+}
+
+impl Entries<'_> {
+    /// Offset of the next entry (after the last one read).
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    fn read(&mut self) -> Result<Entry, DnsError> {
+        let msg = self.msg;
+        let start = self.pos;
+        let end = walk_name(msg, start, |_, _| {})?;
+        let name = NameRef { start, end };
+        if self.stage == 0 {
+            let (Some(qtype), Some(qclass)) = (
+                u16_at(msg, end + field::question::TYPE),
+                u16_at(msg, end + field::question::CLASS),
+            ) else {
+                return Err(error(end, "question cut short: expected type and class"));
+            };
+            self.pos = end + field::question::LEN;
+            return Ok(Entry::Question(QuestionRef {
+                name,
+                qtype,
+                qclass,
+            }));
+        }
+        use field::record;
+        let fixed = msg.get(end..end + record::RDATA).ok_or_else(|| {
+            error(
+                end,
+                "record cut short: expected type, class, TTL and length",
+            )
+        })?;
+        let word = |at: usize| u16::from_be_bytes([fixed[at], fixed[at + 1]]);
+        let rdlen = usize::from(word(record::RDLENGTH));
+        let rdata_start = end + record::RDATA;
+        if rdata_start + rdlen > msg.len() {
+            return Err(error(
+                rdata_start,
+                format!("record data of {rdlen} bytes runs past the end of the message"),
+            ));
+        }
+        self.pos = rdata_start + rdlen;
+        Ok(Entry::Record(RecordRef {
+            section: [Section::Answer, Section::Authority, Section::Additional][self.stage - 1],
+            name,
+            rtype: word(record::TYPE),
+            class: word(record::CLASS),
+            ttl: u32::from_be_bytes([
+                fixed[record::TTL],
+                fixed[record::TTL + 1],
+                fixed[record::TTL + 2],
+                fixed[record::TTL + 3],
+            ]),
+            rdata: rdata_start..rdata_start + rdlen,
+        }))
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        while self.stage < 4 && self.remaining[self.stage] == 0 {
+            self.stage += 1;
+        }
+        if self.stage == 4 {
+            self.done = true;
+            let left = self.msg.len() - self.pos;
+            return (left > 0).then(|| {
+                Err(error(
+                    self.pos,
+                    format!("{left} bytes after the last record"),
+                ))
+            });
+        }
+        self.remaining[self.stage] -= 1;
+        let entry = self.read();
+        self.done = entry.is_err();
+        Some(entry)
+    }
+}
+
+fn rdata_text(msg: &[u8], record: &RecordRef) -> Result<String, DnsError> {
+    let rdata = &msg[record.rdata.clone()];
+    let start = record.rdata.start;
+    let names = record.rdata_names(msg)?;
+    let name_text = |name: Option<NameRef>| -> Result<String, DnsError> {
+        match name {
+            Some(name) => Ok(read_name(msg, name.start)?.0),
+            None => Ok(String::new()),
+        }
+    };
+    Ok(match record.rtype {
+        rtype::A if rdata.len() == 4 => {
+            Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).to_string()
+        }
+        rtype::AAAA if rdata.len() == 16 => {
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(rdata);
             Ipv6Addr::from(bytes).to_string()
         }
-        2 | 5 | 12 => name_at(start)?,
-        15 if rdata.len() >= 3 => format!(
+        rtype::NS | rtype::CNAME | rtype::PTR => name_text(names[0])?,
+        rtype::MX if rdata.len() >= 3 => format!(
             "{} {}",
             u16::from_be_bytes([rdata[0], rdata[1]]),
-            name_at(start + 2)?
+            name_text(names[0])?
         ),
-        6 => {
-            let (mname, next) = read_name(msg, start)?;
-            let (rname, next) = read_name(msg, next)?;
-            let serial = u32_at(msg, next).ok_or_else(|| error(next, "SOA record cut short"))?;
-            format!("{mname} {rname} {serial}")
+        rtype::SOA => {
+            let after = names[1].map_or(start, |n| n.end);
+            let serial = u32_at(msg, after).ok_or_else(|| error(after, "SOA record cut short"))?;
+            format!("{} {} {serial}", name_text(names[0])?, name_text(names[1])?)
         }
-        16 => {
+        rtype::TXT => {
             let mut parts = Vec::new();
             let mut i = 0;
             while i < rdata.len() {
@@ -447,28 +806,6 @@ fn rdata_text(msg: &[u8], rtype: u16, start: usize, rdata: &[u8]) -> Result<Stri
         }
         _ => hex::encode(rdata),
     })
-}
-
-fn parse_options(rdata: &[u8], start: usize) -> Result<Vec<EdnsOption>, DnsError> {
-    let mut options = Vec::new();
-    let mut i = 0;
-    while i < rdata.len() {
-        let (Some(code), Some(len)) = (u16_at(rdata, i), u16_at(rdata, i + 2)) else {
-            return Err(error(start + i, "EDNS option header cut short"));
-        };
-        let data = rdata.get(i + 4..i + 4 + usize::from(len)).ok_or_else(|| {
-            error(
-                start + i,
-                format!("EDNS option {} runs past the OPT record", option_name(code)),
-            )
-        })?;
-        options.push(EdnsOption {
-            code,
-            data: data.to_vec(),
-        });
-        i += 4 + usize::from(len);
-    }
-    Ok(options)
 }
 
 /// Describes an EDNS option's data (client subnet with its address, cookies, NSID...).
@@ -522,92 +859,62 @@ pub fn option_text(option: &EdnsOption) -> String {
     }
 }
 
-/// Reads a DNS message as far as it can.
+/// Reads a DNS message as far as it can, with the walker of [`Packet::entries`].
 pub fn parse(msg: &[u8]) -> Message {
     let mut message = Message::default();
-    if msg.len() < field::HEADER_LEN {
-        message.error = Some(error(
-            msg.len(),
-            format!(
-                "message is {} bytes, shorter than the 12-byte header",
-                msg.len()
-            ),
-        ));
-        return message;
-    }
-    let word = |at| u16_at(msg, at).unwrap_or(0);
-    let header = Header {
-        id: word(field::ID),
-        flags: word(field::FLAGS),
-        qdcount: word(field::QDCOUNT),
-        ancount: word(field::ANCOUNT),
-        nscount: word(field::NSCOUNT),
-        arcount: word(field::ARCOUNT),
+    let packet = match Packet::new_checked(msg) {
+        Ok(packet) => packet,
+        Err(e) => {
+            message.error = Some(e);
+            return message;
+        }
     };
-    message.header = Some(header);
-    let mut pos = field::HEADER_LEN;
+    message.header = Some(packet.header());
     let result = (|| -> Result<(), DnsError> {
-        for _ in 0..header.qdcount {
-            let (name, next) = read_name(msg, pos)?;
-            let (Some(qtype), Some(qclass)) = (u16_at(msg, next), u16_at(msg, next + 2)) else {
-                return Err(error(next, "question cut short: expected type and class"));
-            };
-            message.questions.push(Question {
-                name,
-                qtype,
-                qclass,
-            });
-            pos = next + 4;
-        }
-        let sections = [
-            (Section::Answer, header.ancount),
-            (Section::Authority, header.nscount),
-            (Section::Additional, header.arcount),
-        ];
-        for (section, count) in sections {
-            for _ in 0..count {
-                let (name, next) = read_name(msg, pos)?;
-                let fixed = msg.get(next..next + 10).ok_or_else(|| {
-                    error(
-                        next,
-                        "record cut short: expected type, class, TTL and length",
-                    )
-                })?;
-                let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-                let class = u16::from_be_bytes([fixed[2], fixed[3]]);
-                let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-                let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-                let start = next + 10;
-                let rdata = msg.get(start..start + rdlen).ok_or_else(|| {
-                    error(
-                        start,
-                        format!("record data of {rdlen} bytes runs past the end of the message"),
-                    )
-                })?;
-                let (data, options) = if rtype == 41 {
-                    (String::new(), parse_options(rdata, start)?)
-                } else {
-                    (rdata_text(msg, rtype, start, rdata)?, Vec::new())
-                };
-                message.records.push((
-                    section,
-                    Record {
-                        name,
-                        rtype,
-                        class,
-                        ttl,
-                        data,
-                        options,
-                    },
-                ));
-                pos = start + rdlen;
+        for entry in packet.entries() {
+            match entry? {
+                Entry::Question(q) => message.questions.push(Question {
+                    name: read_name(msg, q.name.start)?.0,
+                    qtype: q.qtype,
+                    qclass: q.qclass,
+                }),
+                Entry::Record(r) => {
+                    let name = read_name(msg, r.name.start)?.0;
+                    let (data, options) = if r.rtype == rtype::OPT {
+                        let mut options = Vec::new();
+                        for option in r.options(msg) {
+                            let option = option?;
+                            if option.cut {
+                                return Err(error(
+                                    option.data.start - 4,
+                                    format!(
+                                        "EDNS option {} runs past the OPT record",
+                                        option_name(option.code)
+                                    ),
+                                ));
+                            }
+                            options.push(EdnsOption {
+                                code: option.code,
+                                data: msg[option.data].to_vec(),
+                            });
+                        }
+                        (String::new(), options)
+                    } else {
+                        (rdata_text(msg, &r)?, Vec::new())
+                    };
+                    message.records.push((
+                        r.section,
+                        Record {
+                            name,
+                            rtype: r.rtype,
+                            class: r.class,
+                            ttl: r.ttl,
+                            data,
+                            options,
+                        },
+                    ));
+                }
             }
-        }
-        if pos < msg.len() {
-            return Err(error(
-                pos,
-                format!("{} bytes after the last record", msg.len() - pos),
-            ));
         }
         Ok(())
     })();
@@ -646,5 +953,145 @@ mod tests {
             ("www.example.net.".to_string(), second)
         );
         assert_eq!(read_name(&msg, second).unwrap().0, "foo.example.net.");
+    }
+
+    /// Header (id 0x1234, one question, one answer, one additional), `www.example.net A IN`,
+    /// an answer whose owner is a pointer to the question's name, and an OPT record with a
+    /// client-subnet option.
+    fn answer_with_pointer_and_opt() -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        msg.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 2]);
+        msg.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0, 0x80, 0, 0, 11]);
+        msg.extend_from_slice(&[0, 8, 0, 7, 0, 1, 24, 0, 10, 53, 0]);
+        msg
+    }
+
+    #[test]
+    fn the_view_reads_header_fields_by_name() {
+        let msg = answer_with_pointer_and_opt();
+        let packet = Packet::new_checked(&msg[..]).unwrap();
+        assert_eq!(packet.id(), 0x1234);
+        assert_eq!(packet.flags() & flags::QR, flags::QR);
+        assert_eq!(
+            (
+                packet.qdcount(),
+                packet.ancount(),
+                packet.nscount(),
+                packet.arcount()
+            ),
+            (1, 1, 0, 1)
+        );
+        assert_eq!(packet.header().flag_names(), ["qr", "rd", "ra"]);
+        let err = Packet::new_checked(&msg[..11]).unwrap_err();
+        assert_eq!(err.offset, 11);
+    }
+
+    #[test]
+    fn the_walker_finds_every_entry_in_place() {
+        let msg = answer_with_pointer_and_opt();
+        let packet = Packet::new_checked(&msg[..]).unwrap();
+        let entries: Vec<Entry> = packet.entries().map(Result::unwrap).collect();
+        assert_eq!(entries.len(), 3);
+        let Entry::Question(q) = &entries[0] else {
+            panic!("{entries:?}")
+        };
+        assert_eq!(
+            (q.name, q.qtype, q.qclass),
+            (NameRef { start: 12, end: 29 }, 1, 1)
+        );
+        let Entry::Record(answer) = &entries[1] else {
+            panic!("{entries:?}")
+        };
+        assert_eq!(answer.name, NameRef { start: 33, end: 35 });
+        assert_eq!((answer.section, answer.ttl), (Section::Answer, 300));
+        assert_eq!(&msg[answer.rdata.clone()], &[192, 0, 2, 2]);
+        let Entry::Record(opt) = &entries[2] else {
+            panic!("{entries:?}")
+        };
+        assert_eq!((opt.rtype, opt.class), (rtype::OPT, 1232));
+        let options: Vec<OptionRef> = opt.options(&msg).map(Result::unwrap).collect();
+        assert_eq!(options.len(), 1);
+        assert_eq!(options[0].code, option::CLIENT_SUBNET);
+        assert_eq!(&msg[options[0].data.clone()], &[0, 1, 24, 0, 10, 53, 0]);
+        assert!(!options[0].cut);
+        // Inline labels only: the answer's owner is a pointer, it has none of its own.
+        let mut inline = Vec::new();
+        walk_name(&msg, 33, |label, is_inline| inline.push((label, is_inline))).unwrap();
+        assert_eq!(inline, [(13..16, false), (17..24, false), (25..28, false)]);
+        let parsed = parse(&msg);
+        assert_eq!(parsed.error, None);
+        assert_eq!(parsed.records[0].1.name, "www.example.net.");
+        assert_eq!(parsed.records[0].1.data, "192.0.2.2");
+        assert_eq!(
+            option_text(&parsed.records[1].1.options[0]),
+            "10.53.0.0/24 scope /0"
+        );
+    }
+
+    #[test]
+    fn the_walker_stops_at_cut_records_and_trailing_bytes() {
+        let msg = answer_with_pointer_and_opt();
+        // Every cut inside the records is an error with its place, never a panic.
+        for len in 12..msg.len() {
+            let parsed = parse(&msg[..len]);
+            let err = parsed
+                .error
+                .unwrap_or_else(|| panic!("cut at {len}: no error"));
+            assert!(err.offset <= len, "cut at {len}: {err}");
+        }
+        let mut longer = msg.clone();
+        longer.push(0);
+        let err = parse(&longer).error.unwrap();
+        assert_eq!(err.offset, msg.len());
+        assert!(
+            err.message.contains("1 bytes after the last record"),
+            "{err}"
+        );
+        // An option claiming more than the OPT record holds is given cut, and parse refuses it.
+        let mut cut = msg.clone();
+        let at = cut.len() - 9;
+        cut[at] = 8;
+        let packet = Packet::new_checked(&cut[..]).unwrap();
+        let Some(Ok(Entry::Record(opt))) = packet.entries().nth(2) else {
+            panic!()
+        };
+        let option = opt.options(&cut).next().unwrap().unwrap();
+        assert!(option.cut);
+        assert_eq!(option.data.end, cut.len());
+        assert!(parse(&cut)
+            .error
+            .unwrap()
+            .message
+            .contains("runs past the OPT record"));
+    }
+
+    #[test]
+    fn names_longer_than_255_bytes_and_reserved_label_types_are_refused() {
+        let mut msg = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..5 {
+            msg.push(63);
+            msg.extend_from_slice(&[b'a'; 63]);
+        }
+        msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert!(parse(&msg)
+            .error
+            .unwrap()
+            .message
+            .contains("longer than 255"));
+        let msg = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 1, 0, 1];
+        assert!(parse(&msg)
+            .error
+            .unwrap()
+            .message
+            .contains("label type 0x40"));
+    }
+
+    #[test]
+    fn names_escape_dots_and_bytes_outside_printable_ascii() {
+        let msg = [
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'.', 0xff, 0, 0, 1, 0, 1,
+        ];
+        assert_eq!(parse(&msg).questions[0].name, "a\\.\\255.");
     }
 }

@@ -14,6 +14,10 @@
 //! `*.` + scrub(www) + `.` + scrub(example) + `.` + scrub(net)) and selects the same packets,
 //! with and without `-i`. Multicast / broadcast bits of MAC addresses are kept.
 
+use std::ops::Range;
+
+use crate::dns::{self, rtype};
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -99,91 +103,71 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Scrubs the labels of the name at `at`; returns the offset after the name (after a
-/// compression pointer, which ends it), or `None` when the name runs off the message.
-fn scrub_name(dns: &mut [u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *dns.get(at)?;
-        if len == 0 {
-            return Some(at + 1);
-        }
-        if len & 0xc0 != 0 {
-            dns.get(at + 1)?;
-            return Some(at + 2);
-        }
-        let end = at + 1 + usize::from(len);
-        scrub_label(dns.get_mut(at + 1..end)?);
-        at = end;
-    }
-}
-
-/// Scrubs the addresses an EDNS client-subnet option carries (`data` is the option's value).
-fn scrub_client_subnet(data: &mut [u8]) {
-    if data.len() < 4 {
-        return;
-    }
-    let domain = match u16::from_be_bytes([data[0], data[1]]) {
-        1 => 2,
-        2 => 3,
-        _ => return,
-    };
-    if data.len() > 4 {
-        scrub_address(domain, &mut data[4..]);
-    }
-}
-
 /// Scrubs a DNS message: the names of questions and records, the addresses of A and AAAA
 /// records, the names inside NS, CNAME, PTR, MX and SOA data, and EDNS client-subnet
-/// addresses. Stops at anything unexpected (what was scrubbed before stays scrubbed).
-fn scrub_dns(dns: &mut [u8]) -> Option<()> {
-    if dns.len() < 12 {
-        return None;
-    }
-    let count = |i: usize| usize::from(u16::from_be_bytes([dns[i], dns[i + 1]]));
-    let questions = count(4);
-    let records = count(6) + count(8) + count(10);
-    let mut at = 12;
-    for _ in 0..questions {
-        at = scrub_name(dns, at)? + 4;
-    }
-    for _ in 0..records {
-        at = scrub_name(dns, at)?;
-        let fixed = dns.get(at..at + 10)?;
-        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let start = at + 10;
-        let end = start + rdlen;
-        dns.get(start..end)?;
-        match rtype {
-            1 if rdlen == 4 => scrub_address(2, &mut dns[start..end]),
-            28 if rdlen == 16 => scrub_address(3, &mut dns[start..end]),
-            2 | 5 | 12 => {
-                scrub_name(dns, start)?;
-            }
-            15 if rdlen > 2 => {
-                scrub_name(dns, start + 2)?;
-            }
-            6 => {
-                let next = scrub_name(dns, start)?;
-                scrub_name(dns, next)?;
-            }
-            41 => {
-                let mut opt = start;
-                while opt + 4 <= end {
-                    let code = u16::from_be_bytes([dns[opt], dns[opt + 1]]);
-                    let len = usize::from(u16::from_be_bytes([dns[opt + 2], dns[opt + 3]]));
-                    let value = dns.get_mut(opt + 4..(opt + 4 + len).min(end))?;
-                    if code == 8 {
-                        scrub_client_subnet(value);
-                    }
-                    opt += 4 + len;
+/// addresses. The message is walked by the DNS view's walker ([`dns::Packet::entries`]); each
+/// label is scrubbed where it is written (a compression pointer's target is scrubbed where it
+/// stands). Stops at what the walker refuses (what was found before is scrubbed).
+fn scrub_dns(msg: &mut [u8]) {
+    // Found first on the untouched message, changed after.
+    let mut labels: Vec<Range<usize>> = Vec::new();
+    let mut addresses: Vec<(u8, Range<usize>)> = Vec::new();
+    {
+        let Ok(packet) = dns::Packet::new_checked(&*msg) else {
+            return;
+        };
+        let bytes = packet.as_bytes();
+        let mut inline_labels = |name: dns::NameRef| {
+            let _ = dns::walk_name(bytes, name.start, |label, inline| {
+                if inline {
+                    labels.push(label);
                 }
+            });
+        };
+        for entry in packet.entries() {
+            let record = match entry {
+                Ok(dns::Entry::Question(question)) => {
+                    inline_labels(question.name);
+                    continue;
+                }
+                Ok(dns::Entry::Record(record)) => record,
+                Err(_) => break,
+            };
+            inline_labels(record.name);
+            match record.rtype {
+                rtype::A if record.rdata.len() == 4 => addresses.push((2, record.rdata)),
+                rtype::AAAA if record.rdata.len() == 16 => addresses.push((3, record.rdata)),
+                rtype::OPT => {
+                    for option in record.options(bytes) {
+                        let Ok(option) = option else { break };
+                        // A value cut by the end of the record is scrubbed as far as it goes.
+                        if option.code == dns::option::CLIENT_SUBNET && option.data.len() > 4 {
+                            let family = u16::from_be_bytes([
+                                bytes[option.data.start],
+                                bytes[option.data.start + 1],
+                            ]);
+                            let domain = match family {
+                                1 => 2,
+                                2 => 3,
+                                _ => continue,
+                            };
+                            addresses.push((domain, option.data.start + 4..option.data.end));
+                        }
+                    }
+                }
+                _ => match record.rdata_names(bytes) {
+                    Ok(names) => names.into_iter().flatten().for_each(&mut inline_labels),
+                    Err(_) => break,
+                },
             }
-            _ => {}
         }
-        at = end;
     }
-    Some(())
+    for label in labels {
+        scrub_label(&mut msg[label]);
+    }
+    for (domain, address) in addresses {
+        scrub_address(domain, &mut msg[address]);
+    }
 }
 
 /// Scrubs a frame of any supported link type in place: MAC addresses of Ethernet frames, and
@@ -250,7 +234,7 @@ fn scrub_ip(ethertype: u16, ip: &mut [u8]) {
     let src_port = u16::from_be_bytes([udp[0], udp[1]]);
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     if src_port == 53 || dst_port == 53 {
-        let _ = scrub_dns(&mut udp[8..]);
+        scrub_dns(&mut udp[8..]);
     }
     let had_checksum = udp[6] != 0 || udp[7] != 0;
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
@@ -288,5 +272,61 @@ mod tests {
         let mut again = *b"www";
         scrub_label(&mut again);
         assert_eq!(a, again);
+    }
+
+    /// A response: question `www.example.net`, an answer whose owner is a compression
+    /// pointer to it (A 192.0.2.2), an OPT record with a client subnet 10.53.0.0/24.
+    fn response() -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        msg.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 2]);
+        msg.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0, 0x80, 0, 0, 11]);
+        msg.extend_from_slice(&[0, 8, 0, 7, 0, 1, 24, 0, 10, 53, 0]);
+        msg
+    }
+
+    #[test]
+    fn dns_labels_addresses_and_client_subnet_are_scrubbed_once_each() {
+        let original = response();
+        let mut msg = original.clone();
+        scrub_dns(&mut msg);
+        assert_eq!(msg.len(), original.len());
+        let parsed = crate::dns::parse(&msg);
+        assert_eq!(parsed.error, None, "the structure is kept");
+        let name = &parsed.questions[0].name;
+        assert_ne!(name, "www.example.net.");
+        assert_eq!(name.len(), "www.example.net.".len());
+        // The pointer is kept, so the answer's owner is the scrubbed question name.
+        assert_eq!(&parsed.records[0].1.name, name);
+        assert_eq!(&msg[33..35], &[0xc0, 12]);
+        // Each label is scrubbed once: scrubbing the labels alone gives the same bytes.
+        let mut www = *b"www";
+        scrub_label(&mut www);
+        assert_eq!(&msg[13..16], &www);
+        assert_ne!(&msg[45..49], &[192, 0, 2, 2]);
+        assert_ne!(&msg[msg.len() - 3..], &[10, 53, 0]);
+        // Everything else is as it was.
+        for at in [12, 16, 24, 28]
+            .into_iter()
+            .chain(0..12)
+            .chain(29..45)
+            .chain(49..msg.len() - 3)
+        {
+            assert_eq!(msg[at], original[at], "byte {at}");
+        }
+    }
+
+    #[test]
+    fn malformed_dns_is_scrubbed_up_to_the_damage_without_panic() {
+        let original = response();
+        for len in 0..original.len() {
+            let mut msg = original[..len].to_vec();
+            scrub_dns(&mut msg);
+        }
+        // A question name pointing at itself: nothing is scrubbed, nothing loops.
+        let mut looping = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
+        let before = looping.clone();
+        scrub_dns(&mut looping);
+        assert_eq!(looping, before);
     }
 }
