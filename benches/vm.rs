@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bpftools::asm::parse_bytecode;
-use bpftools::gen::{generate, GenOptions};
+use bpftools::gen::{build, DnsSpec, GenOptions, Generator, DEFAULT_EXT_HEADERS};
 use bpftools::pcap::Reader;
 use bpftools::vm::{Input, Profile, Program};
 
@@ -22,9 +22,12 @@ fn main() {
     while let Some(packet) = reader.next_packet().expect("packet") {
         frames.push(packet.data.to_vec());
     }
-    let ours = generate(
-        "dns",
-        &["*.www.example.net".to_string()],
+    let ours = build(
+        &Generator::Dns(DnsSpec {
+            patterns: vec!["*.www.example.net".to_string()],
+            ignore_case: false,
+            ext_headers: DEFAULT_EXT_HEADERS,
+        }),
         &GenOptions {
             offset: 14,
             ..GenOptions::default()

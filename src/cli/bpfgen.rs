@@ -7,17 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::asm::{format_program, Format};
+use crate::cli::gen_args::{normalize_argv, GeneratorArgs};
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::gen::{generate, help_for_tool, GenError, GenOptions};
+use crate::gen::{build, GenOptions};
 
 const EXAMPLES: &str = "\
-Generators:
-  dns PATTERN...      DNS queries whose first question name matches a pattern
-  dns_validate        malformed DNS requests
-  suffix HEX...       packets ending with the given bytes
-  tcpdump EXPR...     a tcpdump expression, compiled by the system's tcpdump
-  (bpfgen GENERATOR --help explains one)
-
 Examples:
   bpfgen dns -- '*.www.example.uk'              xt_bpf bytecode (packets start at the IP header)
   bpfgen -o 14 dns -- '*.www.example.uk'        for Ethernet captures (filter, tcpdump)
@@ -29,6 +23,10 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "bpfgen",
+    subcommand_value_name = "GENERATOR",
+    disable_help_subcommand = true,
+    arg_required_else_help = false,
+    subcommand_help_heading = "Generators",
     version,
     about = "Generate classic BPF programs that match packet floods",
     long_about = "Generates a cBPF program with GENERATOR and prints it as xt_bpf bytecode \
@@ -59,54 +57,9 @@ struct Args {
     /// Fail (exit 2) when the program has more than N instructions (64 fits iptables).
     #[arg(long, value_name = "N")]
     max_insns: Option<usize>,
-    /// The generator: dns, dns_validate, suffix or tcpdump.
-    generator: String,
-    /// The generator's arguments (after GENERATOR, usually after --).
-    #[arg(value_name = "ARGS")]
-    args: Vec<String>,
-}
-
-/// Splits the command line at the generator's name: bpfgen's own options come before it,
-/// everything after it belongs to the generator (so `bpfgen dns --help` is the generator's help).
-fn split_at_generator(argv: Vec<OsString>) -> (Vec<OsString>, Vec<String>) {
-    const TAKES_VALUE: [&str; 5] = ["-o", "--offset", "-f", "--format", "--max-insns"];
-    let mut index = 1;
-    while index < argv.len() {
-        let arg = argv[index].to_string_lossy();
-        if arg == "--" {
-            index += 1;
-            break;
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            break;
-        }
-        if TAKES_VALUE.contains(&arg.as_ref()) {
-            index += 1;
-        }
-        index += 1;
-    }
-    if index >= argv.len() {
-        return (argv, Vec::new());
-    }
-    let mut own: Vec<OsString> = argv[..=index]
-        .iter()
-        .filter(|a| *a != "--")
-        .cloned()
-        .collect();
-    if own.len() == index {
-        // "--" was dropped before the generator's name; keep the name.
-        own = argv[..index]
-            .iter()
-            .filter(|a| *a != "--")
-            .cloned()
-            .collect();
-        own.push(argv[index].clone());
-    }
-    let rest: Vec<String> = argv[index + 1..]
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    (own, rest)
+    /// The generator and its arguments (after GENERATOR, usually after --).
+    #[command(subcommand)]
+    generator: GeneratorArgs,
 }
 
 /// Runs `bpfgen` with `args` (including the program name).
@@ -115,8 +68,8 @@ pub fn main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, CliError> {
-    let (own, gen_args) = split_at_generator(args.into_iter().collect());
-    let args: Args = match parse_args(own, stdout, stderr)? {
+    let argv = normalize_argv(args.into_iter().collect());
+    let args: Args = match parse_args(argv, stdout, stderr)? {
         Ok(args) => args,
         Err(code) => return Ok(code),
     };
@@ -125,23 +78,8 @@ pub fn main(
         negate: args.negate,
         offset: args.offset,
     };
-    // A leading "--" separates bpfgen's options from the generator's.
-    let gen_args: &[String] = match gen_args.first().map(String::as_str) {
-        Some("--") => &gen_args[1..],
-        _ => &gen_args,
-    };
-    let generated = match generate(&args.generator, gen_args, &opts) {
-        Ok(generated) => generated,
-        Err(GenError::Help(text)) => {
-            write!(
-                stdout,
-                "{}",
-                help_for_tool(&text, "bpfgen", &args.generator)
-            )?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let generator = args.generator.into_generator()?;
+    let generated = build(&generator, &opts)?;
     let count = generated.insns.len();
     if args.verbose {
         writeln!(stderr, "bpfgen: {count} instructions")?;

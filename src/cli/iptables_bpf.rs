@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::cli::gen_args::{normalize_argv, GeneratorArgs};
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::gen::iptables::{render, ChainSpec, ScriptError, Spec};
-use crate::gen::{help_for_tool, GenError};
+use crate::gen::iptables::{render, ChainSpec, Spec};
 
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
@@ -28,7 +28,9 @@ Examples:
 /// Generate a bash script that deploys a BPF rule with ipset and iptables.
 #[derive(Debug, Parser)]
 #[command(group(clap::ArgGroup::new("chain_rules").multiple(true)))]
-#[command(name = "iptables-bpf", version, about = "Generate a bash script that deploys a BPF match with ipset + iptables", after_help = EXAMPLES)]
+#[command(name = "iptables-bpf", version, subcommand_value_name = "GENERATOR",
+    disable_help_subcommand = true,
+    arg_required_else_help = false, subcommand_help_heading = "Generators", about = "Generate a bash script that deploys a BPF match with ipset + iptables", after_help = EXAMPLES)]
 struct Args {
     /// IPv6 (ip6tables, ipset family inet6).
     #[arg(short = '6', long = "inet6")]
@@ -57,13 +59,9 @@ struct Args {
     /// Chain mode: patterns to drop ('any' drops everything not accepted).
     #[arg(long, num_args = 1.., value_name = "PATTERN", requires = "chain", group = "chain_rules", action = clap::ArgAction::Append)]
     drop: Vec<String>,
-    /// Generator (dns, dns_validate, suffix, tcpdump) and its arguments.
-    #[arg(
-        value_name = "GENERATOR [--] ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    generator: Vec<String>,
+    /// The generator and its arguments (after GENERATOR, usually after --).
+    #[command(subcommand)]
+    generator: Option<GeneratorArgs>,
 }
 
 /// Runs `iptables-bpf` with `args` (including the program name).
@@ -78,29 +76,22 @@ pub fn main(
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
-    let args: Args = match parse_args(argv, stdout, stderr)? {
+    let args: Args = match parse_args(normalize_argv(argv), stdout, stderr)? {
         Ok(args) => args,
         Err(code) => return Ok(code),
     };
-    let (generator, gen_args) = match (&args.chain, args.generator.split_first()) {
-        (Some(_), None) => (String::from("dns"), Vec::new()),
+    let generator = match (&args.chain, args.generator) {
+        (Some(_), None) => None,
         (Some(_), Some(_)) => {
             return Err("chain mode takes --accept/--drop patterns, not a generator".into())
         }
-        (None, Some((generator, rest))) => {
-            let rest = match rest.first().map(String::as_str) {
-                Some("--") => &rest[1..],
-                _ => rest,
-            };
-            (generator.clone(), rest.to_vec())
-        }
+        (None, Some(generator)) => Some(generator.into_generator()?),
         (None, None) => {
             return Err("no generator: expected e.g. 'dns -- PATTERN' (see --help)".into())
         }
     };
     let spec = Spec {
         generator,
-        args: gen_args,
         inet6: args.inet6,
         negate: args.negate,
         addresses: args.ip.clone(),
@@ -112,19 +103,7 @@ pub fn main(
             drop: args.drop.clone(),
         }),
     };
-    let script = match render(&spec) {
-        Ok(script) => script,
-        Err(ScriptError::Gen(GenError::Help(text))) => {
-            // `iptables-bpf GENERATOR --help`: the generator's help.
-            write!(
-                stdout,
-                "{}",
-                help_for_tool(&text, "iptables-bpf", &spec.generator)
-            )?;
-            return Ok(ExitCode::from(EXIT_OK));
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let script = render(&spec)?;
     let path = args
         .write
         .clone()

@@ -64,6 +64,23 @@ pub fn hex_line_data(line: &str) -> Option<&str> {
     }
 }
 
+/// A rendered clap error as one line: its text up to the usage part, lines joined (so that,
+/// e.g., the missing arguments named on the line after "not provided:" are kept).
+pub fn clap_error_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
+        .map(|line| line.trim().trim_start_matches("error: "))
+        .filter(|line| !line.is_empty())
+        .fold(String::new(), |mut out, line| {
+            if !out.is_empty() {
+                out.push_str(if out.ends_with(':') { " " } else { "; " });
+            }
+            out.push_str(line);
+            out
+        })
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
 /// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as
@@ -96,6 +113,7 @@ mod tests {
 pub mod bpfasm;
 pub mod bpfgen;
 pub mod filter;
+pub mod gen_args;
 pub mod hex2pcap;
 pub mod iptables_bpf;
 pub mod parsedns;
@@ -128,6 +146,54 @@ pub fn read_input(
     }
 }
 
+/// A better message than clap's for the mistakes made with tools that take a generator: one of
+/// the tool's own options given after the generator, or an unknown generator.
+fn usage_hint(command: &clap::Command, err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let generators: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    if generators.is_empty() {
+        return None;
+    }
+    if err.kind() == ErrorKind::MissingSubcommand {
+        return Some(format!(
+            "no generator given: expected one of {} (e.g. '{} dns -- PATTERN')",
+            generators.join(", "),
+            command.get_name()
+        ));
+    }
+    let invalid = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.clone(),
+        _ => match err.get(ContextKind::InvalidSubcommand) {
+            Some(ContextValue::String(arg)) => arg.clone(),
+            _ => return None,
+        },
+    };
+    match err.kind() {
+        ErrorKind::InvalidSubcommand => Some(format!(
+            "unknown generator '{}': expected {}",
+            one_line_message(&invalid),
+            generators.join(", ")
+        )),
+        ErrorKind::UnknownArgument => {
+            let flag = invalid.split('=').next().unwrap_or(&invalid);
+            let own = command.get_arguments().any(|arg| {
+                arg.get_long()
+                    .is_some_and(|long| flag == format!("--{long}"))
+                    || arg
+                        .get_short()
+                        .is_some_and(|short| flag == format!("-{short}"))
+            });
+            own.then(|| {
+                format!(
+                    "'{flag}' is an option of {0}, not of the generator: put {0}'s options before the generator (e.g. '{0} {flag} ... GENERATOR -- ARGS')",
+                    command.get_name()
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Parses a tool's command line with clap. `Ok(Err(code))` when clap already answered: help or
 /// version on stdout (status 0), or a usage error on stderr (status 2).
 pub fn parse_args<T: clap::Parser>(
@@ -138,8 +204,10 @@ pub fn parse_args<T: clap::Parser>(
     match T::try_parse_from(args) {
         Ok(parsed) => Ok(Ok(parsed)),
         Err(err) if err.use_stderr() => {
-            let name = T::command().get_name().to_string();
-            let message = crate::gen::one_line(&err.render().to_string());
+            let command = T::command();
+            let name = command.get_name().to_string();
+            let message = usage_hint(&command, &err)
+                .unwrap_or_else(|| clap_error_line(&err.render().to_string()));
             writeln!(
                 stderr,
                 "{name}: {}; see '{name} --help'",

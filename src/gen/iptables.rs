@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::asm::{format_program, Format};
-use crate::gen::{generate, GenError, GenOptions, Generated};
+use crate::gen::{build, DnsSpec, GenError, GenOptions, Generated, Generator};
 use crate::vm::{validate, Profile};
 
 /// Why a script could not be made.
@@ -49,10 +49,8 @@ pub enum ScriptError {
 /// What to deploy.
 #[derive(Debug, Clone, Default)]
 pub struct Spec {
-    /// The generator (`dns`, `dns_validate`, `suffix`, `tcpdump`).
-    pub generator: String,
-    /// Its arguments.
-    pub args: Vec<String>,
+    /// The generator and its arguments (`None` in chain mode, whose rules are `dns` rules).
+    pub generator: Option<Generator>,
     /// IPv6 (ip6tables, family inet6).
     pub inet6: bool,
     /// Drop what does NOT match.
@@ -292,8 +290,8 @@ fn fits(generated: &Generated) -> bool {
 
 /// A `dns` program for `args`, or `None` when it cannot be one rule (too long, or a jump that
 /// a single program cannot encode).
-fn dns_if_fits(args: &[String], opts: &GenOptions) -> Result<Option<Generated>, ScriptError> {
-    match generate("dns", args, opts) {
+fn dns_if_fits(spec: &DnsSpec, opts: &GenOptions) -> Result<Option<Generated>, ScriptError> {
+    match build(&Generator::Dns(spec.clone()), opts) {
         Ok(program) if fits(&program) => Ok(Some(program)),
         Ok(_) | Err(GenError::Program(_)) => Ok(None),
         Err(e) => Err(e.into()),
@@ -302,23 +300,20 @@ fn dns_if_fits(args: &[String], opts: &GenOptions) -> Result<Option<Generated>, 
 
 /// Splits the `dns` generator's patterns into groups whose programs fit in a rule.
 fn dns_groups(
-    flags: &[String],
-    patterns: &[String],
+    spec: &DnsSpec,
     opts: &GenOptions,
 ) -> Result<Vec<(Vec<String>, Generated)>, ScriptError> {
-    let args_for = |group: &[String]| -> Vec<String> {
-        let mut args = flags.to_vec();
-        args.push("--".into());
-        args.extend(group.iter().cloned());
-        args
+    let spec_for = |group: &[String]| DnsSpec {
+        patterns: group.to_vec(),
+        ..spec.clone()
     };
     let mut groups: Vec<(Vec<String>, Generated)> = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut current_program: Option<Generated> = None;
-    for pattern in patterns {
+    for pattern in &spec.patterns {
         let mut candidate = current.clone();
         candidate.push(pattern.clone());
-        if let Some(program) = dns_if_fits(&args_for(&candidate), opts)? {
+        if let Some(program) = dns_if_fits(&spec_for(&candidate), opts)? {
             current = candidate;
             current_program = Some(program);
             continue;
@@ -326,16 +321,16 @@ fn dns_groups(
         if let Some(done) = current_program.take() {
             groups.push((std::mem::take(&mut current), done));
         }
-        let alone_args = args_for(std::slice::from_ref(pattern));
-        let Some(alone) = dns_if_fits(&alone_args, opts)? else {
-            let count = generate("dns", &alone_args, opts).map_or(0, |p| p.insns.len());
+        let alone = spec_for(std::slice::from_ref(pattern));
+        let Some(program) = dns_if_fits(&alone, opts)? else {
+            let count = build(&Generator::Dns(alone), opts).map_or(0, |p| p.insns.len());
             return Err(ScriptError::TooLong {
                 pattern: pattern.clone(),
                 count,
             });
         };
         current = vec![pattern.clone()];
-        current_program = Some(alone);
+        current_program = Some(program);
     }
     if let Some(done) = current_program {
         groups.push((current, done));
@@ -343,31 +338,29 @@ fn dns_groups(
     Ok(groups)
 }
 
-/// Separates the `dns` generator's flags (`-i`) from its patterns.
-fn dns_flags_and_patterns(args: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut flags = Vec::new();
-    let mut patterns = Vec::new();
-    let mut after_dashes = false;
-    let mut value_next = false;
-    for arg in args {
-        if value_next {
-            flags.push(arg.clone());
-            value_next = false;
-        } else if !after_dashes && arg == "--" {
-            after_dashes = true;
-        } else if !after_dashes && arg.starts_with('-') {
-            // The dns generator's only option with a separate value.
-            value_next = arg == "--ext-headers";
-            flags.push(arg.clone());
-        } else {
-            patterns.push(arg.clone());
-        }
-    }
-    (flags, patterns)
+fn generator_name(spec: &Spec) -> &'static str {
+    spec.generator.as_ref().map_or("dns", Generator::name)
 }
 
-fn single(generator: &str, args: &[String], opts: &GenOptions) -> Result<Generated, ScriptError> {
-    let generated = generate(generator, args, opts)?;
+/// The generator's arguments as `bpfgen` takes them (after its name).
+fn generator_args(spec: &Spec) -> Vec<String> {
+    spec.generator
+        .as_ref()
+        .map(Generator::args)
+        .unwrap_or_default()
+}
+
+/// The patterns of a `dns` deployment (for readable names); empty for other generators.
+fn dns_patterns(spec: &Spec) -> Vec<String> {
+    match &spec.generator {
+        Some(Generator::Dns(dns)) => dns.patterns.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn single(generator: &Generator, opts: &GenOptions) -> Result<Generated, ScriptError> {
+    let generated = build(generator, opts)?;
+    let generator = generator.name();
     if let Err(e) = validate(&generated.insns, Profile::XtBpf) {
         return Err(ScriptError::Invalid(format!(
             "the {generator} program cannot be loaded by xt_bpf: {e}"
@@ -401,7 +394,14 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
                     });
                     continue;
                 }
-                let program = single("dns", &["--".to_string(), pattern.clone()], &base)?;
+                let program = single(
+                    &Generator::Dns(DnsSpec {
+                        patterns: vec![pattern.clone()],
+                        ignore_case: false,
+                        ext_headers: crate::gen::DEFAULT_EXT_HEADERS,
+                    }),
+                    &base,
+                )?;
                 rules.push(Rule {
                     program: Some(program),
                     target: target.into(),
@@ -416,14 +416,19 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
         }
         return Ok((rules, true));
     }
-    if spec.generator == "dns" {
-        let (flags, patterns) = dns_flags_and_patterns(&spec.args);
+    let Some(generator) = &spec.generator else {
+        return Err(ScriptError::Invalid(
+            "no generator: expected e.g. 'dns -- PATTERN'".into(),
+        ));
+    };
+    if let Generator::Dns(dns) = generator {
+        let patterns = &dns.patterns;
         if patterns.is_empty() {
             // Let the generator say what is missing.
-            generate("dns", &spec.args, &base)?;
+            build(generator, &base)?;
         }
         let all = dns_if_fits(
-            &spec.args,
+            dns,
             &GenOptions {
                 negate: spec.negate,
                 ..base
@@ -439,7 +444,7 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
                 false,
             ));
         }
-        let groups = dns_groups(&flags, &patterns, &base)?;
+        let groups = dns_groups(dns, &base)?;
         if spec.negate {
             // Drop what matches no group: RETURN on any group, then DROP.
             let mut rules: Vec<Rule> = groups
@@ -468,8 +473,7 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
         return Ok((rules, false));
     }
     let program = single(
-        &spec.generator,
-        &spec.args,
+        generator,
         &GenOptions {
             negate: spec.negate,
             ..base
@@ -479,7 +483,7 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
         vec![Rule {
             program: Some(program),
             target: "DROP".into(),
-            what: spec.args.join(" "),
+            what: generator.args().join(" "),
         }],
         false,
     ))
@@ -549,7 +553,11 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
             chain.accept.join(" "),
             chain.drop.join(" ")
         ),
-        None => format!("{} {}", spec.generator, spec.args.join(" ")),
+        None => format!(
+            "{} {}",
+            generator_name(spec),
+            generator_args(spec).join(" ")
+        ),
     };
     // Names derive from everything that makes the rules, each list encoded unambiguously.
     let key = match &spec.chain {
@@ -562,17 +570,13 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         None => format!(
             "{family}|{}|{}|{}",
             spec.negate,
-            words_key(std::slice::from_ref(&spec.generator)),
-            words_key(&spec.args)
+            words_key(&[generator_name(spec).to_string()]),
+            words_key(&generator_args(spec))
         ),
     };
     let readable = slug(&match &spec.chain {
         Some(chain) => chain.name.clone(),
-        None => format!(
-            "{}_{}",
-            spec.generator,
-            dns_flags_and_patterns(&spec.args).1.join("_")
-        ),
+        None => format!("{}_{}", generator_name(spec), dns_patterns(spec).join("_")),
     });
     let set_name = limited_name(&format!("bpf{}_", &family[2..]), &readable, &key, 31);
     let chain_name = match &spec.chain {
@@ -581,12 +585,12 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     };
     let patterns_slug = match &spec.chain {
         Some(chain) => slug(&chain.name),
-        None => slug(&dns_flags_and_patterns(&spec.args).1.join("_")),
+        None => slug(&dns_patterns(spec).join("_")),
     };
     let kind = if spec.chain.is_some() {
         "chain"
     } else {
-        spec.generator.as_str()
+        generator_name(spec)
     };
     let mut file_stem = format!("bpf_{kind}_{family}");
     if !patterns_slug.is_empty() {

@@ -1,8 +1,10 @@
 //! Program builder and generators (dns, dns_validate, suffix, tcpdump).
 //!
-//! [`generate`] is the one entry point, used by `bpfgen` and by `iptables-bpf`: it takes the
-//! generator's name, its own arguments (parsed by the generator, as the original bpftools did:
-//! `bpfgen -o 14 dns -- -i www.example.net`) and the common options.
+//! A generator and its arguments are a typed [`Generator`] value; [`build`] turns one into a
+//! program for the common [`GenOptions`]. This is the one entry point, used by `bpfgen`,
+//! `iptables-bpf` and `triage`. The library knows nothing of command lines: the tools parse
+//! their arguments (src/cli) into these types, and [`Generator::args`] gives back the
+//! arguments `bpfgen` takes for the same program.
 //!
 //! Every generator returns 65535 for "match" (socket filters keep that many bytes; xt_bpf only
 //! needs non-zero) and 0 otherwise; `--negate` swaps them.
@@ -12,7 +14,6 @@ pub mod dns;
 pub mod iptables;
 pub mod tcpdump;
 
-use clap::Parser;
 use thiserror::Error;
 
 pub use builder::{Builder, Generated};
@@ -31,24 +32,126 @@ pub struct GenOptions {
     pub offset: u32,
 }
 
+/// How many IPv6 extension headers the `dns` and `dns_validate` programs skip by default.
+pub const DEFAULT_EXT_HEADERS: u8 = dns::IPV6_EXTENSION_HEADERS as u8;
+
+/// The `dns` generator's arguments: DNS queries whose first question name matches a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// Name patterns (at least one; see [`dns`] for the language).
+    pub patterns: Vec<String>,
+    /// Letters match in either case.
+    pub ignore_case: bool,
+    /// IPv6 only: how many extension headers before UDP are skipped (0 to 3).
+    pub ext_headers: u8,
+}
+
+/// The `dns_validate` generator's arguments: malformed DNS requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsValidateSpec {
+    /// Also refuse the RD and RA flags (authoritative-only servers).
+    pub strict: bool,
+    /// IPv6 only: how many extension headers before UDP are skipped (0 to 3).
+    pub ext_headers: u8,
+}
+
+/// The `suffix` generator's arguments: packets that end with these bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuffixSpec {
+    /// The bytes (at least one).
+    pub bytes: Vec<u8>,
+}
+
+/// The `tcpdump` generator's arguments: a filter expression compiled by the system's tcpdump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpdumpSpec {
+    /// The expression.
+    pub expr: String,
+}
+
+/// A generator with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generator {
+    /// `dns`: queries by name pattern.
+    Dns(DnsSpec),
+    /// `dns_validate`: malformed requests.
+    DnsValidate(DnsValidateSpec),
+    /// `suffix`: packets ending with bytes.
+    Suffix(SuffixSpec),
+    /// `tcpdump`: a tcpdump expression.
+    Tcpdump(TcpdumpSpec),
+}
+
+/// The generators' names, as the tools take them.
+pub const GENERATOR_NAMES: [&str; 4] = ["dns", "dns_validate", "suffix", "tcpdump"];
+
+impl Generator {
+    /// The generator's name as the tools take it (`dns`, `dns_validate`, `suffix`, `tcpdump`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Generator::Dns(_) => "dns",
+            Generator::DnsValidate(_) => "dns_validate",
+            Generator::Suffix(_) => "suffix",
+            Generator::Tcpdump(_) => "tcpdump",
+        }
+    }
+
+    /// The arguments that follow the generator's name on `bpfgen`'s command line for this
+    /// generator (`["--", "-i", "*.example.net"]`); empty when there are none. A value that
+    /// starts with `-` is put after a second `--`, so it is never read as an option.
+    pub fn args(&self) -> Vec<String> {
+        let mut options: Vec<String> = Vec::new();
+        let values: Vec<String> = match self {
+            Generator::Dns(spec) => {
+                if spec.ignore_case {
+                    options.push("-i".into());
+                }
+                if spec.ext_headers != DEFAULT_EXT_HEADERS {
+                    options.push("--ext-headers".into());
+                    options.push(spec.ext_headers.to_string());
+                }
+                spec.patterns.clone()
+            }
+            Generator::DnsValidate(spec) => {
+                if spec.strict {
+                    options.push("--strict".into());
+                }
+                if spec.ext_headers != DEFAULT_EXT_HEADERS {
+                    options.push("--ext-headers".into());
+                    options.push(spec.ext_headers.to_string());
+                }
+                Vec::new()
+            }
+            Generator::Suffix(spec) => vec![hex::encode(&spec.bytes)],
+            Generator::Tcpdump(spec) => vec![spec.expr.clone()],
+        };
+        if options.is_empty() && values.is_empty() {
+            return Vec::new();
+        }
+        let mut args = vec!["--".to_string()];
+        args.extend(options);
+        if values.iter().any(|v| v.starts_with('-')) {
+            args.push("--".into());
+        }
+        args.extend(values);
+        args
+    }
+}
+
 /// Why a program could not be generated.
 #[derive(Debug, Error)]
 pub enum GenError {
-    /// The generator's arguments are wrong (or help was asked for: the text is the help).
-    #[error("{0}")]
-    Usage(String),
-    /// Help was asked for; the text is the help.
-    #[error("{0}")]
-    Help(String),
-    /// No generator of that name.
-    #[error("unknown generator '{0}': expected dns, dns_validate, suffix or tcpdump")]
-    UnknownGenerator(String),
     /// A bad DNS pattern.
     #[error(transparent)]
     Pattern(#[from] dns::PatternError),
-    /// A bad suffix.
-    #[error("suffix: {0}")]
-    Suffix(String),
+    /// A generator's arguments are not acceptable.
+    #[error("{generator}: {message}")]
+    Invalid {
+        /// The generator's name.
+        generator: &'static str,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// The program does not fit (jump range or length).
     #[error("{0}")]
     Program(#[from] LabelError<String>),
@@ -57,194 +160,59 @@ pub enum GenError {
     Tcpdump(#[from] tcpdump::TcpdumpError),
 }
 
-fn parse_args<T: Parser>(name: &str, args: &[String]) -> Result<T, GenError> {
-    let argv = std::iter::once(name.to_string()).chain(args.iter().cloned());
-    T::try_parse_from(argv).map_err(|err| match err.kind() {
-        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-            GenError::Help(err.to_string())
-        }
-        _ => GenError::Usage(format!("{name}: {}", one_line(&err.render().to_string()))),
-    })
-}
-
-/// A generator's help (the text of [`GenError::Help`]) as `tool` shows it: the usage line
-/// names the tool and its options before the generator, as typed on its command line.
-pub fn help_for_tool(text: &str, tool: &str, generator: &str) -> String {
-    text.replacen(
-        &format!("Usage: {generator} "),
-        &format!("Usage: {tool} [OPTIONS] {generator} [--] "),
-        1,
-    )
-}
-
-/// A rendered clap error as one line: its text up to the usage part, lines joined (so that,
-/// e.g., the missing arguments named on the line after "not provided:" are kept).
-pub(crate) fn one_line(rendered: &str) -> String {
-    rendered
-        .lines()
-        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
-        .map(|line| line.trim().trim_start_matches("error: "))
-        .filter(|line| !line.is_empty())
-        .fold(String::new(), |mut out, line| {
-            if !out.is_empty() {
-                out.push_str(if out.ends_with(':') { " " } else { "; " });
-            }
-            out.push_str(line);
-            out
-        })
-}
-
-/// Arguments of the `dns` generator.
-#[derive(Debug, Parser)]
-#[command(
-    name = "dns",
-    no_binary_name = false,
-    about = "Match DNS queries whose first question name matches any of the patterns",
-    after_help = "\
-Patterns:
-  example.com         exactly example.com (leading/trailing dots ignored)
-  *.example.com       any one label, then example.com
-  *{3-10}.example.com one label of 3 to 10 characters, then example.com
-  ex?mple.com         ? is any one character
-  example.**          example, then any suffix: example.com, example.co.uk
-  foo*.example.com    * inside a label is a literal '*'
-  ex%2Eample.com      %XX is the byte XX (here one label 'ex.ample')
-
-The name is compared on the wire (length-prefixed labels) in the first question only.
-A wildcard label is 1 to 63 characters: it never matches the root label ending the name.
-IPv4 headers of any length are handled. With -6, up to 2 IPv6 extension headers
-(hop-by-hop, routing, destination options, a first fragment) before UDP are skipped
-(--ext-headers 0..3; each costs 16 instructions), a query behind more is not matched,
-a later fragment never matches, and only UDP matches. On IPv4 the program does not read
-the protocol or fragment fields (iptables-bpf's rules say -p udp --dport 53).
-
-Examples:
-  bpfgen dns -- '*.www.example.uk'
-  bpfgen -o 14 dns -- -i www.example.net '*.example.org'
-  bpfgen -6 -s dns -- 'example.**'"
-)]
-pub struct DnsArgs {
-    /// Match letters in either case.
-    #[arg(short = 'i', long)]
-    pub ignorecase: bool,
-    /// IPv6 only: how many extension headers before UDP the program skips (0 to 3).
-    #[arg(long, value_name = "N", default_value_t = dns::IPV6_EXTENSION_HEADERS as u8, value_parser = clap::value_parser!(u8).range(0..=3))]
-    pub ext_headers: u8,
-    /// Name patterns.
-    #[arg(required = true, value_name = "PATTERN")]
-    pub patterns: Vec<String>,
-}
-
-/// Arguments of the `dns_validate` generator.
-#[derive(Debug, Parser)]
-#[command(
-    name = "dns_validate",
-    about = "Match malformed DNS requests",
-    after_help = "\
-Matches a UDP DNS request when any of these holds:
-  the UDP payload is shorter than 17 bytes (12 of header and the shortest question:
-    the root name, type and class);
-  a flag other than the allowed ones is set (allowed: CD, AD, Z, and RD and RA unless
-    --strict; QR, AA, TC, the opcode and the rcode must be 0);
-  qdcount != 1, ancount != 0, nscount != 0, or arcount > 1.
-
-Examples:
-  bpfgen dns_validate
-  bpfgen -o 14 dns_validate -- --strict"
-)]
-pub struct DnsValidateArgs {
-    /// Also refuse the RD and RA flags (for authoritative-only servers): only CD, AD and Z.
-    #[arg(long)]
-    pub strict: bool,
-    /// IPv6 only: how many extension headers before UDP the program skips (0 to 3).
-    #[arg(long, value_name = "N", default_value_t = dns::IPV6_EXTENSION_HEADERS as u8, value_parser = clap::value_parser!(u8).range(0..=3))]
-    pub ext_headers: u8,
-}
-
-/// Arguments of the `suffix` generator.
-#[derive(Debug, Parser)]
-#[command(
-    name = "suffix",
-    about = "Match packets that end with the given bytes",
-    after_help = "\
-The bytes are given in hex, in one or more arguments (spaces allowed).
-
-Examples:
-  bpfgen suffix -- 0a0b0c
-  bpfgen suffix -- 00 29 10 00 00     EDNS OPT record with a 4096-byte buffer"
-)]
-pub struct SuffixArgs {
-    /// Hex bytes.
-    #[arg(required = true, value_name = "HEX")]
-    pub hex: Vec<String>,
-}
-
-/// Arguments of the `tcpdump` generator.
-#[derive(Debug, Parser)]
-#[command(
-    name = "tcpdump",
-    about = "Compile a tcpdump filter expression with the system's tcpdump",
-    after_help = "\
-The link type follows --offset and -6: 0 = raw IPv4 (IPv6 with -6), 14 = Ethernet,
-16 = Linux cooked (SLL), 20 = Linux cooked v2 (SLL2).
-
-Examples:
-  bpfgen tcpdump -- 'udp and dst port 53'
-  bpfgen -o 14 tcpdump -- 'ip6 and udp port 53'"
-)]
-pub struct TcpdumpArgs {
-    /// The expression (several arguments are joined with spaces).
-    #[arg(required = true, value_name = "EXPR", allow_hyphen_values = true)]
-    pub expr: Vec<String>,
-}
-
-/// Generates a program with generator `name` and its arguments.
-pub fn generate(name: &str, args: &[String], opts: &GenOptions) -> Result<Generated, GenError> {
+/// Builds the program of `generator` for `opts`.
+pub fn build(generator: &Generator, opts: &GenOptions) -> Result<Generated, GenError> {
     let mut b = Builder::new();
-    match name {
-        "dns" => {
-            let args: DnsArgs = parse_args(name, args)?;
-            let patterns = args
+    match generator {
+        Generator::Dns(spec) => {
+            if spec.patterns.is_empty() {
+                return Err(GenError::Invalid {
+                    generator: "dns",
+                    message: "no pattern given: expected at least one name pattern".into(),
+                });
+            }
+            check_ext_headers("dns", spec.ext_headers)?;
+            let patterns = spec
                 .patterns
                 .iter()
-                .map(|p| dns::parse_pattern(p, args.ignorecase))
+                .map(|p| dns::parse_pattern(p, spec.ignore_case))
                 .collect::<Result<Vec<_>, _>>()?;
-            dns::build(&patterns, opts, usize::from(args.ext_headers), &mut b);
+            dns::build(&patterns, opts, usize::from(spec.ext_headers), &mut b);
         }
-        "dns_validate" => {
-            let args: DnsValidateArgs = parse_args(name, args)?;
-            build_dns_validate(args.strict, opts, usize::from(args.ext_headers), &mut b);
+        Generator::DnsValidate(spec) => {
+            check_ext_headers("dns_validate", spec.ext_headers)?;
+            build_dns_validate(spec.strict, opts, usize::from(spec.ext_headers), &mut b);
         }
-        "suffix" => {
-            let args: SuffixArgs = parse_args(name, args)?;
-            let text: String = args
-                .hex
-                .concat()
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            let bytes = hex::decode(&text)
-                .map_err(|e| GenError::Suffix(format!("bad hex '{text}': {e}")))?;
-            if bytes.is_empty() {
-                return Err(GenError::Suffix(
-                    "no bytes given: expected hex digits".into(),
-                ));
+        Generator::Suffix(spec) => {
+            if spec.bytes.is_empty() {
+                return Err(GenError::Invalid {
+                    generator: "suffix",
+                    message: "no bytes given: expected hex digits".into(),
+                });
             }
-            build_suffix(&bytes, opts, &mut b);
+            build_suffix(&spec.bytes, opts, &mut b);
         }
-        "tcpdump" => {
-            let args: TcpdumpArgs = parse_args(name, args)?;
+        Generator::Tcpdump(spec) => {
             let linktype = tcpdump::linktype_for(opts.offset, opts.inet6)?;
-            let mut insns = tcpdump::compile(&args.expr, linktype)?;
+            let mut insns = tcpdump::compile(std::slice::from_ref(&spec.expr), linktype)?;
             if opts.negate {
                 insns = tcpdump::negate(&insns)?;
             }
             let assembly = crate::asm::disassemble(&insns);
             return Ok(Generated { insns, assembly });
         }
-        other => return Err(GenError::UnknownGenerator(other.to_string())),
     }
     Ok(b.finish(BPF_MAXINSNS)?)
+}
+
+fn check_ext_headers(generator: &'static str, ext_headers: u8) -> Result<(), GenError> {
+    if ext_headers > 3 {
+        return Err(GenError::Invalid {
+            generator,
+            message: format!("--ext-headers {ext_headers}: expected 0 to 3"),
+        });
+    }
+    Ok(())
 }
 
 fn verdicts(opts: &GenOptions) -> (u32, u32) {

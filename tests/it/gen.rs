@@ -2,7 +2,8 @@
 //! IPv6 extension headers, all on real packets run through the interpreter.
 
 use bpftools::asm::{assemble, parse_bytecode};
-use bpftools::gen::{generate, GenOptions};
+use bpftools::cli::gen_args::parse_generator;
+use bpftools::gen::{build, GenOptions, Generated};
 use bpftools::insn::RawInsn;
 use bpftools::pcap::{link, Reader};
 use bpftools::vm::{Input, Profile, Program};
@@ -10,6 +11,12 @@ use bpftools::vm::{Input, Profile, Program};
 use crate::common::{capture, reference, run, stderr, stdout};
 use crate::packets::{dns_query, ethernet, labels, udp_packet, Ext, Shape};
 use crate::randprog::Rng;
+
+/// Builds generator `name` from its `bpfgen` arguments, as the tools do.
+fn generate(name: &str, args: &[String], opts: &GenOptions) -> Result<Generated, String> {
+    let generator = parse_generator(name, args).map_err(|e| format!("{e:?}"))?;
+    build(&generator, opts).map_err(|e| e.to_string())
+}
 
 /// One line of bpfgen-original.tsv: options, generator, its arguments, the original bytecode.
 struct Line {
@@ -662,7 +669,7 @@ fn pattern_table_on_ipv4_and_ipv6() {
     assert_eq!(out.status.code(), Some(2), "no pattern: {}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "bpfgen: dns: the following required arguments were not provided: <PATTERN>...\n"
+        "bpfgen: the following required arguments were not provided: <PATTERN>...; see 'bpfgen --help'\n"
     );
     assert!(out.stdout.is_empty());
     rows += 1;
@@ -883,8 +890,11 @@ fn bpfgen_cli_options() {
     // A generator's help, from bpfgen and from iptables-bpf: on stdout, exit 0, with the usage
     // line as typed on that tool's command line.
     for (tool, usage) in [
-        ("bpfgen", "Usage: bpfgen [OPTIONS] dns [--] "),
-        ("iptables-bpf", "Usage: iptables-bpf [OPTIONS] dns [--] "),
+        ("bpfgen", "Usage: bpfgen dns [OPTIONS] <PATTERN>..."),
+        (
+            "iptables-bpf",
+            "Usage: iptables-bpf dns [OPTIONS] <PATTERN>...",
+        ),
     ] {
         let out = run(tool, &["dns", "--help"], b"");
         assert!(
