@@ -676,20 +676,205 @@ impl Insn {
     /// instructions. `ja` has the same target twice. Targets are computed in `u64` so a
     /// huge `ja` offset cannot wrap.
     pub fn jump_targets(&self, pc: usize) -> Option<(u64, u64)> {
-        let next = pc as u64 + 1;
         match *self {
-            Insn::Ja(k) => Some((next + u64::from(k), next + u64::from(k))),
-            Insn::Jump { jt, jf, .. } => Some((next + u64::from(jt), next + u64::from(jf))),
+            Insn::Ja(k) => Some((jump_target(pc, k), jump_target(pc, k))),
+            Insn::Jump { jt, jf, .. } => Some((
+                jump_target(pc, u32::from(jt)),
+                jump_target(pc, u32::from(jf)),
+            )),
             _ => None,
         }
     }
 
+    /// The instructions a jump standing at `pc` names in its `bpf_asm` text
+    /// ([`Insn::display_at`]), which a disassembly must define as labels.
+    pub fn named_targets(&self, pc: usize) -> Vec<u64> {
+        match (*self, self.jump_targets(pc)) {
+            (Insn::Jump { cond, jt, jf, .. }, Some((taken, not_taken))) => {
+                match named_sides(cond, jt == 0, jf == 0) {
+                    (true, false) => vec![taken],
+                    (false, true) => vec![not_taken],
+                    _ => vec![taken, not_taken],
+                }
+            }
+            (_, Some((target, _))) => vec![target],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The mnemonic and the operand text in `dialect`, without jump targets (a conditional
+    /// jump's operand is what A is compared with; `ja` has none). An unknown opcode is shown as
+    /// a `bpf_asm` comment, since no mnemonic produces it.
+    pub fn mnemonic_and_operand(&self, dialect: Dialect) -> (&'static str, String) {
+        let tcpdump = dialect == Dialect::Tcpdump;
+        let len = if tcpdump { "#pktlen" } else { "#len" };
+        match *self {
+            Insn::LoadAbs { size, offset } => {
+                let operand = match Ancillary::from_offset(offset) {
+                    Some(anc) if tcpdump => format!("[{}]", anc.tcpdump_name()),
+                    Some(anc) => match anc.keyword() {
+                        Some(word) => format!("#{word}"),
+                        None => format!("[{}]", signed_offset(offset)),
+                    },
+                    None => format!("[{}]", signed_offset(offset)),
+                };
+                (size.load_mnemonic(), operand)
+            }
+            Insn::LoadInd { size, offset } => (
+                size.load_mnemonic(),
+                format!("[x + {}]", signed_offset(offset)),
+            ),
+            Insn::LoadImm(k) => ("ld", format!("#{k:#x}")),
+            Insn::LoadMem(k) => ("ld", format!("M[{k}]")),
+            Insn::LoadLen => ("ld", len.to_string()),
+            Insn::LoadXImm(k) => ("ldx", format!("#{k:#x}")),
+            Insn::LoadXMem(k) => ("ldx", format!("M[{k}]")),
+            Insn::LoadXLen => ("ldx", len.to_string()),
+            Insn::LoadXMsh(k) => (
+                if tcpdump { "ldxb" } else { "ldx" },
+                format!("4*([{}]&0xf)", signed_offset(k)),
+            ),
+            Insn::Store(k) => ("st", format!("M[{k}]")),
+            Insn::StoreX(k) => ("stx", format!("M[{k}]")),
+            // tcpdump shows arithmetic constants in decimal (signed) and bit masks in hex.
+            Insn::Alu {
+                op:
+                    op @ (AluOp::Add
+                    | AluOp::Sub
+                    | AluOp::Mul
+                    | AluOp::Div
+                    | AluOp::Mod
+                    | AluOp::Lsh
+                    | AluOp::Rsh),
+                operand: Operand::K(k),
+            } if tcpdump => (op.mnemonic(), format!("#{}", k as i32)),
+            Insn::Alu { op, operand } => (op.mnemonic(), operand.to_string()),
+            Insn::Neg => ("neg", String::new()),
+            Insn::Ja(_) => ("ja", String::new()),
+            Insn::Jump { cond, operand, .. } => (cond.mnemonic(), operand.to_string()),
+            Insn::RetK(k) => ("ret", format!("#{k}")),
+            // tcpdump lists `ret a` as a bare `ret`.
+            Insn::RetA if tcpdump => ("ret", String::new()),
+            Insn::RetA => ("ret", "a".to_string()),
+            Insn::RetX => ("ret", "x".to_string()),
+            Insn::Tax => ("tax", String::new()),
+            Insn::Txa => ("txa", String::new()),
+            Insn::Raw(RawInsn { code, jt, jf, k }) if tcpdump => (
+                "unknown",
+                format!("code={code:#x} jt={jt} jf={jf} k={k:#x}"),
+            ),
+            Insn::Raw(RawInsn { code, jt, jf, k }) => (
+                ";",
+                format!("unknown opcode {code:#06x} jt={jt} jf={jf} k={k:#x}"),
+            ),
+        }
+    }
+
     /// Shows the instruction in `bpf_asm` syntax as it stands at index `pc`: jump targets are
-    /// printed as labels `L<index>` (the disassembler defines those labels).
+    /// printed as labels `L<index>` (the disassembler defines those labels), conditional jumps
+    /// in the one-label forms of [`write_jump`] where one side falls through.
     pub fn display_at(&self, pc: usize) -> DisplayAt<'_> {
         DisplayAt {
             insn: self,
             pc: Some(pc),
+        }
+    }
+}
+
+/// The instruction a jump standing at `pc` reaches with `offset`: `pc + 1 + offset`, in `u64`
+/// so that no offset can wrap. The one place this sum is written.
+pub const fn jump_target(pc: usize, offset: u32) -> u64 {
+    pc as u64 + 1 + offset as u64
+}
+
+/// The offset a jump standing at `pc` needs to reach instruction `target`, or `None` when the
+/// target is not after `pc` (classic BPF jumps only forward). The inverse of [`jump_target`].
+pub const fn jump_offset(pc: usize, target: u64) -> Option<u64> {
+    target.checked_sub(pc as u64 + 1)
+}
+
+/// The text form an instruction is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `bpf_asm` syntax: assembles back to the same instruction.
+    BpfAsm,
+    /// The `tcpdump -d` listing's: `#pktlen`, `[proto]`-style ancillary names, arithmetic
+    /// constants in signed decimal, `ldxb`, a bare `ret` for `ret a`.
+    Tcpdump,
+}
+
+impl JumpCond {
+    /// The `bpf_asm` mnemonic of the comparison's negation, which takes one label jumped to
+    /// when the comparison is false (`jneq`, `jlt`, `jle`); `jset` has none.
+    pub const fn inverse_mnemonic(self) -> Option<&'static str> {
+        match self {
+            JumpCond::Eq => Some("jneq"),
+            JumpCond::Ge => Some("jlt"),
+            JumpCond::Gt => Some("jle"),
+            JumpCond::Set => None,
+        }
+    }
+
+    /// The comparison a mnemonic names, and whether it is the inverse form (`jneq`, `jne`,
+    /// `jlt`, `jle`: one label, taken when the comparison is false). Case-insensitive.
+    pub fn from_mnemonic(word: &str) -> Option<(JumpCond, bool)> {
+        let word = word.to_ascii_lowercase();
+        if word == "jne" {
+            return Some((JumpCond::Eq, true));
+        }
+        JumpCond::ALL.into_iter().find_map(|cond| {
+            if cond.mnemonic() == word {
+                Some((cond, false))
+            } else if cond.inverse_mnemonic() == Some(word.as_str()) {
+                Some((cond, true))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Which targets of a conditional jump its `bpf_asm` text names, `(taken, not_taken)`, given
+/// which sides fall through to the next instruction: one side when the other falls through
+/// (`jeq #k, T`, or `jneq`/`jlt`/`jle #k, F`), both otherwise (`jset` has no inverse form).
+pub const fn named_sides(
+    cond: JumpCond,
+    jt_falls_through: bool,
+    jf_falls_through: bool,
+) -> (bool, bool) {
+    match (jt_falls_through, jf_falls_through) {
+        (false, true) => (true, false),
+        (true, false) if cond.inverse_mnemonic().is_some() => (false, true),
+        _ => (true, true),
+    }
+}
+
+/// Writes a conditional jump in `bpf_asm` syntax, its targets named `jt` and `jf`, `None`
+/// standing for a side that falls through to the next instruction; the forms are those of
+/// [`named_sides`], a named side that falls through is called `next`. Returns whether `next`
+/// was written (the caller must then define that label at the next instruction).
+pub fn write_jump(
+    out: &mut dyn fmt::Write,
+    cond: JumpCond,
+    operand: Operand,
+    jt: Option<&dyn fmt::Display>,
+    jf: Option<&dyn fmt::Display>,
+    next: &dyn fmt::Display,
+) -> Result<bool, fmt::Error> {
+    let (jt_next, jf_next) = (jt.is_none(), jf.is_none());
+    let (jt, jf) = (jt.unwrap_or(next), jf.unwrap_or(next));
+    match (named_sides(cond, jt_next, jf_next), cond.inverse_mnemonic()) {
+        ((true, false), _) => {
+            write!(out, "{} {operand}, {jt}", cond.mnemonic())?;
+            Ok(false)
+        }
+        ((false, true), Some(inverse)) => {
+            write!(out, "{inverse} {operand}, {jf}")?;
+            Ok(false)
+        }
+        _ => {
+            write!(out, "{} {operand}, {jt}, {jf}", cond.mnemonic())?;
+            Ok(jt_next || jf_next)
         }
     }
 }
@@ -700,73 +885,66 @@ pub struct DisplayAt<'a> {
     pc: Option<usize>,
 }
 
-/// Formats a load/store offset: negative offsets (as `i32`) are shown signed, which `bpf_asm`
-/// reads back to the same `u32`.
-fn fmt_offset(k: u32) -> String {
+/// A load/store offset: negative offsets (as `i32`) are shown signed, which `bpf_asm` reads
+/// back to the same `u32`.
+fn signed_offset(k: u32) -> i64 {
     let signed = k as i32;
     if signed < 0 {
-        signed.to_string()
+        i64::from(signed)
     } else {
-        k.to_string()
+        i64::from(k)
     }
 }
 
-fn fmt_operand(operand: Operand) -> String {
-    match operand {
-        Operand::K(k) => format!("#{k:#x}"),
-        Operand::X => "x".to_string(),
+impl fmt::Display for Operand {
+    /// `#0x..` for a constant, `x` for the register.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operand::K(k) => write!(f, "#{k:#x}"),
+            Operand::X => write!(f, "x"),
+        }
+    }
+}
+
+/// A jump target as [`Insn::display_at`] names it: `L<index>` at a known place, else `+offset`.
+struct TargetName {
+    pc: Option<usize>,
+    offset: u32,
+}
+
+impl fmt::Display for TargetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pc {
+            Some(pc) => write!(f, "L{}", jump_target(pc, self.offset)),
+            None => write!(f, "+{}", self.offset),
+        }
     }
 }
 
 impl fmt::Display for DisplayAt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = |off: u64| match self.pc {
-            Some(pc) => format!("L{}", pc as u64 + 1 + off),
-            None => format!("+{off}"),
+        let name = |offset| TargetName {
+            pc: self.pc,
+            offset,
         };
         match *self.insn {
-            Insn::LoadAbs { size, offset } => {
-                match Ancillary::from_offset(offset).and_then(Ancillary::keyword) {
-                    Some(word) => write!(f, "{} #{word}", size.load_mnemonic()),
-                    None => write!(f, "{} [{}]", size.load_mnemonic(), fmt_offset(offset)),
-                }
-            }
-            Insn::LoadInd { size, offset } => {
-                write!(f, "{} [x + {}]", size.load_mnemonic(), fmt_offset(offset))
-            }
-            Insn::LoadImm(k) => write!(f, "ld #{k:#x}"),
-            Insn::LoadMem(k) => write!(f, "ld M[{k}]"),
-            Insn::LoadLen => write!(f, "ld #len"),
-            Insn::LoadXImm(k) => write!(f, "ldx #{k:#x}"),
-            Insn::LoadXMem(k) => write!(f, "ldx M[{k}]"),
-            Insn::LoadXLen => write!(f, "ldx #len"),
-            Insn::LoadXMsh(k) => write!(f, "ldx 4*([{}]&0xf)", fmt_offset(k)),
-            Insn::Store(k) => write!(f, "st M[{k}]"),
-            Insn::StoreX(k) => write!(f, "stx M[{k}]"),
-            Insn::Alu { op, operand } => write!(f, "{} {}", op.mnemonic(), fmt_operand(operand)),
-            Insn::Neg => write!(f, "neg"),
-            Insn::Ja(k) => write!(f, "ja {}", target(u64::from(k))),
+            Insn::Ja(k) => write!(f, "ja {}", name(k)),
             Insn::Jump {
                 cond,
                 operand,
                 jt,
                 jf,
-            } => write!(
-                f,
-                "{} {}, {}, {}",
-                cond.mnemonic(),
-                fmt_operand(operand),
-                target(u64::from(jt)),
-                target(u64::from(jf))
-            ),
-            Insn::RetK(k) => write!(f, "ret #{k}"),
-            Insn::RetA => write!(f, "ret a"),
-            Insn::RetX => write!(f, "ret x"),
-            Insn::Tax => write!(f, "tax"),
-            Insn::Txa => write!(f, "txa"),
-            Insn::Raw(RawInsn { code, jt, jf, k }) => {
-                write!(f, "; unknown opcode {code:#06x} jt={jt} jf={jf} k={k:#x}")
+            } => {
+                let (jt, jf, next) = (name(u32::from(jt)), name(u32::from(jf)), name(0));
+                fn side(target: &TargetName) -> Option<&dyn fmt::Display> {
+                    (target.offset != 0).then_some(target as &dyn fmt::Display)
+                }
+                write_jump(f, cond, operand, side(&jt), side(&jf), &next).map(|_| ())
             }
+            insn => match insn.mnemonic_and_operand(Dialect::BpfAsm) {
+                (mnemonic, operand) if operand.is_empty() => f.write_str(mnemonic),
+                (mnemonic, operand) => write!(f, "{mnemonic} {operand}"),
+            },
         }
     }
 }
@@ -845,7 +1023,10 @@ mod tests {
                 .to_string()
         };
         assert_eq!(show(0x28, 0, 0, 12, 0), "ldh [12]");
-        assert_eq!(show(0x15, 0, 3, 0x800, 1), "jeq #0x800, L2, L5");
+        assert_eq!(show(0x15, 0, 3, 0x800, 1), "jneq #0x800, L5");
+        assert_eq!(show(0x15, 2, 3, 0x800, 1), "jeq #0x800, L4, L5");
+        assert_eq!(show(0x45, 0, 3, 0x800, 1), "jset #0x800, L2, L5");
+        assert_eq!(show(0x25, 0, 0, 1, 1), "jgt #0x1, L2, L2");
         assert_eq!(show(0xb1, 0, 0, 0, 0), "ldx 4*([0]&0xf)");
         assert_eq!(show(0x30, 0, 0, SKF_AD_OFF, 0), "ldb #proto");
         assert_eq!(show(0x20, 0, 0, SKF_NET_OFF + 9, 0), "ld [-1048567]");

@@ -7,10 +7,10 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::insn::{AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn};
+use crate::insn::{Dialect, Insn, RawInsn};
 
 /// A text form of a program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `N,code jt jf k,...,` as `bpf_asm` prints it and xt_bpf / tc read it.
     Bytecode,
@@ -24,6 +24,68 @@ pub enum Format {
     Asm,
     /// A numbered listing in the style of `tcpdump -d`.
     Listing,
+}
+
+impl Format {
+    /// Every format, in the order help lists them.
+    pub const ALL: [Format; 6] = [
+        Format::Bytecode,
+        Format::C,
+        Format::Dd,
+        Format::Ddd,
+        Format::Asm,
+        Format::Listing,
+    ];
+
+    /// The name users type (`bytecode`, `c`, `dd`, `ddd`, `asm`, `listing`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::Bytecode => "bytecode",
+            Format::C => "c",
+            Format::Dd => "dd",
+            Format::Ddd => "ddd",
+            Format::Asm => "asm",
+            Format::Listing => "listing",
+        }
+    }
+
+    /// One line saying what the format is.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Format::Bytecode => {
+                "`N,code jt jf k,...,` as `bpf_asm` prints it and xt_bpf / tc read it"
+            }
+            Format::C => "A C array as `bpf_asm -c` prints it",
+            Format::Dd => "A C array as `tcpdump -dd` prints it",
+            Format::Ddd => "The count, then `code jt jf k` per line, as `tcpdump -ddd` prints it",
+            Format::Asm => {
+                "`bpf_asm` assembly with generated labels (assembles back to the same bytecode)"
+            }
+            Format::Listing => "A numbered listing in the style of `tcpdump -d`",
+        }
+    }
+}
+
+/// A format name that is none of [`Format::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format '{0}': expected bytecode, c, dd, ddd, asm or listing")]
+pub struct UnknownFormat(pub String);
+
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(name: &str) -> Result<Format, UnknownFormat> {
+        Format::ALL
+            .into_iter()
+            .find(|format| format.name() == name)
+            .ok_or_else(|| UnknownFormat(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Formats a program.
@@ -96,80 +158,26 @@ pub fn format_ddd(prog: &[RawInsn]) -> String {
     out
 }
 
-/// How a jump is shown: `jeq #k, Lt, Lf` in general, but with the one-label forms `bpf_asm`
-/// has when one side falls through (`jeq #k, Lt`, `jneq #k, Lf`, `jlt`, `jle`), so only real
-/// targets need labels.
-fn jump_text(insn: &Insn, pc: usize) -> Option<(String, Vec<u64>)> {
-    let Insn::Jump {
-        cond,
-        operand,
-        jt,
-        jf,
-    } = *insn
-    else {
-        return None;
-    };
-    let label = |offset: u8| pc as u64 + 1 + u64::from(offset);
-    let operand = match operand {
-        Operand::K(k) => format!("#{k:#x}"),
-        Operand::X => "x".to_string(),
-    };
-    let inverse = match cond {
-        JumpCond::Eq => Some("jneq"),
-        JumpCond::Ge => Some("jlt"),
-        JumpCond::Gt => Some("jle"),
-        JumpCond::Set => None,
-    };
-    Some(match (jt, jf, inverse) {
-        (_, 0, _) if jt != 0 => (
-            format!("{} {operand}, L{}", cond.mnemonic(), label(jt)),
-            vec![label(jt)],
-        ),
-        (0, _, Some(inverse)) if jf != 0 => (
-            format!("{inverse} {operand}, L{}", label(jf)),
-            vec![label(jf)],
-        ),
-        _ => (
-            format!(
-                "{} {operand}, L{}, L{}",
-                cond.mnemonic(),
-                label(jt),
-                label(jf)
-            ),
-            vec![label(jt), label(jf)],
-        ),
-    })
-}
-
 /// `bpf_asm` assembly with labels `L<index>` at jump targets. Assembling it gives the same
 /// bytecode back for every program whose jumps stay inside it and whose scratch indexes are
 /// 0..15 (the assembler refuses `M[16]` and above, as the kernel does); an instruction with an
 /// unknown opcode is shown as a comment, since no mnemonic produces it.
+///
+/// Each line is the instruction's own rendering ([`Insn::display_at`]); this adds the labels
+/// its jumps name.
 pub fn disassemble(prog: &[RawInsn]) -> String {
     let insns: Vec<Insn> = prog.iter().copied().map(Insn::decode).collect();
-    let mut lines = Vec::with_capacity(insns.len());
-    let mut targets = BTreeSet::new();
-    for (pc, insn) in insns.iter().enumerate() {
-        let text = match (jump_text(insn, pc), insn) {
-            (Some((text, used)), _) => {
-                targets.extend(used);
-                text
-            }
-            (None, Insn::Ja(k)) => {
-                let target = pc as u64 + 1 + u64::from(*k);
-                targets.insert(target);
-                format!("ja L{target}")
-            }
-            (None, _) => insn.display_at(pc).to_string(),
-        };
-        lines.push(text);
-    }
+    let targets: BTreeSet<u64> = insns
+        .iter()
+        .enumerate()
+        .flat_map(|(pc, insn)| insn.named_targets(pc))
+        .collect();
     let mut out = String::new();
-    for (pc, line) in lines.iter().enumerate() {
+    for (pc, insn) in insns.iter().enumerate() {
         if targets.contains(&(pc as u64)) {
             let _ = writeln!(out, "L{pc}:");
         }
-        let _ = writeln!(out, "\t{line}");
+        let _ = writeln!(out, "\t{}", insn.display_at(pc));
     }
     // Targets past the end cannot be labels of an instruction: say so instead of emitting an
     // undefined label silently.
@@ -179,86 +187,18 @@ pub fn disassemble(prog: &[RawInsn]) -> String {
     out
 }
 
-fn listing_operand(insn: &Insn) -> (String, String) {
-    let imm = |operand: Operand| match operand {
-        Operand::K(k) => format!("#{k:#x}"),
-        Operand::X => "x".to_string(),
-    };
-    let offset = |k: u32| {
-        let signed = k as i32;
-        if signed < 0 {
-            signed.to_string()
-        } else {
-            k.to_string()
-        }
-    };
-    match *insn {
-        Insn::LoadAbs { size, offset: k } => {
-            let text = match Ancillary::from_offset(k) {
-                Some(anc) => format!("[{}]", anc.tcpdump_name()),
-                None => format!("[{}]", offset(k)),
-            };
-            (size.load_mnemonic().to_string(), text)
-        }
-        Insn::LoadInd { size, offset: k } => (
-            size.load_mnemonic().to_string(),
-            format!("[x + {}]", offset(k)),
-        ),
-        Insn::LoadImm(k) => ("ld".into(), format!("#{k:#x}")),
-        Insn::LoadMem(k) => ("ld".into(), format!("M[{k}]")),
-        Insn::LoadLen => ("ld".into(), "#pktlen".into()),
-        Insn::LoadXImm(k) => ("ldx".into(), format!("#{k:#x}")),
-        Insn::LoadXMem(k) => ("ldx".into(), format!("M[{k}]")),
-        Insn::LoadXLen => ("ldx".into(), "#pktlen".into()),
-        Insn::LoadXMsh(k) => ("ldxb".into(), format!("4*([{}]&0xf)", offset(k))),
-        Insn::Store(k) => ("st".into(), format!("M[{k}]")),
-        Insn::StoreX(k) => ("stx".into(), format!("M[{k}]")),
-        // tcpdump shows arithmetic constants in decimal (signed) and bit masks in hex.
-        Insn::Alu {
-            op:
-                op @ (AluOp::Add
-                | AluOp::Sub
-                | AluOp::Mul
-                | AluOp::Div
-                | AluOp::Mod
-                | AluOp::Lsh
-                | AluOp::Rsh),
-            operand: Operand::K(k),
-        } => (op.mnemonic().into(), format!("#{}", k as i32)),
-        Insn::Alu { op, operand } => (op.mnemonic().into(), imm(operand)),
-        Insn::Neg => ("neg".into(), String::new()),
-        Insn::Ja(_) => ("ja".into(), String::new()),
-        Insn::Jump { cond, operand, .. } => (cond.mnemonic().into(), imm(operand)),
-        Insn::RetK(k) => ("ret".into(), format!("#{k}")),
-        // tcpdump lists `ret a` as a bare `ret`.
-        Insn::RetA => ("ret".into(), String::new()),
-        Insn::RetX => ("ret".into(), "x".into()),
-        Insn::Tax => ("tax".into(), String::new()),
-        Insn::Txa => ("txa".into(), String::new()),
-        Insn::Raw(raw) => (
-            "unknown".into(),
-            format!(
-                "code={:#x} jt={} jf={} k={:#x}",
-                raw.code, raw.jt, raw.jf, raw.k
-            ),
-        ),
-    }
-}
-
 /// A numbered listing in the style of `tcpdump -d`: `(NNN) op operand`, conditional jumps with
 /// absolute targets `jt N jf M`, `ja N` with its absolute target.
 pub fn format_listing(prog: &[RawInsn]) -> String {
     let mut out = String::new();
     for (pc, raw) in prog.iter().enumerate() {
         let insn = Insn::decode(*raw);
-        let (op, operand) = listing_operand(&insn);
-        let line = match insn {
-            Insn::Jump { jt, jf, .. } => format!(
-                "({pc:03}) {op:<8} {operand:<16} jt {}\tjf {}",
-                pc + 1 + usize::from(jt),
-                pc + 1 + usize::from(jf)
-            ),
-            Insn::Ja(k) => format!("({pc:03}) {op:<8} {}", pc as u64 + 1 + u64::from(k)),
+        let (op, operand) = insn.mnemonic_and_operand(Dialect::Tcpdump);
+        let line = match (insn, insn.jump_targets(pc)) {
+            (Insn::Jump { .. }, Some((taken, not_taken))) => {
+                format!("({pc:03}) {op:<8} {operand:<16} jt {taken}\tjf {not_taken}")
+            }
+            (_, Some((target, _))) => format!("({pc:03}) {op:<8} {target}"),
             _ if operand.is_empty() => format!("({pc:03}) {op}"),
             _ => format!("({pc:03}) {op:<8} {operand}"),
         };

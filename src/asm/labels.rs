@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::insn::{Insn, JumpCond, Operand, RawInsn};
+use crate::insn::{jump_offset, Insn, JumpCond, Operand, RawInsn};
 
 /// Where a jump goes, before resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +142,32 @@ impl<P: fmt::Display> fmt::Display for LabelError<P> {
 
 impl<P: fmt::Display + fmt::Debug> std::error::Error for LabelError<P> {}
 
+impl<P> LabelError<P> {
+    /// The same error with its positions converted by `f`.
+    pub fn map_pos<Q>(self, f: impl Fn(P) -> Q) -> LabelError<Q> {
+        let kind = match self.kind {
+            LabelErrorKind::UnknownLabel(name) => LabelErrorKind::UnknownLabel(name),
+            LabelErrorKind::DuplicateLabel { name, first } => LabelErrorKind::DuplicateLabel {
+                name,
+                first: f(first),
+            },
+            LabelErrorKind::BackwardJump { target } => LabelErrorKind::BackwardJump { target },
+            LabelErrorKind::OffsetTooLarge { target, offset } => {
+                LabelErrorKind::OffsetTooLarge { target, offset }
+            }
+            LabelErrorKind::PastEnd { target } => LabelErrorKind::PastEnd { target },
+            LabelErrorKind::TooManyInstructions { count, max } => {
+                LabelErrorKind::TooManyInstructions { count, max }
+            }
+            LabelErrorKind::Empty => LabelErrorKind::Empty,
+        };
+        LabelError {
+            pos: f(self.pos),
+            kind,
+        }
+    }
+}
+
 fn target_text(target: &Target) -> String {
     match target {
         Target::Next => "next instruction".to_string(),
@@ -210,17 +236,16 @@ pub fn resolve<P: Clone>(
                     None => return Err(error(LabelErrorKind::UnknownLabel(name.clone()))),
                 },
             };
-            if index <= pc {
+            let Some(offset) = jump_offset(pc, index as u64) else {
                 return Err(error(LabelErrorKind::BackwardJump {
                     target: target_text(target),
                 }));
-            }
+            };
             if index >= count {
                 return Err(error(LabelErrorKind::PastEnd {
                     target: target_text(target),
                 }));
             }
-            let offset = (index - pc - 1) as u64;
             if offset > limit {
                 return Err(error(LabelErrorKind::OffsetTooLarge {
                     target: target_text(target),
@@ -260,6 +285,183 @@ pub fn resolve<P: Clone>(
         });
     }
     Ok(out)
+}
+
+/// Longest conditional jump offset.
+const MAX_CONDITIONAL_OFFSET: u64 = u8::MAX as u64;
+
+/// A statement [`relax`] adds, for the caller to give it a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted<'a> {
+    /// The label of a trampoline: a `ja` to `target` that conditional jumps too far from
+    /// `target` jump to instead.
+    TrampolineLabel {
+        /// The far label the trampoline jumps to.
+        target: &'a str,
+    },
+    /// The trampoline's `ja`.
+    Trampoline,
+    /// A `ja` over trampolines placed where the code before them falls through, or its label.
+    Skip,
+}
+
+/// The instruction index of every statement (for a label: of the instruction it names), the
+/// index of every label, and the instruction count.
+fn layout<P>(stmts: &[Stmt<P>]) -> (Vec<usize>, HashMap<&str, usize>, usize) {
+    let mut index = Vec::with_capacity(stmts.len());
+    let mut labels = HashMap::new();
+    let mut count = 0;
+    for stmt in stmts {
+        index.push(count);
+        match &stmt.kind {
+            StmtKind::Label(name) => {
+                labels.entry(name.as_str()).or_insert(count);
+            }
+            _ => count += 1,
+        }
+    }
+    (index, labels, count)
+}
+
+/// True for a statement after which nothing falls through (`ret`, `ja`): code placed right
+/// after it runs only when jumped to.
+fn ends_flow(kind: &StmtKind) -> bool {
+    match kind {
+        StmtKind::Ja(_) => true,
+        StmtKind::Insn(insn) => insn.is_return() || matches!(insn, Insn::Ja(_)),
+        _ => false,
+    }
+}
+
+/// Makes every conditional jump to a label reach it, however far: a side whose offset would
+/// not fit in 8 bits goes to a trampoline, `ja label`, placed within reach. A trampoline is put
+/// where no code falls through (after a `ret` or a `ja`) when there is such a place in reach,
+/// else in the middle of the code behind a `ja` over it; trampolines are shared by the jumps
+/// that reach them. Repeated until every offset fits (inserting moves other jumps' targets),
+/// or until the program is longer than `max_insns`, which [`resolve`] then reports; what
+/// `resolve` would refuse for another reason (unknown labels, backward jumps, numeric targets)
+/// is left as it is for `resolve` to report. `position` gives each added statement a position
+/// from the jump that needed it.
+///
+/// The assembler does not call this: like `bpf_asm`, it refuses a far conditional jump.
+pub fn relax<P: Clone>(
+    stmts: &mut Vec<Stmt<P>>,
+    max_insns: usize,
+    position: impl Fn(&P, Inserted<'_>) -> P,
+) {
+    let mut names: std::collections::HashSet<String> = stmts
+        .iter()
+        .filter_map(|stmt| match &stmt.kind {
+            StmtKind::Label(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut serial = 0usize;
+    let mut fresh = |names: &mut std::collections::HashSet<String>, hint: &str| loop {
+        serial += 1;
+        let name = format!("{hint}_{serial}");
+        if names.insert(name.clone()) {
+            return name;
+        }
+    };
+    // (trampoline label, label it jumps to)
+    let mut trampolines: Vec<(String, String)> = Vec::new();
+    loop {
+        let (index, labels, count) = layout(stmts);
+        if count > max_insns {
+            return;
+        }
+        let reach = |pc: usize, target: usize| {
+            jump_offset(pc, target as u64).is_some_and(|offset| offset <= MAX_CONDITIONAL_OFFSET)
+        };
+        // The first conditional jump side that cannot reach its label.
+        let far = stmts.iter().enumerate().find_map(|(at, stmt)| {
+            let StmtKind::Jump { jt, jf, .. } = &stmt.kind else {
+                return None;
+            };
+            let pc = index[at];
+            [(true, jt), (false, jf)]
+                .into_iter()
+                .find_map(|(taken, target)| match target {
+                    Target::Label(name) => match labels.get(name.as_str()) {
+                        Some(&to) if to > pc && to < count && !reach(pc, to) => {
+                            Some((at, pc, taken, name.clone(), to))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+        });
+        let Some((at, pc, taken, target, to)) = far else {
+            return;
+        };
+        let shared = trampolines
+            .iter()
+            .filter(|(_, goes_to)| *goes_to == target)
+            .filter_map(|(name, _)| {
+                let index = labels[name.as_str()];
+                reach(pc, index).then_some((index, name))
+            })
+            .max_by_key(|(index, _)| *index)
+            .map(|(_, name)| name.clone());
+        let via = match shared {
+            Some(name) => name,
+            None => {
+                let origin = stmts[at].pos.clone();
+                let name = fresh(&mut names, "far");
+                // The farthest place in reach where nothing falls through.
+                let quiet = (at + 1..stmts.len())
+                    .filter(|&s| ends_flow(&stmts[s].kind))
+                    .map(|s| (s + 1, index[s] + 1))
+                    .take_while(|&(_, insn)| reach(pc, insn) && insn < to)
+                    .last();
+                let trampoline = [
+                    Stmt {
+                        kind: StmtKind::Label(name.clone()),
+                        pos: position(&origin, Inserted::TrampolineLabel { target: &target }),
+                    },
+                    Stmt {
+                        kind: StmtKind::Ja(Target::Label(target.clone())),
+                        pos: position(&origin, Inserted::Trampoline),
+                    },
+                ];
+                match quiet {
+                    Some((s, _)) => {
+                        stmts.splice(s..s, trampoline);
+                    }
+                    None => {
+                        // Behind a `ja` over it, at the farthest instruction in reach, before
+                        // the labels of that instruction (jumps to them need not cross it).
+                        let goal = pc + MAX_CONDITIONAL_OFFSET as usize;
+                        let mut s = (at + 1..stmts.len())
+                            .find(|&s| index[s] == goal)
+                            .unwrap_or(stmts.len());
+                        while s > at + 1 && matches!(stmts[s - 1].kind, StmtKind::Label(_)) {
+                            s -= 1;
+                        }
+                        let over = fresh(&mut names, "over");
+                        let skip = position(&origin, Inserted::Skip);
+                        let mut island = vec![Stmt {
+                            kind: StmtKind::Ja(Target::Label(over.clone())),
+                            pos: skip.clone(),
+                        }];
+                        island.extend(trampoline);
+                        island.push(Stmt {
+                            kind: StmtKind::Label(over),
+                            pos: skip,
+                        });
+                        stmts.splice(s..s, island);
+                    }
+                }
+                trampolines.push((name.clone(), target.clone()));
+                name
+            }
+        };
+        // `at` is unchanged: everything inserted comes after it.
+        if let StmtKind::Jump { jt, jf, .. } = &mut stmts[at].kind {
+            *(if taken { jt } else { jf }) = Target::Label(via);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -361,5 +563,107 @@ mod tests {
             err.kind,
             LabelErrorKind::TooManyInstructions { count: 5, max: 4 }
         );
+    }
+
+    fn count(prog: &[Stmt<usize>]) -> usize {
+        prog.iter()
+            .filter(|s| !matches!(s.kind, StmtKind::Label(_)))
+            .count()
+    }
+
+    fn run(raw: &[RawInsn], packet: &[u8]) -> u32 {
+        crate::vm::Program::new(raw, crate::vm::Profile::Socket)
+            .unwrap()
+            .run(packet)
+    }
+
+    #[test]
+    fn relax_puts_trampolines_where_nothing_falls_through() {
+        // A = packet[0]; if A == 1 goto far; 100 loads; ret #5; 300 loads; far: ret #7.
+        let no = || Target::Label("far".into());
+        let mut prog = vec![
+            at(
+                StmtKind::Insn(Insn::LoadAbs {
+                    size: crate::insn::Size::Byte,
+                    offset: 0,
+                }),
+                1,
+            ),
+            at(jeq(no(), Target::Next), 2),
+        ];
+        prog.extend((0..100).map(|i| at(StmtKind::Insn(Insn::LoadImm(i)), 3)));
+        prog.push(at(StmtKind::Insn(Insn::RetK(5)), 4));
+        prog.extend((0..300).map(|i| at(StmtKind::Insn(Insn::LoadImm(i)), 5)));
+        prog.push(at(StmtKind::Label("far".into()), 6));
+        prog.push(at(StmtKind::Insn(Insn::RetK(7)), 7));
+        assert!(matches!(
+            resolve(&prog, 4096).unwrap_err().kind,
+            LabelErrorKind::OffsetTooLarge { .. }
+        ));
+        let before = count(&prog);
+        relax(&mut prog, 4096, |pos, _| *pos);
+        // One `ja` after `ret #5`, nothing on the path that falls through.
+        assert_eq!(count(&prog), before + 1);
+        let raw = resolve(&prog, 4096).unwrap();
+        assert_eq!(raw[102], Insn::RetK(5).encode());
+        assert_eq!(Insn::decode(raw[103]).jump_targets(103), Some((404, 404)));
+        assert_eq!(run(&raw, &[1]), 7);
+        assert_eq!(run(&raw, &[2]), 5);
+    }
+
+    #[test]
+    fn relax_builds_islands_in_straight_code_and_shares_them() {
+        // A = the packet's first word; `if A == i goto no` for i in 1..=600; ret #1; no: ret #0.
+        let mut prog = vec![at(
+            StmtKind::Insn(Insn::LoadAbs {
+                size: crate::insn::Size::Word,
+                offset: 0,
+            }),
+            0,
+        )];
+        prog.extend((1..=600).map(|i| {
+            at(
+                StmtKind::Jump {
+                    cond: JumpCond::Eq,
+                    operand: Operand::K(i as u32),
+                    jt: Target::Label("no".into()),
+                    jf: Target::Next,
+                },
+                i,
+            )
+        }));
+        prog.push(at(StmtKind::Insn(Insn::RetK(1)), 601));
+        prog.push(at(StmtKind::Label("no".into()), 602));
+        prog.push(at(StmtKind::Insn(Insn::RetK(0)), 603));
+        let before = count(&prog);
+        relax(&mut prog, 4096, |pos, _| *pos);
+        let raw = resolve(&prog, 4096).unwrap();
+        // Two islands (a `ja` over one trampoline), each shared by the jumps before it.
+        assert_eq!(raw.len(), before + 4, "{}", crate::asm::disassemble(&raw));
+        for (word, verdict) in [
+            (0u32, 1),
+            (1, 0),
+            (255, 0),
+            (256, 0),
+            (300, 0),
+            (600, 0),
+            (601, 1),
+            (u32::MAX, 1),
+        ] {
+            assert_eq!(run(&raw, &word.to_be_bytes()), verdict, "{word}");
+        }
+    }
+
+    #[test]
+    fn relax_stops_at_the_length_limit() {
+        let mut prog = vec![at(jeq(Target::Label("end".into()), Target::Next), 1)];
+        prog.extend((0..300).map(|i| at(StmtKind::Insn(Insn::LoadImm(i)), 2)));
+        prog.push(at(StmtKind::Label("end".into()), 3));
+        prog.push(at(StmtKind::Insn(Insn::RetA), 4));
+        relax(&mut prog, 302, |pos, _| *pos);
+        assert!(matches!(
+            resolve(&prog, 302).unwrap_err().kind,
+            LabelErrorKind::TooManyInstructions { max: 302, .. }
+        ));
     }
 }

@@ -584,6 +584,13 @@ impl Parser {
             _ => unreachable!("instruction() is called on identifiers"),
         };
         let insn = |insn| Ok(StmtKind::Insn(insn));
+        if let Some((cond, inverse)) = JumpCond::from_mnemonic(&name) {
+            return if inverse {
+                self.inverted(cond, listing)
+            } else {
+                self.conditional(cond, listing)
+            };
+        }
         match name.as_str() {
             "ld" => insn(self.load(Size::Word, "ld")?),
             "ldh" => insn(self.load(Size::Half, "ldh")?),
@@ -611,13 +618,6 @@ impl Parser {
                 insn(Insn::StoreX(self.mem_index()?))
             }
             "jmp" | "ja" => Ok(StmtKind::Ja(self.target(listing)?)),
-            "jeq" => self.conditional(JumpCond::Eq, listing),
-            "jgt" => self.conditional(JumpCond::Gt, listing),
-            "jge" => self.conditional(JumpCond::Ge, listing),
-            "jset" => self.conditional(JumpCond::Set, listing),
-            "jneq" | "jne" => self.inverted(JumpCond::Eq, listing),
-            "jlt" => self.inverted(JumpCond::Ge, listing),
-            "jle" => self.inverted(JumpCond::Gt, listing),
             "neg" => insn(Insn::Neg),
             "tax" => insn(Insn::Tax),
             "txa" => insn(Insn::Txa),

@@ -49,7 +49,7 @@ struct Args {
     c_array: bool,
 
     /// Output format.
-    #[arg(short = 'f', long, value_enum)]
+    #[arg(short = 'f', long, value_parser = format_value_parser())]
     format: Option<Format>,
 
     /// Check the program against the kernel's rules and print nothing else; exit 2 listing
@@ -58,12 +58,41 @@ struct Args {
     check: bool,
 
     /// Profile for --check and --trace: socket (4096 instructions) or xt_bpf (64).
-    #[arg(long, value_enum, default_value = "socket")]
+    #[arg(long, value_parser = profile_value_parser(), default_value = "socket")]
     profile: Profile,
 
     /// Run the program on one packet given as hex and print every step and the verdict.
     #[arg(long, value_name = "HEX")]
     trace: Option<String>,
+}
+
+/// clap's parser for a library value named by one of `all`'s names, with their descriptions
+/// as help (the library types know nothing of clap).
+fn named_value_parser<T>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    description: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Copy + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        all.iter()
+            .map(|&value| PossibleValue::new(name(value)).help(description(value))),
+    )
+    .try_map(|text| text.parse::<T>())
+}
+
+/// clap's parser for `--format` (also used by bpfgen).
+pub(crate) fn format_value_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    named_value_parser(&Format::ALL, Format::name, Format::description)
+}
+
+/// clap's parser for `--profile`.
+fn profile_value_parser() -> impl clap::builder::TypedValueParser<Value = Profile> {
+    named_value_parser(&Profile::ALL, Profile::name, Profile::description)
 }
 
 /// Decodes a packet given as hex; spaces, tabs, colons and newlines between digits are ignored.

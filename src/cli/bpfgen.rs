@@ -49,7 +49,7 @@ struct Args {
     #[arg(short = 's', long, conflicts_with = "format")]
     assembly: bool,
     /// Output format.
-    #[arg(short = 'f', long, value_enum)]
+    #[arg(short = 'f', long, value_parser = super::bpfasm::format_value_parser())]
     format: Option<Format>,
     /// Print the instruction count on stderr.
     #[arg(short = 'v', long)]

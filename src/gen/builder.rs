@@ -1,14 +1,16 @@
 //! A program builder with symbolic labels and comments.
 //!
 //! Generators describe programs as statements; [`Builder::finish`] hands them to
-//! [`crate::asm::labels::resolve`], the one place jump offsets are computed and range-checked,
-//! and renders the same statements as commented assembly (which assembles back to the same
-//! bytecode: tested for every generator).
+//! [`crate::asm::labels`], the one place jump offsets are computed and range-checked: a
+//! conditional jump too far for its 8-bit offset reaches its label through a `ja` trampoline
+//! ([`crate::asm::labels::relax`]), so any program up to the length limit is built. The same
+//! statements are rendered as commented assembly (which assembles back to the same bytecode:
+//! tested for every generator), each instruction as [`crate::insn`] renders it.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
-use crate::asm::labels::{resolve, LabelError, Stmt, StmtKind, Target};
-use crate::insn::{Insn, JumpCond, Operand, RawInsn};
+use crate::asm::labels::{relax, resolve, Inserted, LabelError, Stmt, StmtKind, Target};
+use crate::insn::{write_jump, Insn, JumpCond, Operand, RawInsn};
 
 /// A generated program: bytecode and readable assembly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,16 +21,32 @@ pub struct Generated {
     pub assembly: String,
 }
 
-enum Line {
-    Stmt(Stmt<String>),
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Note {
     Comment(String),
     Blank,
+}
+
+/// Where a statement comes from: what it belongs to (shown in errors) and the comment lines
+/// the assembly shows before it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Origin {
+    context: String,
+    notes: Vec<Note>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)
+    }
 }
 
 /// Builds a program statement by statement.
 #[derive(Default)]
 pub struct Builder {
-    lines: Vec<Line>,
+    stmts: Vec<Stmt<Origin>>,
+    /// Notes for the next statement.
+    notes: Vec<Note>,
     next_label: usize,
     context: String,
 }
@@ -51,19 +69,22 @@ impl Builder {
     }
 
     fn push(&mut self, kind: StmtKind) {
-        let pos = self.context.clone();
-        self.lines.push(Line::Stmt(Stmt { kind, pos }));
+        let pos = Origin {
+            context: self.context.clone(),
+            notes: std::mem::take(&mut self.notes),
+        };
+        self.stmts.push(Stmt { kind, pos });
     }
 
     /// Defines `name` at the next instruction.
     pub fn label(&mut self, name: &str) {
-        self.lines.push(Line::Blank);
+        self.notes.push(Note::Blank);
         self.push(StmtKind::Label(name.to_string()));
     }
 
     /// Adds a comment line to the assembly.
     pub fn comment(&mut self, text: impl Into<String>) {
-        self.lines.push(Line::Comment(text.into()));
+        self.notes.push(Note::Comment(text.into()));
     }
 
     /// Adds a non-jump instruction.
@@ -98,9 +119,9 @@ impl Builder {
 
     /// Number of instructions so far.
     pub fn len(&self) -> usize {
-        self.lines
+        self.stmts
             .iter()
-            .filter(|l| matches!(l, Line::Stmt(s) if !matches!(s.kind, StmtKind::Label(_))))
+            .filter(|s| !matches!(s.kind, StmtKind::Label(_)))
             .count()
     }
 
@@ -109,94 +130,87 @@ impl Builder {
         self.len() == 0
     }
 
-    /// Resolves labels (at most `max_insns` instructions) and renders the assembly.
-    pub fn finish(self, max_insns: usize) -> Result<Generated, LabelError<String>> {
-        let stmts: Vec<Stmt<String>> = self
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Stmt(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
-        let insns = resolve(&stmts, max_insns)?;
+    /// Resolves labels (at most `max_insns` instructions), with trampolines for conditional
+    /// jumps too far for their 8-bit offsets, and renders the assembly.
+    pub fn finish(mut self, max_insns: usize) -> Result<Generated, LabelError<String>> {
+        relax(&mut self.stmts, max_insns, |origin, inserted| {
+            Origin {
+            context: origin.context.clone(),
+            notes: match inserted {
+                Inserted::TrampolineLabel { target } => vec![
+                    Note::Blank,
+                    Note::Comment(format!(
+                        "'{target}' is beyond a conditional jump's reach (255): jumps get there through here"
+                    )),
+                ],
+                Inserted::Trampoline | Inserted::Skip => Vec::new(),
+            },
+        }
+        });
+        let insns = resolve(&self.stmts, max_insns).map_err(|e| e.map_pos(|o| o.context))?;
         let mut assembly = String::new();
-        let mut synthetic = 0usize;
-        for line in &self.lines {
-            match line {
-                Line::Blank => assembly.push('\n'),
-                Line::Comment(text) => {
-                    for part in text.lines() {
-                        let _ = writeln!(assembly, "\t; {part}");
+        let stmts = std::mem::take(&mut self.stmts);
+        let trailing = std::mem::take(&mut self.notes);
+        for stmt in &stmts {
+            write_notes(&mut assembly, &stmt.pos.notes);
+            match &stmt.kind {
+                StmtKind::Label(name) => {
+                    let _ = writeln!(assembly, "{name}:");
+                }
+                StmtKind::Insn(insn) => {
+                    let _ = writeln!(assembly, "\t{insn}");
+                }
+                StmtKind::Ja(target) => {
+                    let _ = writeln!(assembly, "\tja {}", target_name(target));
+                }
+                StmtKind::Jump {
+                    cond,
+                    operand,
+                    jt,
+                    jf,
+                } => {
+                    let (jt, jf) = (side_name(jt), side_name(jf));
+                    let next = self.new_label("next");
+                    assembly.push('\t');
+                    let named_next = write_jump(
+                        &mut assembly,
+                        *cond,
+                        *operand,
+                        jt.as_ref().map(|name| name as &dyn fmt::Display),
+                        jf.as_ref().map(|name| name as &dyn fmt::Display),
+                        &next,
+                    )
+                    .unwrap_or(false);
+                    assembly.push('\n');
+                    if named_next {
+                        let _ = writeln!(assembly, "{next}:");
                     }
                 }
-                Line::Stmt(stmt) => match &stmt.kind {
-                    StmtKind::Label(name) => {
-                        let _ = writeln!(assembly, "{name}:");
-                    }
-                    StmtKind::Insn(insn) => {
-                        let _ = writeln!(assembly, "\t{insn}");
-                    }
-                    StmtKind::Ja(target) => {
-                        let _ = writeln!(assembly, "\tja {}", target_name(target));
-                    }
-                    StmtKind::Jump {
-                        cond,
-                        operand,
-                        jt,
-                        jf,
-                    } => {
-                        let operand = match operand {
-                            Operand::K(k) => format!("#{k:#x}"),
-                            Operand::X => "x".to_string(),
-                        };
-                        let inverse = match cond {
-                            JumpCond::Eq => Some("jneq"),
-                            JumpCond::Ge => Some("jlt"),
-                            JumpCond::Gt => Some("jle"),
-                            JumpCond::Set => None,
-                        };
-                        match (jt, jf, inverse) {
-                            (_, Target::Next, _) => {
-                                let _ = writeln!(
-                                    assembly,
-                                    "\t{} {operand}, {}",
-                                    cond.mnemonic(),
-                                    target_name(jt)
-                                );
-                            }
-                            (Target::Next, _, Some(inverse)) => {
-                                let _ = writeln!(
-                                    assembly,
-                                    "\t{inverse} {operand}, {}",
-                                    target_name(jf)
-                                );
-                            }
-                            (Target::Next, _, None) => {
-                                synthetic += 1;
-                                let next = format!("next_{synthetic}");
-                                let _ = writeln!(
-                                    assembly,
-                                    "\t{} {operand}, {next}, {}\n{next}:",
-                                    cond.mnemonic(),
-                                    target_name(jf)
-                                );
-                            }
-                            _ => {
-                                let _ = writeln!(
-                                    assembly,
-                                    "\t{} {operand}, {}, {}",
-                                    cond.mnemonic(),
-                                    target_name(jt),
-                                    target_name(jf)
-                                );
-                            }
-                        }
-                    }
-                },
             }
         }
+        write_notes(&mut assembly, &trailing);
         Ok(Generated { insns, assembly })
+    }
+}
+
+fn write_notes(assembly: &mut String, notes: &[Note]) {
+    for note in notes {
+        match note {
+            Note::Blank => assembly.push('\n'),
+            Note::Comment(text) => {
+                for part in text.lines() {
+                    let _ = writeln!(assembly, "\t; {part}");
+                }
+            }
+        }
+    }
+}
+
+/// The name of a jump side's target, `None` when it falls through to the next instruction.
+fn side_name(target: &Target) -> Option<String> {
+    match target {
+        Target::Next => None,
+        other => Some(target_name(other)),
     }
 }
 

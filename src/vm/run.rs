@@ -260,8 +260,12 @@ impl Program {
             .iter()
             .enumerate()
             .map(|(pc, raw)| {
-                let next = pc + 1;
-                match Insn::decode(*raw) {
+                let insn = Insn::decode(*raw);
+                // Validation keeps every target inside the program, so it fits a usize.
+                let (taken, not_taken) = insn
+                    .jump_targets(pc)
+                    .map_or((0, 0), |(t, f)| (t as usize, f as usize));
+                match insn {
                     Insn::LoadAbs { size, offset } => match Ancillary::from_offset(offset) {
                         Some(anc) => Op::LdAnc(anc),
                         None => Op::LdAbs(size, offset),
@@ -285,19 +289,11 @@ impl Program {
                         operand: Operand::X,
                     } => Op::AluX(op),
                     Insn::Neg => Op::Neg,
-                    Insn::Ja(k) => Op::Ja(next + k as usize),
-                    Insn::Jump {
-                        cond,
-                        operand,
-                        jt,
-                        jf,
-                    } => {
-                        let (t, f) = (next + usize::from(jt), next + usize::from(jf));
-                        match operand {
-                            Operand::K(k) => Op::JmpK(cond, k, t, f),
-                            Operand::X => Op::JmpX(cond, t, f),
-                        }
-                    }
+                    Insn::Ja(_) => Op::Ja(taken),
+                    Insn::Jump { cond, operand, .. } => match operand {
+                        Operand::K(k) => Op::JmpK(cond, k, taken, not_taken),
+                        Operand::X => Op::JmpX(cond, taken, not_taken),
+                    },
                     Insn::RetK(k) => Op::RetK(k),
                     Insn::RetA => Op::RetA,
                     Insn::Tax => Op::Tax,

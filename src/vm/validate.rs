@@ -24,17 +24,49 @@ use crate::insn::{
 };
 
 /// Where a program will be loaded, which sets its length limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Profile {
     /// `SO_ATTACH_FILTER`, tc, AF_PACKET: at most 4096 instructions.
     #[default]
     Socket,
     /// iptables `-m bpf --bytecode`: at most 64 instructions.
-    #[value(name = "xt_bpf")]
     XtBpf,
 }
 
+/// A profile name that is neither `socket` nor `xt_bpf`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown profile '{0}': expected socket or xt_bpf")]
+pub struct UnknownProfile(pub String);
+
+impl std::str::FromStr for Profile {
+    type Err = UnknownProfile;
+
+    fn from_str(name: &str) -> Result<Profile, UnknownProfile> {
+        Profile::ALL
+            .into_iter()
+            .find(|profile| profile.name() == name)
+            .ok_or_else(|| UnknownProfile(name.to_string()))
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 2] = [Profile::Socket, Profile::XtBpf];
+
+    /// One line saying where programs of this profile are loaded.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Profile::Socket => "SO_ATTACH_FILTER, tc, AF_PACKET: at most 4096 instructions",
+            Profile::XtBpf => "iptables -m bpf --bytecode: at most 64 instructions",
+        }
+    }
+
     /// The longest program this profile accepts.
     pub const fn max_insns(self) -> usize {
         match self {

@@ -2,6 +2,7 @@
 
 mod asm;
 mod common;
+mod core;
 mod gen;
 mod iptables;
 mod kernel;
