@@ -2,18 +2,20 @@
 //! they pass the kernel's rules and match exactly what their patterns match one by one.
 
 use bpftools::asm::assemble;
-use bpftools::gen::{generate, GenOptions};
+use bpftools::gen::{build, DnsSpec, GenOptions, Generator};
 use bpftools::vm::{validate, Profile, Program};
 
 use crate::common::{run, stderr, stdout};
 use crate::packets::{dns_query, labels, udp_packet, Ext, Shape};
 
 fn program(patterns: &[String], inet6: bool) -> Program {
-    let mut args = vec!["--".to_string()];
-    args.extend(patterns.iter().cloned());
-    let generated = generate(
-        "dns",
-        &args,
+    let spec = DnsSpec {
+        patterns: patterns.to_vec(),
+        ignore_case: false,
+        ext_headers: bpftools::gen::DEFAULT_EXT_HEADERS,
+    };
+    let generated = build(
+        &Generator::Dns(spec),
         &GenOptions {
             inet6,
             ..GenOptions::default()
