@@ -1,44 +1,345 @@
-//! `parsedns`: a layer-by-layer report of DNS packets given as hex.
+//! `parsedns`: a layer-by-layer report of DNS packets from pcap/pcapng captures or hex lines.
+//!
+//! Inputs are read as streams and each packet is reported as it is read: a capture is
+//! recognised by its magic number (pcap or pcapng, through [`crate::pcap::Reader`]), anything
+//! else is read as hex lines. A hex line is refused beyond [`MAX_LINE`] bytes (before it is
+//! held whole), so memory stays bounded whatever the input.
+//!
+//! The report ([`Report`]) is typed; it is rendered as text ([`fmt::Display`]) or as one JSON
+//! object per packet (serde).
 
+use std::cell::Cell;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
 
 use clap::Parser;
-use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
-use serde_json::{json, Value};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+use serde::{Serialize, Serializer};
 
 use crate::cli::bpfasm::parse_hex_packet;
 use crate::cli::{hex_line_data, parse_args, CliError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
+use crate::pcap::{self, link};
 
 const EXAMPLES: &str = "\
-Input: Ethernet frames (as pcap2hex prints them) or packets starting at the IP header, as hex
-arguments or one per line on stdin (anything after a tab is ignored).
+Input: pcap or pcapng captures (any link type the tools read), or text with one packet per
+line as hex: Ethernet frames (as pcap2hex prints them) or packets starting at the IP header
+(anything after a tab is ignored; blank lines and lines starting with # or ; are skipped).
+Each INPUT is '-' (stdin), a file, or a packet as hex; stdin when there is none. The format of
+a stream is told by its first bytes. Each report starts with the packet number and time
+(captures) or the line or argument number (hex).
 
 Examples:
+  parsedns flood.pcap | less
+  tcpdump -w - -c 10 udp port 53 | parsedns -
   pcap2hex flood.pcap | head -3 | parsedns
   parsedns --json 45000038...  | jq .dns.questions";
 
-/// Show DNS packets given as hex, layer by layer.
+/// Show DNS packets layer by layer, from captures or hex.
 #[derive(Debug, Parser)]
-#[command(name = "parsedns", version, about = "Show DNS packets given as hex, layer by layer", after_help = EXAMPLES)]
+#[command(name = "parsedns", version, about = "Show DNS packets layer by layer, from pcap/pcapng captures or hex", after_help = EXAMPLES)]
 struct Args {
     /// One JSON object per packet instead of text.
     #[arg(short = 'j', long)]
     json: bool,
-    /// Packets as hex; stdin (one per line) when none.
-    packets: Vec<String>,
+    /// Captures, hex files, '-' for stdin, or packets as hex; stdin when none.
+    inputs: Vec<String>,
+}
+
+/// The largest packet read from hex: libpcap's largest snapshot length, the largest packet a
+/// pcap file holds for tcpdump.
+pub const MAX_PACKET: usize = 262_144;
+
+/// The longest hex line read: [`MAX_PACKET`] bytes written with two digits and a separator
+/// each, and a printable-text column after a tab (as `pcap2hex --ascii` writes).
+pub const MAX_LINE: usize = 4 * MAX_PACKET;
+
+/// Where a packet came from: the first thing its report says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Origin {
+    /// A packet of a capture.
+    Packet {
+        /// Its number in the capture, from 1.
+        packet: u64,
+        /// Its capture time since the Unix epoch.
+        #[serde(serialize_with = "epoch")]
+        time: Duration,
+    },
+    /// A line of hex text.
+    Line {
+        /// The line number, from 1.
+        line: u64,
+    },
+    /// A packet given as hex on the command line.
+    Argument {
+        /// The argument's number, from 1.
+        argument: u64,
+    },
+}
+
+fn epoch_text(time: Duration) -> String {
+    format!("{}.{:09}", time.as_secs(), time.subsec_nanos())
+}
+
+fn epoch<S: Serializer>(time: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&epoch_text(*time))
+}
+
+/// The link layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LinkLayer {
+    /// Ethernet II, with the number of VLAN tags after it.
+    Ethernet {
+        /// Source MAC address.
+        src: String,
+        /// Destination MAC address.
+        dst: String,
+        /// The ethertype (of the header; VLAN tags follow when it names one).
+        ethertype: String,
+        /// VLAN tags read.
+        vlans: usize,
+    },
+    /// Linux cooked capture v1.
+    Sll {
+        /// The sender's link-layer address.
+        src: String,
+        /// The protocol (an ethertype).
+        ethertype: String,
+        /// Packet type (0 to the host, 4 outgoing, ...).
+        packet_type: u16,
+        /// VLAN tags read.
+        vlans: usize,
+    },
+    /// Linux cooked capture v2.
+    Sll2 {
+        /// The sender's link-layer address.
+        src: String,
+        /// The protocol (an ethertype).
+        ethertype: String,
+        /// Interface index.
+        interface: u32,
+        /// Packet type.
+        packet_type: u8,
+    },
+    /// BSD loopback.
+    Null {
+        /// The address family.
+        family: u32,
+    },
+}
+
+/// The network layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Network {
+    /// IPv4.
+    Ipv4 {
+        /// Source address.
+        src: Ipv4Addr,
+        /// Destination address.
+        dst: Ipv4Addr,
+        /// Time to live.
+        ttl: u8,
+        /// Identification.
+        id: u16,
+        /// Total length.
+        length: u16,
+        /// Header length in bytes.
+        header_length: usize,
+        /// Protocol.
+        protocol: u8,
+    },
+    /// IPv6.
+    Ipv6 {
+        /// Source address.
+        src: Ipv6Addr,
+        /// Destination address.
+        dst: Ipv6Addr,
+        /// Hop limit.
+        hop_limit: u8,
+        /// Payload length.
+        payload_length: u16,
+        /// Next header.
+        next_header: u8,
+    },
+}
+
+/// The transport layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP.
+    Udp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+        /// Length field.
+        length: u16,
+    },
+}
+
+/// The DNS header counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Questions.
+    pub qd: u16,
+    /// Answers.
+    pub an: u16,
+    /// Authority records.
+    pub ns: u16,
+    /// Additional records.
+    pub ar: u16,
+}
+
+/// The DNS header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsHeader {
+    /// Message id.
+    pub id: u16,
+    /// Single-bit flags set (`qr aa tc rd ra z ad cd`).
+    pub flags: Vec<&'static str>,
+    /// Opcode name.
+    pub opcode: String,
+    /// Rcode name.
+    pub rcode: String,
+    /// Section counts.
+    pub counts: Counts,
+}
+
+/// A question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuestionReport {
+    /// The name, dotted.
+    pub name: String,
+    /// Type name.
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// Class name.
+    pub class: String,
+}
+
+/// An EDNS option.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OptionReport {
+    /// Option code.
+    pub code: u16,
+    /// Its name.
+    pub name: String,
+    /// Its value, described.
+    pub value: String,
+}
+
+/// The EDNS data of an OPT record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edns {
+    /// The requester's UDP payload size.
+    pub udp_size: u16,
+    /// Upper 8 bits of the extended rcode.
+    pub extended_rcode: u32,
+    /// EDNS version.
+    pub version: u32,
+    /// DNSSEC OK.
+    #[serde(rename = "do")]
+    pub dnssec_ok: bool,
+    /// Options.
+    pub options: Vec<OptionReport>,
+}
+
+/// What a record holds: EDNS for OPT, class, TTL and data for the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RecordBody {
+    /// An OPT record.
+    Edns {
+        /// Its EDNS data.
+        edns: Edns,
+    },
+    /// Any other record.
+    Data {
+        /// Class name.
+        class: String,
+        /// TTL.
+        ttl: u32,
+        /// The data, as text.
+        data: String,
+    },
+}
+
+/// A resource record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordReport {
+    /// `answer`, `authority` or `additional`.
+    pub section: String,
+    /// Owner name.
+    pub name: String,
+    /// Type name.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// What it holds.
+    #[serde(flatten)]
+    pub body: RecordBody,
+}
+
+/// The DNS layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsReport {
+    /// The header, when the message has 12 bytes.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub header: Option<DnsHeader>,
+    /// Questions read.
+    pub questions: Vec<QuestionReport>,
+    /// Records read.
+    pub records: Vec<RecordReport>,
+    /// Where and why reading stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The report of one packet, layer by layer: what could be read, and the first error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Where the packet came from.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Captured length in bytes.
+    pub length: usize,
+    /// Link layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l2: Option<LinkLayer>,
+    /// Network layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l3: Option<Network>,
+    /// Transport layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4: Option<Transport>,
+    /// DNS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsReport>,
+    /// Why a layer could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether `ip` starts with an IPv4 or IPv6 header whose length field matches the data:
 /// exactly, or (`exact` false) with padding after it as on short Ethernet frames.
 fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
     let length = match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 && ip[0] & 0xf >= 5 => {
-            usize::from(u16::from_be_bytes([ip[2], ip[3]]))
-        }
-        Some(6) if ip.len() >= 40 => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+        Some(4) => match etherparse::Ipv4HeaderSlice::from_slice(ip) {
+            Ok(h) => usize::from(h.total_len()),
+            Err(_) => return false,
+        },
+        Some(6) => match etherparse::Ipv6HeaderSlice::from_slice(ip) {
+            Ok(h) => etherparse::Ipv6Header::LEN + usize::from(h.payload_length()),
+            Err(_) => return false,
+        },
         _ => return false,
     };
     if exact {
@@ -48,253 +349,592 @@ fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
     }
 }
 
-/// Builds the report of one packet as JSON (the text form is printed from it).
-pub fn report(packet: &[u8]) -> Value {
-    // An IP packet whose source address holds 08 00 or 86 dd at bytes 12-13 looks like an
-    // Ethernet frame: when it is also a whole IP packet, read it as Ethernet only when an IP
-    // header of the right length follows the Ethernet header.
-    let ethertype = (packet.len() >= 14).then(|| u16::from_be_bytes([packet[12], packet[13]]));
-    let ethernet_first = match ethertype {
-        Some(0x8100 | 0x88a8) => true,
-        Some(0x0800 | 0x86dd) => {
-            !ip_header_fits(packet, true) || ip_header_fits(&packet[14..], false)
+fn mac(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
         }
-        _ => false,
-    };
-    let sliced = if ethernet_first || !matches!(packet.first().map(|b| b >> 4), Some(4 | 6)) {
-        LaxSlicedPacket::from_ethernet(packet).map_err(|e| e.to_string())
-    } else {
-        LaxSlicedPacket::from_ip(packet).map_err(|e| e.to_string())
-    };
-    let mut out = json!({ "length": packet.len() });
-    let sliced = match sliced {
-        Ok(sliced) => sliced,
-        Err(e) => {
-            out["error"] = json!(format!("l2: {e}"));
-            return out;
-        }
-    };
-    if let Some(etherparse::LinkSlice::Ethernet2(eth)) = &sliced.link {
-        let mac = |m: [u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        out["l2"] = json!({
-            "type": "ethernet",
-            "src": mac(eth.source()),
-            "dst": mac(eth.destination()),
-            "ethertype": format!("{:#06x}", eth.ether_type().0),
-            "vlans": sliced.link_exts.len(),
-        });
-    }
-    let (udp_ok, mut error) = (true, None::<String>);
-    match &sliced.net {
-        Some(LaxNetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            out["l3"] = json!({
-                "type": "ipv4", "src": h.source_addr().to_string(), "dst": h.destination_addr().to_string(),
-                "ttl": h.ttl(), "id": h.identification(), "length": h.total_len(),
-                "header_length": h.ihl() as usize * 4, "protocol": h.protocol().0,
-            });
-        }
-        Some(LaxNetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            out["l3"] = json!({
-                "type": "ipv6", "src": h.source_addr().to_string(), "dst": h.destination_addr().to_string(),
-                "hop_limit": h.hop_limit(), "payload_length": h.payload_length(), "next_header": h.next_header().0,
-            });
-        }
-        Some(LaxNetSlice::Arp(_)) => error = Some("l3: ARP, not IP".into()),
-        None => error = Some("l3: no IP header".into()),
-    }
-    let _ = udp_ok;
-    match &sliced.transport {
-        Some(TransportSlice::Udp(udp)) => {
-            out["l4"] = json!({
-                "type": "udp", "src_port": udp.source_port(), "dst_port": udp.destination_port(), "length": udp.length(),
-            });
-            out["dns"] = dns_report(udp.payload());
-        }
-        Some(_) => error = error.or(Some("l4: not UDP".into())),
-        None => {
-            if error.is_none() {
-                error = Some(match &sliced.stop_err {
-                    Some((e, layer)) => format!("{layer:?}: {e}"),
-                    None => "l4: no transport header".into(),
-                });
-            }
-        }
-    }
-    if let Some(error) = error {
-        out["error"] = json!(error);
-    }
-    out
-}
-
-fn dns_report(payload: &[u8]) -> Value {
-    let message = dns::parse(payload);
-    let mut out = json!({});
-    if let Some(h) = message.header {
-        out["id"] = json!(h.id);
-        out["flags"] = json!(h.flag_names());
-        out["opcode"] = json!(opcode_name(h.opcode()));
-        out["rcode"] = json!(rcode_name(h.rcode()));
-        out["counts"] = json!({"qd": h.qdcount, "an": h.ancount, "ns": h.nscount, "ar": h.arcount});
-    }
-    out["questions"] = message
-        .questions
-        .iter()
-        .map(|q| json!({"name": q.name, "type": type_name(q.qtype), "class": class_name(q.qclass)}))
-        .collect();
-    out["records"] = message
-        .records
-        .iter()
-        .map(|(section, r)| {
-            if r.rtype == 41 {
-                json!({
-                    "section": section.to_string(), "name": r.name, "type": "OPT",
-                    "edns": {
-                        "udp_size": r.class,
-                        "extended_rcode": r.ttl >> 24,
-                        "version": (r.ttl >> 16) & 0xff,
-                        "do": r.ttl & 0x8000 != 0,
-                        "options": r.options.iter().map(|o| json!({
-                            "code": o.code, "name": option_name(o.code), "value": option_text(o),
-                        })).collect::<Vec<_>>(),
-                    }
-                })
-            } else {
-                json!({
-                    "section": section.to_string(), "name": r.name, "type": type_name(r.rtype),
-                    "class": class_name(r.class), "ttl": r.ttl, "data": r.data,
-                })
-            }
-        })
-        .collect();
-    if let Some(e) = message.error {
-        out["error"] = json!(e.to_string());
-    }
-    out
-}
-
-fn text(report: &Value) -> String {
-    let mut s = String::new();
-    let str_of = |v: &Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    };
-    if let Some(l2) = report.get("l2") {
-        s += &format!(
-            "l2: ethernet {} -> {} type {}",
-            str_of(&l2["src"]),
-            str_of(&l2["dst"]),
-            str_of(&l2["ethertype"])
-        );
-        if l2["vlans"].as_u64().unwrap_or(0) > 0 {
-            s += &format!(" ({} vlan tags)", l2["vlans"]);
-        }
-        s.push('\n');
-    }
-    if let Some(l3) = report.get("l3") {
-        if l3["type"] == "ipv4" {
-            s += &format!(
-                "l3: ipv4 {} -> {} ttl {} id {} length {} header {} protocol {}\n",
-                str_of(&l3["src"]),
-                str_of(&l3["dst"]),
-                l3["ttl"],
-                l3["id"],
-                l3["length"],
-                l3["header_length"],
-                l3["protocol"]
-            );
-        } else {
-            s += &format!(
-                "l3: ipv6 {} -> {} hop limit {} payload {} next header {}\n",
-                str_of(&l3["src"]),
-                str_of(&l3["dst"]),
-                l3["hop_limit"],
-                l3["payload_length"],
-                l3["next_header"]
-            );
-        }
-    }
-    if let Some(l4) = report.get("l4") {
-        s += &format!(
-            "l4: udp {} -> {} length {}\n",
-            l4["src_port"], l4["dst_port"], l4["length"]
-        );
-    }
-    if let Some(d) = report.get("dns") {
-        if d.get("id").is_some() {
-            let flags: Vec<String> = d["flags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(str_of)
-                .collect();
-            s += &format!(
-                "dns: id {} opcode {} rcode {} flags [{}]\n",
-                d["id"],
-                str_of(&d["opcode"]),
-                str_of(&d["rcode"]),
-                flags.join(" ")
-            );
-            let c = &d["counts"];
-            s += &format!(
-                "dns: qdcount {} ancount {} nscount {} arcount {}\n",
-                c["qd"], c["an"], c["ns"], c["ar"]
-            );
-        }
-        for q in d["questions"].as_array().into_iter().flatten() {
-            s += &format!(
-                "question: {} {} {}\n",
-                str_of(&q["name"]),
-                str_of(&q["type"]),
-                str_of(&q["class"])
-            );
-        }
-        for r in d["records"].as_array().into_iter().flatten() {
-            if let Some(e) = r.get("edns") {
-                s += &format!(
-                    "{}: {} OPT udp size {} version {} do {} extended rcode {}\n",
-                    str_of(&r["section"]),
-                    str_of(&r["name"]),
-                    e["udp_size"],
-                    e["version"],
-                    e["do"],
-                    e["extended_rcode"]
-                );
-                for o in e["options"].as_array().into_iter().flatten() {
-                    s += &format!(
-                        "  edns option {} ({}): {}\n",
-                        str_of(&o["name"]),
-                        o["code"],
-                        str_of(&o["value"])
-                    );
-                }
-            } else {
-                s += &format!(
-                    "{}: {} {} {} ttl {} {}\n",
-                    str_of(&r["section"]),
-                    str_of(&r["name"]),
-                    str_of(&r["type"]),
-                    str_of(&r["class"]),
-                    r["ttl"],
-                    str_of(&r["data"])
-                );
-            }
-        }
-        if let Some(e) = d.get("error") {
-            s += &format!("dns error: {}\n", str_of(e));
-        }
-    }
-    if let Some(e) = report.get("error") {
-        s += &format!("error: {}\n", str_of(e));
+        s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+fn ethertype_text(ethertype: u16) -> String {
+    format!("{ethertype:#06x}")
+}
+
+impl Report {
+    /// The report of a packet given without its link type, as hex input is: an Ethernet frame
+    /// or an IP packet, told apart by their headers.
+    pub fn of_unknown_link(packet: &[u8]) -> Report {
+        // An IP packet whose source address holds 08 00 or 86 dd at bytes 12-13 looks like an
+        // Ethernet frame: when it is also a whole IP packet, read it as Ethernet only when an
+        // IP header of the right length follows the Ethernet header.
+        let ethertype = (packet.len() >= 14).then(|| u16::from_be_bytes([packet[12], packet[13]]));
+        let ethernet_first = match ethertype {
+            Some(0x8100 | 0x88a8) => true,
+            Some(link::ETHERTYPE_IPV4 | link::ETHERTYPE_IPV6) => {
+                !ip_header_fits(packet, true) || ip_header_fits(&packet[14..], false)
+            }
+            _ => false,
+        };
+        if ethernet_first || !matches!(packet.first().map(|b| b >> 4), Some(4 | 6)) {
+            Report::of_frame(link::LINKTYPE_ETHERNET, packet)
+        } else {
+            Report::of_frame(link::LINKTYPE_RAW, packet)
+        }
+    }
+
+    /// The report of a frame captured with `linktype`.
+    pub fn of_frame(linktype: u32, frame: &[u8]) -> Report {
+        let mut report = Report {
+            origin: None,
+            length: frame.len(),
+            l2: None,
+            l3: None,
+            l4: None,
+            dns: None,
+            error: None,
+        };
+        let sliced = match linktype {
+            link::LINKTYPE_ETHERNET => {
+                LaxSlicedPacket::from_ethernet(frame).map_err(|e| format!("l2: {e}"))
+            }
+            link::LINKTYPE_RAW | link::LINKTYPE_IPV4 | link::LINKTYPE_IPV6 => {
+                LaxSlicedPacket::from_ip(frame).map_err(|e| format!("l3: {e}"))
+            }
+            link::LINKTYPE_LINUX_SLL => match etherparse::LinuxSllSlice::from_slice(frame) {
+                Ok(sll) => match sll.protocol_type() {
+                    etherparse::LinuxSllProtocolType::EtherType(ethertype) => {
+                        report.l2 = Some(LinkLayer::Sll {
+                            src: mac(sll.sender_address()),
+                            ethertype: ethertype_text(ethertype.0),
+                            packet_type: sll.packet_type().into(),
+                            vlans: 0,
+                        });
+                        Ok(LaxSlicedPacket::from_ether_type(
+                            ethertype,
+                            sll.payload_slice(),
+                        ))
+                    }
+                    other => Err(format!("l2: cooked capture of protocol {other:?}, not IP")),
+                },
+                Err(e) => Err(format!("l2: {e}")),
+            },
+            other => match link::network_header(other, frame) {
+                Some(net) => {
+                    report.l2 = match other {
+                        link::LINKTYPE_LINUX_SLL2 => Some(LinkLayer::Sll2 {
+                            src: mac(&frame[12..12 + usize::from(frame[11]).min(8)]),
+                            ethertype: ethertype_text(u16::from_be_bytes([frame[0], frame[1]])),
+                            interface: u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+                            packet_type: frame[10],
+                        }),
+                        link::LINKTYPE_NULL => Some(LinkLayer::Null {
+                            family: {
+                                let family =
+                                    u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                                if family > 0xffff {
+                                    family.swap_bytes()
+                                } else {
+                                    family
+                                }
+                            },
+                        }),
+                        _ => None,
+                    };
+                    Ok(LaxSlicedPacket::from_ether_type(
+                        EtherType(net.ethertype),
+                        &frame[net.offset..],
+                    ))
+                }
+                None if link::is_supported(other) => {
+                    Err("l2: frame too short for its link header".to_string())
+                }
+                None => Err(format!(
+                    "l2: {} is not a link type parsedns reads",
+                    link::linktype_name(other)
+                )),
+            },
+        };
+        let sliced = match sliced {
+            Ok(sliced) => sliced,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        let vlans = sliced.link_exts.len();
+        match (&sliced.link, &mut report.l2) {
+            (Some(LinkSlice::Ethernet2(eth)), _) => {
+                report.l2 = Some(LinkLayer::Ethernet {
+                    src: mac(&eth.source()),
+                    dst: mac(&eth.destination()),
+                    ethertype: ethertype_text(eth.ether_type().0),
+                    vlans,
+                });
+            }
+            (_, Some(LinkLayer::Sll { vlans: tags, .. })) => *tags = vlans,
+            _ => {}
+        }
+        let mut error = None::<String>;
+        match &sliced.net {
+            Some(LaxNetSlice::Ipv4(ip)) => {
+                let h = ip.header();
+                report.l3 = Some(Network::Ipv4 {
+                    src: h.source_addr(),
+                    dst: h.destination_addr(),
+                    ttl: h.ttl(),
+                    id: h.identification(),
+                    length: h.total_len(),
+                    header_length: usize::from(h.ihl()) * 4,
+                    protocol: h.protocol().0,
+                });
+            }
+            Some(LaxNetSlice::Ipv6(ip)) => {
+                let h = ip.header();
+                report.l3 = Some(Network::Ipv6 {
+                    src: h.source_addr(),
+                    dst: h.destination_addr(),
+                    hop_limit: h.hop_limit(),
+                    payload_length: h.payload_length(),
+                    next_header: h.next_header().0,
+                });
+            }
+            Some(LaxNetSlice::Arp(_)) => error = Some("l3: ARP, not IP".into()),
+            None => error = Some("l3: no IP header".into()),
+        }
+        match &sliced.transport {
+            Some(TransportSlice::Udp(udp)) => {
+                report.l4 = Some(Transport::Udp {
+                    src_port: udp.source_port(),
+                    dst_port: udp.destination_port(),
+                    length: udp.length(),
+                });
+                report.dns = Some(DnsReport::of_message(udp.payload()));
+            }
+            Some(_) => error = error.or(Some("l4: not UDP".into())),
+            None => {
+                if error.is_none() {
+                    error = Some(match &sliced.stop_err {
+                        Some((e, layer)) => format!("{layer:?}: {e}"),
+                        None => "l4: no transport header".into(),
+                    });
+                }
+            }
+        }
+        report.error = error;
+        report
+    }
+}
+
+impl DnsReport {
+    /// The report of a DNS message (a UDP payload).
+    pub fn of_message(payload: &[u8]) -> DnsReport {
+        let message = dns::parse(payload);
+        DnsReport {
+            header: message.header.map(|h| DnsHeader {
+                id: h.id,
+                flags: h.flag_names(),
+                opcode: opcode_name(h.opcode()),
+                rcode: rcode_name(h.rcode()),
+                counts: Counts {
+                    qd: h.qdcount,
+                    an: h.ancount,
+                    ns: h.nscount,
+                    ar: h.arcount,
+                },
+            }),
+            questions: message
+                .questions
+                .into_iter()
+                .map(|q| QuestionReport {
+                    name: q.name,
+                    qtype: type_name(q.qtype),
+                    class: class_name(q.qclass),
+                })
+                .collect(),
+            records: message
+                .records
+                .into_iter()
+                .map(|(section, r)| RecordReport {
+                    section: section.to_string(),
+                    name: r.name,
+                    rtype: type_name(r.rtype),
+                    body: if r.rtype == dns::rtype::OPT {
+                        RecordBody::Edns {
+                            edns: Edns {
+                                udp_size: r.class,
+                                extended_rcode: r.ttl >> 24,
+                                version: (r.ttl >> 16) & 0xff,
+                                dnssec_ok: r.ttl & 0x8000 != 0,
+                                options: r
+                                    .options
+                                    .iter()
+                                    .map(|o| OptionReport {
+                                        code: o.code,
+                                        name: option_name(o.code),
+                                        value: option_text(o),
+                                    })
+                                    .collect(),
+                            },
+                        }
+                    } else {
+                        RecordBody::Data {
+                            class: class_name(r.class),
+                            ttl: r.ttl,
+                            data: r.data,
+                        }
+                    },
+                })
+                .collect(),
+            error: message.error.map(|e| e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    /// The text rendering: one line per layer and per DNS entry, origin first.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.origin {
+            Some(Origin::Packet { packet, time }) => writeln!(
+                f,
+                "packet {packet} time {} length {}",
+                epoch_text(time),
+                self.length
+            )?,
+            Some(Origin::Line { line }) => writeln!(f, "line {line} length {}", self.length)?,
+            Some(Origin::Argument { argument }) => {
+                writeln!(f, "argument {argument} length {}", self.length)?
+            }
+            None => {}
+        }
+        match &self.l2 {
+            Some(LinkLayer::Ethernet {
+                src,
+                dst,
+                ethertype,
+                vlans,
+            }) => {
+                write!(f, "l2: ethernet {src} -> {dst} type {ethertype}")?;
+                if *vlans > 0 {
+                    write!(f, " ({vlans} vlan tags)")?;
+                }
+                writeln!(f)?;
+            }
+            Some(LinkLayer::Sll {
+                src,
+                ethertype,
+                packet_type,
+                vlans,
+            }) => {
+                write!(
+                    f,
+                    "l2: linux cooked from {src} type {ethertype} packet type {packet_type}"
+                )?;
+                if *vlans > 0 {
+                    write!(f, " ({vlans} vlan tags)")?;
+                }
+                writeln!(f)?;
+            }
+            Some(LinkLayer::Sll2 {
+                src,
+                ethertype,
+                interface,
+                packet_type,
+            }) => writeln!(
+                f,
+                "l2: linux cooked v2 from {src} type {ethertype} interface {interface} packet type {packet_type}"
+            )?,
+            Some(LinkLayer::Null { family }) => writeln!(f, "l2: loopback family {family}")?,
+            None => {}
+        }
+        match &self.l3 {
+            Some(Network::Ipv4 {
+                src,
+                dst,
+                ttl,
+                id,
+                length,
+                header_length,
+                protocol,
+            }) => writeln!(
+                f,
+                "l3: ipv4 {src} -> {dst} ttl {ttl} id {id} length {length} header {header_length} protocol {protocol}"
+            )?,
+            Some(Network::Ipv6 {
+                src,
+                dst,
+                hop_limit,
+                payload_length,
+                next_header,
+            }) => writeln!(
+                f,
+                "l3: ipv6 {src} -> {dst} hop limit {hop_limit} payload {payload_length} next header {next_header}"
+            )?,
+            None => {}
+        }
+        if let Some(Transport::Udp {
+            src_port,
+            dst_port,
+            length,
+        }) = &self.l4
+        {
+            writeln!(f, "l4: udp {src_port} -> {dst_port} length {length}")?;
+        }
+        if let Some(d) = &self.dns {
+            write!(f, "{d}")?;
+        }
+        if let Some(e) = &self.error {
+            writeln!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for DnsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = &self.header {
+            writeln!(
+                f,
+                "dns: id {} opcode {} rcode {} flags [{}]",
+                h.id,
+                h.opcode,
+                h.rcode,
+                h.flags.join(" ")
+            )?;
+            let c = &h.counts;
+            writeln!(
+                f,
+                "dns: qdcount {} ancount {} nscount {} arcount {}",
+                c.qd, c.an, c.ns, c.ar
+            )?;
+        }
+        for q in &self.questions {
+            writeln!(f, "question: {} {} {}", q.name, q.qtype, q.class)?;
+        }
+        for r in &self.records {
+            match &r.body {
+                RecordBody::Edns { edns: e } => {
+                    writeln!(
+                        f,
+                        "{}: {} OPT udp size {} version {} do {} extended rcode {}",
+                        r.section, r.name, e.udp_size, e.version, e.dnssec_ok, e.extended_rcode
+                    )?;
+                    for o in &e.options {
+                        writeln!(f, "  edns option {} ({}): {}", o.name, o.code, o.value)?;
+                    }
+                }
+                RecordBody::Data { class, ttl, data } => writeln!(
+                    f,
+                    "{}: {} {} {} ttl {} {}",
+                    r.section, r.name, r.rtype, class, ttl, data
+                )?,
+            }
+        }
+        if let Some(e) = &self.error {
+            writeln!(f, "dns error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON rendering of the report of a packet given without its link type (an Ethernet
+/// frame or an IP packet, as hex input is read), without an origin.
+pub fn report(packet: &[u8]) -> serde_json::Value {
+    serde_json::to_value(Report::of_unknown_link(packet)).unwrap_or_default()
+}
+
+/// Writes reports as text or JSON.
+struct Output<'a> {
+    out: BufWriter<&'a mut dyn Write>,
+    json: bool,
+}
+
+impl Output<'_> {
+    fn emit(&mut self, report: &Report) -> Result<(), CliError> {
+        if self.json {
+            serde_json::to_writer(&mut self.out, report).map_err(io::Error::from)?;
+            self.out.write_all(b"\n")?;
+        } else {
+            writeln!(self.out, "{report}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How one line was read.
+enum Line {
+    /// A line (without its end) is in the buffer.
+    Read,
+    /// The line is longer than [`MAX_LINE`]; nothing more was read of it.
+    TooLong,
+    /// End of input.
+    End,
+}
+
+/// Reads one line into `line` (cleared first, the `\n` or `\r\n` dropped), holding at most
+/// [`MAX_LINE`] bytes of it.
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let mut any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(if any { Line::Read } else { Line::End });
+        }
+        any = true;
+        let (take, used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, i + 1, true),
+            None => (buf.len(), buf.len(), false),
+        };
+        if line.len() + take > MAX_LINE {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(&buf[..take]);
+        input.consume(used);
+        if done {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Line::Read);
+        }
+    }
+}
+
+/// Decodes the packet of a hex line: `None` for a blank or comment line.
+fn hex_line_packet(line: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    // Only the part before a tab is read: what follows (printable text) may be any bytes.
+    let data = match line.iter().position(|&b| b == b'\t') {
+        Some(tab) => &line[..tab],
+        None => line,
+    };
+    let text = String::from_utf8_lossy(data);
+    let Some(hex) = hex_line_data(&text) else {
+        return Ok(None);
+    };
+    // Bytes that are not printable ASCII (binary input, another encoding) are named as bytes.
+    if let Some(column) = data
+        .iter()
+        .position(|&b| !(b.is_ascii_graphic() || b == b' ' || b == b'\r'))
+    {
+        return Err(format!(
+            "column {}: byte {:#04x} is not a hex digit",
+            column + 1,
+            data[column]
+        ));
+    }
+    let packet = parse_hex_packet(hex)?;
+    if packet.len() > MAX_PACKET {
+        return Err(format!(
+            "a packet of {} bytes, more than the {MAX_PACKET} a pcap file holds",
+            packet.len()
+        ));
+    }
+    Ok(Some(packet))
+}
+
+/// A reader that notes when a read returned less than asked: the input had nothing more
+/// ready (a pipe drained), so the reports written so far are flushed rather than held back
+/// until the output buffer fills.
+struct Watched<R> {
+    inner: R,
+    drained: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n < buf.len() {
+            self.drained.set(true);
+        }
+        Ok(n)
+    }
+}
+
+/// Reports every packet of a stream: a capture (told by its magic number) or hex lines.
+/// `name` prefixes error messages (empty for stdin).
+fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(), CliError> {
+    let place = |what: String| -> CliError {
+        if name.is_empty() {
+            what.into()
+        } else {
+            format!("{name}: {what}").into()
+        }
+    };
+    let mut start = [0u8; 4];
+    let mut got = 0;
+    while got < start.len() {
+        match input.read(&mut start[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(place(format!("cannot read: {e}"))),
+        }
+    }
+    let drained = Rc::new(Cell::new(false));
+    let input = io::Cursor::new(start).take(got as u64).chain(Watched {
+        inner: input,
+        drained: Rc::clone(&drained),
+    });
+    let emit = |output: &mut Output, report: &Report| -> Result<(), CliError> {
+        output.emit(report)?;
+        if drained.replace(false) {
+            output.out.flush()?;
+        }
+        Ok(())
+    };
+    if pcap::starts_like_capture(&start[..got]) {
+        let mut reader = pcap::Reader::new(input).map_err(|e| place(e.to_string()))?;
+        while let Some(packet) = reader.next_packet().map_err(|e| place(e.to_string()))? {
+            let mut report = Report::of_frame(packet.linktype, packet.data);
+            report.origin = Some(Origin::Packet {
+                packet: packet.number,
+                time: packet.timestamp,
+            });
+            emit(output, &report)?;
+        }
+        return Ok(());
+    }
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        number += 1;
+        match read_line(&mut input, &mut line)
+            .map_err(|e| place(format!("line {number}: cannot read: {e}")))?
+        {
+            Line::End => return Ok(()),
+            Line::TooLong => {
+                return Err(place(format!(
+                    "line {number}: longer than {MAX_LINE} bytes (a packet of at most {MAX_PACKET} bytes as hex)"
+                )))
+            }
+            Line::Read => {}
+        }
+        let Some(packet) =
+            hex_line_packet(&line).map_err(|e| place(format!("line {number}: {e}")))?
+        else {
+            continue;
+        };
+        let mut report = Report::of_unknown_link(&packet);
+        report.origin = Some(Origin::Line { line: number });
+        emit(output, &report)?;
+    }
+}
+
+/// Whether a command-line input is a packet written as hex (digits, spaces, colons) rather
+/// than a file name.
+fn looks_like_hex(input: &str) -> bool {
+    input.bytes().any(|b| b.is_ascii_hexdigit())
+        && input
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace() || b == b':')
 }
 
 /// Runs `parsedns` with `args` (including the program name).
@@ -308,34 +948,32 @@ pub fn main(
         Ok(args) => args,
         Err(code) => return Ok(code),
     };
-    let mut out = BufWriter::new(stdout);
-    let emit = |label: String,
-                hex_text: &str,
-                out: &mut BufWriter<&mut dyn Write>|
-     -> Result<(), CliError> {
-        let data = hex_text.split('\t').next().unwrap_or("");
-        let packet = parse_hex_packet(data).map_err(|e| format!("{label}: {e}"))?;
-        let report = report(&packet);
-        if args.json {
-            writeln!(out, "{report}")?;
-        } else {
-            writeln!(out, "{}", text(&report))?;
-        }
-        Ok(())
+    let mut output = Output {
+        out: BufWriter::with_capacity(1 << 16, stdout),
+        json: args.json,
     };
-    if args.packets.is_empty() {
-        for (index, line) in BufReader::new(stdin).lines().enumerate() {
-            let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
-            if hex_line_data(&line).is_none() {
-                continue;
-            }
-            emit(format!("line {}", index + 1), &line, &mut out)?;
-        }
+    let stdin_only = ["-".to_string()];
+    let inputs = if args.inputs.is_empty() {
+        &stdin_only[..]
     } else {
-        for (index, packet) in args.packets.iter().enumerate() {
-            emit(format!("argument {}", index + 1), packet, &mut out)?;
+        &args.inputs[..]
+    };
+    for (index, input) in inputs.iter().enumerate() {
+        if input == "-" {
+            run_stream("", &mut *stdin, &mut output)?;
+        } else if looks_like_hex(input) && !std::path::Path::new(input).exists() {
+            let argument = index as u64 + 1;
+            let packet =
+                parse_hex_packet(input).map_err(|e| format!("argument {argument}: {e}"))?;
+            let mut report = Report::of_unknown_link(&packet);
+            report.origin = Some(Origin::Argument { argument });
+            output.emit(&report)?;
+        } else {
+            let file =
+                std::fs::File::open(input).map_err(|e| format!("cannot open '{input}': {e}"))?;
+            run_stream(input, file, &mut output)?;
         }
     }
-    out.flush()?;
+    output.out.flush()?;
     Ok(ExitCode::from(EXIT_OK))
 }

@@ -74,6 +74,24 @@ pub enum Container {
     PcapNg,
 }
 
+/// The magic numbers a capture starts with: pcapng's first, then classic pcap's (µs and ns,
+/// both byte orders).
+const MAGICS: [[u8; 4]; 5] = [
+    [0x0a, 0x0d, 0x0d, 0x0a],
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+];
+
+/// True when `start`, the first bytes of an input (up to 4), is a pcap or pcapng magic number
+/// or the beginning of one: what [`Reader::new`] reads (or refuses as a truncated header)
+/// rather than calling the input something else.
+pub fn starts_like_capture(start: &[u8]) -> bool {
+    let start = &start[..start.len().min(4)];
+    !start.is_empty() && MAGICS.iter().any(|m| m.starts_with(start))
+}
+
 /// A packet located in the buffer: data start, data length, timestamp, wire length, link type.
 type Found = (usize, usize, Duration, u32, u32);
 
@@ -140,13 +158,6 @@ impl<R: Read> Reader<R> {
             return Err(reader.error("empty input: expected a pcap or pcapng file".into()));
         }
         let magic = &reader.buf[..reader.end.min(4)];
-        const MAGICS: [[u8; 4]; 5] = [
-            [0x0a, 0x0d, 0x0d, 0x0a],
-            [0xd4, 0xc3, 0xb2, 0xa1],
-            [0xa1, 0xb2, 0xc3, 0xd4],
-            [0x4d, 0x3c, 0xb2, 0xa1],
-            [0xa1, 0xb2, 0x3c, 0x4d],
-        ];
         if magic.len() < 4 && MAGICS.iter().any(|m| m.starts_with(magic)) {
             return Err(reader.error("truncated file header".into()));
         }

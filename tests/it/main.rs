@@ -3,6 +3,7 @@
 mod asm;
 mod common;
 mod core;
+mod dns;
 mod gen;
 mod iptables;
 mod kernel;

@@ -780,13 +780,25 @@ fn parsedns_reads_raw_ip_whose_source_looks_like_an_ethertype() {
     let out = run("parsedns", &[&hex::encode(&packet)], b"");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("l3: ipv4 8.0.8.8 -> 10.0.0.2"), "{text}");
+    let expected = format!(
+        "argument 1 length {}\nl3: ipv4 8.0.8.8 -> 10.0.0.2",
+        packet.len()
+    );
+    assert!(text.starts_with(&expected), "{text}");
     assert!(text.contains("question: www.example.net. A IN"), "{text}");
     // The same packet in an Ethernet frame is still read as Ethernet.
     let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
     frame.extend_from_slice(&packet);
     let out = run("parsedns", &[&hex::encode(&frame)], b"");
-    assert!(stdout(&out).starts_with("l2: ethernet"), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .starts_with("l2: ethernet"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
