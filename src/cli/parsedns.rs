@@ -364,6 +364,45 @@ fn ethertype_text(ethertype: u16) -> String {
     format!("{ethertype:#06x}")
 }
 
+/// The link layer of the link types found through [`link::network_header`] (cooked captures
+/// and loopback); the header is there, as `network_header` found what follows it.
+///
+/// Linux cooked v1 is read here rather than with etherparse's `LinuxSllSlice`, which refuses
+/// the hardware types of loopback (772) and tun devices (65534), both common in `-i any`
+/// captures.
+fn cooked_link_layer(linktype: u32, frame: &[u8]) -> Option<LinkLayer> {
+    let be16 = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    match linktype {
+        // Packet type, hardware type, address length, 8 bytes of address, protocol.
+        link::LINKTYPE_LINUX_SLL => Some(LinkLayer::Sll {
+            src: mac(&frame[6..6 + usize::from(be16(4)).min(8)]),
+            ethertype: ethertype_text(be16(14)),
+            packet_type: be16(0),
+            vlans: 0,
+        }),
+        // Protocol, reserved, interface index, hardware type, packet type, address length,
+        // 8 bytes of address.
+        link::LINKTYPE_LINUX_SLL2 => Some(LinkLayer::Sll2 {
+            src: mac(&frame[12..12 + usize::from(frame[11]).min(8)]),
+            ethertype: ethertype_text(be16(0)),
+            interface: u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+            packet_type: frame[10],
+        }),
+        // The address family, in the capturing host's byte order.
+        link::LINKTYPE_NULL => {
+            let family = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            Some(LinkLayer::Null {
+                family: if family > 0xffff {
+                    family.swap_bytes()
+                } else {
+                    family
+                },
+            })
+        }
+        _ => None,
+    }
+}
+
 impl Report {
     /// The report of a packet given without its link type, as hex input is: an Ethernet frame
     /// or an IP packet, told apart by their headers.
@@ -404,46 +443,13 @@ impl Report {
             link::LINKTYPE_RAW | link::LINKTYPE_IPV4 | link::LINKTYPE_IPV6 => {
                 LaxSlicedPacket::from_ip(frame).map_err(|e| format!("l3: {e}"))
             }
-            link::LINKTYPE_LINUX_SLL => match etherparse::LinuxSllSlice::from_slice(frame) {
-                Ok(sll) => match sll.protocol_type() {
-                    etherparse::LinuxSllProtocolType::EtherType(ethertype) => {
-                        report.l2 = Some(LinkLayer::Sll {
-                            src: mac(sll.sender_address()),
-                            ethertype: ethertype_text(ethertype.0),
-                            packet_type: sll.packet_type().into(),
-                            vlans: 0,
-                        });
-                        Ok(LaxSlicedPacket::from_ether_type(
-                            ethertype,
-                            sll.payload_slice(),
-                        ))
-                    }
-                    other => Err(format!("l2: cooked capture of protocol {other:?}, not IP")),
-                },
-                Err(e) => Err(format!("l2: {e}")),
-            },
             other => match link::network_header(other, frame) {
                 Some(net) => {
-                    report.l2 = match other {
-                        link::LINKTYPE_LINUX_SLL2 => Some(LinkLayer::Sll2 {
-                            src: mac(&frame[12..12 + usize::from(frame[11]).min(8)]),
-                            ethertype: ethertype_text(u16::from_be_bytes([frame[0], frame[1]])),
-                            interface: u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
-                            packet_type: frame[10],
-                        }),
-                        link::LINKTYPE_NULL => Some(LinkLayer::Null {
-                            family: {
-                                let family =
-                                    u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
-                                if family > 0xffff {
-                                    family.swap_bytes()
-                                } else {
-                                    family
-                                }
-                            },
-                        }),
-                        _ => None,
-                    };
+                    report.l2 = cooked_link_layer(other, frame);
+                    if let Some(LinkLayer::Sll { vlans, .. }) = &mut report.l2 {
+                        // Tags the driver left in the data, between the header and IP.
+                        *vlans = (net.offset - 16) / 4;
+                    }
                     Ok(LaxSlicedPacket::from_ether_type(
                         EtherType(net.ethertype),
                         &frame[net.offset..],
@@ -465,18 +471,13 @@ impl Report {
                 return report;
             }
         };
-        let vlans = sliced.link_exts.len();
-        match (&sliced.link, &mut report.l2) {
-            (Some(LinkSlice::Ethernet2(eth)), _) => {
-                report.l2 = Some(LinkLayer::Ethernet {
-                    src: mac(&eth.source()),
-                    dst: mac(&eth.destination()),
-                    ethertype: ethertype_text(eth.ether_type().0),
-                    vlans,
-                });
-            }
-            (_, Some(LinkLayer::Sll { vlans: tags, .. })) => *tags = vlans,
-            _ => {}
+        if let Some(LinkSlice::Ethernet2(eth)) = &sliced.link {
+            report.l2 = Some(LinkLayer::Ethernet {
+                src: mac(&eth.source()),
+                dst: mac(&eth.destination()),
+                ethertype: ethertype_text(eth.ether_type().0),
+                vlans: sliced.link_exts.len(),
+            });
         }
         let mut error = None::<String>;
         match &sliced.net {

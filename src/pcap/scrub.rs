@@ -17,6 +17,7 @@
 use std::ops::Range;
 
 use crate::dns::{self, rtype};
+use crate::pcap::link;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -83,24 +84,6 @@ pub fn scrub_label(label: &mut [u8]) {
             other => other,
         };
     }
-}
-
-fn ones_complement_sum(mut sum: u32, bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    for pair in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Scrubs a DNS message: the names of questions and records, the addresses of A and AAAA
@@ -179,7 +162,9 @@ pub fn scrub_frame(linktype: u32, frame: &mut [u8]) {
             scrub_mac(&mut frame[0..6]);
             scrub_mac(&mut frame[6..12]);
         }
-        // Cooked headers carry the sender's link-layer address (up to 8 bytes).
+        // Cooked headers carry the sender's link-layer address (up to 8 bytes). Read here
+        // rather than with etherparse's LinuxSllHeaderSlice, which refuses the hardware types
+        // of loopback and tun devices, whose addresses must be scrubbed all the same.
         LINKTYPE_LINUX_SLL if frame.len() >= 16 => {
             let len = usize::from(u16::from_be_bytes([frame[4], frame[5]])).min(8);
             scrub_link_address(&mut frame[6..6 + len]);
@@ -200,54 +185,71 @@ pub fn scrub_ethernet(frame: &mut [u8]) {
     scrub_frame(crate::pcap::link::LINKTYPE_ETHERNET, frame);
 }
 
-/// Scrubs an IP packet (`ethertype` says which version) in place.
+/// Scrubs an IP packet (`ethertype` says which version) in place: its addresses, and behind a
+/// UDP header directly after the IP header (not in later fragments) the DNS message of port 53.
+/// The IPv4 header checksum is recomputed over the header's bytes as they are (reserved bits
+/// and options included), the UDP checksum when the packet had one and holds the whole
+/// datagram.
 fn scrub_ip(ethertype: u16, ip: &mut [u8]) {
-    let (transport_start, protocol, pseudo): (usize, u8, Vec<u8>) = match ethertype {
-        0x0800 if ip.len() >= 20 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            if ihl < 20 || ip.len() < ihl {
+    use etherparse::checksum::Sum16BitWords;
+    use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice, UdpHeaderSlice};
+    // Address offsets: IPv4 source 12..16, destination 16..20; IPv6 source 8..24,
+    // destination 24..40 (RFC 791, RFC 8200).
+    let transport_start = match ethertype {
+        link::ETHERTYPE_IPV4 => {
+            let Ok(header) = Ipv4HeaderSlice::from_slice(ip) else {
                 return;
-            }
+            };
+            let header_len = header.slice().len();
+            let udp = header.protocol() == IpNumber::UDP && header.fragments_offset().value() == 0;
             scrub_address(2, &mut ip[12..16]);
             scrub_address(2, &mut ip[16..20]);
-            ip[10] = 0;
-            ip[11] = 0;
-            let checksum = fold(ones_complement_sum(0, &ip[..ihl]));
+            ip[10..12].fill(0);
+            let checksum = Sum16BitWords::new()
+                .add_slice(&ip[..header_len])
+                .ones_complement()
+                .to_be();
             ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-            if fragment != 0 {
+            if !udp {
                 return;
             }
-            (ihl, ip[9], ip[12..20].to_vec())
+            header_len
         }
-        0x86dd if ip.len() >= 40 => {
+        link::ETHERTYPE_IPV6 => {
+            let Ok(header) = Ipv6HeaderSlice::from_slice(ip) else {
+                return;
+            };
+            let udp = header.next_header() == IpNumber::UDP;
             scrub_address(3, &mut ip[8..24]);
             scrub_address(3, &mut ip[24..40]);
-            (40, ip[6], ip[8..40].to_vec())
+            if !udp {
+                return;
+            }
+            etherparse::Ipv6Header::LEN
         }
         _ => return,
     };
-    if protocol != 17 || ip.len() < transport_start + 8 {
+    let (before, udp) = ip.split_at_mut(transport_start);
+    let Ok(header) = UdpHeaderSlice::from_slice(udp) else {
+        return;
+    };
+    let header = header.to_header();
+    if header.source_port == 53 || header.destination_port == 53 {
+        scrub_dns(&mut udp[etherparse::UdpHeader::LEN..]);
+    }
+    let udp_len = usize::from(header.length);
+    if header.checksum == 0 || udp_len < etherparse::UdpHeader::LEN || udp_len > udp.len() {
         return;
     }
-    let udp = &mut ip[transport_start..];
-    let src_port = u16::from_be_bytes([udp[0], udp[1]]);
-    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
-    if src_port == 53 || dst_port == 53 {
-        scrub_dns(&mut udp[8..]);
-    }
-    let had_checksum = udp[6] != 0 || udp[7] != 0;
-    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if had_checksum && udp_len >= 8 && udp_len <= udp.len() {
-        udp[6] = 0;
-        udp[7] = 0;
-        let mut sum = ones_complement_sum(0, &pseudo);
-        sum += u32::from(protocol) + udp_len as u32;
-        sum = ones_complement_sum(sum, &udp[..udp_len]);
-        let mut checksum = fold(sum);
-        if checksum == 0 {
-            checksum = 0xffff;
-        }
+    let payload = &udp[etherparse::UdpHeader::LEN..udp_len];
+    let checksum = if ethertype == link::ETHERTYPE_IPV4 {
+        let address = |at: usize| -> [u8; 4] { before[at..at + 4].try_into().expect("4 bytes") };
+        header.calc_checksum_ipv4_raw(address(12), address(16), payload)
+    } else {
+        let address = |at: usize| -> [u8; 16] { before[at..at + 16].try_into().expect("16 bytes") };
+        header.calc_checksum_ipv6_raw(address(8), address(24), payload)
+    };
+    if let Ok(checksum) = checksum {
         udp[6..8].copy_from_slice(&checksum.to_be_bytes());
     }
 }
@@ -328,5 +330,102 @@ mod tests {
         let before = looping.clone();
         scrub_dns(&mut looping);
         assert_eq!(looping, before);
+    }
+
+    /// Whether the IPv4 header checksum and the UDP checksum of `ip` (no extension headers)
+    /// are right, as etherparse computes them.
+    fn checksums_hold(ip: &[u8]) -> bool {
+        use etherparse::checksum::Sum16BitWords;
+        let (udp_at, udp_sum) = if ip[0] >> 4 == 4 {
+            let header = etherparse::Ipv4HeaderSlice::from_slice(ip).unwrap();
+            let len = header.slice().len();
+            // The sum over a header with its checksum is 0xffff: its complement is 0.
+            if Sum16BitWords::new().add_slice(&ip[..len]).ones_complement() != 0 {
+                return false;
+            }
+            let udp = etherparse::UdpHeaderSlice::from_slice(&ip[len..]).unwrap();
+            let payload = &ip[len + 8..len + usize::from(udp.length())];
+            let sum = udp.to_header().calc_checksum_ipv4_raw(
+                header.source(),
+                header.destination(),
+                payload,
+            );
+            (len, sum.unwrap())
+        } else {
+            let header = etherparse::Ipv6HeaderSlice::from_slice(ip).unwrap();
+            let udp = etherparse::UdpHeaderSlice::from_slice(&ip[40..]).unwrap();
+            let payload = &ip[48..40 + usize::from(udp.length())];
+            let sum = udp.to_header().calc_checksum_ipv6_raw(
+                header.source(),
+                header.destination(),
+                payload,
+            );
+            (40, sum.unwrap())
+        };
+        u16::from_be_bytes([ip[udp_at + 6], ip[udp_at + 7]]) == udp_sum
+    }
+
+    #[test]
+    fn checksums_are_recomputed_over_the_header_as_it_is() {
+        let payload = response();
+        // IPv4 with options and the reserved flag bit set, and IPv6.
+        let mut v4 = Vec::new();
+        let mut header = etherparse::Ipv4Header::new(
+            0,
+            64,
+            etherparse::IpNumber::UDP,
+            [10, 53, 0, 1],
+            [10, 53, 0, 2],
+        )
+        .unwrap();
+        header.options = [1, 1, 1, 0][..].try_into().unwrap();
+        etherparse::PacketBuilder::ip(etherparse::IpHeaders::Ipv4(header, Default::default()))
+            .udp(53, 40000)
+            .write(&mut v4, &payload)
+            .unwrap();
+        v4[6] |= 0x80;
+        let sum = {
+            v4[10..12].fill(0);
+            etherparse::checksum::Sum16BitWords::new()
+                .add_slice(&v4[..24])
+                .ones_complement()
+                .to_be()
+        };
+        v4[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut v6 = Vec::new();
+        etherparse::PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(53, 40000)
+            .write(&mut v6, &payload)
+            .unwrap();
+        for (ethertype, ip) in [(0x0800, v4), (0x86dd, v6)] {
+            assert!(checksums_hold(&ip), "built right");
+            let mut scrubbed = ip.clone();
+            scrub_ip(ethertype, &mut scrubbed);
+            assert_ne!(scrubbed, ip);
+            assert!(
+                checksums_hold(&scrubbed),
+                "{ethertype:#x}: checksums after scrubbing"
+            );
+            assert_eq!(scrubbed[6] & 0x80, ip[6] & 0x80, "reserved bit kept");
+        }
+    }
+
+    #[test]
+    fn cooked_loopback_frames_are_scrubbed() {
+        // SLL v1 from the loopback device (hardware type 772), which etherparse's SLL reader
+        // refuses: the address and the IP packet are scrubbed all the same.
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 53], 64)
+            .udp(40000, 53)
+            .write(&mut ip, &response())
+            .unwrap();
+        let mut frame = vec![0, 0, 3, 4, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
+        assert!(etherparse::LinuxSllHeaderSlice::from_slice(&frame).is_err());
+        frame.extend_from_slice(&ip);
+        let original = frame.clone();
+        scrub_frame(crate::pcap::link::LINKTYPE_LINUX_SLL, &mut frame);
+        assert_ne!(&frame[6..12], &original[6..12]);
+        assert_ne!(&frame[16 + 12..16 + 20], &original[16 + 12..16 + 20]);
+        assert!(checksums_hold(&frame[16..]));
     }
 }

@@ -452,3 +452,49 @@ fn each_packet_is_reported_as_it_is_read() {
         "{report}"
     );
 }
+
+#[test]
+fn cooked_captures_from_the_loopback_device_are_read() {
+    // Linux cooked v1 with hardware type 772 (loopback), as `tcpdump -i any` writes DNS to a
+    // local resolver; and SLL2 and BSD loopback with the same packet.
+    let mut ip = Vec::new();
+    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 53], 64)
+        .udp(40000, 53)
+        .write(&mut ip, &response())
+        .unwrap();
+    let mut sll = vec![0, 4, 3, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+    sll.extend_from_slice(&ip);
+    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 3, 4, 4, 6];
+    sll2.extend_from_slice(&[0; 8]);
+    sll2.extend_from_slice(&ip);
+    let mut null = 2u32.to_le_bytes().to_vec();
+    null.extend_from_slice(&ip);
+    for (linktype, frame, l2) in [
+        (
+            113,
+            sll,
+            "l2: linux cooked from 00:00:00:00:00:00 type 0x0800 packet type 4",
+        ),
+        (
+            276,
+            sll2,
+            "l2: linux cooked v2 from 00:00:00:00:00:00 type 0x0800 interface 1 packet type 4",
+        ),
+        (0, null, "l2: loopback family 2"),
+    ] {
+        let mut writer = bpftools::pcap::Writer::new(Vec::new(), linktype, false, 0).unwrap();
+        writer.write(Duration::from_secs(1), 0, &frame).unwrap();
+        let out = run("parsedns", &["-"], &writer.into_inner());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.starts_with(&format!(
+                "packet 1 time 1.000000000 length {}\n{l2}\nl3: ipv4 127.0.0.1 -> 127.0.0.53",
+                frame.len()
+            )),
+            "{linktype}: {text}"
+        );
+        assert!(text.contains("question: www.example.net. A IN"), "{text}");
+        assert!(!text.contains("error"), "{text}");
+    }
+}
