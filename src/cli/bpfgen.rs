@@ -54,6 +54,9 @@ struct Args {
     /// Print the instruction count on stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// Print no warnings (e.g. about upper-case letters in patterns without -i).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Fail (exit 2) when the program has more than N instructions (64 fits iptables).
     #[arg(long, value_name = "N")]
     max_insns: Option<usize>,
@@ -80,6 +83,11 @@ pub fn main(
     };
     let generator = args.generator.into_generator()?;
     let generated = build(&generator, &opts)?;
+    if !args.quiet {
+        for warning in generator.warnings() {
+            writeln!(stderr, "bpfgen: warning: {warning}")?;
+        }
+    }
     let count = generated.insns.len();
     if args.verbose {
         writeln!(stderr, "bpfgen: {count} instructions")?;

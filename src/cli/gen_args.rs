@@ -21,12 +21,16 @@ Patterns:
   example.com         exactly example.com (leading/trailing dots ignored)
   *.example.com       any one label, then example.com
   *{3-10}.example.com one label of 3 to 10 characters, then example.com
+  *{4-255}.example.com one label of 4 or more characters (a maximum above 63 means 63,
+                      the longest label; *{0-n} is *{1-n}: a label is never empty)
   ex?mple.com         ? is any one character
   example.**          example, then any suffix: example.com, example.co.uk
   foo*.example.com    * inside a label is a literal '*'
   ex%2Eample.com      %XX is the byte XX (here one label 'ex.ample')
 
 The name is compared on the wire (length-prefixed labels) in the first question only.
+Letters match exactly unless -i is given; bpfgen warns (unless -q) about a pattern with
+upper-case letters without -i, since resolvers randomize the case of names (0x20).
 A wildcard label is 1 to 63 characters: it never matches the root label ending the name.
 IPv4 headers of any length are handled. With -6, up to 2 IPv6 extension headers
 (hop-by-hop, routing, destination options, a first fragment) before UDP are skipped

@@ -4,8 +4,10 @@
 //! - a literal label matches itself, byte for byte (case-sensitive unless `-i`);
 //! - `*` as a whole label matches any one label (1 to 63 characters: never the empty root
 //!   label that ends the name, never a compression pointer);
-//! - `*{m-n}` as a whole label matches one label of m..=n characters (n <= 63; labels are never
-//!   empty, so `*{0-n}` is `*{1-n}`);
+//! - `*{m-n}` as a whole label matches one label of m..=n characters; labels are never empty,
+//!   so `*{0-n}` is `*{1-n}` (and `*{0-0}` is refused: it could never match), and never longer
+//!   than 63, so a maximum above 63 (`*{4-255}`, the original bpftools' own example) means
+//!   "up to the longest label";
 //! - `?` matches any one character inside a label;
 //! - `**` as the last label matches any suffix (`example.**` matches example.com and
 //!   example.co.uk, not www.example.com);
@@ -22,13 +24,15 @@
 //! is not UDP, or a later fragment, is compared as if it were.
 //!
 //! Errors: an empty label, a label over 63 bytes, a name over 255 bytes on the wire, `*{m-n}`
-//! with m > n or n > 63, a bad percent escape, `**` not last, no pattern.
+//! with m > n, m > 63 or n = 0 (no label fits), a bad percent escape, `**` not last, no
+//! pattern.
 
 use std::fmt::Write;
 
 use thiserror::Error;
 
 use crate::asm::labels::Target;
+use crate::dns::field;
 use crate::gen::builder::Builder;
 use crate::gen::GenOptions;
 use crate::insn::{AluOp, Insn, JumpCond, Operand, Size};
@@ -52,13 +56,27 @@ pub struct MaskedByte {
     pub mask: u8,
 }
 
+/// The length bounds of a `*{m-n}` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Fewest characters (1 to 63: `*{0-n}` is `*{1-n}`).
+    pub min: u8,
+    /// Most characters (`min` to 63).
+    pub max: u8,
+    /// The maximum as written (above 63 it means 63, the longest label).
+    pub written_max: u32,
+}
+
+/// The longest label (RFC 1035): 63 bytes.
+pub const MAX_LABEL: u8 = 63;
+
 /// One label of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     /// A literal label (its characters, without the length byte).
     Literal(Vec<MaskedByte>),
     /// Any one label; with bounds, of `min..=max` characters.
-    Any(Option<(u8, u8)>),
+    Any(Option<Bounds>),
     /// Any suffix (`**` as the last label).
     AnySuffix,
 }
@@ -79,21 +97,41 @@ fn pattern_error(pattern: &str, message: impl Into<String>) -> PatternError {
     }
 }
 
-fn parse_bounds(pattern: &str, label: &str) -> Result<Option<(u8, u8)>, PatternError> {
+fn parse_bounds(pattern: &str, label: &str) -> Result<Bounds, PatternError> {
     let inner = &label[2..label.len() - 1];
-    let bad = || {
-        pattern_error(
-            pattern,
-            format!("bad label '{label}': expected '*{{m-n}}' with 0 <= m <= n <= 63"),
-        )
+    let fail = |message: String| pattern_error(pattern, format!("bad label '{label}': {message}"));
+    let number = |text: &str| {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u32>().ok())
+            .flatten()
     };
-    let (min, max) = inner.split_once('-').ok_or_else(bad)?;
-    let min: u8 = min.trim().parse().map_err(|_| bad())?;
-    let max: u8 = max.trim().parse().map_err(|_| bad())?;
-    if min > max || max > 63 {
-        return Err(bad());
+    let (min, max) = inner
+        .split_once('-')
+        .and_then(|(min, max)| Some((number(min)?, number(max)?)))
+        .ok_or_else(|| {
+            fail("expected '*{m-n}': a label of m to n characters (m <= n, numbers)".into())
+        })?;
+    if min > max {
+        return Err(fail(format!(
+            "the minimum {min} is above the maximum {max}: expected m <= n"
+        )));
     }
-    Ok(Some((min, max)))
+    if max == 0 {
+        return Err(fail(
+            "no label fits: a label is never empty (expected a maximum of 1 or more)".into(),
+        ));
+    }
+    if min > u32::from(MAX_LABEL) {
+        return Err(fail(format!(
+            "no label fits: a label is at most {MAX_LABEL} characters (expected a minimum of {MAX_LABEL} or less)"
+        )));
+    }
+    Ok(Bounds {
+        min: (min as u8).max(1),
+        max: max.min(u32::from(MAX_LABEL)) as u8,
+        written_max: max,
+    })
 }
 
 fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedByte>, PatternError> {
@@ -155,6 +193,21 @@ fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedBy
     Ok(out)
 }
 
+/// True when `pattern` has an upper-case ASCII letter outside `%XX` escapes (an escape names
+/// the exact byte wanted).
+pub fn has_upper_case(pattern: &str) -> bool {
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => i += 3,
+            b if b.is_ascii_uppercase() => return true,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 /// Parses one pattern (see the module docs).
 pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternError> {
     let trimmed = text.trim_matches('.');
@@ -182,7 +235,9 @@ pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternEr
                     "'**' must be the last label: it matches any suffix",
                 ));
             }
-            l if l.starts_with("*{") && l.ends_with('}') => Part::Any(parse_bounds(text, l)?),
+            l if l.starts_with("*{") && l.ends_with('}') => {
+                Part::Any(Some(parse_bounds(text, l)?))
+            }
             l => Part::Literal(literal(text, l, ignore_case)?),
         };
         parts.push(part);
@@ -192,7 +247,7 @@ pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternEr
         .iter()
         .map(|p| match p {
             Part::Literal(bytes) => 1 + bytes.len(),
-            Part::Any(bounds) => 1 + bounds.map_or(1, |(min, _)| usize::from(min.max(1))),
+            Part::Any(bounds) => 1 + bounds.map_or(1, |b| usize::from(b.min)),
             Part::AnySuffix => 0,
         })
         .sum::<usize>()
@@ -212,7 +267,7 @@ pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternEr
 /// The literal byte runs of a pattern, split at wildcards.
 enum Segment {
     Bytes(Vec<MaskedByte>),
-    Skip(Option<(u8, u8)>),
+    Skip(Option<Bounds>),
     AnySuffix,
 }
 
@@ -307,8 +362,15 @@ fn emit_pattern(b: &mut Builder, pattern: &Pattern, start: u32, fail: &str, verd
             Segment::Skip(bounds) => {
                 // A label is 1 to 63 bytes: a length of 0 is the end of the name, 64 and more
                 // are compression pointers or garbage.
-                let (min, max) = bounds.map_or((1, 63), |(min, max)| (min.max(1), max));
-                b.comment(format!("skip one label of {min} to {max} characters"));
+                let (min, max) = bounds.map_or((1, MAX_LABEL), |b| (b.min, b.max));
+                let capped = bounds.is_some_and(|bounds| bounds.written_max > u32::from(MAX_LABEL));
+                b.comment(if capped {
+                    format!(
+                        "skip one label of {min} to {max} characters (a maximum above {MAX_LABEL} means {MAX_LABEL}, the longest label)"
+                    )
+                } else {
+                    format!("skip one label of {min} to {max} characters")
+                });
                 b.insn(Insn::LoadInd {
                     size: Size::Byte,
                     offset,
@@ -354,6 +416,9 @@ fn emit_pattern(b: &mut Builder, pattern: &Pattern, start: u32, fail: &str, verd
     }
     b.insn(Insn::RetK(verdict));
 }
+
+/// The UDP header's length: DNS messages start this many bytes after it.
+pub const UDP_LEN: u32 = etherparse::UdpHeader::LEN as u32;
 
 /// IPv6 extension headers skipped before UDP (hop-by-hop, routing, fragment with offset 0,
 /// destination options) by default. Each one the walk can skip costs 16 instructions; the
@@ -453,7 +518,13 @@ pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mu
     let (yes, no) = if opts.negate { (0, 65535) } else { (65535, 0) };
     let nomatch = b.new_label("nomatch");
     b.context("dns prologue");
-    let start = emit_udp_offset(b, opts, ext_headers, 8 + 12, &nomatch);
+    let start = emit_udp_offset(
+        b,
+        opts,
+        ext_headers,
+        UDP_LEN + field::QUESTIONS as u32,
+        &nomatch,
+    );
     b.comment(format!("[x + {start}] = the first question's name"));
     if patterns.len() > 1 {
         b.insn(Insn::StoreX(0));

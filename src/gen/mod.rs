@@ -19,6 +19,7 @@ use thiserror::Error;
 pub use builder::{Builder, Generated};
 
 use crate::asm::labels::LabelError;
+use crate::dns::{field, flags};
 use crate::insn::{AluOp, Insn, Operand, Size, BPF_MAXINSNS};
 
 /// Options common to every generator.
@@ -93,6 +94,28 @@ impl Generator {
             Generator::DnsValidate(_) => "dns_validate",
             Generator::Suffix(_) => "suffix",
             Generator::Tcpdump(_) => "tcpdump",
+        }
+    }
+
+    /// What the generator's arguments make likely to go wrong although they are valid, one
+    /// sentence each (the tools print them on stderr unless asked to be quiet). Today: `dns`
+    /// patterns with upper-case letters without `-i` (names are case-insensitive, and resolvers
+    /// randomize the case of the names they send, "0x20", so such a pattern misses queries).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            Generator::Dns(spec) if !spec.ignore_case => spec
+                .patterns
+                .iter()
+                .filter(|p| dns::has_upper_case(p))
+                .map(|p| {
+                    format!(
+                        "pattern '{p}' has upper-case letters and matches them exactly: DNS names \
+                         are case-insensitive and resolvers randomize their case (0x20); add -i \
+                         to match any case"
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -223,12 +246,15 @@ fn verdicts(opts: &GenOptions) -> (u32, u32) {
     }
 }
 
+/// Where the UDP header holds the datagram's length (header included).
+const UDP_LENGTH_FIELD: u32 = 4;
+
 fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &mut Builder) {
     let (malformed, fine) = verdicts(opts);
     let bad = b.new_label("malformed");
     let fail = b.new_label("fragment");
     b.context("dns_validate");
-    // UDP fields are read at [x + udp + field], DNS fields at [x + udp + 8 + field].
+    // UDP fields are read at [x + udp + field], DNS fields at [x + udp + UDP_LEN + field].
     let udp = dns::emit_udp_offset(b, opts, ext_headers, 0, &fail);
     let load = |b: &mut Builder, size, offset: u32| {
         b.insn(Insn::LoadInd {
@@ -236,6 +262,7 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &m
             offset: udp + offset,
         })
     };
+    let dns_field = |field: usize| dns::UDP_LEN + field as u32;
     let unless = |b: &mut Builder, cond, k, jump_if_true: bool| {
         use crate::asm::labels::Target;
         let label = Target::Label(bad.clone());
@@ -246,32 +273,37 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &m
         }
     };
     use crate::insn::JumpCond::{Eq, Ge, Gt};
-    // The shortest question is the root name (1 byte), type and class: 5 bytes.
-    b.comment("UDP length: 8 + 12 of header + at least 5 of question");
-    load(b, Size::Half, 4);
-    unless(b, Ge, 25, false);
-    // Allowed: CD 0x0010, AD 0x0020, Z 0x0040 and, unless strict, RA 0x0080 and RD 0x0100.
+    // The shortest question is the root name (1 byte), type and class.
+    let shortest = dns_field(field::HEADER_LEN) + 1 + field::question::LEN as u32;
+    b.comment(format!(
+        "UDP length: {} of UDP header + {} of DNS header + at least {} of question",
+        dns::UDP_LEN,
+        field::HEADER_LEN,
+        1 + field::question::LEN
+    ));
+    load(b, Size::Half, UDP_LENGTH_FIELD);
+    unless(b, Ge, shortest, false);
+    let allowed = flags::CD | flags::AD | flags::Z | if strict { 0 } else { flags::RA | flags::RD };
     // (The original documented this set but its mask, 0xfc8f, let TC through and refused RA.)
-    let mask = if strict { 0xff8f } else { 0xfe0f };
     b.comment(if strict {
         "flags: only Z, AD and CD may be set (QR, opcode, AA, TC, RD, RA, rcode must be 0)"
     } else {
         "flags: only RD, RA, Z, AD and CD may be set (QR, opcode, AA, TC, rcode must be 0)"
     });
-    load(b, Size::Half, 8 + 2);
+    load(b, Size::Half, dns_field(field::FLAGS));
     b.insn(Insn::Alu {
         op: AluOp::And,
-        operand: Operand::K(mask),
+        operand: Operand::K(u32::from(!allowed)),
     });
     unless(b, Eq, 0, false);
     b.comment("qdcount == 1");
-    load(b, Size::Half, 8 + 4);
+    load(b, Size::Half, dns_field(field::QDCOUNT));
     unless(b, Eq, 1, false);
     b.comment("ancount == 0 and nscount == 0");
-    load(b, Size::Word, 8 + 6);
+    load(b, Size::Word, dns_field(field::ANCOUNT));
     unless(b, Eq, 0, false);
     b.comment("arcount <= 1");
-    load(b, Size::Half, 8 + 10);
+    load(b, Size::Half, dns_field(field::ARCOUNT));
     unless(b, Gt, 1, true);
     b.label(&fail);
     b.insn(Insn::RetK(fine));

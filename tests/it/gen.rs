@@ -417,6 +417,30 @@ const TABLE: &[(&str, &str, &str, bool)] = &[
     ),
     ("", "*{0-2}.example.net", "ab.example.net", true),
     ("", "*{0-2}.example.net", "abc.example.net", false),
+    // The original's own example: a maximum above 63 means "up to the longest label".
+    ("", "*{4-255}.example.net", "abcd.example.net", true),
+    ("", "*{4-255}.example.net", "abc.example.net", false),
+    ("", "*{4-255}.example.net", "example.net", false),
+    (
+        "",
+        "*{4-255}.example.net",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.net",
+        true,
+    ),
+    ("", "*{0-255}.x", "a.x", true),
+    ("", "*{0-255}.x", "x", false),
+    (
+        "",
+        "*{63-64}.x",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x",
+        true,
+    ),
+    (
+        "",
+        "*{63-64}.x",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x",
+        false,
+    ),
     ("", "x.*{2-4}.example.net", "x.abc.example.net", true),
     ("", "x.*{2-4}.example.net", "x.a.example.net", false),
     ("", "x.*{2-4}.example.net", "y.abc.example.net", false),
@@ -577,8 +601,11 @@ const ERRORS: &[(&str, &str)] = &[
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.net",
         "64 bytes long, expected at most 63",
     ),
-    ("*{5-3}.net", "expected '*{m-n}' with 0 <= m <= n <= 63"),
-    ("*{1-64}.net", "expected '*{m-n}'"),
+    ("*{5-3}.net", "the minimum 5 is above the maximum 3"),
+    ("*{0-0}.net", "no label fits: a label is never empty"),
+    ("*{64-255}.net", "no label fits: a label is at most 63 characters"),
+    ("*{1-99999999999}.net", "expected '*{m-n}'"),
+    ("*{-1-3}.net", "expected '*{m-n}'"),
     ("*{a-b}.net", "expected '*{m-n}'"),
     ("*{3}.net", "expected '*{m-n}'"),
     ("ab%zz.net", "bad escape '%zz'"),
@@ -909,4 +936,71 @@ fn bpfgen_cli_options() {
     let out = run("bpfgen", &["nosuch"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown generator 'nosuch'"));
+}
+
+/// `*{m-n}` with a maximum above 63 (the original's own help example, `*{4-255}`): the
+/// original compared the length byte with m only, so on names (labels of 1 to 63 bytes) it
+/// matched a first label of m or more characters; so does this program, and its assembly says
+/// how the bound was read.
+#[test]
+fn wildcard_maximum_above_63_means_the_longest_label() {
+    for shape in [Shape::V4, Shape::V6] {
+        for len in 1..=63usize {
+            let name = format!("{}.example.net", "a".repeat(len));
+            for (pattern, min) in [("*{4-255}.example.net", 4), ("*{0-1000}.example.net", 1)] {
+                assert_eq!(
+                    verdict("", &[pattern], &name, shape) != 0,
+                    len >= min,
+                    "{pattern} vs a {len}-character label on {shape:?}"
+                );
+            }
+        }
+    }
+    let assembly = generate(
+        "dns",
+        &["--".into(), "*{4-255}.example.net".into()],
+        &GenOptions::default(),
+    )
+    .unwrap()
+    .assembly;
+    assert!(
+        assembly.contains(
+            "; skip one label of 4 to 63 characters (a maximum above 63 means 63, the longest label)"
+        ),
+        "{assembly}"
+    );
+    let out = run("bpfgen", &["dns", "--help"], b"");
+    assert!(stdout(&out).contains("*{4-255}.example.com"), "{}", stdout(&out));
+}
+
+/// Upper-case letters in a pattern without -i: a warning on stderr (the program is still
+/// printed), none with -q, with -i, or when the letter is a %XX escape.
+#[test]
+fn upper_case_patterns_without_ignore_case_are_warned_about() {
+    let generator = parse_generator("dns", &["--".into(), "WWW.example.net".into()]).unwrap();
+    assert_eq!(generator.warnings().len(), 1);
+    assert!(generator.warnings()[0].contains("pattern 'WWW.example.net' has upper-case letters"));
+    let out = run("bpfgen", &["dns", "--", "WWW.example.net", "a.Example.org"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.is_empty());
+    let warnings: Vec<String> = stderr(&out).lines().map(str::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("bpfgen: warning: pattern 'WWW.example.net' has upper-case letters")
+            && warnings[0].contains("add -i"),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].contains("'a.Example.org'"), "{warnings:?}");
+    for args in [
+        &["-q", "dns", "--", "WWW.example.net"][..],
+        &["--quiet", "dns", "--", "WWW.example.net"],
+        &["dns", "--", "-i", "WWW.example.net"],
+        &["dns", "--", "%41bc.example.net", "www.example.net"],
+        &["dns_validate"],
+    ] {
+        let out = run("bpfgen", args, b"");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
 }
