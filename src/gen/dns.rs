@@ -235,9 +235,7 @@ pub fn parse_pattern(text: &str, ignore_case: bool) -> Result<Pattern, PatternEr
                     "'**' must be the last label: it matches any suffix",
                 ));
             }
-            l if l.starts_with("*{") && l.ends_with('}') => {
-                Part::Any(Some(parse_bounds(text, l)?))
-            }
+            l if l.starts_with("*{") && l.ends_with('}') => Part::Any(Some(parse_bounds(text, l)?)),
             l => Part::Literal(literal(text, l, ignore_case)?),
         };
         parts.push(part);

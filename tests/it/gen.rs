@@ -603,7 +603,10 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     ("*{5-3}.net", "the minimum 5 is above the maximum 3"),
     ("*{0-0}.net", "no label fits: a label is never empty"),
-    ("*{64-255}.net", "no label fits: a label is at most 63 characters"),
+    (
+        "*{64-255}.net",
+        "no label fits: a label is at most 63 characters",
+    ),
     ("*{1-99999999999}.net", "expected '*{m-n}'"),
     ("*{-1-3}.net", "expected '*{m-n}'"),
     ("*{a-b}.net", "expected '*{m-n}'"),
@@ -970,7 +973,11 @@ fn wildcard_maximum_above_63_means_the_longest_label() {
         "{assembly}"
     );
     let out = run("bpfgen", &["dns", "--help"], b"");
-    assert!(stdout(&out).contains("*{4-255}.example.com"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("*{4-255}.example.com"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// Upper-case letters in a pattern without -i: a warning on stderr (the program is still
@@ -980,13 +987,18 @@ fn upper_case_patterns_without_ignore_case_are_warned_about() {
     let generator = parse_generator("dns", &["--".into(), "WWW.example.net".into()]).unwrap();
     assert_eq!(generator.warnings().len(), 1);
     assert!(generator.warnings()[0].contains("pattern 'WWW.example.net' has upper-case letters"));
-    let out = run("bpfgen", &["dns", "--", "WWW.example.net", "a.Example.org"], b"");
+    let out = run(
+        "bpfgen",
+        &["dns", "--", "WWW.example.net", "a.Example.org"],
+        b"",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!out.stdout.is_empty());
     let warnings: Vec<String> = stderr(&out).lines().map(str::to_string).collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        warnings[0].starts_with("bpfgen: warning: pattern 'WWW.example.net' has upper-case letters")
+        warnings[0]
+            .starts_with("bpfgen: warning: pattern 'WWW.example.net' has upper-case letters")
             && warnings[0].contains("add -i"),
         "{warnings:?}"
     );
