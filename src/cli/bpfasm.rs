@@ -95,24 +95,17 @@ fn profile_value_parser() -> impl clap::builder::TypedValueParser<Value = Profil
     named_value_parser(&Profile::ALL, Profile::name, Profile::description)
 }
 
-/// Decodes a packet given as hex; spaces, tabs, colons and newlines between digits are ignored.
+/// Decodes a packet given as hex ([`crate::pcap::hex`]'s rules: blanks and colons between
+/// digits are ignored).
 pub fn parse_hex_packet(text: &str) -> Result<Vec<u8>, String> {
-    let digits: String = text
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
-    if let Some((index, c)) = digits.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "bad packet hex: '{c}' at digit {index} is not a hex digit"
-        ));
-    }
-    if digits.len() % 2 != 0 {
-        return Err(format!(
-            "bad packet hex: {} digits, expected an even number (two per byte)",
-            digits.len()
-        ));
-    }
-    hex::decode(&digits).map_err(|e| format!("bad packet hex: {e}"))
+    crate::pcap::hex::decode(text).map_err(|e| match e {
+        crate::pcap::hex::HexError::BadDigit { digit, found, .. } => {
+            format!("bad packet hex: '{found}' at digit {digit} is not a hex digit")
+        }
+        crate::pcap::hex::HexError::OddDigits { digits } => {
+            format!("bad packet hex: {digits} digits, expected an even number (two per byte)")
+        }
+    })
 }
 
 /// Runs `bpfasm` with `args` (including the program name).

@@ -12,7 +12,7 @@ use crate::cli::{parse_args, CliError, EXIT_NO_MATCH, EXIT_OK};
 use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::pcap::{Container, Reader, Writer};
+use crate::pcap::{linktype_field, split_linktype_field, Container, Reader, Writer, MAX_SNAPLEN};
 use crate::vm::{Context, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -25,9 +25,13 @@ Examples:
   filter -e 'udp dst port 53' any.pcap > dns.pcap
   filter -f prog.s --invert capture.pcap > rest.pcap
 
-The output is classic pcap with the input's link type and timestamps. A pcapng whose interfaces
+The output is classic pcap with the input's link type and timestamps, which tcpdump reads:
+records longer than 262144 bytes are cut to that (the wire length is kept) and timestamps past
+2106-02-07 (pcap's 32-bit seconds) are clamped, each with a warning. A pcapng whose interfaces
 have different link types cannot be written as one pcap file: filter stops with an error at the
-first packet of another link type (pcap2hex reads such files).
+first packet of another link type (pcap2hex reads such files). A frame check sequence the
+capture declares (pcap link-type FCS bits, pcapng if_fcslen or packet flags) is kept in the
+output; with --l3 the program does not see it.
 
 Exit status: 0 when a packet was kept (matched; with --invert, not matched), 1 when none was,
 2 on error. -v prints how many were kept out of how many read.";
@@ -59,6 +63,9 @@ struct Args {
     /// Print matched/total on stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// No warnings (about the program, the capture or what the output had to change).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Capture files (pcap or pcapng); stdin when none.
     files: Vec<String>,
 }
@@ -71,6 +78,26 @@ struct Filter {
     /// Packets written: matched ones, or with --invert the others.
     kept: u64,
     total: u64,
+    /// Records cut to what tcpdump reads.
+    truncated: Seen,
+    /// Timestamps clamped to pcap's 32-bit seconds.
+    clamped: Seen,
+}
+
+/// How many packets something happened to, and the first of them.
+#[derive(Debug, Default)]
+struct Seen {
+    count: u64,
+    first: u64,
+}
+
+impl Seen {
+    fn note(&mut self, packet: u64) {
+        if self.count == 0 {
+            self.first = packet;
+        }
+        self.count += 1;
+    }
 }
 
 impl Filter {
@@ -122,6 +149,8 @@ pub fn main(
         invert: args.invert,
         kept: 0,
         total: 0,
+        truncated: Seen::default(),
+        clamped: Seen::default(),
     };
     let mut output = Output {
         sink: Some(BufWriter::with_capacity(1 << 16, stdout)),
@@ -148,7 +177,7 @@ pub fn main(
     }
     if result.is_ok() {
         // No packet at all: still write a valid (empty) capture.
-        output.start(LINKTYPE_ETHERNET, false, 0)?;
+        output.start(LINKTYPE_ETHERNET, false)?;
     }
     let mut sink = match output.writer {
         Some(writer) => writer.into_inner(),
@@ -158,6 +187,22 @@ pub fn main(
             .expect("sink is kept until the writer takes it"),
     };
     sink.flush()?;
+    if !args.quiet {
+        if filter.truncated.count > 0 {
+            writeln!(
+                stderr,
+                "filter: warning: {} packets longer than {MAX_SNAPLEN} bytes (the first: packet {}) were cut to {MAX_SNAPLEN}, the most tcpdump reads",
+                filter.truncated.count, filter.truncated.first
+            )?;
+        }
+        if filter.clamped.count > 0 {
+            writeln!(
+                stderr,
+                "filter: warning: {} timestamps past pcap's 32-bit seconds (2106-02-07; the first: packet {}) were written as 4294967295.999999999",
+                filter.clamped.count, filter.clamped.first
+            )?;
+        }
+    }
     let what = if args.invert {
         "kept (not matched)"
     } else {
@@ -196,10 +241,10 @@ struct Output<'a> {
 
 impl<'a> Output<'a> {
     /// Writes the pcap header if it is not written yet.
-    fn start(&mut self, linktype: u32, nanoseconds: bool, snaplen: u32) -> Result<(), CliError> {
+    fn start(&mut self, linktype_field: u32, nanoseconds: bool) -> Result<(), CliError> {
         if self.writer.is_none() {
             let sink = self.sink.take().ok_or("output lost")?;
-            self.writer = Some(Writer::new(sink, linktype, nanoseconds, snaplen)?);
+            self.writer = Some(Writer::new(sink, linktype_field, nanoseconds)?);
         }
         Ok(())
     }
@@ -214,11 +259,12 @@ fn run_one<R: Read>(
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     if let Container::Pcap {
         nanoseconds,
-        snaplen,
         linktype,
+        fcs_len,
+        ..
     } = reader.container()
     {
-        output.start(linktype, nanoseconds, snaplen)?;
+        output.start(linktype_field(linktype, fcs_len), nanoseconds)?;
     }
     loop {
         let packet = match reader.next_packet() {
@@ -226,30 +272,43 @@ fn run_one<R: Read>(
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("{name}: {e}").into()),
         };
-        output.start(packet.linktype, true, 0)?;
+        let field = linktype_field(packet.linktype, packet.fcs_len);
+        output.start(field, true)?;
         let w = output.writer.as_mut().expect("started above");
-        if packet.linktype != w.linktype() {
+        if field != w.linktype_field() {
+            let describe = |field: u32| {
+                let (linktype, fcs) = split_linktype_field(field);
+                match fcs {
+                    0 => link::linktype_name(linktype),
+                    fcs => format!("{} with a {fcs}-byte FCS", link::linktype_name(linktype)),
+                }
+            };
             return Err(format!(
                 "{name}: packet {}: {} differs from the {} of earlier packets; a pcap file holds one link type",
                 packet.number,
-                link::linktype_name(packet.linktype),
-                link::linktype_name(w.linktype())
+                describe(field),
+                describe(w.linktype_field())
             )
             .into());
         }
         filter.total += 1;
-        let net = link::network_header(packet.linktype, packet.data);
+        // The frame check sequence is not part of the packet the kernel hands to iptables.
+        let l3_frame = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
+        let net = link::network_header(packet.linktype, l3_frame);
         let mut ctx = Context::default();
         if let Some(net) = net {
             ctx.protocol = net.ethertype;
         }
         let input = if filter.l3 {
             net.map(|net| Input {
-                frame: packet.data,
+                frame: l3_frame,
                 start: net.offset,
                 net: Some(net.offset),
                 link: Some(0),
-                wire_len: packet.orig_len.saturating_sub(net.offset as u32),
+                wire_len: packet
+                    .orig_len
+                    .saturating_sub(packet.fcs_len)
+                    .saturating_sub(net.offset as u32),
                 ctx,
             })
         } else {
@@ -270,7 +329,14 @@ fn run_one<R: Read>(
         let matched = verdict != 0;
         if matched != filter.invert {
             match w.write(packet.timestamp, packet.orig_len, packet.data) {
-                Ok(()) => {}
+                Ok(written) => {
+                    if written.truncated {
+                        filter.truncated.note(packet.number);
+                    }
+                    if written.clamped {
+                        filter.clamped.note(packet.number);
+                    }
+                }
                 // A closed pipe on output stays an I/O error: the tool ends quietly.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(e.into()),
                 Err(e) => {

@@ -148,7 +148,7 @@ impl GeneratorArgs {
                     .chars()
                     .filter(|c| !c.is_whitespace())
                     .collect();
-                let bytes = hex::decode(&text)
+                let bytes = crate::pcap::hex::decode(&text)
                     .map_err(|e| format!("suffix: bad hex '{}': {e}", quote_short(&text)))?;
                 if bytes.is_empty() {
                     return Err("suffix: no bytes given: expected hex digits".into());

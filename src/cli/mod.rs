@@ -53,14 +53,20 @@ pub fn one_line_message(message: &str) -> String {
         .collect()
 }
 
-/// The packet part of a line of hex (before any tab, trimmed), or `None` for a blank line or
-/// a comment (`#` or `;` first): the rule of every tool that reads hex lines.
+/// The packet part of a line of hex (before any tab, after any timestamp column, trimmed), or
+/// `None` for a blank line or a comment (`#` or `;` first): the rule of every tool that reads
+/// hex lines ([`crate::pcap::hex::parse_line`]). A line whose timestamp column is malformed is
+/// returned whole, so that decoding it names the bad character.
 pub fn hex_line_data(line: &str) -> Option<&str> {
-    let data = line.split('\t').next().unwrap_or("").trim();
-    if data.is_empty() || data.starts_with('#') || data.starts_with(';') {
-        None
-    } else {
-        Some(data)
+    match crate::pcap::hex::parse_line(line.as_bytes()) {
+        Ok(crate::pcap::hex::Line::Empty) => None,
+        Ok(crate::pcap::hex::Line::Packet { hex, column, .. }) => {
+            Some(&line[column..column + hex.len()])
+        }
+        Err(_) => {
+            let data = line.split('\t').next().unwrap_or("").trim();
+            Some(data)
+        }
     }
 }
 

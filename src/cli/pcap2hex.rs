@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::pcap::{link, scrub, Reader};
+use crate::pcap::{hex, link, scrub, Reader};
 
 const EXAMPLES: &str = "\
 By default every frame is turned into plain Ethernet (Linux cooked SLL/SLL2, VLAN tags, raw IP
@@ -18,7 +18,8 @@ Examples:
   pcap2hex < flood.pcap | head
   pcap2hex --ascii any.pcapng | grep -i example
   pcap2hex --scrub flood.pcap > shareable.hex      anonymized, same structure and lengths
-  pcap2hex flood.pcap | parsedns";
+  pcap2hex flood.pcap | parsedns
+  pcap2hex -t flood.pcap | hex2pcap > copy.pcap    timestamps kept (to the nanosecond)";
 
 /// Print the packets of pcap/pcapng captures as hex, one per line.
 #[derive(Debug, Parser)]
@@ -36,40 +37,44 @@ struct Args {
     /// Print frames as captured, without turning them into Ethernet.
     #[arg(short = 'n', long = "no-normalize")]
     no_normalize: bool,
+    /// Start each line with the packet's timestamp, SECONDS.NANOSECONDS and a space
+    /// (hex2pcap reads it back, keeping the timestamps).
+    #[arg(short = 't', long)]
+    timestamps: bool,
     /// Capture files; stdin when none.
     files: Vec<String>,
 }
 
 fn write_line(
     out: &mut impl Write,
+    timestamp: Option<std::time::Duration>,
     frame: &[u8],
     ascii: bool,
-    line: &mut String,
+    line: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     line.clear();
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in frame {
-        line.push(char::from(DIGITS[usize::from(b >> 4)]));
-        line.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    if let Some(t) = timestamp {
+        write!(line, "{}.{:09} ", t.as_secs(), t.subsec_nanos())?;
     }
+    hex::encode_into(frame, line);
     if ascii {
-        line.push('\t');
+        line.push(b'\t');
         line.extend(frame.iter().map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
-                char::from(b)
+                b
             } else {
-                '.'
+                b'.'
             }
         }));
     }
-    line.push('\n');
-    out.write_all(line.as_bytes())
+    line.push(b'\n');
+    out.write_all(line)
 }
 
 fn dump<R: Read>(name: &str, input: R, args: &Args, out: &mut impl Write) -> Result<(), CliError> {
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     let mut frame = Vec::with_capacity(65536);
-    let mut line = String::with_capacity(1 << 17);
+    let mut line = Vec::with_capacity(1 << 17);
     loop {
         let packet = match reader.next_packet() {
             Ok(Some(packet)) => packet,
@@ -77,8 +82,10 @@ fn dump<R: Read>(name: &str, input: R, args: &Args, out: &mut impl Write) -> Res
             Err(e) => return Err(format!("{name}: {e}").into()),
         };
         frame.clear();
+        // A normalized frame is the packet alone: without the FCS the capture declares.
+        let without_fcs = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
         let normalized =
-            !args.no_normalize && link::to_ethernet(packet.linktype, packet.data, &mut frame);
+            !args.no_normalize && link::to_ethernet(packet.linktype, without_fcs, &mut frame);
         if !normalized {
             frame.extend_from_slice(packet.data);
         }
@@ -89,7 +96,8 @@ fn dump<R: Read>(name: &str, input: R, args: &Args, out: &mut impl Write) -> Res
                 scrub::scrub_frame(packet.linktype, &mut frame);
             }
         }
-        write_line(out, &frame, args.ascii, &mut line)?;
+        let timestamp = args.timestamps.then_some(packet.timestamp);
+        write_line(out, timestamp, &frame, args.ascii, &mut line)?;
     }
 }
 

@@ -38,28 +38,14 @@ pub enum TcpdumpError {
 
 /// The link type (LINKTYPE_* number) whose header is `offset` bytes long.
 pub fn linktype_for(offset: u32, inet6: bool) -> Result<u32, TcpdumpError> {
-    match offset {
-        0 if inet6 => Ok(229),
-        0 => Ok(228),
-        14 => Ok(1),
-        16 => Ok(113),
-        20 => Ok(276),
-        other => Err(TcpdumpError::NoLinkType(other)),
-    }
+    crate::pcap::link::for_header_len(offset, inet6).ok_or(TcpdumpError::NoLinkType(offset))
 }
 
 /// The name `tcpdump -y` knows a link type by.
 pub fn linktype_name(linktype: u32) -> Result<&'static str, TcpdumpError> {
-    Ok(match linktype {
-        0 => "NULL",
-        1 => "EN10MB",
-        101 => "RAW",
-        113 => "LINUX_SLL",
-        228 => "IPV4",
-        229 => "IPV6",
-        276 => "LINUX_SLL2",
-        other => return Err(TcpdumpError::UnsupportedLinkType(other)),
-    })
+    crate::pcap::link::by_number(linktype)
+        .map(|t| t.tcpdump_name)
+        .ok_or(TcpdumpError::UnsupportedLinkType(linktype))
 }
 
 /// Compiles `expr` (arguments joined with spaces) for `linktype` with `tcpdump -ddd`.

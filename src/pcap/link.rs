@@ -2,7 +2,13 @@
 //!
 //! Supported: Ethernet (with any number of 802.1Q / 802.1ad / QinQ tags), Linux cooked capture
 //! v1 (SLL, 16-byte header) and v2 (SLL2, 20 bytes), raw IP (101, and 228 / 229 for IPv4 /
-//! IPv6 only), BSD loopback (0, a 4-byte address family in the capturing host's byte order).
+//! IPv6 only; 12, DLT_RAW of Linux and most BSDs, as tcpdump reads it), BSD loopback (0, a
+//! 4-byte address family in the capturing host's byte order).
+//!
+//! [`LINK_TYPES`] is the one table of these link types (built on `pcap_file::DataLink`): the
+//! names tools accept and print, tcpdump's name for each, and the length of its fixed header.
+//! A frame check sequence at the end of a frame ([`crate::pcap::Packet::fcs_len`]) is not
+//! part of the network packet: [`network_header`]'s callers cut it off.
 //!
 //! Normalization keeps the real ethertype: an SLL or SLL2 frame becomes an Ethernet header
 //! (destination 00:00:00:00:00:00, source = the cooked header's link address when it is 6
@@ -11,6 +17,7 @@
 //! version.
 
 use etherparse::{Ethernet2Slice, SingleVlanSlice};
+use pcap_file::DataLink;
 
 /// BSD loopback.
 pub const LINKTYPE_NULL: u32 = 0;
@@ -26,6 +33,145 @@ pub const LINKTYPE_IPV4: u32 = 228;
 pub const LINKTYPE_IPV6: u32 = 229;
 /// Linux cooked capture v2.
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+/// Raw IP as DLT_RAW is numbered on Linux and most BSDs (files should say 101, some say 12).
+pub const LINKTYPE_DLT_RAW: u32 = 12;
+
+/// The largest link type libpcap 1.10 knows: tcpdump refuses files with a larger one.
+pub const LINKTYPE_MAX_KNOWN: u32 = 289;
+
+/// One link type the tools understand.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkType {
+    /// Its number, as `pcap-file` names it.
+    pub datalink: DataLink,
+    /// Names accepted on command lines (the first is the canonical one).
+    pub names: &'static [&'static str],
+    /// The name `tcpdump -y` knows it by.
+    pub tcpdump_name: &'static str,
+    /// A description for messages.
+    pub description: &'static str,
+    /// Length of its fixed header before the network header (`None`: it varies).
+    pub header_len: Option<u32>,
+    /// The IP version its packets always have (`None`: either).
+    pub ip_version: Option<u8>,
+}
+
+impl LinkType {
+    /// Its LINKTYPE number.
+    pub fn number(&self) -> u32 {
+        u32::from(self.datalink)
+    }
+}
+
+/// The link types understood here: every tool reads its names, numbers and headers from it.
+pub const LINK_TYPES: &[LinkType] = &[
+    LinkType {
+        datalink: DataLink::ETHERNET,
+        names: &["ether", "ethernet", "en10mb"],
+        tcpdump_name: "EN10MB",
+        description: "Ethernet",
+        header_len: Some(14),
+        ip_version: None,
+    },
+    LinkType {
+        datalink: DataLink::RAW,
+        names: &["raw"],
+        tcpdump_name: "RAW",
+        description: "raw IP",
+        header_len: Some(0),
+        ip_version: None,
+    },
+    LinkType {
+        datalink: DataLink::IPV4,
+        names: &["ipv4"],
+        tcpdump_name: "IPV4",
+        description: "raw IPv4",
+        header_len: Some(0),
+        ip_version: Some(4),
+    },
+    LinkType {
+        datalink: DataLink::IPV6,
+        names: &["ipv6"],
+        tcpdump_name: "IPV6",
+        description: "raw IPv6",
+        header_len: Some(0),
+        ip_version: Some(6),
+    },
+    LinkType {
+        datalink: DataLink::LINUX_SLL,
+        names: &["sll", "linux_sll"],
+        tcpdump_name: "LINUX_SLL",
+        description: "Linux cooked (SLL)",
+        header_len: Some(16),
+        ip_version: None,
+    },
+    LinkType {
+        datalink: DataLink::LINUX_SLL2,
+        names: &["sll2", "linux_sll2"],
+        tcpdump_name: "LINUX_SLL2",
+        description: "Linux cooked v2 (SLL2)",
+        header_len: Some(20),
+        ip_version: None,
+    },
+    LinkType {
+        datalink: DataLink::NULL,
+        names: &["null", "loopback"],
+        tcpdump_name: "NULL",
+        description: "BSD loopback",
+        header_len: Some(4),
+        ip_version: None,
+    },
+    LinkType {
+        datalink: DataLink::Unknown(LINKTYPE_DLT_RAW),
+        names: &["dlt_raw"],
+        tcpdump_name: "RAW",
+        description: "raw IP (DLT 12)",
+        header_len: Some(0),
+        ip_version: None,
+    },
+];
+
+/// The table entry of `linktype`.
+pub fn by_number(linktype: u32) -> Option<&'static LinkType> {
+    LINK_TYPES.iter().find(|t| t.number() == linktype)
+}
+
+/// Reads a link type given by name (any case) or LINKTYPE number. Numbers tcpdump does not
+/// know (above [`LINKTYPE_MAX_KNOWN`]) are refused: it would refuse the file.
+pub fn parse(text: &str) -> Result<u32, String> {
+    let lower = text.to_ascii_lowercase();
+    if let Some(found) = LINK_TYPES
+        .iter()
+        .find(|t| t.names.contains(&lower.as_str()))
+    {
+        return Ok(found.number());
+    }
+    let names: Vec<&str> = LINK_TYPES.iter().map(|t| t.names[0]).collect();
+    let number: u32 = text.parse().map_err(|_| {
+        format!(
+            "unknown link type '{text}': expected {} or a LINKTYPE number",
+            names.join(", ")
+        )
+    })?;
+    if number > LINKTYPE_MAX_KNOWN {
+        return Err(format!(
+            "link type {number} is not one libpcap knows (0 to {LINKTYPE_MAX_KNOWN}): tcpdump would refuse the file"
+        ));
+    }
+    Ok(number)
+}
+
+/// The link type whose fixed header before IP is `header_len` bytes long (raw IPv6 for 0 with
+/// `inet6`, raw IPv4 for 0 without).
+pub fn for_header_len(header_len: u32, inet6: bool) -> Option<u32> {
+    if header_len == 0 {
+        return Some(if inet6 { LINKTYPE_IPV6 } else { LINKTYPE_IPV4 });
+    }
+    let candidates = [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2];
+    candidates
+        .into_iter()
+        .find(|&n| by_number(n).and_then(|t| t.header_len) == Some(header_len))
+}
 
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -45,30 +191,15 @@ pub struct NetworkHeader {
 
 /// The name of a link type, for messages.
 pub fn linktype_name(linktype: u32) -> String {
-    match linktype {
-        LINKTYPE_NULL => "BSD loopback".into(),
-        LINKTYPE_ETHERNET => "Ethernet".into(),
-        LINKTYPE_RAW => "raw IP".into(),
-        LINKTYPE_LINUX_SLL => "Linux cooked (SLL)".into(),
-        LINKTYPE_IPV4 => "raw IPv4".into(),
-        LINKTYPE_IPV6 => "raw IPv6".into(),
-        LINKTYPE_LINUX_SLL2 => "Linux cooked v2 (SLL2)".into(),
-        other => format!("link type {other}"),
+    match by_number(linktype) {
+        Some(t) => t.description.to_string(),
+        None => format!("link type {linktype}"),
     }
 }
 
 /// True for the link types this module understands.
 pub fn is_supported(linktype: u32) -> bool {
-    matches!(
-        linktype,
-        LINKTYPE_NULL
-            | LINKTYPE_ETHERNET
-            | LINKTYPE_RAW
-            | LINKTYPE_LINUX_SLL
-            | LINKTYPE_IPV4
-            | LINKTYPE_IPV6
-            | LINKTYPE_LINUX_SLL2
-    )
+    by_number(linktype).is_some()
 }
 
 fn ip_version_ethertype(first: Option<&u8>) -> Option<u16> {
@@ -107,7 +238,7 @@ pub fn network_header(linktype: u32, frame: &[u8]) -> Option<NetworkHeader> {
             frame.get(..20)?;
             skip_vlan_tags(frame, 20, u16::from_be_bytes([protocol[0], protocol[1]]))
         }
-        LINKTYPE_RAW => Some(NetworkHeader {
+        LINKTYPE_RAW | LINKTYPE_DLT_RAW => Some(NetworkHeader {
             offset: 0,
             ethertype: ip_version_ethertype(frame.first())?,
         }),
@@ -177,6 +308,32 @@ pub fn to_ethernet(linktype: u32, frame: &[u8], out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_agrees_with_the_named_constants() {
+        for (constant, datalink) in [
+            (LINKTYPE_NULL, DataLink::NULL),
+            (LINKTYPE_ETHERNET, DataLink::ETHERNET),
+            (LINKTYPE_RAW, DataLink::RAW),
+            (LINKTYPE_LINUX_SLL, DataLink::LINUX_SLL),
+            (LINKTYPE_IPV4, DataLink::IPV4),
+            (LINKTYPE_IPV6, DataLink::IPV6),
+            (LINKTYPE_LINUX_SLL2, DataLink::LINUX_SLL2),
+        ] {
+            assert_eq!(constant, u32::from(datalink));
+            assert!(is_supported(constant));
+        }
+        assert_eq!(parse("SLL2"), Ok(LINKTYPE_LINUX_SLL2));
+        assert_eq!(parse("147"), Ok(147));
+        assert!(parse("65536").unwrap_err().contains("tcpdump would refuse"));
+        assert!(parse("290").is_err());
+        assert!(parse("bogus").unwrap_err().contains("ether, raw, ipv4"));
+        assert_eq!(for_header_len(16, false), Some(LINKTYPE_LINUX_SLL));
+        assert_eq!(for_header_len(0, true), Some(LINKTYPE_IPV6));
+        assert_eq!(for_header_len(18, false), None);
+        let dlt12 = network_header(LINKTYPE_DLT_RAW, &[0x60, 0, 0, 0]).unwrap();
+        assert_eq!((dlt12.offset, dlt12.ethertype), (0, ETHERTYPE_IPV6));
+    }
 
     #[test]
     fn finds_network_header_behind_two_vlan_tags() {

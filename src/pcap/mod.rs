@@ -8,9 +8,16 @@
 //!   ([`MAX_RECORD`]); the buffer only grows to the largest record actually present;
 //! - the packets before the damage are delivered first.
 //!
-//! [`Writer`] writes classic pcap. [`link`] finds the network header in each link type and turns
-//! frames into plain Ethernet.
+//! Read as libpcap and tcpdump read them: records longer than the header's snap length, the
+//! obsolete pcapng Packet Block, option strings that are not UTF-8 (replaced, not refused), and
+//! the FCS length a pcap header's link-type field or a pcapng interface declares.
+//!
+//! [`Writer`] writes classic pcap that tcpdump reads: records are cut to [`MAX_SNAPLEN`] bytes,
+//! timestamps past pcap's 32-bit seconds are clamped, and it says when it did either.
+//! [`link`] finds the network header in each link type and turns frames into plain Ethernet;
+//! [`hex`] is the hex text form of packets.
 
+pub mod hex;
 pub mod link;
 pub mod scrub;
 
@@ -18,8 +25,10 @@ use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapParser, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapParser};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::blocks::packet::PacketOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, Endianness, TsResolution};
 use thiserror::Error;
@@ -27,6 +36,10 @@ use thiserror::Error;
 /// The largest record (pcap packet or pcapng block) accepted: far above any real snap length
 /// (262144), far below what would hurt to allocate.
 pub const MAX_RECORD: usize = 16 << 20;
+
+/// The largest record written, and the snap length of written files: libpcap's largest snap
+/// length, above which tcpdump refuses a record as damaged.
+pub const MAX_SNAPLEN: u32 = hex::MAX_PACKET as u32;
 
 /// A read error with where it happened.
 #[derive(Debug, Error)]
@@ -54,6 +67,9 @@ pub struct Packet<'a> {
     pub orig_len: u32,
     /// Link type (LINKTYPE_* number) of the packet's interface.
     pub linktype: u32,
+    /// Length of the frame check sequence at the end of `data` (0: none or unknown), as the
+    /// pcap header's link-type field, the pcapng interface or the packet's flags declare it.
+    pub fcs_len: u32,
     /// The captured bytes.
     pub data: &'a [u8],
 }
@@ -69,6 +85,8 @@ pub enum Container {
         snaplen: u32,
         /// Link type from the header.
         linktype: u32,
+        /// FCS length the header's link-type field declares (0: none or unknown).
+        fcs_len: u32,
     },
     /// pcapng.
     PcapNg,
@@ -92,8 +110,15 @@ pub fn starts_like_capture(start: &[u8]) -> bool {
     !start.is_empty() && MAGICS.iter().any(|m| m.starts_with(start))
 }
 
-/// A packet located in the buffer: data start, data length, timestamp, wire length, link type.
-type Found = (usize, usize, Duration, u32, u32);
+/// A packet located in the buffer.
+struct Found {
+    start: usize,
+    len: usize,
+    timestamp: Duration,
+    orig_len: u32,
+    linktype: u32,
+    fcs_len: u32,
+}
 
 enum State {
     /// Before the file header is read.
@@ -118,6 +143,105 @@ pub struct Reader<R: Read> {
 
 fn datalink_number(datalink: DataLink) -> u32 {
     u32::from(datalink)
+}
+
+/// The link type and FCS length (bytes) in a pcap header's link-type field: the link type in
+/// the low 16 bits; when bit 26 is set, the FCS length in 16-bit words in bits 28-31.
+pub fn split_linktype_field(field: u32) -> (u32, u32) {
+    let fcs = if field & 0x0400_0000 != 0 {
+        (field >> 28) * 2
+    } else {
+        0
+    };
+    (field & 0xffff, fcs)
+}
+
+/// The pcap header link-type field for `linktype` with an FCS of `fcs_len` bytes (0: none).
+pub fn linktype_field(linktype: u32, fcs_len: u32) -> u32 {
+    let words = (fcs_len / 2).min(15);
+    if words == 0 {
+        linktype & 0xffff
+    } else {
+        linktype & 0xffff | 0x0400_0000 | words << 28
+    }
+}
+
+/// Option codes that hold UTF-8 text, by block type: comments in every block, and the
+/// section's hardware/OS/application, the interface's name/description/OS/hardware, and the
+/// name resolution block's DNS name.
+fn is_text_option(block_type: u32, code: u16) -> bool {
+    matches!(
+        (block_type, code),
+        (_, 1 | 2988 | 19372) | (0x0a0d_0d0a, 2..=4) | (1, 2 | 3 | 12 | 15) | (4, 2)
+    )
+}
+
+/// Replaces bytes that are not UTF-8 in the text options of the pcapng block at the start of
+/// `block` by '?', so the block can be read as Wireshark and tcpdump read it. True when
+/// something was replaced.
+fn repair_text_options(block: &mut [u8], endianness: Endianness) -> bool {
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(match endianness {
+            Endianness::Big => u32::from_be_bytes(bytes),
+            Endianness::Little => u32::from_le_bytes(bytes),
+        })
+    };
+    let half = |b: &[u8], at: usize| -> Option<u16> {
+        let bytes: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+        Some(match endianness {
+            Endianness::Big => u16::from_be_bytes(bytes),
+            Endianness::Little => u16::from_le_bytes(bytes),
+        })
+    };
+    let (Some(block_type), Some(total)) = (word(block, 0), word(block, 4)) else {
+        return false;
+    };
+    let total = total as usize;
+    if total < 12 || total > block.len() {
+        return false;
+    }
+    // Where the options start: after the fixed fields (and the packet data) of each block.
+    let options = match block_type {
+        0x0a0d_0d0a => Some(24),
+        1 => Some(16),
+        6 => word(block, 20).map(|caplen| 28 + (caplen as usize).div_ceil(4) * 4),
+        2 => word(block, 20).map(|caplen| 28 + (caplen as usize).div_ceil(4) * 4),
+        5 => Some(20),
+        _ => None,
+    };
+    let Some(mut at) = options else {
+        return false;
+    };
+    let end = total - 4;
+    let mut repaired = false;
+    while at + 4 <= end {
+        let (Some(code), Some(len)) = (half(block, at), half(block, at + 2)) else {
+            break;
+        };
+        if code == 0 {
+            break;
+        }
+        let value = at + 4..(at + 4 + usize::from(len)).min(end);
+        // Custom text options start with a 4-byte private enterprise number.
+        let text_start = if code == 2988 || code == 19372 {
+            (value.start + 4).min(value.end)
+        } else {
+            value.start
+        };
+        if is_text_option(block_type, code) {
+            let mut text = &mut block[text_start..value.end];
+            while let Err(e) = std::str::from_utf8(text) {
+                let bad = e.valid_up_to();
+                let len = e.error_len().unwrap_or(text.len() - bad);
+                text[bad..bad + len].fill(b'?');
+                repaired = true;
+                text = &mut text[bad + len..];
+            }
+        }
+        at += 4 + usize::from(len).div_ceil(4) * 4;
+    }
+    repaired
 }
 
 /// pcapng timestamps are in units of the interface's `if_tsresol` (default 10^-6 s); pcap-file
@@ -184,10 +308,13 @@ impl<R: Read> Reader<R> {
                     reader.container = match &state {
                         State::Pcap(p) => {
                             let header: PcapHeader = p.header();
+                            let (linktype, fcs_len) =
+                                split_linktype_field(datalink_number(header.datalink));
                             Container::Pcap {
                                 nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
                                 snaplen: header.snaplen,
-                                linktype: datalink_number(header.datalink),
+                                linktype,
+                                fcs_len,
                             }
                         }
                         State::PcapNg(_) | State::Start => Container::PcapNg,
@@ -296,8 +423,14 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// The byte offset in the input of the next record: how far the input has been read.
+    pub fn position(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
     /// The next packet, `Ok(None)` at the end of the input.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        let mut repaired_at = None;
         loop {
             if self.pos == self.end {
                 self.fill(1)?;
@@ -321,57 +454,109 @@ impl<R: Read> Reader<R> {
                 State::Pcap(parser) => {
                     let header = parser.header();
                     let start = self.pos;
+                    let (linktype, fcs_len) =
+                        split_linktype_field(datalink_number(header.datalink));
                     pcap_record(slice, header.endianness, header.ts_resolution).map(
                         |(used, len, timestamp, orig_len)| {
-                            let linktype = datalink_number(header.datalink);
-                            (used, Some((start + 16, len, timestamp, orig_len, linktype)))
+                            let found = Found {
+                                start: start + 16,
+                                len,
+                                timestamp,
+                                orig_len,
+                                linktype,
+                                fcs_len,
+                            };
+                            (used, Some(found))
                         },
                     )
                 }
                 State::PcapNg(parser) => parser.next_block(slice).and_then(|(rem, block)| {
                     let used = slice.len() - rem.len();
-                    let (interface, data, timestamp, orig_len): (u32, Cow<[u8]>, Duration, u32) =
-                        match block {
-                            Block::EnhancedPacket(epb) => {
-                                (epb.interface_id, epb.data, epb.timestamp, epb.original_len)
-                            }
-                            Block::SimplePacket(spb) => {
-                                (0, spb.data, Duration::ZERO, spb.original_len)
-                            }
-                            _ => return Ok((used, None)),
-                        };
+                    // (interface, data, raw timestamp, wire length, FCS length from flags)
+                    let (interface, data, timestamp, orig_len, flags): (
+                        u32,
+                        Cow<[u8]>,
+                        Duration,
+                        u32,
+                        Option<u32>,
+                    ) = match block {
+                        Block::EnhancedPacket(epb) => {
+                            let flags = epb.options.iter().find_map(|o| match o {
+                                EnhancedPacketOption::Flags(f) => Some(*f),
+                                _ => None,
+                            });
+                            (
+                                epb.interface_id,
+                                epb.data,
+                                epb.timestamp,
+                                epb.original_len,
+                                flags,
+                            )
+                        }
+                        Block::SimplePacket(spb) => {
+                            (0, spb.data, Duration::ZERO, spb.original_len, None)
+                        }
+                        // The obsolete Packet Block, still written by old tools.
+                        Block::Packet(pb) => {
+                            let flags = pb.options.iter().find_map(|o| match o {
+                                PacketOption::Flags(f) => Some(*f),
+                                _ => None,
+                            });
+                            (
+                                u32::from(pb.interface_id),
+                                pb.data,
+                                Duration::from_nanos(pb.timestamp),
+                                pb.original_len,
+                                flags,
+                            )
+                        }
+                        _ => return Ok((used, None)),
+                    };
                     let idb = parser
                         .interfaces()
                         .get(interface as usize)
                         .ok_or(pcap_file::PcapError::InvalidInterfaceId(interface))?;
-                    let tsresol = idb.options.iter().find_map(|o| match o {
-                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
-                        _ => None,
-                    });
+                    let mut tsresol = None;
+                    let mut fcs_bits = None;
+                    for option in &idb.options {
+                        match option {
+                            InterfaceDescriptionOption::IfTsResol(r) => tsresol = Some(*r),
+                            InterfaceDescriptionOption::IfFcsLen(bits) => {
+                                fcs_bits = Some(u32::from(*bits))
+                            }
+                            _ => {}
+                        }
+                    }
+                    // The packet's flags (bits 5-8, in bytes) override the interface's
+                    // if_fcslen (in bits).
+                    let fcs_len = match flags.map(|f| (f >> 5) & 0xf) {
+                        Some(bytes) if bytes != 0 => bytes,
+                        _ => fcs_bits.map_or(0, |bits| bits / 8),
+                    };
                     let start = data.as_ptr() as usize - buf_start;
-                    Ok((
-                        used,
-                        Some((
-                            start,
-                            data.len(),
-                            pcapng_time(timestamp, tsresol),
-                            orig_len,
-                            datalink_number(idb.linktype),
-                        )),
-                    ))
+                    let found = Found {
+                        start,
+                        len: data.len(),
+                        timestamp: pcapng_time(timestamp, tsresol),
+                        orig_len,
+                        linktype: datalink_number(idb.linktype) & 0xffff,
+                        fcs_len: fcs_len.min(data.len() as u32),
+                    };
+                    Ok((used, Some(found)))
                 }),
             };
             match parsed {
                 Ok((used, found)) => {
                     self.pos += used;
-                    if let Some((start, len, timestamp, orig_len, linktype)) = found {
+                    if let Some(found) = found {
                         self.packets += 1;
                         return Ok(Some(Packet {
                             number: self.packets,
-                            timestamp,
-                            orig_len,
-                            linktype,
-                            data: &self.buf[start..start + len],
+                            timestamp: found.timestamp,
+                            orig_len: found.orig_len,
+                            linktype: found.linktype,
+                            fcs_len: found.fcs_len,
+                            data: &self.buf[found.start..found.start + found.len],
                         }));
                     }
                 }
@@ -383,10 +568,42 @@ impl<R: Read> Reader<R> {
                         )));
                     }
                 }
-                Err(e) => return Err(self.error(format!("bad record: {e}"))),
+                Err(e) => {
+                    if let State::PcapNg(parser) = &self.state {
+                        let endianness = parser.section().endianness;
+                        let block = &mut self.buf[self.pos..self.end];
+                        // Text options that are not UTF-8 are replaced, once per block.
+                        if repaired_at != Some(self.pos) && repair_text_options(block, endianness) {
+                            repaired_at = Some(self.pos);
+                            continue;
+                        }
+                        // A block that carries no packet and cannot be read is skipped.
+                        if let Some(total) = skippable_block(block, endianness) {
+                            self.pos += total;
+                            continue;
+                        }
+                    }
+                    return Err(self.error(format!("bad record: {e}")));
+                }
             }
         }
     }
+}
+
+/// The length of the pcapng block at the start of `block` when it carries neither packets nor
+/// what reading them needs (not a section header, interface description or packet block)
+/// and its length is sound.
+fn skippable_block(block: &[u8], endianness: Endianness) -> Option<usize> {
+    let word = |at: usize| -> Option<u32> {
+        let bytes: [u8; 4] = block.get(at..at + 4)?.try_into().ok()?;
+        Some(match endianness {
+            Endianness::Big => u32::from_be_bytes(bytes),
+            Endianness::Little => u32::from_le_bytes(bytes),
+        })
+    };
+    let (block_type, total) = (word(0)?, word(4)? as usize);
+    let essential = matches!(block_type, 0x0a0d_0d0a | 1 | 2 | 3 | 6);
+    (!essential && total >= 12 && total % 4 == 0 && total <= block.len()).then_some(total)
 }
 
 /// One classic pcap record at the start of `slice`: (bytes used, captured length, timestamp,
@@ -422,59 +639,103 @@ fn pcap_record(
     Ok((16 + len, len, timestamp, orig))
 }
 
-/// Writes classic pcap.
+/// What [`Writer::write`] had to change so that tcpdump reads the record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The data was longer than [`MAX_SNAPLEN`] and was cut (the wire length is kept).
+    pub truncated: bool,
+    /// The timestamp was past pcap's 32-bit seconds (2106-02-07) and was clamped to the last
+    /// one it holds.
+    pub clamped: bool,
+}
+
+/// Writes classic pcap (host byte order, snap length [`MAX_SNAPLEN`]).
+///
+/// Written by hand rather than with `pcap-file`'s writer, which refuses what this one adapts
+/// (records over the snap length, timestamps past 32 bits) and hides its output.
 pub struct Writer<W: Write> {
-    inner: PcapWriter<W>,
-    linktype: u32,
+    output: W,
+    linktype_field: u32,
+    nanoseconds: bool,
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header: `linktype`, snap length 262144 (or `snaplen` if larger),
-    /// nanosecond or microsecond timestamps, host byte order.
-    pub fn new(output: W, linktype: u32, nanoseconds: bool, snaplen: u32) -> io::Result<Writer<W>> {
-        let header = PcapHeader {
-            version_major: 2,
-            version_minor: 4,
-            ts_correction: 0,
-            ts_accuracy: 0,
-            snaplen: snaplen.max(262_144),
-            datalink: DataLink::from(linktype),
-            ts_resolution: if nanoseconds {
-                TsResolution::NanoSecond
-            } else {
-                TsResolution::MicroSecond
-            },
-            endianness: Endianness::native(),
+    /// Writes the file header: the link-type field (a LINKTYPE number, with the FCS bits of
+    /// [`linktype_field`] if any), nanosecond or microsecond timestamps.
+    pub fn new(mut output: W, linktype_field: u32, nanoseconds: bool) -> io::Result<Writer<W>> {
+        let magic: u32 = if nanoseconds {
+            0xa1b2_3c4d
+        } else {
+            0xa1b2_c3d4
         };
-        let inner = PcapWriter::with_header(output, header).map_err(to_io)?;
-        Ok(Writer { inner, linktype })
+        let mut header = [0u8; 24];
+        header[0..4].copy_from_slice(&magic.to_ne_bytes());
+        header[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        header[6..8].copy_from_slice(&4u16.to_ne_bytes());
+        header[16..20].copy_from_slice(&MAX_SNAPLEN.to_ne_bytes());
+        header[20..24].copy_from_slice(&linktype_field.to_ne_bytes());
+        output.write_all(&header)?;
+        Ok(Writer {
+            output,
+            linktype_field,
+            nanoseconds,
+        })
     }
 
-    /// The link type of the file.
+    /// The link type of the file (without FCS bits).
     pub fn linktype(&self) -> u32 {
-        self.linktype
+        split_linktype_field(self.linktype_field).0
     }
 
-    /// Writes one packet.
-    pub fn write(&mut self, timestamp: Duration, orig_len: u32, data: &[u8]) -> io::Result<()> {
-        let packet = PcapPacket {
-            timestamp,
-            orig_len: orig_len.max(data.len() as u32),
-            data: Cow::Borrowed(data),
+    /// The link-type field of the file header.
+    pub fn linktype_field(&self) -> u32 {
+        self.linktype_field
+    }
+
+    /// Writes one packet: the record header and the data in two writes, nothing else.
+    pub fn write(
+        &mut self,
+        timestamp: Duration,
+        orig_len: u32,
+        data: &[u8],
+    ) -> io::Result<Written> {
+        let mut written = Written::default();
+        let data = if data.len() > MAX_SNAPLEN as usize {
+            written.truncated = true;
+            &data[..MAX_SNAPLEN as usize]
+        } else {
+            data
         };
-        self.inner.write_packet(&packet).map_err(to_io)?;
-        Ok(())
+        let (secs, nanos) = match u32::try_from(timestamp.as_secs()) {
+            Ok(secs) => (secs, timestamp.subsec_nanos()),
+            Err(_) => {
+                written.clamped = true;
+                (u32::MAX, 999_999_999)
+            }
+        };
+        let frac = if self.nanoseconds {
+            nanos
+        } else {
+            nanos / 1000
+        };
+        let caplen = data.len() as u32;
+        let mut record = [0u8; 16];
+        record[0..4].copy_from_slice(&secs.to_ne_bytes());
+        record[4..8].copy_from_slice(&frac.to_ne_bytes());
+        record[8..12].copy_from_slice(&caplen.to_ne_bytes());
+        record[12..16].copy_from_slice(&orig_len.max(caplen).to_ne_bytes());
+        self.output.write_all(&record)?;
+        self.output.write_all(data)?;
+        Ok(written)
+    }
+
+    /// The output.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.output
     }
 
     /// Returns the output.
     pub fn into_inner(self) -> W {
-        self.inner.into_writer()
-    }
-}
-
-fn to_io(err: pcap_file::PcapError) -> io::Error {
-    match err {
-        pcap_file::PcapError::IoError(e) => e,
-        other => io::Error::other(other.to_string()),
+        self.output
     }
 }

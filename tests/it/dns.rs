@@ -482,7 +482,7 @@ fn cooked_captures_from_the_loopback_device_are_read() {
         ),
         (0, null, "l2: loopback family 2"),
     ] {
-        let mut writer = bpftools::pcap::Writer::new(Vec::new(), linktype, false, 0).unwrap();
+        let mut writer = bpftools::pcap::Writer::new(Vec::new(), linktype, false).unwrap();
         writer.write(Duration::from_secs(1), 0, &frame).unwrap();
         let out = run("parsedns", &["-"], &writer.into_inner());
         assert!(out.status.success(), "{}", stderr(&out));
