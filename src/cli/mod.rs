@@ -207,10 +207,21 @@ pub fn parse_args<T: clap::Parser>(
     stdout: &mut dyn io::Write,
     stderr: &mut dyn io::Write,
 ) -> Result<Result<T, ExitCode>, CliError> {
-    match T::try_parse_from(args) {
-        Ok(parsed) => Ok(Ok(parsed)),
+    let mut command = with_generate_option(T::command());
+    let parsed = command
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| match matches.get_one::<String>(GENERATE) {
+            Some(kind) => Ok(Err(kind.clone())),
+            None => T::from_arg_matches(&matches).map(Ok),
+        });
+    match parsed {
+        Ok(Ok(parsed)) => Ok(Ok(parsed)),
+        Ok(Err(kind)) => {
+            generate_support_file(&mut command, &kind, stdout)?;
+            stdout.flush()?;
+            Ok(Err(ExitCode::from(EXIT_OK)))
+        }
         Err(err) if err.use_stderr() => {
-            let command = T::command();
             let name = command.get_name().to_string();
             let message = usage_hint(&command, &err)
                 .unwrap_or_else(|| clap_error_line(&err.render().to_string()));
@@ -222,8 +233,48 @@ pub fn parse_args<T: clap::Parser>(
             Ok(Err(ExitCode::from(EXIT_ERROR)))
         }
         Err(err) => {
-            write!(stdout, "{err}")?;
+            write!(stdout, "{}", err.render())?;
             Ok(Err(ExitCode::from(EXIT_OK)))
         }
     }
+}
+
+/// The option every tool has for its shell completions and manual page.
+const GENERATE: &str = "generate";
+
+/// What `--generate` can print.
+const GENERATE_KINDS: [&str; 4] = ["complete-bash", "complete-zsh", "complete-fish", "man"];
+
+fn with_generate_option(command: clap::Command) -> clap::Command {
+    // A tool whose generator is required says so itself when `--generate` is not given.
+    command.subcommand_required(false).arg(
+        clap::Arg::new(GENERATE)
+            .long(GENERATE)
+            .value_name("KIND")
+            .value_parser(GENERATE_KINDS)
+            .exclusive(true)
+            .help("Print a shell completion script or the manual page (roff) and exit"),
+    )
+}
+
+/// Writes the completion script or manual page `kind` for `command` to `out`.
+fn generate_support_file(
+    command: &mut clap::Command,
+    kind: &str,
+    out: &mut dyn io::Write,
+) -> Result<(), CliError> {
+    use clap_complete::Shell;
+    let name = command.get_name().to_string();
+    let shell = match kind {
+        "complete-bash" => Shell::Bash,
+        "complete-zsh" => Shell::Zsh,
+        "complete-fish" => Shell::Fish,
+        _ => {
+            command.build();
+            clap_mangen::Man::new(command.clone()).render(out)?;
+            return Ok(());
+        }
+    };
+    clap_complete::generate(shell, command, name, out);
+    Ok(())
 }

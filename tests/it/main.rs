@@ -12,3 +12,4 @@ mod libpcap;
 mod packets;
 mod pipe;
 mod randprog;
+mod support;
