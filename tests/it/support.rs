@@ -21,7 +21,7 @@ fn tools() -> Vec<String> {
 
 /// Writes `TOOL --generate kind` to a file and checks it with `checker ARGS FILE`.
 fn check_generated(kind: &str, checker: &str, checker_args: &[&str]) {
-    let dir = std::env::temp_dir().join(format!("bpftools-support-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("bpftools-support-{}-{kind}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for tool in tools() {
         let out = run(&tool, &["--generate", kind], b"");
@@ -86,7 +86,7 @@ fn manual_pages_render_without_warnings() {
     let out = run("bpfgen", &["--generate", "man"], b"");
     let page = stdout(&out);
     assert!(page.contains(".TH bpfgen 1"), "{page}");
-    assert!(page.contains("--offset"), "{page}");
+    assert!(page.contains(r"\-\-offset"), "{page}");
 }
 
 #[test]
