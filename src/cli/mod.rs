@@ -208,12 +208,12 @@ pub fn parse_args<T: clap::Parser>(
     stderr: &mut dyn io::Write,
 ) -> Result<Result<T, ExitCode>, CliError> {
     let mut command = with_generate_option(T::command());
-    let parsed = command
-        .try_get_matches_from_mut(args)
-        .and_then(|matches| match matches.get_one::<String>(GENERATE) {
+    let parsed = command.try_get_matches_from_mut(args).and_then(|matches| {
+        match matches.get_one::<String>(GENERATE) {
             Some(kind) => Ok(Err(kind.clone())),
             None => T::from_arg_matches(&matches).map(Ok),
-        });
+        }
+    });
     match parsed {
         Ok(Ok(parsed)) => Ok(Ok(parsed)),
         Ok(Err(kind)) => {
