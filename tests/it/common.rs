@@ -70,3 +70,22 @@ pub fn have(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Fails the test, naming what to install, when `tool` (the oracle of a test) is not on PATH:
+/// a test whose oracle cannot run never passes.
+pub fn require(tool: &str, debian_package: &str) {
+    assert!(
+        have(tool),
+        "this test needs `{tool}` on PATH as its oracle (Debian: apt-get install {debian_package})"
+    );
+}
+
+/// Fails the test when not root. Tests that call it are `#[ignore = "needs root ..."]`, so they
+/// run only when asked for (`cargo test -- --include-ignored`, as `scripts/test-all.sh` does as
+/// root and in CI); asked for without root they fail rather than pass unchecked.
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}); run it as root or leave out --include-ignored / --ignored"
+    );
+}

@@ -873,10 +873,7 @@ fn negate_offset_and_other_generators() {
 
 #[test]
 fn tcpdump_generator_uses_the_system_tcpdump() {
-    if !crate::common::have("tcpdump") {
-        eprintln!("SKIP tcpdump_generator_uses_the_system_tcpdump: tcpdump not installed");
-        return;
-    }
+    crate::common::require("tcpdump", "tcpdump");
     let out = run(
         "bpfgen",
         &["tcpdump", "--", "udp", "dst", "port", "53"],

@@ -7,7 +7,7 @@ use std::process::Command;
 use bpftools::asm::parse_bytecode;
 use bpftools::vm::{validate, Profile};
 
-use crate::common::{have, run, stderr, stdout};
+use crate::common::{require, run, stderr, stdout};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bpftools-ipt-{name}-{}", std::process::id()));
@@ -121,29 +121,26 @@ fn every_rule_fits_xt_bpf_and_splits_when_needed() {
     }
     // A program within 64 instructions whose bytecode text iptables-restore cannot read
     // (its parameters hold at most 1023 characters): refused, never written.
-    if have("tcpdump") {
-        let expr = (0..20)
-            .map(|i| {
-                format!(
-                    "ip[{}:4] & {} = {}",
-                    60000 + 4 * i,
-                    4_000_000_000u32 + i,
-                    4_000_000_000u32 + i
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" or ");
-        let out = run("iptables-bpf", &["-w", "-", "tcpdump", "--", &expr], b"");
-        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(out.stdout.is_empty());
-        assert!(
-            stderr(&out).contains("characters long; iptables-restore reads at most 1023"),
-            "{}",
-            stderr(&out)
-        );
-    } else {
-        eprintln!("SKIP bytecode length check: tcpdump not installed");
-    }
+    require("tcpdump", "tcpdump");
+    let expr = (0..20)
+        .map(|i| {
+            format!(
+                "ip[{}:4] & {} = {}",
+                60000 + 4 * i,
+                4_000_000_000u32 + i,
+                4_000_000_000u32 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let out = run("iptables-bpf", &["-w", "-", "tcpdump", "--", &expr], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("characters long; iptables-restore reads at most 1023"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -290,10 +287,7 @@ fn hostile_values_are_refused_or_inert() {
 
 #[test]
 fn generated_scripts_pass_shellcheck() {
-    if !have("shellcheck") {
-        eprintln!("SKIP generated_scripts_pass_shellcheck: shellcheck not installed");
-        return;
-    }
+    require("shellcheck", "shellcheck");
     let dir = temp_dir("shellcheck");
     let variants: Vec<Vec<&str>> = vec![
         vec!["dns", "--", "*.www.example.uk"],

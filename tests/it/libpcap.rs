@@ -20,21 +20,30 @@ use bpftools::insn::{AluOp, Ancillary, Insn, Operand, RawInsn};
 use bpftools::pcap::{link, Reader};
 use bpftools::vm::{trace, validate, Context, Input, Profile, Program};
 
-use crate::common::{capture, have, testdata};
+use crate::common::{capture, require, testdata};
 use crate::randprog::{program, Mix, Rng};
 
-fn build_helper() -> Option<PathBuf> {
+/// Compiles the libpcap helper; the test fails here, saying what to install, when it cannot.
+fn build_helper() -> PathBuf {
+    require("gcc", "gcc");
     let out =
         std::env::temp_dir().join(format!("bpftools-libpcap-verdicts-{}", std::process::id()));
-    let status = Command::new("gcc")
+    let source = testdata("vm/libpcap_verdicts.c");
+    let build = Command::new("gcc")
         .arg("-O1")
         .arg("-o")
         .arg(&out)
-        .arg(testdata("vm/libpcap_verdicts.c"))
+        .arg(&source)
         .arg("-lpcap")
-        .status()
-        .ok()?;
-    status.success().then_some(out)
+        .output()
+        .expect("run gcc");
+    assert!(
+        build.status.success(),
+        "cannot build {} against libpcap (Debian: apt-get install libpcap-dev):\n{}",
+        source.display(),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    out
 }
 
 struct Frame {
@@ -93,14 +102,7 @@ fn documented_difference(program: &Program, input: &Input<'_>) -> Option<&'stati
 
 #[test]
 fn interpreter_agrees_with_libpcap_except_documented_differences() {
-    if !have("gcc") {
-        eprintln!("SKIP interpreter_agrees_with_libpcap: gcc not installed");
-        return;
-    }
-    let Some(helper) = build_helper() else {
-        eprintln!("SKIP interpreter_agrees_with_libpcap: cannot build against libpcap (apt-get install libpcap-dev)");
-        return;
-    };
+    let helper = build_helper();
     let mut rng = Rng::new(0x5eed_0003);
     let mut programs: Vec<Vec<RawInsn>> = Vec::new();
     while programs.len() < 400 {

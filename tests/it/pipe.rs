@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::{capture, have, reference, run, stderr, stdout};
+use crate::common::{capture, reference, require, run, stderr, stdout};
 
 const CAPTURES: [&str; 6] = [
     "eth-flood-v4.pcap",
@@ -261,10 +261,7 @@ fn filter_l3_keeps_exactly_the_matching_packets_on_every_link_type() {
 
 #[test]
 fn filter_output_is_read_by_tcpdump_with_link_type_and_timestamps() {
-    if !have("tcpdump") {
-        eprintln!("SKIP filter_output_is_read_by_tcpdump: tcpdump not installed");
-        return;
-    }
+    require("tcpdump", "tcpdump");
     let dir = std::env::temp_dir().join(format!("bpftools-filter-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, linktype, expr) in [
