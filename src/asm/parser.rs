@@ -632,7 +632,7 @@ impl Parser {
                     return insn(Insn::RetX);
                 }
                 // libpcap lists `ret a` as a bare `ret`.
-                if listing && self.peek().map_or(true, |t| t.line_start) {
+                if listing && self.peek().is_none_or(|t| t.line_start) {
                     return insn(Insn::RetA);
                 }
                 Err(self.error_here("'#k', 'a' or 'x' after 'ret'"))

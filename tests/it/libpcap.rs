@@ -110,7 +110,7 @@ fn interpreter_agrees_with_libpcap_except_documented_differences() {
             &mut rng,
             Mix {
                 invalid: false,
-                ancillary: programs.len() % 4 == 0,
+                ancillary: programs.len().is_multiple_of(4),
             },
         );
         if validate(&prog, Profile::Socket).is_ok() {
