@@ -122,6 +122,7 @@ pub mod filter;
 pub mod gen_args;
 pub mod hex2pcap;
 pub mod iptables_bpf;
+pub mod offset;
 pub mod parsedns;
 pub mod pcap2hex;
 

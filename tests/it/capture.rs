@@ -540,3 +540,120 @@ fn far_timestamps_and_huge_records_are_written_as_tcpdump_reads_them() {
     assert_eq!((second.data.len(), second.orig_len), (262_144, 300_000));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `offset`'s lines: (packet, offset, from end, prefix hex, suffix hex) of the packets found.
+fn offset_lines(output: &std::process::Output) -> Vec<(u64, usize, i64, String, String)> {
+    stdout(output)
+        .lines()
+        .filter(|l| !l.contains("\t-\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f.get(3).unwrap_or(&"").to_string(),
+                f.get(4).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn offset_finds_strings_and_builds_a_suffix_rule_that_matches() {
+    let path = capture("eth-flood-v4.pcap");
+    let path = path.to_str().unwrap();
+    // "example.net" in DNS wire form.
+    let wire = "076578616d706c65036e6574";
+    let out = run("offset", &["-x", wire, "-p", "-s", path], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let frames: Vec<String> = lines(&run("pcap2hex", &["-n", path], b""));
+    let all: Vec<String> = lines(&out);
+    assert_eq!(all.len(), frames.len(), "one line per packet");
+    let found = offset_lines(&out);
+    let mut expected_found = 0;
+    for (i, frame) in frames.iter().enumerate() {
+        // An independent search, on hex digits at even positions.
+        let want = (0..frame.len() / 2).find(|&b| frame[b * 2..].starts_with(wire));
+        if let Some(at) = want {
+            expected_found += 1;
+            let line = found.iter().find(|l| l.0 == i as u64 + 1).unwrap();
+            assert_eq!(line.1, at, "packet {}", i + 1);
+            assert_eq!(line.2, -((frame.len() / 2 - at) as i64));
+            assert_eq!(format!("{}{}", line.3, line.4), *frame);
+            assert!(line.4.starts_with(wire));
+        } else {
+            assert_eq!(all[i], format!("{}\t-\t-\t-\t-", i + 1));
+        }
+    }
+    assert!(expected_found > 6000, "{expected_found}");
+    assert_eq!(found.len(), expected_found);
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "offset: found in {expected_found} of {} packets; from the start: ",
+            frames.len()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The text form with escapes finds the same; hex lines read like the capture.
+    let text = run("offset", &["-i", "-q", r"\x07example\x03net", path], b"");
+    assert_eq!(lines(&text).len(), expected_found);
+    let from_hex = run(
+        "offset",
+        &["-x", wire, "-q"],
+        &run("pcap2hex", &["-n", path], b"").stdout,
+    );
+    assert_eq!(
+        stdout(&from_hex),
+        stdout(&run("offset", &["-x", wire, "-q", path], b""))
+    );
+    // --l3 counts from the IP header: 16 bytes less on Linux cooked captures.
+    let sll = capture("any-sll1.pcap");
+    let frame_offsets = offset_lines(&run(
+        "offset",
+        &["-i", "-x", wire, sll.to_str().unwrap()],
+        b"",
+    ));
+    let l3_offsets = offset_lines(&run(
+        "offset",
+        &["-i", "--l3", "-x", wire, sll.to_str().unwrap()],
+        b"",
+    ));
+    assert_eq!(frame_offsets.len(), l3_offsets.len());
+    for (frame, l3) in frame_offsets.iter().zip(&l3_offsets) {
+        assert_eq!((frame.0, frame.1 - 16, frame.2), (l3.0, l3.1, l3.2));
+    }
+    // The suffix of the first packet found, as a 'bpfgen suffix' rule run with filter --l3,
+    // keeps exactly the packets whose IP packet ends with those bytes.
+    let l3 = offset_lines(&run(
+        "offset",
+        &["-i", "-p", "-s", "--l3", "-x", wire, path],
+        b"",
+    ));
+    let suffix = l3[0].4.clone();
+    let want = l3.iter().filter(|l| l.4.ends_with(&suffix)).count();
+    let program = run("bpfgen", &["suffix", "--", &suffix], b"");
+    assert!(program.status.success(), "{}", stderr(&program));
+    let kept = run(
+        "filter",
+        &["-v", "--l3", "-b", stdout(&program).trim(), path],
+        b"",
+    );
+    assert!(
+        stderr(&kept).contains(&format!("matched {want}/")),
+        "{want}: {}",
+        stderr(&kept)
+    );
+    // Absent: exit 1 and the count; a bad escape: exit 2.
+    let out = run("offset", &["-x", "ffeeddccbbaa99887766", path], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("found in 0 of"), "{}", stderr(&out));
+    let out = run("offset", &[r"\q", path], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("offset: '\\q': at character 1: unknown escape"),
+        "{}",
+        stderr(&out)
+    );
+}
