@@ -53,3 +53,37 @@ PY
 }
 ratio "$work/filter.json"
 ratio "$work/hex.json"
+
+# parsedns: reports of 10,000 and 1,000,000 packets (the flood capture's packets repeated),
+# read from hex lines and from a pcap, as text and as JSON; microseconds per packet.
+# PARSEDNS_BASELINE=/path/to/another/parsedns adds that binary on the hex lines (versions
+# before pcap input read hex only) and prints the ratio: a before/after figure.
+"$bin/pcap2hex" -n testdata/captures/eth-flood-v4.pcap > "$work/dns-one.hex"
+for n in 10000 1000000; do
+    awk -v n="$n" '{ line[NR] = $0 } END { for (i = 0; i < n; i++) print line[i % NR + 1] }' \
+        "$work/dns-one.hex" > "$work/dns.hex"
+    "$bin/hex2pcap" --ts-step 0.000001 < "$work/dns.hex" > "$work/dns.pcap"
+    [ "$("$bin/parsedns" "$work/dns.pcap" | grep -c '^packet ')" = "$n" ] ||
+        { echo "bench: parsedns did not report $n packets" >&2; exit 1; }
+    commands=(
+        -n "parsedns hex" "$bin/parsedns < $work/dns.hex > /dev/null"
+        -n "parsedns pcap" "$bin/parsedns $work/dns.pcap > /dev/null"
+        -n "parsedns --json pcap" "$bin/parsedns --json $work/dns.pcap > /dev/null"
+    )
+    if [ -n "${PARSEDNS_BASELINE:-}" ]; then
+        commands+=(-n "baseline hex" "$PARSEDNS_BASELINE < $work/dns.hex > /dev/null")
+    fi
+    runs=$(( n > 100000 ? 3 : 10 ))
+    hyperfine --warmup 1 --runs "$runs" --export-json "$work/parsedns.json" "${commands[@]}"
+    python3 - "$work/parsedns.json" "$n" <<'PY'
+import json, sys
+results = {r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}
+n = int(sys.argv[2])
+for name, mean in results.items():
+    print(f"bench: {name}, {n} packets: {mean:.3f} s, {mean / n * 1e6:.2f} us per packet")
+if "baseline hex" in results:
+    print(f"bench: parsedns hex is {results['baseline hex'] / results['parsedns hex']:.2f}x "
+          f"the baseline's speed on {n} packets")
+PY
+done
+rm "$work/dns-one.hex" "$work/dns.hex" "$work/dns.pcap"

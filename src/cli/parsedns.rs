@@ -350,12 +350,14 @@ fn ip_header_fits(ip: &[u8], exact: bool) -> bool {
 }
 
 fn mac(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 {
             s.push(':');
         }
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -751,6 +753,9 @@ pub fn report(packet: &[u8]) -> serde_json::Value {
 struct Output<'a> {
     out: BufWriter<&'a mut dyn Write>,
     json: bool,
+    /// The text of one report, rendered in memory (cheaper than formatting into the writer
+    /// piece by piece) and written whole.
+    text: String,
 }
 
 impl Output<'_> {
@@ -759,7 +764,10 @@ impl Output<'_> {
             serde_json::to_writer(&mut self.out, report).map_err(io::Error::from)?;
             self.out.write_all(b"\n")?;
         } else {
-            writeln!(self.out, "{report}")?;
+            use std::fmt::Write as _;
+            self.text.clear();
+            writeln!(self.text, "{report}")?;
+            self.out.write_all(self.text.as_bytes())?;
         }
         Ok(())
     }
@@ -952,6 +960,7 @@ pub fn main(
     let mut output = Output {
         out: BufWriter::with_capacity(1 << 16, stdout),
         json: args.json,
+        text: String::new(),
     };
     let stdin_only = ["-".to_string()];
     let inputs = if args.inputs.is_empty() {

@@ -337,6 +337,13 @@ fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
 }
 
 fn push_label(name: &mut String, label: &[u8]) {
+    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && *b != b'.' && *b != b'\\';
+    if label.iter().all(plain) {
+        // Printable ASCII only: valid UTF-8, copied at once.
+        name.push_str(std::str::from_utf8(label).unwrap_or_default());
+        name.push('.');
+        return;
+    }
     for &b in label {
         match b {
             b'.' | b'\\' => {
