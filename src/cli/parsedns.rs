@@ -22,14 +22,16 @@ use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSl
 use serde::{Serialize, Serializer};
 
 use crate::cli::bpfasm::parse_hex_packet;
-use crate::cli::{hex_line_data, parse_args, CliError, EXIT_OK};
+use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
+use crate::pcap::hex::{self, MAX_LINE, MAX_PACKET};
 use crate::pcap::{self, link};
 
 const EXAMPLES: &str = "\
 Input: pcap or pcapng captures (any link type the tools read), or text with one packet per
 line as hex: Ethernet frames (as pcap2hex prints them) or packets starting at the IP header
-(anything after a tab is ignored; blank lines and lines starting with # or ; are skipped).
+(anything after a tab is ignored; blank lines and lines starting with # or ; are skipped;
+a first column SECONDS.FRACTION, as pcap2hex -t prints it, is the packet's time).
 Each INPUT is '-' (stdin), a file, or a packet as hex; stdin when there is none. The format of
 a stream is told by its first bytes. Each report starts with the packet number and time
 (captures) or the line or argument number (hex).
@@ -51,14 +53,6 @@ struct Args {
     inputs: Vec<String>,
 }
 
-/// The largest packet read from hex: libpcap's largest snapshot length, the largest packet a
-/// pcap file holds for tcpdump.
-pub const MAX_PACKET: usize = 262_144;
-
-/// The longest hex line read: [`MAX_PACKET`] bytes written with two digits and a separator
-/// each, and a printable-text column after a tab (as `pcap2hex --ascii` writes).
-pub const MAX_LINE: usize = 4 * MAX_PACKET;
-
 /// Where a packet came from: the first thing its report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -75,6 +69,12 @@ pub enum Origin {
     Line {
         /// The line number, from 1.
         line: u64,
+        /// The line's timestamp column (`pcap2hex --timestamps`), when it has one.
+        #[serde(
+            serialize_with = "epoch_if_any",
+            skip_serializing_if = "Option::is_none"
+        )]
+        time: Option<Duration>,
     },
     /// A packet given as hex on the command line.
     Argument {
@@ -85,6 +85,13 @@ pub enum Origin {
 
 fn epoch_text(time: Duration) -> String {
     format!("{}.{:09}", time.as_secs(), time.subsec_nanos())
+}
+
+fn epoch_if_any<S: Serializer>(time: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => epoch(time, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn epoch<S: Serializer>(time: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -607,7 +614,13 @@ impl fmt::Display for Report {
                 epoch_text(time),
                 self.length
             )?,
-            Some(Origin::Line { line }) => writeln!(f, "line {line} length {}", self.length)?,
+            Some(Origin::Line { line, time }) => {
+                write!(f, "line {line}")?;
+                if let Some(time) = time {
+                    write!(f, " time {}", epoch_text(time))?;
+                }
+                writeln!(f, " length {}", self.length)?
+            }
             Some(Origin::Argument { argument }) => {
                 writeln!(f, "argument {argument} length {}", self.length)?
             }
@@ -816,36 +829,38 @@ fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
     }
 }
 
-/// Decodes the packet of a hex line: `None` for a blank or comment line.
-fn hex_line_packet(line: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    // Only the part before a tab is read: what follows (printable text) may be any bytes.
-    let data = match line.iter().position(|&b| b == b'\t') {
-        Some(tab) => &line[..tab],
-        None => line,
+/// Decodes the packet of a hex line into `packet` ([`hex`]'s line rules and decoder): its
+/// timestamp column, if any, or `None` for a blank or comment line.
+fn hex_line_packet(line: &[u8], packet: &mut Vec<u8>) -> Result<Option<Option<Duration>>, String> {
+    let (timestamp, text, column) = match hex::parse_line(line).map_err(|e| e.to_string())? {
+        hex::Line::Empty => return Ok(None),
+        hex::Line::Packet {
+            timestamp,
+            hex,
+            column,
+        } => (timestamp, hex, column),
     };
-    let text = String::from_utf8_lossy(data);
-    let Some(hex) = hex_line_data(&text) else {
-        return Ok(None);
-    };
-    // Bytes that are not printable ASCII (binary input, another encoding) are named as bytes.
-    if let Some(column) = data
-        .iter()
-        .position(|&b| !(b.is_ascii_graphic() || b == b' ' || b == b'\r'))
-    {
-        return Err(format!(
-            "column {}: byte {:#04x} is not a hex digit",
-            column + 1,
-            data[column]
-        ));
-    }
-    let packet = parse_hex_packet(hex)?;
+    packet.clear();
+    hex::decode_into(text, packet).map_err(|e| match e {
+        hex::HexError::BadDigit { offset, found, .. } => {
+            let byte = text[offset];
+            let shown = if byte.is_ascii() {
+                format!("'{}'", found.escape_debug())
+            } else {
+                // Binary input or another encoding: the byte itself says more.
+                format!("byte {byte:#04x}")
+            };
+            format!("column {}: {shown} is not a hex digit", column + offset + 1)
+        }
+        other => other.to_string(),
+    })?;
     if packet.len() > MAX_PACKET {
         return Err(format!(
             "a packet of {} bytes, more than the {MAX_PACKET} a pcap file holds",
             packet.len()
         ));
     }
-    Ok(Some(packet))
+    Ok(Some(timestamp))
 }
 
 /// A reader that notes when a read returned less than asked: the input had nothing more
@@ -912,6 +927,7 @@ fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(
     }
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
+    let mut packet = Vec::new();
     let mut number = 0u64;
     loop {
         number += 1;
@@ -921,18 +937,18 @@ fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(
             Line::End => return Ok(()),
             Line::TooLong => {
                 return Err(place(format!(
-                    "line {number}: longer than {MAX_LINE} bytes (a packet of at most {MAX_PACKET} bytes as hex)"
+                    "line {number}: longer than {MAX_LINE} bytes (the hex of a {MAX_PACKET}-byte packet with separators and an ASCII column fits in it)"
                 )))
             }
             Line::Read => {}
         }
-        let Some(packet) =
-            hex_line_packet(&line).map_err(|e| place(format!("line {number}: {e}")))?
+        let Some(time) = hex_line_packet(&line, &mut packet)
+            .map_err(|e| place(format!("line {number}: {e}")))?
         else {
             continue;
         };
         let mut report = Report::of_unknown_link(&packet);
-        report.origin = Some(Origin::Line { line: number });
+        report.origin = Some(Origin::Line { line: number, time });
         emit(output, &report)?;
     }
 }

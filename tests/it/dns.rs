@@ -136,6 +136,13 @@ fn capture_and_hex_give_the_same_dns_report() {
             }
             assert!(c["dns"]["questions"].is_array(), "{name}");
         }
+        // With pcap2hex's timestamp column, the hex lines carry the capture's times.
+        let timed = run("pcap2hex", &["-t", path], b"");
+        let from_timed = json_lines(&stdout(&run("parsedns", &["--json"], &timed.stdout)));
+        for (t, c) in from_timed.iter().zip(&from_capture) {
+            assert_eq!(t["time"], c["time"], "{name}");
+            assert_eq!(t["dns"], c["dns"], "{name}");
+        }
         // The link layer is the capture's own.
         let l2 = &from_capture[0]["l2"]["type"];
         let expected = match name {
@@ -311,7 +318,7 @@ fn parsedns_reads_hex_files_and_names_bad_inputs() {
         (
             b"0011\nzz\n".to_vec(),
             vec![],
-            "parsedns: line 2: bad packet hex: 'z' at digit 0 is not a hex digit\n",
+            "parsedns: line 2: column 1: 'z' is not a hex digit\n",
         ),
         (
             Vec::new(),
@@ -359,12 +366,12 @@ fn endless_lines_are_refused_at_the_cap() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "parsedns: line 1: longer than 1048576 bytes (a packet of at most 262144 bytes as hex)\n"
+        "parsedns: line 1: longer than 1048640 bytes (the hex of a 262144-byte packet with separators and an ASCII column fits in it)\n"
     );
     // The same after a good line, which is reported first.
     let frame = ethernet(&udp_packet(&response(), Shape::V4));
     let mut input = format!("{}\n", hex::encode(&frame)).into_bytes();
-    input.extend(std::iter::repeat_n(b'0', (1 << 20) + 2));
+    input.extend(std::iter::repeat_n(b'0', (1 << 20) + 66));
     let out = run("parsedns", &[], &input);
     assert_eq!(out.status.code(), Some(2));
     assert!(
