@@ -24,4 +24,5 @@ pub mod dns;
 pub mod gen;
 pub mod insn;
 pub mod pcap;
+pub mod triage;
 pub mod vm;

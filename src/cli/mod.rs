@@ -125,6 +125,7 @@ pub mod iptables_bpf;
 pub mod offset;
 pub mod parsedns;
 pub mod pcap2hex;
+pub mod triage;
 
 /// Reads a whole text input: the file `path`, or stdin when it is `None` or `-`.
 /// Returns the name to use in messages (`<stdin>` or the path) and the text.

@@ -1,0 +1,168 @@
+//! `triage`: what a DNS flood is, and the rules that drop it, counted on the capture.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{parse_args, CliError, EXIT_NO_MATCH, EXIT_OK};
+use crate::triage::report::{to_json, to_text};
+use crate::triage::zone::Zone;
+use crate::triage::{analyze, count, Source};
+
+const EXAMPLES: &str = "\
+Reads the captures twice: once to count (names, parents and their child labels, types,
+rcodes, sources, header and EDNS fingerprints) and find the floods, once to run every
+candidate rule, built by bpfgen's generators, in the suite's VM over every packet. The counts
+shown come from those runs. Standard input ('-') is first copied to a temporary file.
+
+Rules are listed in order: the first rule that matches a packet decides (accept or drop), a
+packet no rule matches passes. Each applies, as iptables-bpf deploys it (-p udp --dport 53), to
+UDP packets to port 53 of its family (IPv4, or IPv6 for '-6' rules). 'bpfgen' in --json holds
+exactly the arguments of the deployable program (offset 0, as xt_bpf sees packets).
+
+Examples:
+  triage flood.pcap
+  triage --json flood.pcapng | jq '.rules[] | {action, bpfgen, matched}'
+  tcpdump -i eth0 -w - -c 100000 udp dst port 53 | triage -
+  triage --baseline monday.pcap --zone example.net.zone flood.pcap
+
+Exit status: 0 when a flood was found (rules suggested), 1 when none was, 2 on error.";
+
+/// What a DNS flood is, and the rules that drop it, counted on the capture.
+#[derive(Debug, Parser)]
+#[command(
+    name = "triage",
+    version,
+    about = "Find DNS floods in a capture and suggest the bpfgen rules that drop them, counted",
+    after_help = EXAMPLES
+)]
+struct Args {
+    /// Print JSON instead of the readable report.
+    #[arg(long)]
+    json: bool,
+    /// A capture from normal times: its names are legitimate, its rates the reference.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<String>,
+    /// A master-format zone file: the names it declares are legitimate.
+    #[arg(long, value_name = "FILE")]
+    zone: Option<String>,
+    /// Captures (pcap or pcapng, any link type the suite reads); '-' is stdin (the default).
+    #[arg(value_name = "CAPTURE")]
+    captures: Vec<String>,
+}
+
+/// A copy of standard input in a temporary file, removed when dropped.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    fn new(stdin: &mut dyn Read) -> Result<Spool, CliError> {
+        let dir = std::env::temp_dir();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("triage-{}-{stamp}.spool", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create '{}': {e}", path.display()))?;
+        let spool = Spool { path };
+        std::io::copy(stdin, &mut file).map_err(|e| {
+            format!(
+                "cannot copy standard input to '{}': {e}",
+                spool.path.display()
+            )
+        })?;
+        file.flush()?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs `triage` with `args` (including the program name).
+pub fn main(
+    args: impl IntoIterator<Item = OsString>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<ExitCode, CliError> {
+    let args: Args = match parse_args(args, stdout, stderr)? {
+        Ok(args) => args,
+        Err(code) => return Ok(code),
+    };
+    let names = if args.captures.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        args.captures.clone()
+    };
+    if names.iter().filter(|n| *n == "-").count() > 1 {
+        return Err("standard input ('-') can be given only once".into());
+    }
+    if args.baseline.as_deref() == Some("-") && names.iter().any(|n| n == "-") {
+        return Err("standard input cannot be both a capture and the baseline".into());
+    }
+    let zone = match &args.zone {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+            Some(Zone::parse(&text).map_err(|e| format!("{path}: {e}"))?)
+        }
+        None => None,
+    };
+    let mut spool = None;
+    let mut source_for = |name: &str, stdin: &mut dyn Read| -> Result<Source, CliError> {
+        if name == "-" {
+            let copy = Spool::new(stdin)?;
+            let path = copy.path.clone();
+            spool = Some(copy);
+            Ok(Source {
+                name: "<stdin>".into(),
+                path,
+            })
+        } else {
+            // Opened here so that a missing file is reported before any work.
+            File::open(name).map_err(|e| format!("cannot open '{name}': {e}"))?;
+            Ok(Source {
+                name: name.to_string(),
+                path: PathBuf::from(name),
+            })
+        }
+    };
+    let baseline = match &args.baseline {
+        Some(name) => {
+            let source = source_for(name, stdin)?;
+            Some(count(std::slice::from_ref(&source))?)
+        }
+        None => None,
+    };
+    let mut sources = Vec::new();
+    for name in &names {
+        sources.push(source_for(name, stdin)?);
+    }
+    let analysis = analyze(&sources, baseline.as_ref(), zone.as_ref())?;
+    drop(spool);
+    if args.json {
+        let text = serde_json::to_string_pretty(&to_json(&analysis))?;
+        writeln!(stdout, "{text}")?;
+    } else {
+        write!(stdout, "{}", to_text(&analysis))?;
+    }
+    stdout.flush()?;
+    Ok(ExitCode::from(if analysis.floods.is_empty() {
+        EXIT_NO_MATCH
+    } else {
+        EXIT_OK
+    }))
+}

@@ -1,0 +1,291 @@
+//! One packet as triage sees it: where its IP header is, its family and source, and, for DNS
+//! over UDP, the header fields and first question that the counters and the detector use.
+//!
+//! Nothing here allocates: the question name is written, lowercased, into a buffer the caller
+//! keeps, in wire form (length-prefixed labels, without the final root byte). A question name
+//! that uses a compression pointer, runs past the message or is longer than 255 bytes makes
+//! the message malformed for triage's purposes (real queries never compress their question).
+
+use std::net::IpAddr;
+
+use etherparse::{IpNumber, IpSlice, UdpSlice};
+
+use crate::dns::field;
+use crate::pcap::link::{self, NetworkHeader};
+
+/// The DNS port.
+pub const DNS_PORT: u16 = 53;
+
+/// IP version of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// EDNS as a query shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Edns {
+    /// No OPT record.
+    None,
+    /// An OPT record: the UDP payload size and the DO bit.
+    Opt {
+        /// Advertised UDP payload size.
+        size: u16,
+        /// DNSSEC OK.
+        dnssec_ok: bool,
+    },
+}
+
+/// The parts of a DNS message triage looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsView {
+    /// The flags word (QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode).
+    pub flags: u16,
+    /// Question count.
+    pub qdcount: u16,
+    /// Answer count.
+    pub ancount: u16,
+    /// Authority count.
+    pub nscount: u16,
+    /// Additional count.
+    pub arcount: u16,
+    /// Type of the first question.
+    pub qtype: u16,
+    /// Class of the first question.
+    pub qclass: u16,
+    /// Whether the first question's name has an upper-case letter.
+    pub upper: bool,
+    /// EDNS of the message (only looked for in queries).
+    pub edns: Edns,
+}
+
+impl DnsView {
+    /// True for a response (QR set).
+    pub fn is_response(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+
+    /// The response code.
+    pub fn rcode(&self) -> u16 {
+        self.flags & 0x000f
+    }
+}
+
+/// A packet's IP and UDP facts.
+#[derive(Debug, Clone, Copy)]
+pub struct IpView<'a> {
+    /// Where the IP header starts in the frame, and its ethertype.
+    pub net: NetworkHeader,
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// UDP ports (source, destination) when the packet is an unfragmented UDP datagram (or
+    /// its first fragment).
+    pub udp: Option<(u16, u16)>,
+    /// The UDP payload.
+    pub payload: &'a [u8],
+}
+
+/// Finds the IP header of `frame` (any link type the pcap module reads) and, for UDP, the
+/// ports and payload. `None` for frames without an IP header triage can read.
+pub fn ip_view(linktype: u32, frame: &[u8]) -> Option<IpView<'_>> {
+    let net = link::network_header(linktype, frame)?;
+    let ip = IpSlice::from_slice(frame.get(net.offset..)?).ok()?;
+    let family = match ip {
+        IpSlice::Ipv4(_) => Family::V4,
+        IpSlice::Ipv6(_) => Family::V6,
+    };
+    let payload = ip.payload();
+    let mut view = IpView {
+        net,
+        family,
+        src: ip.source_addr(),
+        dst: ip.destination_addr(),
+        udp: None,
+        payload: &[],
+    };
+    if payload.ip_number == IpNumber::UDP && !payload.fragmented {
+        if let Ok(udp) = UdpSlice::from_slice(payload.payload) {
+            view.udp = Some((udp.source_port(), udp.destination_port()));
+            view.payload = udp.payload();
+        }
+    }
+    Some(view)
+}
+
+fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
+    let bytes = msg.get(at..at + 2)?;
+    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+/// Reads the header and first question of `msg`, writing the question name (lowercase, wire
+/// form without the root byte) into `name`. For queries, also finds the OPT record. `None`
+/// when the message is too short or its question unreadable.
+pub fn dns_view(msg: &[u8], name: &mut Vec<u8>) -> Option<DnsView> {
+    name.clear();
+    if msg.len() < field::HEADER_LEN {
+        return None;
+    }
+    let word = |at| u16_at(msg, at).unwrap_or(0);
+    let mut view = DnsView {
+        flags: word(field::FLAGS),
+        qdcount: word(field::QDCOUNT),
+        ancount: word(field::ANCOUNT),
+        nscount: word(field::NSCOUNT),
+        arcount: word(field::ARCOUNT),
+        qtype: 0,
+        qclass: 0,
+        upper: false,
+        edns: Edns::None,
+    };
+    if view.qdcount == 0 {
+        return None;
+    }
+    let mut pos = field::HEADER_LEN;
+    loop {
+        let len = usize::from(*msg.get(pos)?);
+        if len == 0 {
+            pos += 1;
+            break;
+        }
+        if len > 63 || name.len() + 1 + len > 254 {
+            return None;
+        }
+        let label = msg.get(pos + 1..pos + 1 + len)?;
+        name.push(len as u8);
+        for &b in label {
+            view.upper |= b.is_ascii_uppercase();
+            name.push(b.to_ascii_lowercase());
+        }
+        pos += 1 + len;
+    }
+    view.qtype = u16_at(msg, pos)?;
+    view.qclass = u16_at(msg, pos + 2)?;
+    pos += 4;
+    if !view.is_response() && view.arcount > 0 {
+        view.edns = find_opt(msg, pos, &view).unwrap_or(Edns::None);
+    }
+    Some(view)
+}
+
+/// Walks the remaining questions and the records after them to the first OPT record.
+fn find_opt(msg: &[u8], mut pos: usize, view: &DnsView) -> Option<Edns> {
+    for _ in 1..view.qdcount {
+        let (_, next) = crate::dns::read_name(msg, pos).ok()?;
+        pos = next + 4;
+    }
+    let records = usize::from(view.ancount) + usize::from(view.nscount) + usize::from(view.arcount);
+    let answers = usize::from(view.ancount) + usize::from(view.nscount);
+    for index in 0..records {
+        // The OPT record's owner is the root: one zero byte, the usual case, read directly.
+        let next = if msg.get(pos) == Some(&0) {
+            pos + 1
+        } else {
+            crate::dns::read_name(msg, pos).ok()?.1
+        };
+        let rtype = u16_at(msg, next)?;
+        let class = u16_at(msg, next + 2)?;
+        let ttl_flags = u16_at(msg, next + 6)?;
+        let rdlen = usize::from(u16_at(msg, next + 8)?);
+        if index >= answers && rtype == 41 {
+            return Some(Edns::Opt {
+                size: class,
+                dnssec_ok: ttl_flags & 0x8000 != 0,
+            });
+        }
+        pos = next + 10 + rdlen;
+    }
+    None
+}
+
+/// The dotted text of a wire-form name (as [`dns_view`] writes it), `.` for the root. Bytes
+/// that are not letters, digits, `-` or `_` are written `%XX`, as the dns generator's patterns
+/// read them, so the text is always a valid literal pattern.
+pub fn name_text(wire: &[u8]) -> String {
+    if wire.is_empty() {
+        return ".".into();
+    }
+    let mut text = String::with_capacity(wire.len());
+    for label in labels(wire) {
+        if !text.is_empty() {
+            text.push('.');
+        }
+        push_label(&mut text, label);
+    }
+    text
+}
+
+/// Appends one label as pattern-safe text.
+pub fn push_label(text: &mut String, label: &[u8]) {
+    for &b in label {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            text.push(char::from(b));
+        } else {
+            text.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// The labels of a wire-form name, left to right.
+pub fn labels(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let len = usize::from(*wire.get(pos)?);
+        let label = wire.get(pos + 1..pos + 1 + len)?;
+        pos += 1 + len;
+        Some(label)
+    })
+}
+
+/// Byte offsets in a wire-form name where each label starts: the name's suffixes are
+/// `&wire[offset..]`.
+pub fn label_starts(wire: &[u8], out: &mut Vec<usize>) {
+    out.clear();
+    let mut pos = 0;
+    while pos < wire.len() {
+        out.push(pos);
+        pos += 1 + usize::from(wire[pos]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_name_is_lowercased_wire_form_and_opt_is_found() {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x40, 0, 1, 0, 0, 0, 0, 0, 1];
+        msg.extend_from_slice(b"\x03WwW\x07example\x03net\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        let mut name = Vec::new();
+        let view = dns_view(&msg, &mut name).unwrap();
+        assert_eq!(name, b"\x03www\x07example\x03net");
+        assert!(view.upper);
+        assert_eq!(view.qtype, 1);
+        assert_eq!(
+            view.edns,
+            Edns::Opt {
+                size: 1232,
+                dnssec_ok: true
+            }
+        );
+        assert_eq!(name_text(&name), "www.example.net");
+        assert_eq!(name_text(b"\x03a.b\x01*"), "a%2Eb.%2A");
+    }
+
+    #[test]
+    fn compressed_or_cut_questions_are_refused() {
+        let mut msg = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert!(dns_view(&msg, &mut Vec::new()).is_none());
+        let mut msg = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(b"\x03www\x00\x00");
+        assert!(dns_view(&msg, &mut Vec::new()).is_none());
+    }
+}

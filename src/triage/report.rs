@@ -1,0 +1,607 @@
+//! What triage prints: a readable report, or JSON (`--json`), and the ready commands.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use crate::dns::{rcode_name, type_name};
+use crate::triage::detect::{edns_text, flags_text, Flood, FloodKind};
+use crate::triage::packet::{name_text, Family};
+use crate::triage::rules::Action;
+use crate::triage::stats::{Stats, CHARSETS};
+use crate::triage::{Analysis, RuleReport};
+
+/// Entries shown in each "top" list.
+pub const TOP: usize = 10;
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn quoted(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Queries per second over time: (first second, seconds per bucket, queries per second in each
+/// bucket, rounded), at most `buckets` buckets.
+pub fn qps_buckets(stats: &Stats, buckets: usize) -> (u64, u64, Vec<u64>) {
+    let (Some((&first, _)), Some((&last, _))) = (
+        stats.per_second.first_key_value(),
+        stats.per_second.last_key_value(),
+    ) else {
+        return (0, 1, Vec::new());
+    };
+    let span = last - first + 1;
+    let width = span.div_ceil(buckets.max(1) as u64).max(1);
+    let mut out = vec![0u64; span.div_ceil(width) as usize];
+    for (&second, &count) in &stats.per_second {
+        out[((second - first) / width) as usize] += count;
+    }
+    // The last bucket may be shorter than the others.
+    let last_width = span - width * (out.len() as u64 - 1);
+    let n = out.len();
+    for (index, value) in out.iter_mut().enumerate() {
+        let w = if index + 1 == n { last_width } else { width };
+        *value = value.div_ceil(w);
+    }
+    (first, width, out)
+}
+
+fn sparkline(values: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    values
+        .iter()
+        .map(|&v| BARS[((v * 7).div_ceil(max)).min(7) as usize])
+        .collect()
+}
+
+fn top<K: Clone + Ord, I: Iterator<Item = (K, u64)>>(items: I, n: usize) -> Vec<(K, u64)> {
+    let mut all: Vec<(K, u64)> = items.collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(n);
+    all
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64 * 10000.0).round() / 10000.0
+    }
+}
+
+fn network_text(addr: &std::net::IpAddr) -> String {
+    match addr {
+        std::net::IpAddr::V4(_) => format!("{addr}/24"),
+        std::net::IpAddr::V6(_) => format!("{addr}/48"),
+    }
+}
+
+/// The summary as JSON.
+pub fn summary_json(stats: &Stats, inputs: &[String]) -> Value {
+    let (start, width, buckets) = qps_buckets(stats, 60);
+    let names = top(
+        stats
+            .names
+            .iter()
+            .map(|(k, s)| (k.clone(), u64::from(s.count))),
+        TOP,
+    );
+    let top_names: Vec<Value> = names
+        .iter()
+        .map(|(name, count)| {
+            let s = &stats.names[name];
+            json!({
+                "name": name_text(name),
+                "queries": count,
+                "share": share(*count, stats.queries),
+                "ipv6": s.ipv6,
+                "mixed_case": s.upper,
+            })
+        })
+        .collect();
+    let suffixes = top(
+        stats
+            .suffixes
+            .iter()
+            .filter(|(_, s)| s.detail.is_some())
+            .map(|(k, s)| (k.clone(), s.packets)),
+        TOP,
+    );
+    let top_suffixes: Vec<Value> = suffixes
+        .iter()
+        .map(|(suffix, count)| {
+            let s = &stats.suffixes[suffix];
+            let detail = s.detail.as_ref().expect("filtered above");
+            let lengths: serde_json::Map<String, Value> = detail
+                .lengths
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .map(|(l, &n)| (l.to_string(), json!(n)))
+                .collect();
+            let charsets: serde_json::Map<String, Value> = CHARSETS
+                .iter()
+                .zip(detail.charsets.iter())
+                .map(|(c, &n)| (c.to_string(), json!(n)))
+                .collect();
+            json!({
+                "suffix": name_text(suffix),
+                "queries": count,
+                "distinct_names": s.names,
+                "distinct_children": detail.distinct_children().round() as u64,
+                "child_lengths": lengths,
+                "child_charsets": charsets,
+                "mixed_case_names": detail.upper_names,
+            })
+        })
+        .collect();
+    let qtypes: Vec<Value> = top(stats.qtypes.iter().map(|(k, v)| (*k, *v)), TOP)
+        .iter()
+        .map(|(t, n)| json!({"type": type_name(*t), "queries": n}))
+        .collect();
+    let rcodes: Vec<Value> = stats
+        .rcodes
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(r, &n)| json!({"rcode": rcode_name(r as u16), "responses": n}))
+        .collect();
+    let sources: Vec<Value> = top(stats.sources.iter().map(|(k, v)| (*k, *v)), TOP)
+        .iter()
+        .map(|(net, n)| json!({"network": network_text(net), "queries": n}))
+        .collect();
+    let mut flags = std::collections::BTreeMap::new();
+    let mut edns = std::collections::BTreeMap::new();
+    for (header, &n) in &stats.headers {
+        *flags.entry(header.flags).or_insert(0u64) += n;
+        *edns.entry(header.edns).or_insert(0u64) += n;
+    }
+    let flags: Vec<Value> = top(flags.into_iter(), TOP)
+        .iter()
+        .map(|(f, n)| json!({"flags": flags_text(*f), "queries": n}))
+        .collect();
+    let edns: Vec<Value> = top(edns.into_iter(), TOP)
+        .iter()
+        .map(|(e, n)| json!({"edns": edns_text(*e), "queries": n}))
+        .collect();
+    let prints: Vec<Value> = top(stats.prints.iter().map(|(k, v)| (*k, *v)), TOP)
+        .iter()
+        .map(|(p, n)| {
+            json!({
+                "flags": flags_text(p.header.flags),
+                "edns": edns_text(p.header.edns),
+                "qtype": type_name(p.qtype),
+                "queries": n,
+            })
+        })
+        .collect();
+    let duration = match (
+        stats.per_second.first_key_value(),
+        stats.per_second.last_key_value(),
+    ) {
+        (Some((a, _)), Some((b, _))) => b - a + 1,
+        _ => 0,
+    };
+    json!({
+        "inputs": inputs,
+        "packets": stats.packets,
+        "ip": {"ipv4": stats.ipv4, "ipv6": stats.ipv6},
+        "dns": stats.dns,
+        "malformed_dns": stats.malformed,
+        "queries": stats.queries,
+        "queries_ipv6": stats.queries_v6,
+        "responses": stats.responses,
+        "seconds": duration,
+        "qps": {"start": start, "bucket_seconds": width, "per_second": buckets},
+        "top_names": top_names,
+        "top_suffixes": top_suffixes,
+        "qtypes": qtypes,
+        "rcodes": rcodes,
+        "nxdomain_share": share(stats.rcodes[3], stats.responses),
+        "top_sources": sources,
+        "flags": flags,
+        "edns": edns,
+        "fingerprints": prints,
+    })
+}
+
+fn flood_json(flood: &Flood, analysis: &Analysis) -> Value {
+    let (packets, dropped) = analysis
+        .outcome
+        .floods
+        .get(&flood.id)
+        .copied()
+        .unwrap_or((0, 0));
+    let mut value = json!({
+        "id": flood.id,
+        "description": flood.describe(),
+        "why": flood.why,
+        "queries": flood.queries,
+        "ipv6": flood.ipv6,
+        "packets": packets,
+        "dropped": dropped,
+        "dropped_share": share(dropped, packets),
+    });
+    let extra = match &flood.kind {
+        FloodKind::RandomSubdomain {
+            suffix,
+            established_at,
+            depths,
+            lengths,
+            charsets,
+            randomized_case,
+            distinct_children,
+        } => json!({
+            "kind": "random-subdomain",
+            "suffix": name_text(suffix),
+            "established_at": established_at,
+            "depths": depths,
+            "child_lengths": [lengths.0, lengths.1],
+            "child_charsets": CHARSETS.iter().enumerate().filter(|(i, _)| charsets >> i & 1 == 1).map(|(_, c)| *c).collect::<Vec<_>>(),
+            "randomized_case": randomized_case,
+            "distinct_children": distinct_children,
+        }),
+        FloodKind::Fingerprint { name, print, .. } => json!({
+            "kind": "fingerprint",
+            "name": name_text(name),
+            "flags": flags_text(print.header.flags),
+            "flags_word": print.header.flags,
+            "edns": edns_text(print.header.edns),
+            "qtype": type_name(print.qtype),
+        }),
+    };
+    if let (Value::Object(map), Value::Object(more)) = (&mut value, extra) {
+        map.extend(more);
+    }
+    value
+}
+
+/// The `filter` command that checks a rule on the captures.
+pub fn filter_command(rule: &RuleReport, inputs: &[String]) -> String {
+    format!(
+        "filter --l3 -v -b \"$(bpfgen {})\" {} > /dev/null",
+        quoted(&rule.bpfgen),
+        quoted(inputs)
+    )
+}
+
+/// The deployment commands: per flood and family, one `iptables-bpf` per drop rule, or chain
+/// mode when accept exceptions come first.
+pub fn deploy_commands(analysis: &Analysis) -> Vec<String> {
+    let mut out = Vec::new();
+    for (number, flood) in analysis.floods.iter().enumerate() {
+        for family in [Family::V4, Family::V6] {
+            let rules: Vec<&RuleReport> = analysis
+                .rules
+                .iter()
+                .filter(|r| r.family == family && r.floods.contains(&flood.id))
+                .collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let mut head = String::from("iptables-bpf");
+            if family == Family::V6 {
+                head.push_str(" -6");
+            }
+            if let Some(addr) = analysis.destinations.get(&flood.id) {
+                let same_family = matches!(
+                    (addr, family),
+                    (std::net::IpAddr::V4(_), Family::V4) | (std::net::IpAddr::V6(_), Family::V6)
+                );
+                if same_family {
+                    let _ = write!(head, " -i {addr}");
+                }
+            }
+            let _ = write!(head, " -c {}", shell_quote(&format!("triage {}", flood.id)));
+            let chained = rules.iter().any(|r| r.action == Action::Accept)
+                && rules.iter().all(|r| r.bpfgen.iter().any(|w| w == "dns"));
+            if chained {
+                let mut line = format!("{head} --chain triage{}", number + 1);
+                for rule in &rules {
+                    let flag = match rule.action {
+                        Action::Accept => "--accept",
+                        Action::Drop => "--drop",
+                    };
+                    for pattern in patterns(rule) {
+                        let _ = write!(line, " {flag} {}", shell_quote(&pattern));
+                    }
+                }
+                out.push(line);
+            } else {
+                for rule in rules.iter().filter(|r| r.action == Action::Drop) {
+                    let generator_args: Vec<String> = rule
+                        .bpfgen
+                        .iter()
+                        .skip(usize::from(family == Family::V6))
+                        .cloned()
+                        .collect();
+                    out.push(format!("{head} {}", quoted(&generator_args)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The dns patterns of a rule (its arguments after `--`, without options).
+fn patterns(rule: &RuleReport) -> Vec<String> {
+    rule.bpfgen
+        .iter()
+        .skip_while(|w| *w != "--")
+        .skip(1)
+        .filter(|w| !w.starts_with('-'))
+        .cloned()
+        .collect()
+}
+
+/// The whole analysis as JSON.
+pub fn to_json(analysis: &Analysis) -> Value {
+    let rules: Vec<Value> = analysis
+        .rules
+        .iter()
+        .map(|r| {
+            json!({
+                "action": r.action.as_str(),
+                "bpfgen": r.bpfgen,
+                "family": if r.family == Family::V6 { "ipv6" } else { "ipv4" },
+                "floods": r.floods,
+                "note": r.note,
+                "instructions": r.instructions,
+                "matched": r.matched,
+                "judged_flood": r.matched_flood,
+                "judged_legit": r.matched_legit,
+                "matched_alone": r.matched_alone,
+                "check": filter_command(r, &analysis.inputs),
+            })
+        })
+        .collect();
+    let floods: Vec<Value> = analysis
+        .floods
+        .iter()
+        .map(|f| flood_json(f, analysis))
+        .collect();
+    json!({
+        "summary": summary_json(&analysis.stats, &analysis.inputs),
+        "floods": floods,
+        "rules": rules,
+        "outcome": {
+            "legit_packets": analysis.outcome.legit.0,
+            "legit_dropped": analysis.outcome.legit.1,
+            "legit_dropped_share": share(analysis.outcome.legit.1, analysis.outcome.legit.0),
+        },
+        "deploy": deploy_commands(analysis),
+        "skipped": analysis.skipped,
+    })
+}
+
+/// The readable report.
+pub fn to_text(analysis: &Analysis) -> String {
+    let stats = &analysis.stats;
+    let mut s = String::new();
+    let summary = summary_json(stats, &analysis.inputs);
+    let _ = writeln!(s, "== Summary ({})", analysis.inputs.join(" "));
+    let _ = writeln!(
+        s,
+        "packets {}  (IPv4 {}, IPv6 {})  DNS {}  queries {}  responses {}  malformed {}",
+        stats.packets,
+        stats.ipv4,
+        stats.ipv6,
+        stats.dns,
+        stats.queries,
+        stats.responses,
+        stats.malformed
+    );
+    let (_, width, buckets) = qps_buckets(stats, 60);
+    if !buckets.is_empty() {
+        let peak = buckets.iter().max().copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "queries/s over {} s ({} s per bar, peak {peak}/s): {}",
+            summary["seconds"],
+            width,
+            sparkline(&buckets)
+        );
+    }
+    let section = |s: &mut String, title: &str, rows: Vec<String>| {
+        if !rows.is_empty() {
+            let _ = writeln!(s, "\n{title}");
+            for row in rows {
+                let _ = writeln!(s, "  {row}");
+            }
+        }
+    };
+    let rows = |key: &str, f: &dyn Fn(&Value) -> String| -> Vec<String> {
+        summary[key]
+            .as_array()
+            .map(|a| a.iter().map(f).collect())
+            .unwrap_or_default()
+    };
+    let pct = |v: &Value| v.as_f64().unwrap_or(0.0) * 100.0;
+    section(
+        &mut s,
+        "top names               queries  share  ipv6  mixed-case",
+        rows("top_names", &|v| {
+            format!(
+                "{:<24} {:>6} {:>5.1}% {:>5} {:>5}",
+                v["name"].as_str().unwrap_or(""),
+                v["queries"],
+                pct(&v["share"]),
+                v["ipv6"],
+                v["mixed_case"]
+            )
+        }),
+    );
+    let suffix_rows: Vec<String> = summary["top_suffixes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    let lengths = v["child_lengths"].as_object();
+                    let (min, max) = lengths
+                        .map(|m| {
+                            let ls: Vec<u64> = m.keys().filter_map(|k| k.parse().ok()).collect();
+                            (
+                                ls.iter().min().copied().unwrap_or(0),
+                                ls.iter().max().copied().unwrap_or(0),
+                            )
+                        })
+                        .unwrap_or((0, 0));
+                    let classes: Vec<String> = v["child_charsets"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                                .map(|(c, n)| format!("{c}:{n}"))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{:<24} {:>6} {:>8} {:>8}  {min}-{max}  {}  {}",
+                        v["suffix"].as_str().unwrap_or(""),
+                        v["queries"],
+                        v["distinct_names"],
+                        v["distinct_children"],
+                        classes.join(" "),
+                        v["mixed_case_names"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    section(
+        &mut s,
+        "top parents             queries    names children  child lengths  charsets (names)  mixed-case names",
+        suffix_rows,
+    );
+    section(
+        &mut s,
+        "query types",
+        rows("qtypes", &|v| {
+            format!(
+                "{:<10} {:>8}",
+                v["type"].as_str().unwrap_or(""),
+                v["queries"]
+            )
+        }),
+    );
+    let mut rcode_rows = rows("rcodes", &|v| {
+        format!(
+            "{:<10} {:>8}",
+            v["rcode"].as_str().unwrap_or(""),
+            v["responses"]
+        )
+    });
+    if stats.responses > 0 {
+        rcode_rows.push(format!(
+            "NXDOMAIN share {:.1}%",
+            pct(&summary["nxdomain_share"])
+        ));
+    }
+    section(&mut s, "response codes", rcode_rows);
+    section(
+        &mut s,
+        "top source networks",
+        rows("top_sources", &|v| {
+            format!(
+                "{:<24} {:>8}",
+                v["network"].as_str().unwrap_or(""),
+                v["queries"]
+            )
+        }),
+    );
+    section(
+        &mut s,
+        "header fingerprints (flags / EDNS / type)",
+        rows("fingerprints", &|v| {
+            format!(
+                "{:<12} {:<10} {:<8} {:>8}",
+                v["flags"].as_str().unwrap_or(""),
+                v["edns"].as_str().unwrap_or(""),
+                v["qtype"].as_str().unwrap_or(""),
+                v["queries"]
+            )
+        }),
+    );
+    if analysis.floods.is_empty() {
+        let _ = writeln!(s, "\n== No flood found: nothing to block.");
+        return s;
+    }
+    let _ = writeln!(s, "\n== Floods");
+    for flood in &analysis.floods {
+        let (packets, dropped) = analysis.outcome.floods[&flood.id];
+        let _ = writeln!(s, "{}: {}", flood.id, flood.describe());
+        let _ = writeln!(s, "  why: {}", flood.why);
+        let _ = writeln!(
+            s,
+            "  judged part of it: {packets} packets ({} over IPv6 by the first pass); the rules below drop {dropped} ({:.2}%)",
+            flood.ipv6,
+            share(dropped, packets) * 100.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n== Rules (in order: the first match decides, no match passes; UDP to port 53 of the rule's family)"
+    );
+    for (index, rule) in analysis.rules.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{}. {} {}   [{}; {} instructions]",
+            index + 1,
+            rule.action.as_str(),
+            quoted(&rule.bpfgen),
+            rule.floods.join(", "),
+            rule.instructions
+        );
+        let flood: u64 = rule.matched_flood.values().sum();
+        let legit: Vec<String> = rule
+            .matched_legit
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "   matched {}: judged flood {flood}, legitimate {}{}",
+            rule.matched,
+            rule.matched_legit.values().sum::<u64>(),
+            if legit.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", legit.join("; "))
+            }
+        );
+        let _ = writeln!(s, "   {}", rule.note);
+        let _ = writeln!(s, "   check: {}", filter_command(rule, &analysis.inputs));
+    }
+    let (legit, dropped) = analysis.outcome.legit;
+    let _ = writeln!(
+        s,
+        "\nlegitimate packets dropped: {dropped} of {legit} ({:.3}%)",
+        share(dropped, legit) * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "\n== Deploy (the program for each rule: bpfgen ARGS as listed above)"
+    );
+    for command in deploy_commands(analysis) {
+        let _ = writeln!(s, "  {command}");
+    }
+    for skipped in &analysis.skipped {
+        let _ = writeln!(s, "note: candidate not built: {skipped}");
+    }
+    s
+}

@@ -1,0 +1,484 @@
+//! Rule candidates for each flood, built by the suite's own generators, and the choice among
+//! them once the second pass has run every candidate over the capture.
+//!
+//! Every candidate is a `bpfgen` argument list for the deployable program (offset 0, the IP
+//! header first, as xt_bpf sees packets); it is built in process with [`crate::gen`] and run
+//! by [`crate::vm`]. A rule applies to the packets of its family only (`-6` rules to IPv6),
+//! and only to UDP packets to port 53, as the deployed iptables rules (`-p udp --dport 53`).
+//!
+//! Candidates per flood and family:
+//! - random subdomains: `dns` with `*` and with a length-bounded `*{m-n}` child label (with
+//!   `-i` when the flood randomizes case), each with one accept rule before it listing the
+//!   legitimate names (established, zone, baseline) the wildcard would also match;
+//! - fingerprints: `tcpdump` comparing the header bits that separate the flood from the rest
+//!   (flags word, additional count, question type), `suffix` of the question when the flood
+//!   sends no EDNS, and `dns_validate` when the flood's flags are ones it refuses.
+//!
+//! The plan kept for a flood is the one that drops at least 99% of it with the fewest
+//! legitimate packets, then the most of it, then the fewest rules.
+
+use crate::gen::dns::{parse_pattern, Part, Pattern};
+use crate::gen::{generate, GenOptions};
+use crate::triage::detect::{depth_under, Flood, FloodKind, Knowledge};
+use crate::triage::packet::{name_text, Edns, Family};
+use crate::triage::stats::{Fingerprint, Stats};
+use crate::vm::{Profile, Program};
+
+/// Most legitimate names listed in one accept rule.
+pub const MAX_EXCEPTIONS: usize = 200;
+
+/// What a rule does with the packets it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Let them through (no later rule sees them).
+    Accept,
+    /// Drop them.
+    Drop,
+}
+
+impl Action {
+    /// `accept` or `drop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Drop => "drop",
+        }
+    }
+}
+
+/// A candidate rule, built and ready to run.
+pub struct Candidate {
+    /// Accept or drop.
+    pub action: Action,
+    /// The family it applies to.
+    pub family: Family,
+    /// Generator name.
+    pub generator: String,
+    /// The generator's arguments (what follows `--` on bpfgen's line).
+    pub args: Vec<String>,
+    /// The program (offset 0).
+    pub program: Program,
+    /// What it is for, in words.
+    pub note: String,
+}
+
+impl Candidate {
+    /// The full `bpfgen` argument list for the deployable program.
+    pub fn bpfgen(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.family == Family::V6 {
+            out.push("-6".to_string());
+        }
+        out.push(self.generator.clone());
+        out.push("--".to_string());
+        out.extend(self.args.iter().cloned());
+        out
+    }
+}
+
+/// Candidates in the order they are tried for one flood and family: each plan is a list of
+/// candidate indexes (accepts first, then drops).
+pub struct Plan {
+    /// The flood (index in the flood list).
+    pub flood: usize,
+    /// The family.
+    pub family: Family,
+    /// Candidate indexes, in rule order.
+    pub rules: Vec<usize>,
+    /// Rank among the flood's plans when all else is equal (lower first).
+    pub preference: usize,
+}
+
+/// Whether `name` (lowercase wire form) matches the parsed pattern.
+pub fn pattern_matches(pattern: &Pattern, name: &[u8]) -> bool {
+    let labels: Vec<&[u8]> = crate::triage::packet::labels(name).collect();
+    fn go(parts: &[Part], labels: &[&[u8]]) -> bool {
+        match parts.split_first() {
+            None => labels.is_empty(),
+            Some((Part::AnySuffix, _)) => true,
+            Some((part, rest)) => {
+                let Some((label, more)) = labels.split_first() else {
+                    return false;
+                };
+                let fits = match part {
+                    Part::Literal(bytes) => {
+                        bytes.len() == label.len()
+                            && bytes.iter().zip(label.iter()).all(|(m, &b)| {
+                                // Names here are lowercase: compare both cases of letters.
+                                (b | m.mask) == m.value
+                                    || (b.to_ascii_uppercase() | m.mask) == m.value
+                            })
+                    }
+                    Part::Any(None) => !label.is_empty(),
+                    Part::Any(Some((min, max))) => {
+                        label.len() >= usize::from((*min).max(1))
+                            && label.len() <= usize::from(*max)
+                    }
+                    Part::AnySuffix => true,
+                };
+                fits && go(rest, more)
+            }
+        }
+    }
+    go(&pattern.parts, &labels)
+}
+
+/// Builds a candidate with the suite's generator; `Err` with the generator's message.
+pub fn build(
+    action: Action,
+    family: Family,
+    generator: &str,
+    args: Vec<String>,
+    note: String,
+) -> Result<Candidate, String> {
+    let opts = GenOptions {
+        inet6: family == Family::V6,
+        negate: false,
+        offset: 0,
+    };
+    let generated = generate(generator, &args, &opts).map_err(|e| e.to_string())?;
+    let program = Program::new(&generated.insns, Profile::Socket).map_err(|e| e.to_string())?;
+    Ok(Candidate {
+        action,
+        family,
+        generator: generator.to_string(),
+        args,
+        program,
+        note,
+    })
+}
+
+/// Everything the candidate builder produced: candidates, plans, and what could not be built.
+#[derive(Default)]
+pub struct Candidates {
+    /// The candidates.
+    pub list: Vec<Candidate>,
+    /// The plans, per flood and family.
+    pub plans: Vec<Plan>,
+    /// Candidates that could not be built, and why (e.g. tcpdump missing).
+    pub skipped: Vec<String>,
+}
+
+impl Candidates {
+    fn add(&mut self, candidate: Result<Candidate, String>, what: &str) -> Option<usize> {
+        match candidate {
+            Ok(c) => {
+                if let Some(index) = self
+                    .list
+                    .iter()
+                    .position(|k| k.bpfgen() == c.bpfgen() && k.action == c.action)
+                {
+                    return Some(index);
+                }
+                self.list.push(c);
+                Some(self.list.len() - 1)
+            }
+            Err(e) => {
+                self.skipped.push(format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Builds the candidates and plans for every flood.
+pub fn candidates(floods: &[Flood], stats: &Stats, known: &Knowledge<'_>) -> Candidates {
+    let mut out = Candidates::default();
+    for (index, flood) in floods.iter().enumerate() {
+        for family in [Family::V4, Family::V6] {
+            if !flood.has_family(family) {
+                continue;
+            }
+            match &flood.kind {
+                FloodKind::RandomSubdomain { .. } => {
+                    random_plans(index, flood, family, stats, known, &mut out)
+                }
+                FloodKind::Fingerprint { .. } => {
+                    fingerprint_plans(index, flood, family, stats, &mut out)
+                }
+            }
+        }
+    }
+    out
+}
+
+fn random_plans(
+    index: usize,
+    flood: &Flood,
+    family: Family,
+    stats: &Stats,
+    known: &Knowledge<'_>,
+    out: &mut Candidates,
+) {
+    let FloodKind::RandomSubdomain {
+        suffix,
+        established_at,
+        depths,
+        lengths,
+        randomized_case,
+        ..
+    } = &flood.kind
+    else {
+        return;
+    };
+    let parent = name_text(suffix);
+    let bounded = format!("*{{{}-{}}}", lengths.0, lengths.1);
+    // Legitimate names under the parent: established in the capture, or known.
+    let mut legit: Vec<(&[u8], u32)> = stats
+        .names
+        .iter()
+        .filter(|(name, s)| {
+            depth_under(name, suffix).is_some()
+                && (s.count >= *established_at || known.known(name).is_some())
+        })
+        .map(|(name, s)| (&name[..], s.count))
+        .collect();
+    if let Some(zone) = known.zone {
+        for name in zone.names() {
+            if depth_under(name, suffix).is_some() && !legit.iter().any(|(n, _)| *n == name) {
+                legit.push((name, 0));
+            }
+        }
+    }
+    legit.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (preference, child) in [bounded.as_str(), "*"].into_iter().enumerate() {
+        let patterns: Vec<String> = depths
+            .iter()
+            .map(|&depth| {
+                let mut p = "*.".repeat(depth - 1);
+                p.push_str(child);
+                p.push('.');
+                p.push_str(&parent);
+                p
+            })
+            .collect();
+        let parsed: Vec<Pattern> = patterns
+            .iter()
+            .filter_map(|p| parse_pattern(p, true).ok())
+            .collect();
+        let exceptions: Vec<String> = legit
+            .iter()
+            .filter(|(name, _)| parsed.iter().any(|p| pattern_matches(p, name)))
+            .take(MAX_EXCEPTIONS)
+            .map(|(name, _)| name_text(name))
+            .collect();
+        let mut rules = Vec::new();
+        if !exceptions.is_empty() {
+            let mut args = vec!["-i".to_string()];
+            args.extend(exceptions.iter().cloned());
+            let note = format!(
+                "legitimate names under {parent} that {} also matches",
+                patterns.join(" ")
+            );
+            if let Some(c) = out.add(
+                build(Action::Accept, family, "dns", args, note),
+                "accept exceptions",
+            ) {
+                rules.push(c);
+            }
+        }
+        let mut args = Vec::new();
+        if *randomized_case {
+            args.push("-i".to_string());
+        }
+        args.extend(patterns.iter().cloned());
+        let note = format!("random labels under {parent}");
+        let Some(drop) = out.add(build(Action::Drop, family, "dns", args, note), "drop") else {
+            continue;
+        };
+        rules.push(drop);
+        out.plans.push(Plan {
+            flood: index,
+            family,
+            rules,
+            preference,
+        });
+    }
+}
+
+fn fingerprint_plans(
+    index: usize,
+    flood: &Flood,
+    family: Family,
+    stats: &Stats,
+    out: &mut Candidates,
+) {
+    let FloodKind::Fingerprint { name, print, upper } = &flood.kind else {
+        return;
+    };
+    let flags = print.header.flags;
+    let mut preference = 0;
+    let mut plan = |out: &mut Candidates, c: Option<usize>| {
+        if let Some(c) = c {
+            out.plans.push(Plan {
+                flood: index,
+                family,
+                rules: vec![c],
+                preference,
+            });
+        }
+        preference += 1;
+    };
+    // tcpdump: the fewest comparisons that leave no other query matched.
+    let (base, udp) = match family {
+        Family::V4 => ("udp[", 0usize),
+        Family::V6 => ("ip6[", 40usize),
+    };
+    let at = |offset: usize| format!("{base}{}", udp + offset);
+    let flag_bits: Vec<u16> = (0..16).rev().map(|bit| 1u16 << bit).collect();
+    // Greedy choice over the fingerprint table: bits first, then EDNS absence, then the type.
+    let others: Vec<(Fingerprint, u64)> = stats
+        .prints
+        .iter()
+        .filter(|(p, _)| *p != print)
+        .map(|(p, c)| (*p, *c))
+        .collect();
+    // Start from every flag bit whose value in the flood is rare in the other queries: the
+    // tool's marks (a reserved bit set, a usual bit missing), all of them, so the rule stays
+    // narrow; then add comparisons while they still leave other queries matched.
+    let other_total: u64 = others.iter().map(|(_, c)| c).sum();
+    let mut mask = flag_bits
+        .iter()
+        .filter(|&&bit| {
+            let same: u64 = others
+                .iter()
+                .filter(|(p, _)| p.header.flags & bit == flags & bit)
+                .map(|(_, c)| c)
+                .sum();
+            (same as f64) < 0.001 * other_total as f64
+        })
+        .fold(0u16, |mask, bit| mask | bit);
+    let mut no_edns = false;
+    let mut with_type = false;
+    let matched = |mask: u16, no_edns: bool, with_type: bool| -> u64 {
+        others
+            .iter()
+            .filter(|(p, _)| {
+                p.header.flags & mask == flags & mask
+                    && (!no_edns || p.header.edns == Edns::None)
+                    && (!with_type || p.qtype == print.qtype)
+            })
+            .map(|(_, c)| c)
+            .sum()
+    };
+    let mut current = if mask == 0 {
+        u64::MAX
+    } else {
+        matched(mask, false, false)
+    };
+    while current > 0 {
+        let mut best: Option<(u64, u16, bool, bool)> = None;
+        for &bit in &flag_bits {
+            if mask & bit == 0 {
+                let m = matched(mask | bit, no_edns, with_type);
+                if best.map_or(true, |b| m < b.0) {
+                    best = Some((m, mask | bit, no_edns, with_type));
+                }
+            }
+        }
+        if !no_edns && print.header.edns == Edns::None {
+            let m = matched(mask, true, with_type);
+            if best.map_or(true, |b| m < b.0) {
+                best = Some((m, mask, true, with_type));
+            }
+        }
+        if !with_type {
+            let m = matched(mask, no_edns, true);
+            if best.map_or(true, |b| m < b.0) {
+                best = Some((m, mask, no_edns, true));
+            }
+        }
+        match best {
+            Some((m, new_mask, new_edns, new_type)) if m < current => {
+                current = m;
+                mask = new_mask;
+                no_edns = new_edns;
+                with_type = new_type;
+                if m == 0 {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let mut terms = Vec::new();
+    if family == Family::V6 {
+        terms.push("ip6[6] = 17".to_string());
+    }
+    if mask != 0 {
+        terms.push(format!(
+            "{}:2] & 0x{mask:04x} = 0x{:04x}",
+            at(10),
+            flags & mask
+        ));
+    }
+    if no_edns {
+        terms.push(format!("{}:2] = 0", at(18)));
+    }
+    if with_type {
+        // The type follows the name; checking the name's length byte too keeps other names of
+        // other lengths from being read at the wrong place.
+        let first = name.first().copied().unwrap_or(0);
+        terms.push(format!("{}] = {first}", at(20)));
+        terms.push(format!("{}:2] = {}", at(20 + name.len() + 1), print.qtype));
+    }
+    if terms.len() > usize::from(family == Family::V6) {
+        let expr = terms.join(" and ");
+        let c = out.add(
+            build(
+                Action::Drop,
+                family,
+                "tcpdump",
+                vec![expr],
+                "the flood's header fingerprint".into(),
+            ),
+            "tcpdump",
+        );
+        plan(out, c);
+    }
+    // The question at the end of the packet, when nothing follows it.
+    if print.header.edns == Edns::None && !upper {
+        let mut tail = Vec::new();
+        tail.extend_from_slice(name);
+        tail.push(0);
+        tail.extend_from_slice(&print.qtype.to_be_bytes());
+        tail.extend_from_slice(&print.qclass.to_be_bytes());
+        let c = out.add(
+            build(
+                Action::Drop,
+                family,
+                "suffix",
+                vec![hex::encode(&tail)],
+                format!("queries ending with the question {}", name_text(name)),
+            ),
+            "suffix",
+        );
+        plan(out, c);
+    }
+    // dns_validate, when the flags are ones it refuses.
+    if flags & 0xfe0f != 0 {
+        let c = out.add(
+            build(
+                Action::Drop,
+                family,
+                "dns_validate",
+                Vec::new(),
+                "malformed requests".into(),
+            ),
+            "dns_validate",
+        );
+        plan(out, c);
+    } else if flags & 0xff8f != 0 {
+        let c = out.add(
+            build(
+                Action::Drop,
+                family,
+                "dns_validate",
+                vec!["--strict".into()],
+                "malformed requests (strict)".into(),
+            ),
+            "dns_validate --strict",
+        );
+        plan(out, c);
+    }
+}
