@@ -70,6 +70,8 @@ pub struct RuleReport {
     pub action: Action,
     /// The bpfgen arguments of the deployable program.
     pub bpfgen: Vec<String>,
+    /// The generator and its arguments.
+    pub generator: crate::gen::Generator,
     /// Family it applies to.
     pub family: Family,
     /// Instructions in the program.
@@ -430,6 +432,7 @@ pub fn analyze(
             RuleReport {
                 action: candidate.action,
                 bpfgen: candidate.bpfgen(),
+                generator: candidate.generator.clone(),
                 family: candidate.family,
                 instructions: candidate.program.len(),
                 floods: owners.get(&c).cloned().unwrap_or_default(),

@@ -309,7 +309,9 @@ pub fn deploy_commands(analysis: &Analysis) -> Vec<String> {
             }
             let _ = write!(head, " -c {}", shell_quote(&format!("triage {}", flood.id)));
             let chained = rules.iter().any(|r| r.action == Action::Accept)
-                && rules.iter().all(|r| r.bpfgen.iter().any(|w| w == "dns"));
+                && rules
+                    .iter()
+                    .all(|r| matches!(r.generator, crate::gen::Generator::Dns(_)));
             if chained {
                 let mut line = format!("{head} --chain triage{}", number + 1);
                 for rule in &rules {
@@ -338,15 +340,12 @@ pub fn deploy_commands(analysis: &Analysis) -> Vec<String> {
     out
 }
 
-/// The dns patterns of a rule (its arguments after `--`, without options).
+/// The dns patterns of a rule.
 fn patterns(rule: &RuleReport) -> Vec<String> {
-    rule.bpfgen
-        .iter()
-        .skip_while(|w| *w != "--")
-        .skip(1)
-        .filter(|w| !w.starts_with('-'))
-        .cloned()
-        .collect()
+    match &rule.generator {
+        crate::gen::Generator::Dns(spec) => spec.patterns.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// The whole analysis as JSON.

@@ -12,13 +12,17 @@
 //!   legitimate names (established, zone, baseline) the wildcard would also match;
 //! - fingerprints: `tcpdump` comparing the header bits that separate the flood from the rest
 //!   (flags word, additional count, question type), `suffix` of the question when the flood
-//!   sends no EDNS, and `dns_validate` when the flood's flags are ones it refuses.
+//!   sends no EDNS or of its OPT record when it does, and `dns_validate` when the flood's flags
+//!   are ones it refuses.
 //!
 //! The plan kept for a flood is the one that drops at least 99% of it with the fewest
 //! legitimate packets, then the most of it, then the fewest rules.
 
 use crate::gen::dns::{parse_pattern, Part, Pattern};
-use crate::gen::{generate, GenOptions};
+use crate::gen::{
+    build as generate, DnsSpec, DnsValidateSpec, GenOptions, Generator, SuffixSpec, TcpdumpSpec,
+    DEFAULT_EXT_HEADERS,
+};
 use crate::triage::detect::{depth_under, Flood, FloodKind, Knowledge};
 use crate::triage::packet::{name_text, Edns, Family};
 use crate::triage::stats::{Fingerprint, Stats};
@@ -52,10 +56,8 @@ pub struct Candidate {
     pub action: Action,
     /// The family it applies to.
     pub family: Family,
-    /// Generator name.
-    pub generator: String,
-    /// The generator's arguments (what follows `--` on bpfgen's line).
-    pub args: Vec<String>,
+    /// The generator and its arguments.
+    pub generator: Generator,
     /// The program (offset 0).
     pub program: Program,
     /// What it is for, in words.
@@ -69,9 +71,8 @@ impl Candidate {
         if self.family == Family::V6 {
             out.push("-6".to_string());
         }
-        out.push(self.generator.clone());
-        out.push("--".to_string());
-        out.extend(self.args.iter().cloned());
+        out.push(self.generator.name().to_string());
+        out.extend(self.generator.args());
         out
     }
 }
@@ -127,8 +128,7 @@ pub fn pattern_matches(pattern: &Pattern, name: &[u8]) -> bool {
 pub fn build(
     action: Action,
     family: Family,
-    generator: &str,
-    args: Vec<String>,
+    generator: Generator,
     note: String,
 ) -> Result<Candidate, String> {
     let opts = GenOptions {
@@ -136,13 +136,12 @@ pub fn build(
         negate: false,
         offset: 0,
     };
-    let generated = generate(generator, &args, &opts).map_err(|e| e.to_string())?;
+    let generated = generate(&generator, &opts).map_err(|e| e.to_string())?;
     let program = Program::new(&generated.insns, Profile::Socket).map_err(|e| e.to_string())?;
     Ok(Candidate {
         action,
         family,
-        generator: generator.to_string(),
-        args,
+        generator,
         program,
         note,
     })
@@ -264,26 +263,21 @@ fn random_plans(
             .collect();
         let mut rules = Vec::new();
         if !exceptions.is_empty() {
-            let mut args = vec!["-i".to_string()];
-            args.extend(exceptions.iter().cloned());
+            let generator = dns(exceptions.clone(), true);
             let note = format!(
                 "legitimate names under {parent} that {} also matches",
                 patterns.join(" ")
             );
             if let Some(c) = out.add(
-                build(Action::Accept, family, "dns", args, note),
+                build(Action::Accept, family, generator, note),
                 "accept exceptions",
             ) {
                 rules.push(c);
             }
         }
-        let mut args = Vec::new();
-        if *randomized_case {
-            args.push("-i".to_string());
-        }
-        args.extend(patterns.iter().cloned());
         let note = format!("random labels under {parent}");
-        let Some(drop) = out.add(build(Action::Drop, family, "dns", args, note), "drop") else {
+        let generator = dns(patterns.clone(), *randomized_case);
+        let Some(drop) = out.add(build(Action::Drop, family, generator, note), "drop") else {
             continue;
         };
         rules.push(drop);
@@ -428,8 +422,7 @@ fn fingerprint_plans(
             build(
                 Action::Drop,
                 family,
-                "tcpdump",
-                vec![expr],
+                Generator::Tcpdump(TcpdumpSpec { expr }),
                 "the flood's header fingerprint".into(),
             ),
             "tcpdump",
@@ -447,9 +440,28 @@ fn fingerprint_plans(
             build(
                 Action::Drop,
                 family,
-                "suffix",
-                vec![hex::encode(&tail)],
+                Generator::Suffix(SuffixSpec { bytes: tail }),
                 format!("queries ending with the question {}", name_text(name)),
+            ),
+            "suffix",
+        );
+        plan(out, c);
+    }
+    // The OPT record at the end of the packet, when the flood's EDNS (size, DO bit) is its
+    // mark: a record without options, as tools send it.
+    if let Edns::Opt { size, dnssec_ok } = print.header.edns {
+        let mut opt = vec![0u8, 0, 41];
+        opt.extend_from_slice(&size.to_be_bytes());
+        opt.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        let c = out.add(
+            build(
+                Action::Drop,
+                family,
+                Generator::Suffix(SuffixSpec { bytes: opt }),
+                format!(
+                    "queries ending with an OPT record of size {size}{}",
+                    if dnssec_ok { " and DO" } else { "" }
+                ),
             ),
             "suffix",
         );
@@ -461,8 +473,10 @@ fn fingerprint_plans(
             build(
                 Action::Drop,
                 family,
-                "dns_validate",
-                Vec::new(),
+                Generator::DnsValidate(DnsValidateSpec {
+                    strict: false,
+                    ext_headers: DEFAULT_EXT_HEADERS,
+                }),
                 "malformed requests".into(),
             ),
             "dns_validate",
@@ -473,12 +487,23 @@ fn fingerprint_plans(
             build(
                 Action::Drop,
                 family,
-                "dns_validate",
-                vec!["--strict".into()],
+                Generator::DnsValidate(DnsValidateSpec {
+                    strict: true,
+                    ext_headers: DEFAULT_EXT_HEADERS,
+                }),
                 "malformed requests (strict)".into(),
             ),
             "dns_validate --strict",
         );
         plan(out, c);
     }
+}
+
+/// A `dns` generator with the default IPv6 extension-header walk.
+fn dns(patterns: Vec<String>, ignore_case: bool) -> Generator {
+    Generator::Dns(DnsSpec {
+        patterns,
+        ignore_case,
+        ext_headers: DEFAULT_EXT_HEADERS,
+    })
 }

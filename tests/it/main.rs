@@ -13,3 +13,4 @@ mod packets;
 mod pipe;
 mod randprog;
 mod support;
+mod triage;
