@@ -111,9 +111,9 @@ pub fn pattern_matches(pattern: &Pattern, name: &[u8]) -> bool {
                             })
                     }
                     Part::Any(None) => !label.is_empty(),
-                    Part::Any(Some((min, max))) => {
-                        label.len() >= usize::from((*min).max(1))
-                            && label.len() <= usize::from(*max)
+                    Part::Any(Some(bounds)) => {
+                        label.len() >= usize::from(bounds.min.max(1))
+                            && label.len() <= usize::from(bounds.max)
                     }
                     Part::AnySuffix => true,
                 };
@@ -365,20 +365,20 @@ fn fingerprint_plans(
         for &bit in &flag_bits {
             if mask & bit == 0 {
                 let m = matched(mask | bit, no_edns, with_type);
-                if best.map_or(true, |b| m < b.0) {
+                if best.is_none_or(|b| m < b.0) {
                     best = Some((m, mask | bit, no_edns, with_type));
                 }
             }
         }
         if !no_edns && print.header.edns == Edns::None {
             let m = matched(mask, true, with_type);
-            if best.map_or(true, |b| m < b.0) {
+            if best.is_none_or(|b| m < b.0) {
                 best = Some((m, mask, true, with_type));
             }
         }
         if !with_type {
             let m = matched(mask, no_edns, true);
-            if best.map_or(true, |b| m < b.0) {
+            if best.is_none_or(|b| m < b.0) {
                 best = Some((m, mask, no_edns, true));
             }
         }

@@ -255,7 +255,7 @@ fn mix(
 /// SLL2), 1000 packets per second.
 fn write_pcap(path: &Path, packets: &[Labelled], linktype: u32) {
     let file = std::fs::File::create(path).expect("create pcap");
-    let mut writer = Writer::new(file, linktype, false, 65535).expect("pcap header");
+    let mut writer = Writer::new(file, linktype, false).expect("pcap header");
     for (index, p) in packets.iter().enumerate() {
         let data = match linktype {
             LINKTYPE_RAW => p.frame[14..].to_vec(),
