@@ -87,3 +87,41 @@ if "baseline hex" in results:
 PY
 done
 rm "$work/dns-one.hex" "$work/dns.hex" "$work/dns.pcap"
+
+# hex2pcap: the 1,000,000 packets as hex lines (plain, and with pcap2hex -t's timestamp
+# column) back to pcap: time (hyperfine) and peak memory (/usr/bin/time -v, maximum resident
+# set size), also on 4 times the input to show memory does not grow with it.
+# HEX2PCAP_BASELINE=/path/to/another/hex2pcap adds that binary on the plain lines and prints
+# the ratio: a before/after figure.
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time is needed (apt-get install time)" >&2; exit 2; }
+"$bin/pcap2hex" -n "$work/big.pcap" > "$work/big.hex"
+"$bin/pcap2hex" -n -t "$work/big.pcap" > "$work/big-ts.hex"
+"$bin/hex2pcap" < "$work/big-ts.hex" > "$work/back.pcap"
+cmp -s <("$bin/pcap2hex" -n -t "$work/back.pcap") "$work/big-ts.hex" ||
+    { echo "bench: hex2pcap did not give back the packets and timestamps" >&2; exit 1; }
+echo "bench: hex input $(stat -c %s "$work/big.hex") bytes, with timestamps $(stat -c %s "$work/big-ts.hex") bytes"
+commands=(
+    -n "hex2pcap" "$bin/hex2pcap < $work/big.hex > /dev/null"
+    -n "hex2pcap timestamps" "$bin/hex2pcap < $work/big-ts.hex > /dev/null"
+)
+if [ -n "${HEX2PCAP_BASELINE:-}" ]; then
+    commands+=(-n "baseline" "$HEX2PCAP_BASELINE < $work/big.hex > /dev/null")
+fi
+hyperfine --warmup 1 --runs 5 --export-json "$work/hex2pcap.json" "${commands[@]}"
+python3 - "$work/hex2pcap.json" <<'PY'
+import json, sys
+results = {r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}
+ours = results["hex2pcap"]
+line = f"bench: hex2pcap {ours:.3f} s ({ours * 1e3:.0f} ns per packet)"
+if "baseline" in results:
+    line += f", baseline {results['baseline']:.3f} s, ratio {ours / results['baseline']:.2f} (below 1 = faster)"
+print(line)
+PY
+peak() {
+    /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ { print $2 }'
+}
+echo "bench: hex2pcap peak memory $(peak "$bin/hex2pcap" "$work/big.hex") KiB on 1,000,000 lines," \
+    "$(peak sh -c "cat $work/big.hex $work/big.hex $work/big.hex $work/big.hex | $bin/hex2pcap") KiB on 4,000,000"
+if [ -n "${HEX2PCAP_BASELINE:-}" ]; then
+    echo "bench: baseline peak memory $(peak "$HEX2PCAP_BASELINE" "$work/big.hex") KiB on 1,000,000 lines"
+fi

@@ -2,13 +2,13 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::asm::{assemble, parse_bytecode};
-use crate::cli::{parse_args, CliError, EXIT_NO_MATCH, EXIT_OK};
+use crate::cli::{parse_args, CliError, Progress, EXIT_NO_MATCH, EXIT_OK};
 use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
@@ -32,6 +32,12 @@ have different link types cannot be written as one pcap file: filter stops with 
 first packet of another link type (pcap2hex reads such files). A frame check sequence the
 capture declares (pcap link-type FCS bits, pcapng if_fcslen or packet flags) is kept in the
 output; with --l3 the program does not see it.
+
+Warnings (stderr; -q silences them): a program that reads the IP header where the capture
+does not have it (an iptables program, IP at 0, on a capture with a link layer and no --l3; a
+program for -o 14 on Linux cooked captures, IP at 16), --l3 on a link type filter does not
+understand, a program that tests only for the IP version the capture does not hold, and no
+packet matched. When stderr is a terminal, progress is shown on long runs.
 
 Exit status: 0 when a packet was kept (matched; with --invert, not matched), 1 when none was,
 2 on error. -v prints how many were kept out of how many read.";
@@ -72,6 +78,8 @@ struct Args {
 
 struct Filter {
     program: Option<Program>,
+    warnings: Warnings,
+    progress: Progress,
     expr: Option<String>,
     l3: bool,
     invert: bool,
@@ -106,9 +114,255 @@ impl Filter {
             let expr = self.expr.clone().unwrap_or_default();
             let target = if self.l3 { LINKTYPE_RAW } else { linktype };
             let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
+            self.warnings.expects = expects(&insns);
             self.program = Some(Program::new(&insns, Profile::Socket)?);
         }
         Ok(self.program.as_ref().expect("compiled above"))
+    }
+}
+
+/// What a program's instructions say about the packets it expects: where it reads an IP
+/// header (the IHL through `ldx 4*([k]&0xf)`, or the version through `ldb [k]` then
+/// `and #0xf0` / `rsh #4`), and which IP versions it tests for (the version nibble, or an
+/// ethertype 0x0800 / 0x86dd). Found by looking at each instruction and the one before, which
+/// is how generators and tcpdump write these tests.
+#[derive(Debug, Default)]
+struct Expects {
+    /// (instruction index, offset k) of each IP-header read.
+    ip_header_at: Vec<(usize, u32)>,
+    /// (instruction index, offset k) of each IPv4 header length read.
+    ihl_at: Vec<(usize, u32)>,
+    /// (instruction index, IP version) of each version test.
+    versions: Vec<(usize, u8)>,
+    /// (instruction index, offset k, value) of each `ldb [k]` compared with a constant.
+    byte_tests: Vec<(usize, u32, u32)>,
+}
+
+impl Expects {
+    /// The IP versions the program looks for when the IP header is at `ip`, with the first
+    /// instruction that says so: a version or ethertype test, the IPv4 header length
+    /// (`ldx 4*([ip]&0xf)`), the IPv4 protocol (`ldb [ip + 9]`) or the IPv6 next header
+    /// (`ldb [ip + 6]`) compared with a transport or extension header number.
+    fn versions_at(&self, ip: u32) -> Vec<(u8, usize)> {
+        const NEXT_HEADERS: [u32; 8] = [0x11, 0x06, 0x01, 0x3a, 0x2c, 0x00, 0x2b, 0x3c];
+        let mut found: Vec<(u8, usize)> = self.versions.iter().map(|&(i, v)| (v, i)).collect();
+        found.extend(
+            self.ihl_at
+                .iter()
+                .filter(|&&(_, k)| k == ip)
+                .map(|&(i, _)| (4, i)),
+        );
+        for &(index, k, value) in &self.byte_tests {
+            if k == ip + 9 && [0x11, 0x06, 0x01].contains(&value) {
+                found.push((4, index));
+            }
+            if k == ip + 6 && NEXT_HEADERS.contains(&value) {
+                found.push((6, index));
+            }
+        }
+        found.sort_by_key(|&(_, i)| i);
+        found
+    }
+}
+
+fn expects(insns: &[RawInsn]) -> Expects {
+    use crate::insn::{AluOp, Insn, JumpCond, Operand, Size, SKF_AD_OFF};
+    #[derive(Clone, Copy, PartialEq)]
+    enum Holds {
+        Other,
+        /// A byte at offset k.
+        Byte(u32),
+        /// The version nibble, in the high (true) or low bits.
+        Version {
+            high: bool,
+        },
+        /// A 16-bit field that may be an ethertype.
+        Ethertype,
+    }
+    let mut found = Expects::default();
+    let mut holds = Holds::Other;
+    for (index, raw) in insns.iter().enumerate() {
+        let insn = Insn::decode(*raw);
+        holds = match insn {
+            Insn::LoadXMsh(k) => {
+                found.ip_header_at.push((index, k));
+                found.ihl_at.push((index, k));
+                holds
+            }
+            Insn::LoadAbs {
+                size: Size::Byte,
+                offset,
+            } if offset < SKF_AD_OFF => Holds::Byte(offset),
+            Insn::LoadAbs {
+                size: Size::Half,
+                offset,
+            } if offset < SKF_AD_OFF => Holds::Ethertype,
+            // ldh/ld #proto: the skb's protocol, an ethertype.
+            Insn::LoadAbs { offset, .. } if offset == SKF_AD_OFF => Holds::Ethertype,
+            Insn::Alu {
+                op: AluOp::And,
+                operand: Operand::K(0xf0),
+            } => match holds {
+                Holds::Byte(k) => {
+                    found.ip_header_at.push((index - 1, k));
+                    Holds::Version { high: true }
+                }
+                _ => Holds::Other,
+            },
+            Insn::Alu {
+                op: AluOp::Rsh,
+                operand: Operand::K(4),
+            } => match holds {
+                Holds::Byte(k) => {
+                    found.ip_header_at.push((index - 1, k));
+                    Holds::Version { high: false }
+                }
+                Holds::Version { high: true } => Holds::Version { high: false },
+                _ => Holds::Other,
+            },
+            Insn::Jump {
+                cond: JumpCond::Eq,
+                operand: Operand::K(value),
+                ..
+            } => {
+                let version =
+                    match (holds, value) {
+                        (Holds::Version { high: true }, 0x40)
+                        | (Holds::Version { high: false }, 4) => Some(4),
+                        (Holds::Version { high: true }, 0x60)
+                        | (Holds::Version { high: false }, 6) => Some(6),
+                        (Holds::Ethertype, 0x0800) => Some(4),
+                        (Holds::Ethertype, 0x86dd) => Some(6),
+                        _ => None,
+                    };
+                if let Some(version) = version {
+                    found.versions.push((index, version));
+                }
+                if let Holds::Byte(k) = holds {
+                    found.byte_tests.push((index, k, value));
+                }
+                // A jump leaves A as it was.
+                holds
+            }
+            // Jumps, X and scratch memory leave A as it was.
+            Insn::Jump { .. }
+            | Insn::Ja(_)
+            | Insn::LoadXImm(_)
+            | Insn::LoadXMem(_)
+            | Insn::LoadXLen
+            | Insn::Tax
+            | Insn::Store(_)
+            | Insn::StoreX(_) => holds,
+            _ => Holds::Other,
+        };
+    }
+    found
+}
+
+/// The warnings filter gives about the program and the capture, each at most once.
+#[derive(Debug, Default)]
+struct Warnings {
+    quiet: bool,
+    expects: Expects,
+    /// The IP-header offset warning was given (or cannot apply).
+    offset_checked: bool,
+    unsupported_warned: bool,
+    /// Packets by IP version: IPv4, IPv6.
+    by_version: [u64; 2],
+    /// Matched packets (whatever --invert keeps).
+    matched: u64,
+    /// Where the program sees the IP header (0 with --l3), from the first packet that has one.
+    ip_offset: Option<u32>,
+}
+
+impl Warnings {
+    /// At the first packet with a network header: does the program read the IP header where
+    /// this capture has it?
+    fn check_offset(
+        &mut self,
+        stderr: &mut dyn Write,
+        program: &Program,
+        l3: bool,
+        linktype: u32,
+        net_offset: usize,
+    ) -> std::io::Result<()> {
+        if self.offset_checked || self.quiet {
+            return Ok(());
+        }
+        self.offset_checked = true;
+        let actual = if l3 { 0 } else { net_offset as u32 };
+        self.ip_offset = Some(actual);
+        let reads = &self.expects.ip_header_at;
+        if reads.is_empty() || reads.iter().any(|&(_, k)| k == actual) {
+            return Ok(());
+        }
+        let (index, k) = reads[0];
+        let insn = crate::insn::Insn::decode(program.insns()[index]);
+        let advice = if l3 {
+            format!("drop --l3 (it hands the program packets from the IP header), or generate it without -o {k}")
+        } else if k == 0 {
+            format!(
+                "give --l3 to hand it packets from the IP header, or generate it with -o {actual}"
+            )
+        } else {
+            format!("generate it with -o {actual}, or use --l3 with a program for offset 0")
+        };
+        let place = if l3 {
+            "with --l3 the IP header is at 0".to_string()
+        } else {
+            format!(
+                "in this capture ({}) the IP header is at {actual}",
+                link::linktype_name(linktype)
+            )
+        };
+        writeln!(
+            stderr,
+            "filter: warning: the program reads an IP header at offset {k} (instruction {index}: {insn}), but {place}: {advice}"
+        )
+    }
+
+    fn unsupported(&mut self, stderr: &mut dyn Write, linktype: u32) -> std::io::Result<()> {
+        if self.unsupported_warned || self.quiet {
+            return Ok(());
+        }
+        self.unsupported_warned = true;
+        writeln!(
+            stderr,
+            "filter: warning: {} is not a link type filter understands: --l3 finds no IP header in its packets, so none can match",
+            link::linktype_name(linktype)
+        )
+    }
+
+    /// At the end: nothing matched, and why that may be.
+    fn finish(&self, stderr: &mut dyn Write, total: u64, verbose: bool) -> std::io::Result<()> {
+        if self.quiet || total == 0 || self.matched > 0 {
+            return Ok(());
+        }
+        let [v4, v6] = self.by_version;
+        let tests = self.expects.versions_at(self.ip_offset.unwrap_or(0));
+        let present: Vec<u8> = [(4u8, v4), (6, v6)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(v, _)| *v)
+            .collect();
+        let wanted_present = tests.iter().any(|(v, _)| present.contains(v));
+        if self.ip_offset.is_some() && !tests.is_empty() && !present.is_empty() && !wanted_present {
+            let (version, index) = tests[0];
+            let holds: Vec<String> = [(4u8, v4), (6, v6)]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(v, n)| format!("{n} IPv{v}"))
+                .collect();
+            writeln!(
+                stderr,
+                "filter: warning: the program reads IPv{version} headers (instruction {index}), but the capture holds only {} packets",
+                holds.join(" and ")
+            )?;
+        }
+        if !verbose {
+            writeln!(stderr, "filter: matched 0 of {total} packets")?;
+        }
+        Ok(())
     }
 }
 
@@ -138,12 +392,21 @@ pub fn main(
     if args.bytecode.is_none() && args.asm_file.is_none() && args.expr.is_none() {
         return Err("no program: give one with -b BYTECODE, -f ASMFILE or -e EXPR".into());
     }
+    let mut warnings = Warnings {
+        quiet: args.quiet,
+        ..Warnings::default()
+    };
     let program = match load_program(&args)? {
-        Some(insns) => Some(Program::new(&insns, Profile::Socket)?),
+        Some(insns) => {
+            warnings.expects = expects(&insns);
+            Some(Program::new(&insns, Profile::Socket)?)
+        }
         None => None,
     };
     let mut filter = Filter {
         program,
+        warnings,
+        progress: Progress::new("filter", !args.quiet && std::io::stderr().is_terminal()),
         expr: args.expr.clone(),
         l3: args.l3,
         invert: args.invert,
@@ -164,9 +427,17 @@ pub fn main(
     let mut result = Ok(());
     for name in names {
         let outcome = match name {
-            None | Some("-") => run_one("<stdin>", &mut *stdin, &mut filter, &mut output),
+            None | Some("-") => {
+                filter.progress.input_size(None);
+                run_one("<stdin>", &mut *stdin, &mut filter, &mut output, stderr)
+            }
             Some(path) => match File::open(path) {
-                Ok(file) => run_one(path, file, &mut filter, &mut output),
+                Ok(file) => {
+                    filter
+                        .progress
+                        .input_size(file.metadata().ok().map(|m| m.len()));
+                    run_one(path, file, &mut filter, &mut output, stderr)
+                }
                 Err(e) => Err(format!("cannot open '{path}': {e}").into()),
             },
         };
@@ -187,6 +458,10 @@ pub fn main(
             .expect("sink is kept until the writer takes it"),
     };
     sink.flush()?;
+    filter.progress.finish(stderr)?;
+    if result.is_ok() {
+        filter.warnings.finish(stderr, filter.total, args.verbose)?;
+    }
     if !args.quiet {
         if filter.truncated.count > 0 {
             writeln!(
@@ -255,6 +530,7 @@ fn run_one<R: Read>(
     input: R,
     filter: &mut Filter,
     output: &mut Output<'_>,
+    stderr: &mut dyn Write,
 ) -> Result<(), CliError> {
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     if let Container::Pcap {
@@ -267,6 +543,7 @@ fn run_one<R: Read>(
         output.start(linktype_field(linktype, fcs_len), nanoseconds)?;
     }
     loop {
+        let position = reader.position();
         let packet = match reader.next_packet() {
             Ok(Some(packet)) => packet,
             Ok(None) => return Ok(()),
@@ -292,12 +569,29 @@ fn run_one<R: Read>(
             .into());
         }
         filter.total += 1;
+        filter.progress.tick(stderr, filter.total, position)?;
         // The frame check sequence is not part of the packet the kernel hands to iptables.
         let l3_frame = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
         let net = link::network_header(packet.linktype, l3_frame);
         let mut ctx = Context::default();
         if let Some(net) = net {
             ctx.protocol = net.ethertype;
+            match net.ethertype {
+                link::ETHERTYPE_IPV4 => filter.warnings.by_version[0] += 1,
+                link::ETHERTYPE_IPV6 => filter.warnings.by_version[1] += 1,
+                _ => {}
+            }
+            if let Some(program) = &filter.program {
+                filter.warnings.check_offset(
+                    stderr,
+                    program,
+                    filter.l3,
+                    packet.linktype,
+                    net.offset,
+                )?;
+            }
+        } else if filter.l3 && !link::is_supported(packet.linktype) {
+            filter.warnings.unsupported(stderr, packet.linktype)?;
         }
         let input = if filter.l3 {
             net.map(|net| Input {
@@ -327,6 +621,9 @@ fn run_one<R: Read>(
             None => 0,
         };
         let matched = verdict != 0;
+        if matched {
+            filter.warnings.matched += 1;
+        }
         if matched != filter.invert {
             match w.write(packet.timestamp, packet.orig_len, packet.data) {
                 Ok(written) => {

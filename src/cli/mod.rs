@@ -87,6 +87,72 @@ pub fn clap_error_line(rendered: &str) -> String {
         })
 }
 
+/// Progress of a long run on stderr: a line rewritten in place about once a second (packets,
+/// bytes read, and the share of the input when its size is known), erased at the end. Only
+/// when enabled, which tools do when stderr is a terminal (never into a pipe or a file).
+pub struct Progress {
+    tool: &'static str,
+    enabled: bool,
+    started: std::time::Instant,
+    next: std::time::Duration,
+    size: Option<u64>,
+    shown: bool,
+}
+
+impl Progress {
+    /// A progress line for `tool`, shown only when `enabled`.
+    pub fn new(tool: &'static str, enabled: bool) -> Progress {
+        Progress {
+            tool,
+            enabled,
+            started: std::time::Instant::now(),
+            next: std::time::Duration::from_secs(1),
+            size: None,
+            shown: false,
+        }
+    }
+
+    /// The size of the input being read, when known.
+    pub fn input_size(&mut self, size: Option<u64>) {
+        self.size = size.filter(|&s| s > 0);
+    }
+
+    /// Called for each packet; looks at the clock every 4096 packets.
+    pub fn tick(&mut self, stderr: &mut dyn io::Write, packets: u64, bytes: u64) -> io::Result<()> {
+        if !self.enabled || packets & 4095 != 0 {
+            return Ok(());
+        }
+        let elapsed = self.started.elapsed();
+        if elapsed < self.next {
+            return Ok(());
+        }
+        self.next = elapsed + std::time::Duration::from_secs(1);
+        let share = match self.size {
+            Some(size) => format!(" ({}%)", bytes.saturating_mul(100) / size),
+            None => String::new(),
+        };
+        write!(
+            stderr,
+            "\r{}: {packets} packets, {} MB read{share}\x1b[K",
+            self.tool,
+            bytes / 1_000_000
+        )?;
+        stderr.flush()?;
+        self.shown = true;
+        Ok(())
+    }
+
+    /// Erases the progress line, if one was shown.
+    pub fn finish(&mut self, stderr: &mut dyn io::Write) -> io::Result<()> {
+        if self.shown {
+            write!(stderr, "\r\x1b[K")?;
+            stderr.flush()?;
+            self.shown = false;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
 /// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as

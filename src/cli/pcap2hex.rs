@@ -2,12 +2,12 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{parse_args, CliError, EXIT_OK};
+use crate::cli::{parse_args, CliError, Progress, EXIT_OK};
 use crate::pcap::{hex, link, scrub, Reader};
 
 const EXAMPLES: &str = "\
@@ -71,16 +71,25 @@ fn write_line(
     out.write_all(line)
 }
 
-fn dump<R: Read>(name: &str, input: R, args: &Args, out: &mut impl Write) -> Result<(), CliError> {
+fn dump<R: Read>(
+    name: &str,
+    input: R,
+    args: &Args,
+    out: &mut impl Write,
+    progress: &mut Progress,
+    stderr: &mut dyn Write,
+) -> Result<(), CliError> {
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     let mut frame = Vec::with_capacity(65536);
     let mut line = Vec::with_capacity(1 << 17);
     loop {
+        let position = reader.position();
         let packet = match reader.next_packet() {
             Ok(Some(packet)) => packet,
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("{name}: {e}").into()),
         };
+        progress.tick(stderr, packet.number, position)?;
         frame.clear();
         // A normalized frame is the packet alone: without the FCS the capture declares.
         let without_fcs = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
@@ -113,16 +122,36 @@ pub fn main(
         Err(code) => return Ok(code),
     };
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
+    // Progress only where a person watches: stderr a terminal.
+    let mut progress = Progress::new("pcap2hex", std::io::stderr().is_terminal());
     let mut result = Ok(());
     if args.files.is_empty() {
-        result = dump("<stdin>", &mut *stdin, &args, &mut out);
+        result = dump(
+            "<stdin>",
+            &mut *stdin,
+            &args,
+            &mut out,
+            &mut progress,
+            stderr,
+        );
     }
     for path in &args.files {
         result = if path == "-" {
-            dump("<stdin>", &mut *stdin, &args, &mut out)
+            progress.input_size(None);
+            dump(
+                "<stdin>",
+                &mut *stdin,
+                &args,
+                &mut out,
+                &mut progress,
+                stderr,
+            )
         } else {
             match File::open(path) {
-                Ok(file) => dump(path, file, &args, &mut out),
+                Ok(file) => {
+                    progress.input_size(file.metadata().ok().map(|m| m.len()));
+                    dump(path, file, &args, &mut out, &mut progress, stderr)
+                }
                 Err(e) => Err(format!("cannot open '{path}': {e}").into()),
             }
         };
@@ -132,6 +161,7 @@ pub fn main(
     }
     // Lines already produced are kept, even when a later packet is damaged.
     out.flush()?;
+    progress.finish(stderr)?;
     result?;
     Ok(ExitCode::from(EXIT_OK))
 }

@@ -657,3 +657,100 @@ fn offset_finds_strings_and_builds_a_suffix_rule_that_matches() {
         stderr(&out)
     );
 }
+
+#[test]
+fn filter_warns_where_a_silent_wrong_answer_is_likely() {
+    let gen = |args: &[&str]| stdout(&run("bpfgen", args, b"")).trim().to_string();
+    let v4 = gen(&["dns", "--", "*.www.example.net"]);
+    let v6 = gen(&["-6", "dns", "--", "*.www.example.net"]);
+    let o14 = gen(&["-o", "14", "dns", "--", "*.www.example.net"]);
+    let path = |name: &str| capture(name).to_str().unwrap().to_string();
+    let filter_err = |args: &[&str], name: &str| {
+        let mut all: Vec<&str> = args.to_vec();
+        let file = path(name);
+        all.push(&file);
+        let out = run("filter", &all, b"");
+        assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
+        (out.status.code(), stderr(&out))
+    };
+    // An iptables program (IP at 0) on link-layer captures without --l3.
+    for (name, at, total) in [
+        ("any-sll1.pcap", 16, 616),
+        ("eth-vlan.pcap", 18, 6032),
+        ("eth-flood-v4.pcap", 14, 6032),
+    ] {
+        let (code, err) = filter_err(&["-b", &v4], name);
+        assert_eq!(code, Some(1), "{name}");
+        assert_eq!(
+            err,
+            format!(
+                "filter: warning: the program reads an IP header at offset 0 (instruction 0: ldx 4*([0]&0xf)), but in this capture ({}) the IP header is at {at}: give --l3 to hand it packets from the IP header, or generate it with -o {at}\nfilter: matched 0 of {total} packets\n",
+                if name.starts_with("any") { "Linux cooked (SLL)" } else { "Ethernet" }
+            ),
+            "{name}"
+        );
+        // -q: nothing; --l3: right, and nothing to say.
+        let (_, err) = filter_err(&["-q", "-b", &v4], name);
+        assert_eq!(err, "", "{name}");
+        let (code, err) = filter_err(&["--l3", "-b", &v4], name);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{name}");
+    }
+    // A program for Ethernet (-o 14) on a VLAN capture, and with --l3.
+    let (_, err) = filter_err(&["-b", &o14], "eth-vlan.pcap");
+    assert!(err.contains("reads an IP header at offset 14 (instruction 0: ldx 4*([14]&0xf)), but in this capture (Ethernet) the IP header is at 18: generate it with -o 18"), "{err}");
+    let (_, err) = filter_err(&["--l3", "-b", &o14], "eth-flood-v4.pcap");
+    assert!(
+        err.contains("but with --l3 the IP header is at 0: drop --l3"),
+        "{err}"
+    );
+    let (code, err) = filter_err(&["-b", &o14], "eth-flood-v4.pcap");
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    // IPv6 programs on IPv4 traffic and the reverse; each on its own version is fine.
+    let (_, err) = filter_err(&["--l3", "-b", &v6], "eth-flood-v4.pcap");
+    assert!(
+        err.contains("the program reads IPv6 headers (instruction 2), but the capture holds only 6032 IPv4 packets"),
+        "{err}"
+    );
+    let (_, err) = filter_err(&["--l3", "-b", &v4], "eth-flood-v6.pcap");
+    assert!(
+        err.contains("the program reads IPv4 headers (instruction 0), but the capture holds only 1016 IPv6 packets"),
+        "{err}"
+    );
+    let (code, err) = filter_err(&["--l3", "-b", &v6], "eth-flood-v6.pcap");
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    // Zero matches of the right version: the count alone; with -v the count line says it.
+    let none = gen(&["dns", "--", "*.nothing.example"]);
+    let (code, err) = filter_err(&["--l3", "-b", &none], "eth-flood-v4.pcap");
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(1), "filter: matched 0 of 6032 packets\n")
+    );
+    let (_, err) = filter_err(&["-v", "--l3", "-b", &none], "eth-flood-v4.pcap");
+    assert_eq!(err, "filter: matched 0/6032 packets\n");
+    // --l3 on a link type filter does not understand.
+    let frame = ethernet(&dns_packet("a.www.example.net", 1));
+    let file = pcap_file(147, 65535, &[(1, &frame)]);
+    let out = filter(&["--l3", "-b", &v4], &file);
+    assert!(
+        stderr(&out)
+            .starts_with("filter: warning: link type 147 is not a link type filter understands"),
+        "{}",
+        stderr(&out)
+    );
+    // No progress line when stderr is not a terminal (here a pipe), however long the run.
+    for tool in ["filter", "pcap2hex"] {
+        let args: Vec<String> = if tool == "filter" {
+            vec![
+                "-v".into(),
+                "-b".into(),
+                "1,6 0 0 65535".into(),
+                path("eth-vlan.pcap"),
+            ]
+        } else {
+            vec![path("eth-vlan.pcap")]
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(tool, &args, b"");
+        assert!(!stderr(&out).contains('\r'), "{tool}: {}", stderr(&out));
+    }
+}
