@@ -95,6 +95,7 @@ pub struct Progress {
     enabled: bool,
     started: std::time::Instant,
     next: std::time::Duration,
+    interval: std::time::Duration,
     size: Option<u64>,
     shown: bool,
 }
@@ -102,11 +103,16 @@ pub struct Progress {
 impl Progress {
     /// A progress line for `tool`, shown only when `enabled`.
     pub fn new(tool: &'static str, enabled: bool) -> Progress {
+        Progress::with_interval(tool, enabled, std::time::Duration::from_secs(1))
+    }
+
+    fn with_interval(tool: &'static str, enabled: bool, interval: std::time::Duration) -> Progress {
         Progress {
             tool,
             enabled,
             started: std::time::Instant::now(),
-            next: std::time::Duration::from_secs(1),
+            next: interval,
+            interval,
             size: None,
             shown: false,
         }
@@ -126,7 +132,7 @@ impl Progress {
         if elapsed < self.next {
             return Ok(());
         }
-        self.next = elapsed + std::time::Duration::from_secs(1);
+        self.next = elapsed + self.interval;
         let share = match self.size {
             Some(size) => format!(" ({}%)", bytes.saturating_mul(100) / size),
             None => String::new(),
@@ -172,6 +178,25 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<ExitCode, CliError>) -> Exi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_one_line_rewritten_and_erased() {
+        let mut err = Vec::new();
+        let mut off = Progress::with_interval("filter", false, std::time::Duration::ZERO);
+        off.tick(&mut err, 4096, 10).unwrap();
+        off.finish(&mut err).unwrap();
+        assert!(err.is_empty());
+        let mut on = Progress::with_interval("filter", true, std::time::Duration::ZERO);
+        on.input_size(Some(4_000_000));
+        on.tick(&mut err, 4095, 1).unwrap();
+        assert!(err.is_empty(), "only every 4096 packets");
+        on.tick(&mut err, 8192, 3_000_000).unwrap();
+        on.finish(&mut err).unwrap();
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "\rfilter: 8192 packets, 3 MB read (75%)\x1b[K\r\x1b[K"
+        );
+    }
 
     #[test]
     fn broken_pipe_is_found_through_wrapping() {
