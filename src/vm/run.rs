@@ -20,6 +20,8 @@
 //!   x/net/bpf give 0 for counts >= 32);
 //! - `#len` is the packet length the program sees ([`Input::wire_len`]).
 
+use std::num::NonZeroU32;
+
 use crate::insn::{
     AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn, Size, SKF_LL_OFF, SKF_NET_OFF,
 };
@@ -99,30 +101,94 @@ pub enum Exit {
     DivisionByZero(usize),
 }
 
+/// A pre-decoded instruction: one variant per operation and operand kind, so running one
+/// needs a single dispatch. Offsets known non-negative (as `i32`) at decode time take the fast
+/// variants; jump targets are absolute instruction indexes (a validated program has at most
+/// 4096 instructions, so they fit in `u16`); scratch indexes are below 16.
+///
+/// A packet load followed by a conditional jump on a constant is also decoded as one fused op
+/// (`Ld*J*`) at the load's index, which does both and goes straight to the jump's target; the
+/// jump keeps its own op at its own index for the jumps that land on it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op {
-    LdAbs(Size, u32),
-    LdInd(Size, u32),
+    LdAbsW(u32),
+    LdAbsH(u32),
+    LdAbsB(u32),
+    LdIndW(u32),
+    LdIndH(u32),
+    LdIndB(u32),
+    /// `[k]` with a negative offset: relative to the network or link-layer header.
+    LdAbsNeg(Size, u32),
     LdAnc(Ancillary),
     LdImm(u32),
-    LdMem(usize),
+    LdMem(u8),
     LdLen,
     LdxImm(u32),
-    LdxMem(usize),
+    LdxMem(u8),
     LdxLen,
     LdxMsh(u32),
-    St(usize),
-    Stx(usize),
-    AluK(AluOp, u32),
-    AluX(AluOp),
+    LdxMshNeg(u32),
+    St(u8),
+    Stx(u8),
+    AddK(u32),
+    SubK(u32),
+    MulK(u32),
+    DivK(NonZeroU32),
+    ModK(NonZeroU32),
+    AndK(u32),
+    OrK(u32),
+    XorK(u32),
+    LshK(u32),
+    RshK(u32),
+    AddX,
+    SubX,
+    MulX,
+    DivX,
+    ModX,
+    AndX,
+    OrX,
+    XorX,
+    LshX,
+    RshX,
     Neg,
-    Ja(usize),
-    JmpK(JumpCond, u32, usize, usize),
-    JmpX(JumpCond, usize, usize),
+    Ja(u16),
+    JeqK(u32, u16, u16),
+    JgtK(u32, u16, u16),
+    JgeK(u32, u16, u16),
+    JsetK(u32, u16, u16),
+    JeqX(u16, u16),
+    JgtX(u16, u16),
+    JgeX(u16, u16),
+    JsetX(u16, u16),
     RetK(u32),
     RetA,
     Tax,
     Txa,
+    // Fused load + conditional jump on a constant: (load offset, constant, jt, jf).
+    LdAbsWJeq(u32, u32, u16, u16),
+    LdAbsHJeq(u32, u32, u16, u16),
+    LdAbsBJeq(u32, u32, u16, u16),
+    LdIndWJeq(u32, u32, u16, u16),
+    LdIndHJeq(u32, u32, u16, u16),
+    LdIndBJeq(u32, u32, u16, u16),
+    LdAbsWJgt(u32, u32, u16, u16),
+    LdAbsHJgt(u32, u32, u16, u16),
+    LdAbsBJgt(u32, u32, u16, u16),
+    LdIndWJgt(u32, u32, u16, u16),
+    LdIndHJgt(u32, u32, u16, u16),
+    LdIndBJgt(u32, u32, u16, u16),
+    LdAbsWJge(u32, u32, u16, u16),
+    LdAbsHJge(u32, u32, u16, u16),
+    LdAbsBJge(u32, u32, u16, u16),
+    LdIndWJge(u32, u32, u16, u16),
+    LdIndHJge(u32, u32, u16, u16),
+    LdIndBJge(u32, u32, u16, u16),
+    LdAbsWJset(u32, u32, u16, u16),
+    LdAbsHJset(u32, u32, u16, u16),
+    LdAbsBJset(u32, u32, u16, u16),
+    LdIndWJset(u32, u32, u16, u16),
+    LdIndHJset(u32, u32, u16, u16),
+    LdIndBJset(u32, u32, u16, u16),
 }
 
 /// A validated, pre-decoded program.
@@ -143,20 +209,33 @@ impl Observer for () {
 }
 
 #[inline(always)]
+fn word(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[inline(always)]
+fn half(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(2)?)?;
+    Some(u32::from(u16::from_be_bytes([b[0], b[1]])))
+}
+
+#[inline(always)]
+fn byte(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at).map(|&b| u32::from(b))
+}
+
+#[inline(always)]
 fn read(bytes: &[u8], at: usize, size: Size) -> Option<u32> {
     match size {
-        Size::Byte => bytes.get(at).map(|&b| u32::from(b)),
-        Size::Half => bytes
-            .get(at..at.checked_add(2)?)
-            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
-        Size::Word => bytes
-            .get(at..at.checked_add(4)?)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        Size::Byte => byte(bytes, at),
+        Size::Half => half(bytes, at),
+        Size::Word => word(bytes, at),
     }
 }
 
 /// The kernel's packet load: offset as a signed number, negative ranges relative to headers.
-#[inline(always)]
+#[inline(never)]
 fn load(input: &Input<'_>, offset: u32, size: Size) -> Option<u32> {
     if (offset as i32) >= 0 {
         return read(input.frame, input.start.checked_add(offset as usize)?, size);
@@ -171,28 +250,32 @@ fn load(input: &Input<'_>, offset: u32, size: Size) -> Option<u32> {
     read(input.frame, base, size)
 }
 
-fn alu(op: AluOp, a: u32, operand: u32) -> Option<u32> {
-    Some(match op {
-        AluOp::Add => a.wrapping_add(operand),
-        AluOp::Sub => a.wrapping_sub(operand),
-        AluOp::Mul => a.wrapping_mul(operand),
-        AluOp::Div => a.checked_div(operand)?,
-        AluOp::Mod => a.checked_rem(operand)?,
-        AluOp::Or => a | operand,
-        AluOp::And => a & operand,
-        AluOp::Xor => a ^ operand,
-        AluOp::Lsh => a.wrapping_shl(operand & 31),
-        AluOp::Rsh => a.wrapping_shr(operand & 31),
-    })
+/// An `[x + k]` load: the wrapped sum read from the program's data when it is a non-negative
+/// `i32` (the usual case), else through [`load`]'s header-relative ranges.
+#[inline(always)]
+fn load_ind(
+    input: &Input<'_>,
+    data: &[u8],
+    x: u32,
+    k: u32,
+    size: Size,
+    fast: fn(&[u8], usize) -> Option<u32>,
+) -> Option<u32> {
+    let offset = x.wrapping_add(k);
+    if (offset as i32) >= 0 {
+        fast(data, offset as usize)
+    } else {
+        load(input, offset, size)
+    }
 }
 
-fn cond(cond: JumpCond, a: u32, operand: u32) -> bool {
-    match cond {
-        JumpCond::Eq => a == operand,
-        JumpCond::Gt => a > operand,
-        JumpCond::Ge => a >= operand,
-        JumpCond::Set => a & operand != 0,
-    }
+/// The target of a conditional jump not taken. Going through an opaque step keeps the jump a
+/// branch in the machine code rather than a conditional move: a branch is predicted, so the
+/// next instruction starts before the packet byte it depends on has arrived, where a
+/// conditional move would make every instruction wait for the previous one's load.
+#[inline(always)]
+fn not_taken(target: u16) -> u16 {
+    std::hint::black_box(target)
 }
 
 /// The kernel's netlink attribute search over `data[offset..]` (`nla_find`): attributes are
@@ -213,6 +296,7 @@ fn nla_find(data: &[u8], offset: usize, wanted: u32) -> u32 {
     0
 }
 
+#[inline(never)]
 fn ancillary(anc: Ancillary, input: &Input<'_>, a: u32, x: u32) -> u32 {
     let ctx = &input.ctx;
     let data = input.frame.get(input.start..).unwrap_or(&[]);
@@ -252,55 +336,141 @@ fn ancillary(anc: Ancillary, input: &Input<'_>, a: u32, x: u32) -> u32 {
     }
 }
 
+/// The op of one validated instruction standing at `pc`, not fused.
+fn decode(insn: Insn, pc: usize) -> Op {
+    // Validation keeps every target inside a program of at most 4096 instructions.
+    let (t, f) = insn
+        .jump_targets(pc)
+        .map_or((0, 0), |(t, f)| (t as u16, f as u16));
+    let non_negative = |k: u32| (k as i32) >= 0;
+    let cell = |k: u32| (k & 15) as u8;
+    match insn {
+        Insn::LoadAbs { size, offset } => match Ancillary::from_offset(offset) {
+            Some(anc) => Op::LdAnc(anc),
+            None if !non_negative(offset) => Op::LdAbsNeg(size, offset),
+            None => match size {
+                Size::Word => Op::LdAbsW(offset),
+                Size::Half => Op::LdAbsH(offset),
+                Size::Byte => Op::LdAbsB(offset),
+            },
+        },
+        Insn::LoadInd { size, offset } => match size {
+            Size::Word => Op::LdIndW(offset),
+            Size::Half => Op::LdIndH(offset),
+            Size::Byte => Op::LdIndB(offset),
+        },
+        Insn::LoadImm(k) => Op::LdImm(k),
+        Insn::LoadMem(k) => Op::LdMem(cell(k)),
+        Insn::LoadLen => Op::LdLen,
+        Insn::LoadXImm(k) => Op::LdxImm(k),
+        Insn::LoadXMem(k) => Op::LdxMem(cell(k)),
+        Insn::LoadXLen => Op::LdxLen,
+        Insn::LoadXMsh(k) if non_negative(k) => Op::LdxMsh(k),
+        Insn::LoadXMsh(k) => Op::LdxMshNeg(k),
+        Insn::Store(k) => Op::St(cell(k)),
+        Insn::StoreX(k) => Op::Stx(cell(k)),
+        Insn::Alu {
+            op,
+            operand: Operand::K(k),
+        } => match op {
+            AluOp::Add => Op::AddK(k),
+            AluOp::Sub => Op::SubK(k),
+            AluOp::Mul => Op::MulK(k),
+            // Validation refuses division and modulo by the constant 0.
+            AluOp::Div => NonZeroU32::new(k).map_or(Op::RetK(0), Op::DivK),
+            AluOp::Mod => NonZeroU32::new(k).map_or(Op::RetK(0), Op::ModK),
+            AluOp::And => Op::AndK(k),
+            AluOp::Or => Op::OrK(k),
+            AluOp::Xor => Op::XorK(k),
+            // Validation refuses constant shifts of 32 or more.
+            AluOp::Lsh => Op::LshK(k & 31),
+            AluOp::Rsh => Op::RshK(k & 31),
+        },
+        Insn::Alu {
+            op,
+            operand: Operand::X,
+        } => match op {
+            AluOp::Add => Op::AddX,
+            AluOp::Sub => Op::SubX,
+            AluOp::Mul => Op::MulX,
+            AluOp::Div => Op::DivX,
+            AluOp::Mod => Op::ModX,
+            AluOp::And => Op::AndX,
+            AluOp::Or => Op::OrX,
+            AluOp::Xor => Op::XorX,
+            AluOp::Lsh => Op::LshX,
+            AluOp::Rsh => Op::RshX,
+        },
+        Insn::Neg => Op::Neg,
+        Insn::Ja(_) => Op::Ja(t),
+        Insn::Jump { cond, operand, .. } => match (cond, operand) {
+            (JumpCond::Eq, Operand::K(k)) => Op::JeqK(k, t, f),
+            (JumpCond::Gt, Operand::K(k)) => Op::JgtK(k, t, f),
+            (JumpCond::Ge, Operand::K(k)) => Op::JgeK(k, t, f),
+            (JumpCond::Set, Operand::K(k)) => Op::JsetK(k, t, f),
+            (JumpCond::Eq, Operand::X) => Op::JeqX(t, f),
+            (JumpCond::Gt, Operand::X) => Op::JgtX(t, f),
+            (JumpCond::Ge, Operand::X) => Op::JgeX(t, f),
+            (JumpCond::Set, Operand::X) => Op::JsetX(t, f),
+        },
+        Insn::RetK(k) => Op::RetK(k),
+        Insn::RetA => Op::RetA,
+        Insn::Tax => Op::Tax,
+        Insn::Txa => Op::Txa,
+        // Refused by validate().
+        Insn::RetX | Insn::Raw(_) => Op::RetK(0),
+    }
+}
+
+/// A packet load followed by a conditional jump on a constant, as one op.
+fn fuse(load: Op, jump: Op) -> Option<Op> {
+    use Op::*;
+    Some(match (load, jump) {
+        (LdAbsW(o), JeqK(k, t, f)) => LdAbsWJeq(o, k, t, f),
+        (LdAbsH(o), JeqK(k, t, f)) => LdAbsHJeq(o, k, t, f),
+        (LdAbsB(o), JeqK(k, t, f)) => LdAbsBJeq(o, k, t, f),
+        (LdIndW(o), JeqK(k, t, f)) => LdIndWJeq(o, k, t, f),
+        (LdIndH(o), JeqK(k, t, f)) => LdIndHJeq(o, k, t, f),
+        (LdIndB(o), JeqK(k, t, f)) => LdIndBJeq(o, k, t, f),
+        (LdAbsW(o), JgtK(k, t, f)) => LdAbsWJgt(o, k, t, f),
+        (LdAbsH(o), JgtK(k, t, f)) => LdAbsHJgt(o, k, t, f),
+        (LdAbsB(o), JgtK(k, t, f)) => LdAbsBJgt(o, k, t, f),
+        (LdIndW(o), JgtK(k, t, f)) => LdIndWJgt(o, k, t, f),
+        (LdIndH(o), JgtK(k, t, f)) => LdIndHJgt(o, k, t, f),
+        (LdIndB(o), JgtK(k, t, f)) => LdIndBJgt(o, k, t, f),
+        (LdAbsW(o), JgeK(k, t, f)) => LdAbsWJge(o, k, t, f),
+        (LdAbsH(o), JgeK(k, t, f)) => LdAbsHJge(o, k, t, f),
+        (LdAbsB(o), JgeK(k, t, f)) => LdAbsBJge(o, k, t, f),
+        (LdIndW(o), JgeK(k, t, f)) => LdIndWJge(o, k, t, f),
+        (LdIndH(o), JgeK(k, t, f)) => LdIndHJge(o, k, t, f),
+        (LdIndB(o), JgeK(k, t, f)) => LdIndBJge(o, k, t, f),
+        (LdAbsW(o), JsetK(k, t, f)) => LdAbsWJset(o, k, t, f),
+        (LdAbsH(o), JsetK(k, t, f)) => LdAbsHJset(o, k, t, f),
+        (LdAbsB(o), JsetK(k, t, f)) => LdAbsBJset(o, k, t, f),
+        (LdIndW(o), JsetK(k, t, f)) => LdIndWJset(o, k, t, f),
+        (LdIndH(o), JsetK(k, t, f)) => LdIndHJset(o, k, t, f),
+        (LdIndB(o), JsetK(k, t, f)) => LdIndBJset(o, k, t, f),
+        _ => return None,
+    })
+}
+
 impl Program {
     /// Validates `prog` for `profile` and prepares it to run.
     pub fn new(prog: &[RawInsn], profile: Profile) -> Result<Program, ValidationError> {
         validate(prog, profile)?;
-        let ops = prog
+        let plain: Vec<Op> = prog
             .iter()
             .enumerate()
-            .map(|(pc, raw)| {
-                let insn = Insn::decode(*raw);
-                // Validation keeps every target inside the program, so it fits a usize.
-                let (taken, not_taken) = insn
-                    .jump_targets(pc)
-                    .map_or((0, 0), |(t, f)| (t as usize, f as usize));
-                match insn {
-                    Insn::LoadAbs { size, offset } => match Ancillary::from_offset(offset) {
-                        Some(anc) => Op::LdAnc(anc),
-                        None => Op::LdAbs(size, offset),
-                    },
-                    Insn::LoadInd { size, offset } => Op::LdInd(size, offset),
-                    Insn::LoadImm(k) => Op::LdImm(k),
-                    Insn::LoadMem(k) => Op::LdMem(k as usize),
-                    Insn::LoadLen => Op::LdLen,
-                    Insn::LoadXImm(k) => Op::LdxImm(k),
-                    Insn::LoadXMem(k) => Op::LdxMem(k as usize),
-                    Insn::LoadXLen => Op::LdxLen,
-                    Insn::LoadXMsh(k) => Op::LdxMsh(k),
-                    Insn::Store(k) => Op::St(k as usize),
-                    Insn::StoreX(k) => Op::Stx(k as usize),
-                    Insn::Alu {
-                        op,
-                        operand: Operand::K(k),
-                    } => Op::AluK(op, k),
-                    Insn::Alu {
-                        op,
-                        operand: Operand::X,
-                    } => Op::AluX(op),
-                    Insn::Neg => Op::Neg,
-                    Insn::Ja(_) => Op::Ja(taken),
-                    Insn::Jump { cond, operand, .. } => match operand {
-                        Operand::K(k) => Op::JmpK(cond, k, taken, not_taken),
-                        Operand::X => Op::JmpX(cond, taken, not_taken),
-                    },
-                    Insn::RetK(k) => Op::RetK(k),
-                    Insn::RetA => Op::RetA,
-                    Insn::Tax => Op::Tax,
-                    Insn::Txa => Op::Txa,
-                    // Refused by validate().
-                    Insn::RetX | Insn::Raw(_) => Op::RetK(0),
-                }
+            .map(|(pc, raw)| decode(Insn::decode(*raw), pc))
+            .collect();
+        let ops = plain
+            .iter()
+            .enumerate()
+            .map(|(pc, &op)| {
+                plain
+                    .get(pc + 1)
+                    .and_then(|&jump| fuse(op, jump))
+                    .unwrap_or(op)
             })
             .collect();
         Ok(Program {
@@ -341,55 +511,117 @@ impl Program {
 
     #[inline(always)]
     pub(crate) fn exec<O: Observer>(&self, input: &Input<'_>, obs: &mut O) -> (u32, Exit) {
+        let data = input.frame.get(input.start..).unwrap_or(&[]);
+        let ops = &self.ops[..];
         let (mut a, mut x) = (0u32, 0u32);
         let mut mem = [0u32; 16];
         let mut pc = 0usize;
+
+        // A load into A (or X) at `pc`: the value, or the end of the run with verdict 0.
+        macro_rules! loaded {
+            ($value:expr) => {
+                match $value {
+                    Some(v) => v,
+                    None => return (0, Exit::OutOfBounds(pc)),
+                }
+            };
+        }
+        // An instruction that changes A or X and goes on to the next one.
+        macro_rules! step {
+            ($effect:expr) => {{
+                $effect;
+                obs.step(pc, a, x, None);
+                pc += 1;
+            }};
+        }
+        // A conditional jump at `pc`.
+        macro_rules! branch {
+            ($taken:expr, $t:expr, $f:expr) => {{
+                obs.step(pc, a, x, None);
+                pc = usize::from(if $taken { $t } else { not_taken($f) });
+            }};
+        }
+        // A fused load (at `pc`) and conditional jump (at `pc + 1`).
+        macro_rules! load_branch {
+            ($value:expr, $cmp:expr, $t:expr, $f:expr) => {{
+                a = loaded!($value);
+                obs.step(pc, a, x, None);
+                obs.step(pc + 1, a, x, None);
+                let taken: bool = $cmp(a);
+                pc = usize::from(if taken { $t } else { not_taken($f) });
+            }};
+        }
+
         // Validation guarantees every jump lands inside the program and the last instruction
         // returns, so `pc` always indexes `ops`.
         loop {
-            let op = self.ops[pc];
-            let mut stored = None;
-            let mut next = pc + 1;
-            match op {
-                Op::LdAbs(size, k) | Op::LdInd(size, k) => {
-                    let offset = if matches!(op, Op::LdInd(..)) {
-                        x.wrapping_add(k)
-                    } else {
-                        k
-                    };
-                    match load(input, offset, size) {
-                        Some(v) => a = v,
-                        None => return (0, Exit::OutOfBounds(pc)),
-                    }
-                }
-                Op::LdAnc(anc) => a = ancillary(anc, input, a, x),
-                Op::LdImm(k) => a = k,
-                Op::LdMem(i) => a = mem[i],
-                Op::LdLen => a = input.wire_len,
-                Op::LdxImm(k) => x = k,
-                Op::LdxMem(i) => x = mem[i],
-                Op::LdxLen => x = input.wire_len,
-                Op::LdxMsh(k) => match load(input, k, Size::Byte) {
-                    Some(v) => x = 4 * (v & 0xf),
-                    None => return (0, Exit::OutOfBounds(pc)),
-                },
+            match ops[pc] {
+                Op::LdAbsW(k) => step!(a = loaded!(word(data, k as usize))),
+                Op::LdAbsH(k) => step!(a = loaded!(half(data, k as usize))),
+                Op::LdAbsB(k) => step!(a = loaded!(byte(data, k as usize))),
+                Op::LdIndW(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Word, word))),
+                Op::LdIndH(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Half, half))),
+                Op::LdIndB(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Byte, byte))),
+                Op::LdAbsNeg(size, k) => step!(a = loaded!(load(input, k, size))),
+                Op::LdAnc(anc) => step!(a = ancillary(anc, input, a, x)),
+                Op::LdImm(k) => step!(a = k),
+                Op::LdMem(i) => step!(a = mem[usize::from(i)]),
+                Op::LdLen => step!(a = input.wire_len),
+                Op::LdxImm(k) => step!(x = k),
+                Op::LdxMem(i) => step!(x = mem[usize::from(i)]),
+                Op::LdxLen => step!(x = input.wire_len),
+                Op::LdxMsh(k) => step!(x = 4 * (loaded!(byte(data, k as usize)) & 0xf)),
+                Op::LdxMshNeg(k) => step!(x = 4 * (loaded!(load(input, k, Size::Byte)) & 0xf)),
                 Op::St(i) => {
-                    mem[i] = a;
-                    stored = Some((i, a));
+                    mem[usize::from(i)] = a;
+                    obs.step(pc, a, x, Some((usize::from(i), a)));
+                    pc += 1;
                 }
                 Op::Stx(i) => {
-                    mem[i] = x;
-                    stored = Some((i, x));
+                    mem[usize::from(i)] = x;
+                    obs.step(pc, a, x, Some((usize::from(i), x)));
+                    pc += 1;
                 }
-                Op::AluK(op, k) => a = alu(op, a, k).unwrap_or(0),
-                Op::AluX(op) => match alu(op, a, x) {
-                    Some(v) => a = v,
+                Op::AddK(k) => step!(a = a.wrapping_add(k)),
+                Op::SubK(k) => step!(a = a.wrapping_sub(k)),
+                Op::MulK(k) => step!(a = a.wrapping_mul(k)),
+                Op::DivK(k) => step!(a /= k),
+                Op::ModK(k) => step!(a %= k),
+                Op::AndK(k) => step!(a &= k),
+                Op::OrK(k) => step!(a |= k),
+                Op::XorK(k) => step!(a ^= k),
+                Op::LshK(k) => step!(a = a.wrapping_shl(k)),
+                Op::RshK(k) => step!(a = a.wrapping_shr(k)),
+                Op::AddX => step!(a = a.wrapping_add(x)),
+                Op::SubX => step!(a = a.wrapping_sub(x)),
+                Op::MulX => step!(a = a.wrapping_mul(x)),
+                Op::DivX => match a.checked_div(x) {
+                    Some(v) => step!(a = v),
                     None => return (0, Exit::DivisionByZero(pc)),
                 },
-                Op::Neg => a = a.wrapping_neg(),
-                Op::Ja(target) => next = target,
-                Op::JmpK(c, k, t, f) => next = if cond(c, a, k) { t } else { f },
-                Op::JmpX(c, t, f) => next = if cond(c, a, x) { t } else { f },
+                Op::ModX => match a.checked_rem(x) {
+                    Some(v) => step!(a = v),
+                    None => return (0, Exit::DivisionByZero(pc)),
+                },
+                Op::AndX => step!(a &= x),
+                Op::OrX => step!(a |= x),
+                Op::XorX => step!(a ^= x),
+                // The kernel masks the shift count with 31.
+                Op::LshX => step!(a = a.wrapping_shl(x & 31)),
+                Op::RshX => step!(a = a.wrapping_shr(x & 31)),
+                Op::Neg => step!(a = a.wrapping_neg()),
+                Op::Ja(target) => {
+                    obs.step(pc, a, x, None);
+                    pc = usize::from(target);
+                }
+                Op::JeqK(k, t, f) => branch!(a == k, t, f),
+                Op::JgtK(k, t, f) => branch!(a > k, t, f),
+                Op::JgeK(k, t, f) => branch!(a >= k, t, f),
+                Op::JsetK(k, t, f) => branch!(a & k != 0, t, f),
+                Op::JeqX(t, f) => branch!(a == x, t, f),
+                Op::JgtX(t, f) => branch!(a > x, t, f),
+                Op::JgeX(t, f) => branch!(a >= x, t, f),
+                Op::JsetX(t, f) => branch!(a & x != 0, t, f),
                 Op::RetK(k) => {
                     obs.step(pc, a, x, None);
                     return (k, Exit::Return(pc));
@@ -398,11 +630,99 @@ impl Program {
                     obs.step(pc, a, x, None);
                     return (a, Exit::Return(pc));
                 }
-                Op::Tax => x = a,
-                Op::Txa => a = x,
+                Op::Tax => step!(x = a),
+                Op::Txa => step!(a = x),
+                Op::LdAbsWJeq(o, k, t, f) => load_branch!(word(data, o as usize), |a| a == k, t, f),
+                Op::LdAbsHJeq(o, k, t, f) => load_branch!(half(data, o as usize), |a| a == k, t, f),
+                Op::LdAbsBJeq(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a == k, t, f),
+                Op::LdIndWJeq(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Word, word),
+                    |a| a == k,
+                    t,
+                    f
+                ),
+                Op::LdIndHJeq(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Half, half),
+                    |a| a == k,
+                    t,
+                    f
+                ),
+                Op::LdIndBJeq(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Byte, byte),
+                    |a| a == k,
+                    t,
+                    f
+                ),
+                Op::LdAbsWJgt(o, k, t, f) => load_branch!(word(data, o as usize), |a| a > k, t, f),
+                Op::LdAbsHJgt(o, k, t, f) => load_branch!(half(data, o as usize), |a| a > k, t, f),
+                Op::LdAbsBJgt(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a > k, t, f),
+                Op::LdIndWJgt(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Word, word),
+                    |a| a > k,
+                    t,
+                    f
+                ),
+                Op::LdIndHJgt(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Half, half),
+                    |a| a > k,
+                    t,
+                    f
+                ),
+                Op::LdIndBJgt(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Byte, byte),
+                    |a| a > k,
+                    t,
+                    f
+                ),
+                Op::LdAbsWJge(o, k, t, f) => load_branch!(word(data, o as usize), |a| a >= k, t, f),
+                Op::LdAbsHJge(o, k, t, f) => load_branch!(half(data, o as usize), |a| a >= k, t, f),
+                Op::LdAbsBJge(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a >= k, t, f),
+                Op::LdIndWJge(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Word, word),
+                    |a| a >= k,
+                    t,
+                    f
+                ),
+                Op::LdIndHJge(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Half, half),
+                    |a| a >= k,
+                    t,
+                    f
+                ),
+                Op::LdIndBJge(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Byte, byte),
+                    |a| a >= k,
+                    t,
+                    f
+                ),
+                Op::LdAbsWJset(o, k, t, f) => {
+                    load_branch!(word(data, o as usize), |a| a & k != 0, t, f)
+                }
+                Op::LdAbsHJset(o, k, t, f) => {
+                    load_branch!(half(data, o as usize), |a| a & k != 0, t, f)
+                }
+                Op::LdAbsBJset(o, k, t, f) => {
+                    load_branch!(byte(data, o as usize), |a| a & k != 0, t, f)
+                }
+                Op::LdIndWJset(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Word, word),
+                    |a| a & k != 0,
+                    t,
+                    f
+                ),
+                Op::LdIndHJset(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Half, half),
+                    |a| a & k != 0,
+                    t,
+                    f
+                ),
+                Op::LdIndBJset(o, k, t, f) => load_branch!(
+                    load_ind(input, data, x, o, Size::Byte, byte),
+                    |a| a & k != 0,
+                    t,
+                    f
+                ),
             }
-            obs.step(pc, a, x, stored);
-            pc = next;
         }
     }
 }
@@ -465,5 +785,31 @@ mod tests {
         let prog = Program::new(&assemble("ld #proto\nret a").unwrap(), Profile::Socket).unwrap();
         input.ctx.protocol = 0x86dd;
         assert_eq!(prog.run_with(&input), 0x86dd);
+    }
+
+    #[test]
+    fn fused_loads_and_jumps_keep_every_step_and_their_targets() {
+        // Each load + jump pair runs as one op; a jump landing on the second half (L5) still
+        // runs the jump alone, and a trace still shows both steps.
+        let src = "ldb [0]\njeq #1, L5\nldh [1]\njgt #0x0203, L7, L8\nret #1\nL5: jset #1, L7, L8\nret #2\nL7: ret #7\nL8: ldx #1\nld [x + 0]\njge #0x02030405, L11\nret #9\nL11: ldb [x + 4]\njset #0x80, L14\nret #11\nL14: ret #14";
+        let prog = Program::new(&assemble(src).unwrap(), Profile::Socket).unwrap();
+        let cases: [(&[u8], u32); 5] = [
+            (&[1, 2, 3], 7),
+            (&[2, 2, 4], 7),
+            (&[2, 2, 3, 4, 5, 0x80], 14),
+            (&[2, 2, 3, 4, 5, 0x7f], 11),
+            (&[2, 2, 3, 4], 0),
+        ];
+        for (packet, verdict) in cases {
+            assert_eq!(prog.run(packet), verdict, "{packet:?}");
+            let trace = crate::vm::trace(&prog, &Input::l3(packet));
+            assert_eq!(trace.verdict, verdict);
+        }
+        let trace = crate::vm::trace(&prog, &Input::l3(&[2, 2, 3, 4, 5, 0x80]));
+        let pcs: Vec<usize> = trace.steps.iter().map(|s| s.pc).collect();
+        assert_eq!(pcs, [0, 1, 2, 3, 8, 9, 10, 12, 13, 15]);
+        assert_eq!(trace.steps[3].a, 0x0203);
+        let short = crate::vm::trace(&prog, &Input::l3(&[2, 2, 3, 4]));
+        assert_eq!(short.exit, Exit::OutOfBounds(9));
     }
 }
