@@ -2,7 +2,8 @@
 //!
 //! Exit codes follow grep/ripgrep: 0 = success (or something matched), 1 = ran fine but
 //! nothing matched, 2 = error. A broken pipe on output (`tool | head`) is not an error: the
-//! tool stops quietly with status 0. Errors print one line, `TOOL: message`, on stderr.
+//! tool stops quietly with status 0; a closed standard output (`tool >&-`) is one. Errors print
+//! one line, `TOOL: message`, on stderr.
 
 use std::error::Error;
 use std::io;
@@ -159,12 +160,40 @@ impl Progress {
     }
 }
 
+/// True when standard output was closed when the tool started (`tool >&-`). The Rust runtime
+/// then puts /dev/null, opened read-write, in its place, so what the tool writes would vanish
+/// and it would succeed having written nothing. A shell's `> /dev/null` opens it write-only
+/// and is not taken for a closed output (`1<>/dev/null` would be).
+pub fn stdout_is_closed() -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, stat, SFlag};
+    use std::os::fd::AsFd;
+    let stdout = io::stdout();
+    let Ok(flags) = fcntl(stdout.as_fd(), FcntlArg::F_GETFL) else {
+        return true;
+    };
+    if OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE != OFlag::O_RDWR {
+        return false;
+    }
+    match (fstat(stdout.as_fd()), stat("/dev/null")) {
+        (Ok(ours), Ok(null)) => {
+            SFlag::from_bits_truncate(ours.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+                && ours.st_rdev == null.st_rdev
+        }
+        _ => false,
+    }
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
-/// `Ok(code)` is returned as is; a broken pipe becomes success; any other error is printed as
-/// `TOOL: message` (newlines in the message are folded so it stays one line) and gives
-/// [`EXIT_ERROR`].
+/// A closed standard output is an error before anything runs. `Ok(code)` is returned as is; a
+/// broken pipe becomes success; any other error is printed as `TOOL: message` (newlines in the
+/// message are folded so it stays one line) and gives [`EXIT_ERROR`].
 pub fn run(tool: &str, body: impl FnOnce() -> Result<ExitCode, CliError>) -> ExitCode {
+    if stdout_is_closed() {
+        eprintln!("{tool}: cannot write output: standard output is closed");
+        return ExitCode::from(EXIT_ERROR);
+    }
     match body() {
         Ok(code) => code,
         Err(err) if is_broken_pipe(err.as_ref()) => ExitCode::from(EXIT_OK),

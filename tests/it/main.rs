@@ -12,5 +12,6 @@ mod libpcap;
 mod packets;
 mod pipe;
 mod randprog;
+mod stdout;
 mod support;
 mod triage;
