@@ -754,3 +754,51 @@ fn filter_warns_where_a_silent_wrong_answer_is_likely() {
         assert!(!stderr(&out).contains('\r'), "{tool}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn progress_shows_on_a_terminal() {
+    require("script");
+    require("mkfifo");
+    let dir = temp_dir("progress");
+    let fifo = dir.join("in.pcap");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let frame = ethernet(&dns_packet("a.www.example.net", 1));
+    let records: Vec<(u32, &[u8])> = (0..9000).map(|i| (i, &frame[..])).collect();
+    let file = pcap_file(1, 65535, &records);
+    // 4000 packets, a pause longer than the progress interval (1 s), then the rest: the
+    // 4096th packet comes after the pause and shows the line.
+    let split = 24 + 4000 * (16 + frame.len());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut input = std::fs::File::create(&fifo).unwrap();
+            input.write_all(&file[..split]).unwrap();
+            std::thread::sleep(Duration::from_millis(1300));
+            input.write_all(&file[split..]).unwrap();
+        })
+    };
+    // script(1) runs filter with stderr on a terminal and copies what it shows.
+    let command = format!(
+        "{} -b '1,6 0 0 65535' < {} > /dev/null",
+        bin("filter").display(),
+        fifo.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("\rfilter: 4096 packets, 0 MB read\x1b[K"),
+        "{shown:?}"
+    );
+    assert!(shown.ends_with("\r\x1b[K"), "the line is erased: {shown:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
