@@ -175,6 +175,7 @@ pub fn count(sources: &[Source]) -> Result<Stats, TriageError> {
             }
         })?;
     }
+    stats.finish();
     Ok(stats)
 }
 

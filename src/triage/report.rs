@@ -271,12 +271,29 @@ fn flood_json(flood: &Flood, analysis: &Analysis) -> Value {
     value
 }
 
-/// The `filter` command that checks a rule on the captures.
+/// The commands that check a rule on the captures: the packets the rule applies to (UDP to
+/// port 53 of its family), then the deployable program over them; `filter -v` then says how
+/// many it matches on its own (the rule's `matched_alone`).
 pub fn filter_command(rule: &RuleReport, inputs: &[String]) -> String {
+    let family = match rule.family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    };
+    // Standard input was spooled and is gone: name a file to save the capture in.
+    let files: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            if i == "<stdin>" {
+                "CAPTURE.pcap".to_string()
+            } else {
+                i.clone()
+            }
+        })
+        .collect();
     format!(
-        "filter --l3 -v -b \"$(bpfgen {})\" {} > /dev/null",
-        quoted(&rule.bpfgen),
-        quoted(inputs)
+        "filter -e '{family} and udp dst port 53' {} | filter --l3 -v -b \"$(bpfgen {})\" > /dev/null",
+        quoted(&files),
+        quoted(&rule.bpfgen)
     )
 }
 
@@ -433,15 +450,15 @@ pub fn to_text(analysis: &Analysis) -> String {
     let pct = |v: &Value| v.as_f64().unwrap_or(0.0) * 100.0;
     section(
         &mut s,
-        "top names               queries  share  ipv6  mixed-case",
+        "top names                        queries  share   ipv6 mixed-case",
         rows("top_names", &|v| {
             format!(
-                "{:<24} {:>6} {:>5.1}% {:>5} {:>5}",
+                "{:<32} {:>7} {:>5.1}% {:>6} {:>6}",
                 v["name"].as_str().unwrap_or(""),
-                v["queries"],
+                v["queries"].as_u64().unwrap_or(0),
                 pct(&v["share"]),
-                v["ipv6"],
-                v["mixed_case"]
+                v["ipv6"].as_u64().unwrap_or(0),
+                v["mixed_case"].as_u64().unwrap_or(0)
             )
         }),
     );
@@ -470,13 +487,14 @@ pub fn to_text(analysis: &Analysis) -> String {
                         })
                         .unwrap_or_default();
                     format!(
-                        "{:<24} {:>6} {:>8} {:>8}  {min}-{max}  {}  {}",
+                        "{:<32} {:>7} {:>8} {:>8}  {:<6} {:>6}  {}",
                         v["suffix"].as_str().unwrap_or(""),
-                        v["queries"],
-                        v["distinct_names"],
-                        v["distinct_children"],
-                        classes.join(" "),
-                        v["mixed_case_names"]
+                        v["queries"].as_u64().unwrap_or(0),
+                        v["distinct_names"].as_u64().unwrap_or(0),
+                        v["distinct_children"].as_u64().unwrap_or(0),
+                        format!("{min}-{max}"),
+                        v["mixed_case_names"].as_u64().unwrap_or(0),
+                        classes.join(" ")
                     )
                 })
                 .collect()
@@ -484,7 +502,7 @@ pub fn to_text(analysis: &Analysis) -> String {
         .unwrap_or_default();
     section(
         &mut s,
-        "top parents             queries    names children  child lengths  charsets (names)  mixed-case names",
+        "top parents                      queries    names children  length  mixed  child charsets (names)",
         suffix_rows,
     );
     section(
@@ -494,7 +512,7 @@ pub fn to_text(analysis: &Analysis) -> String {
             format!(
                 "{:<10} {:>8}",
                 v["type"].as_str().unwrap_or(""),
-                v["queries"]
+                v["queries"].as_u64().unwrap_or(0)
             )
         }),
     );
@@ -502,7 +520,7 @@ pub fn to_text(analysis: &Analysis) -> String {
         format!(
             "{:<10} {:>8}",
             v["rcode"].as_str().unwrap_or(""),
-            v["responses"]
+            v["responses"].as_u64().unwrap_or(0)
         )
     });
     if stats.responses > 0 {
@@ -519,7 +537,7 @@ pub fn to_text(analysis: &Analysis) -> String {
             format!(
                 "{:<24} {:>8}",
                 v["network"].as_str().unwrap_or(""),
-                v["queries"]
+                v["queries"].as_u64().unwrap_or(0)
             )
         }),
     );
@@ -532,7 +550,7 @@ pub fn to_text(analysis: &Analysis) -> String {
                 v["flags"].as_str().unwrap_or(""),
                 v["edns"].as_str().unwrap_or(""),
                 v["qtype"].as_str().unwrap_or(""),
-                v["queries"]
+                v["queries"].as_u64().unwrap_or(0)
             )
         }),
     );

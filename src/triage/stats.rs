@@ -59,7 +59,7 @@ impl Hasher for FastHasher {
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// Most query names remembered at once.
-pub const NAME_CAP: usize = 400_000;
+pub const NAME_CAP: usize = 200_000;
 /// Most parent suffixes remembered at once.
 pub const SUFFIX_CAP: usize = 200_000;
 /// Most source networks (and destination addresses) remembered at once.
@@ -260,6 +260,9 @@ pub struct Stats {
     pub destinations: FastMap<IpAddr, u64>,
     /// Times the name table was pruned.
     pub name_prunes: u32,
+    /// The second being counted and its queries so far (added to `per_second` when the
+    /// second changes: captures are mostly in time order).
+    current_second: Option<(u64, u64)>,
     label_starts: Vec<usize>,
 }
 
@@ -295,6 +298,13 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 impl Stats {
+    /// Adds what is still held back to the tables; call once after the last packet.
+    pub fn finish(&mut self) {
+        if let Some((at, count)) = self.current_second.take() {
+            *self.per_second.entry(at).or_insert(0) += count;
+        }
+    }
+
     /// Counts a packet that has no IP header triage can read.
     pub fn add_other(&mut self) {
         self.packets += 1;
@@ -332,7 +342,15 @@ impl Stats {
         if ip.family == Family::V6 {
             self.queries_v6 += 1;
         }
-        *self.per_second.entry(second).or_insert(0) += 1;
+        match &mut self.current_second {
+            Some((at, count)) if *at == second => *count += 1,
+            current => {
+                if let Some((at, count)) = current.take() {
+                    *self.per_second.entry(at).or_insert(0) += count;
+                }
+                *current = Some((second, 1));
+            }
+        }
         *self.qtypes.entry(view.qtype).or_insert(0) += 1;
         let print = Fingerprint::of(view);
         *self.headers.entry(print.header).or_insert(0) += 1;
