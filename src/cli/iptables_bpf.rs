@@ -10,14 +10,22 @@ use clap::Parser;
 
 use crate::cli::gen_args::{normalize_argv, GeneratorArgs};
 use crate::cli::{parse_args, CliError, EXIT_OK};
-use crate::gen::iptables::{render, ChainSpec, Spec};
+use crate::gen::iptables::{default_file_name, render, ChainSpec, Spec};
 
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
-inserts 'iptables -p udp --dport 53 -m set --match-set SET dst -m bpf --bytecode ... -j DROP'
-in one iptables-restore transaction. Running it again changes nothing; './SCRIPT --delete'
-removes the rules, the chain and the set. Programs longer than 64 instructions are split
-over several rules that together match exactly the same packets.
+the rules 'iptables -p udp --dport 53 -m set --match-set SET dst -m bpf --bytecode ... -j DROP'
+in one iptables-restore transaction, from whatever state it finds. Running it again changes
+nothing; './SCRIPT ADDRESS' adds a protected address; './SCRIPT --status' shows the rules'
+counters and the set; './SCRIPT --delete' removes the rules, the chain and the set. Programs
+longer than 64 instructions are split over several rules that together match exactly the
+same packets.
+
+Deployments: a script tags its rules, chain and set with a deployment id and touches nothing
+else. Two scripts are the same deployment when generated with the same --deployment NAME, or
+else the same --chain NAME, or else written to the same file (its absolute path), or else
+(written to stdout) when they make the same rules; the family is part of the id. Applying a
+new version of a deployment replaces the old version's rules.
 
 Examples:
   iptables-bpf dns -- '*.www.example.uk'
@@ -50,9 +58,16 @@ struct Args {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
-    /// Chain mode: one rule per pattern in chain NAME.
+    /// What makes another script the same deployment, replaced by this one (default: --chain
+    /// NAME, else the script file's absolute path).
+    #[arg(long, value_name = "NAME")]
+    deployment: Option<String>,
+    /// Chain mode: one rule per pattern in a chain of this deployment, named after NAME.
     #[arg(long, value_name = "NAME", requires = "chain_rules")]
     chain: Option<String>,
+    /// Chain mode: compare letters exactly (by default chain patterns ignore case).
+    #[arg(long, requires = "chain")]
+    match_case: bool,
     /// Chain mode: patterns to accept.
     #[arg(long, num_args = 1.., value_name = "PATTERN", requires = "chain", group = "chain_rules", action = clap::ArgAction::Append)]
     accept: Vec<String>,
@@ -90,7 +105,7 @@ pub fn main(
             return Err("no generator: expected e.g. 'dns -- PATTERN' (see --help)".into())
         }
     };
-    let spec = Spec {
+    let mut spec = Spec {
         generator,
         inet6: args.inet6,
         negate: args.negate,
@@ -101,13 +116,27 @@ pub fn main(
             name: name.clone(),
             accept: args.accept.clone(),
             drop: args.drop.clone(),
+            match_case: args.match_case,
         }),
+        deployment: None,
     };
-    let script = render(&spec)?;
     let path = args
         .write
         .clone()
-        .unwrap_or_else(|| script.file_name.clone());
+        .unwrap_or_else(|| default_file_name(&spec));
+    spec.deployment = match (&args.deployment, &args.chain) {
+        (Some(name), _) => Some(format!("id:{name}")),
+        (None, Some(chain)) => Some(format!("chain:{chain}")),
+        (None, None) if path == "-" => None,
+        (None, None) => Some(format!("file:{}", absolute(&path))),
+    };
+    let script = render(&spec)?;
+    if args.ip.is_empty() {
+        writeln!(
+            stderr,
+            "iptables-bpf: note: no -i ADDRESS: the script protects nothing until it is given the DNS server's address: ./SCRIPT ADDRESS (or regenerate with -i ADDRESS before the generator)"
+        )?;
+    }
     if path == "-" {
         stdout.write_all(script.text.as_bytes())?;
         stdout.flush()?;
@@ -121,8 +150,16 @@ pub fn main(
 /// Writes the script with mode 0750: to a temporary file beside it, then renamed into place,
 /// so no half-written script is ever left; an existing file is kept unless `force`.
 fn write_script(path: &str, text: &str, force: bool) -> Result<(), CliError> {
-    if !force && fs::symlink_metadata(path).is_ok() {
-        return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !force {
+            return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
+        }
+        if !meta.file_type().is_file() {
+            return Err(format!(
+                "'{path}' is not a regular file: not replacing it, even with --force"
+            )
+            .into());
+        }
     }
     let temp = format!("{path}.tmp{}", std::process::id());
     let written = (|| -> std::io::Result<()> {
@@ -139,13 +176,43 @@ fn write_script(path: &str, text: &str, force: bool) -> Result<(), CliError> {
         let _ = fs::remove_file(&temp);
         return Err(format!("cannot write '{path}': {e}").into());
     }
-    if !force && fs::symlink_metadata(path).is_ok() {
-        let _ = fs::remove_file(&temp);
-        return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
+    match fs::symlink_metadata(path) {
+        Ok(_) if !force => {
+            let _ = fs::remove_file(&temp);
+            return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
+        }
+        Ok(meta) if !meta.file_type().is_file() => {
+            let _ = fs::remove_file(&temp);
+            return Err(format!(
+                "'{path}' is not a regular file: not replacing it, even with --force"
+            )
+            .into());
+        }
+        _ => {}
     }
     fs::rename(&temp, path).map_err(|e| {
         let _ = fs::remove_file(&temp);
         format!("cannot write '{path}': {e}")
     })?;
     Ok(())
+}
+
+/// `path` made absolute (its directory resolved when it exists): the script file's identity.
+fn absolute(path: &str) -> String {
+    let path = std::path::Path::new(path);
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    match (joined.parent(), joined.file_name()) {
+        (Some(dir), Some(name)) => fs::canonicalize(dir)
+            .map(|dir| dir.join(name))
+            .unwrap_or(joined),
+        _ => joined,
+    }
+    .to_string_lossy()
+    .into_owned()
 }

@@ -1,21 +1,26 @@
-//! iptables deployment scripts: an ipset plus `iptables -m bpf` rules, applied atomically.
+//! iptables deployment scripts: an ipset plus `iptables -m bpf` rules, converged atomically.
 //!
 //! Rules of this module:
-//! - every program is checked with the kernel's xt_bpf rules (at most 64 instructions) and its
-//!   bytecode text against `iptables-restore`'s parameter limit (1023 characters) before it is
-//!   written: no rule the kernel or iptables would refuse is ever emitted;
+//! - every program is checked once, by [`fit`], against the kernel's xt_bpf rules (at most 64
+//!   instructions) and `iptables-restore`'s parameter limit (1023 characters of bytecode text)
+//!   before it is written: no rule the kernel or iptables would refuse is ever emitted;
 //! - a `dns` pattern list whose program does not fit is split into groups, one rule each; with
 //!   `--negate` the groups go into a chain that RETURNs what any group matches and drops the
 //!   rest (a union of negated DROP rules would drop everything);
 //! - nothing that reaches the script can run as shell code: bytecode is digits, commas and
 //!   spaces; set and chain names are generated from `[a-z0-9_]`; addresses are parsed as IP
 //!   networks; comments are limited to a safe character set; patterns appear only inside `#`
-//!   comment lines, with every non-printable character escaped;
-//! - names fit the kernel's limits (ipset 31, chain 28 characters) and carry 65 bits of a
-//!   SHA-256 over an unambiguous encoding of everything that makes the rules (family, negation,
-//!   generator and each argument), so two different rules do not share a name and the same rule
-//!   always gets the same one (which makes re-running a script idempotent); user chain names
-//!   may not start with '-' or clash with built-in chains and targets.
+//!   comment lines, with every non-printable character escaped, and as sanitized descriptions;
+//! - ownership: a script tags everything it makes with its deployment id (a hash of the
+//!   deployment name and family) and its version (a hash of everything that makes the rules:
+//!   family, negation, generator and each argument, comment, chain); set and chain names end
+//!   with the deployment id, rule comments carry `bpftools=DEPLOYMENT/VERSION/RULE/INTERFACE`.
+//!   A script touches only objects tagged with its deployment id, so two deployments never
+//!   share or remove each other's objects, and a new version of a deployment replaces the old;
+//! - names fit the kernel's limits (ipset 31, chain 28 characters); a user chain name given
+//!   with `--chain` is only the readable part of the chain's name, never used as it is;
+//! - the script's logic is one template (`iptables/script.bash`, a complete script that
+//!   shellcheck checks on its own); only its data block is generated.
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -63,6 +68,10 @@ pub struct Spec {
     pub command: String,
     /// Chain mode: the chain's name, patterns to accept, patterns (or `any`) to drop.
     pub chain: Option<ChainSpec>,
+    /// What makes two scripts the same deployment (e.g. `file:/root/guard.sh`, `chain:NAME`):
+    /// a script replaces the objects of an earlier script of the same deployment. `None`:
+    /// the rules themselves (only an identical script is the same deployment).
+    pub deployment: Option<String>,
 }
 
 /// Chain mode (`--chain NAME --accept P... --drop P|any...`).
@@ -74,6 +83,9 @@ pub struct ChainSpec {
     pub accept: Vec<String>,
     /// Patterns whose queries are dropped; `any` drops everything else.
     pub drop: Vec<String>,
+    /// Compare letters exactly (by default, like the original, chain patterns ignore case:
+    /// resolvers using DNS 0x20 send `WwW.ExAmple.uK`).
+    pub match_case: bool,
 }
 
 /// A rendered script.
@@ -94,6 +106,18 @@ struct Rule {
 
 /// The longest parameter `iptables-restore` reads (its buffer is 1024 bytes with the NUL).
 pub const RESTORE_PARAM_MAX: usize = 1023;
+
+/// The longest comment a user may give: the rules' comments add the ownership tag to it and
+/// iptables keeps at most 255 characters.
+pub const COMMENT_MAX: usize = 200;
+
+/// The script's logic: a complete script whose data block (between the markers) is replaced.
+const TEMPLATE: &str = include_str!("iptables/script.bash");
+const DATA_BEGIN: &str = "# @BEGIN DATA@\n";
+const DATA_END: &str = "# @END DATA@\n";
+
+/// Characters of a name hash: 10 base32 characters, 50 bits.
+const HASH_LEN: usize = 10;
 
 /// Target and chain names a user chain may not take: iptables refuses names that clash with a
 /// built-in chain or a target.
@@ -147,14 +171,14 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "BPF",
 ];
 
-/// 65 bits of the SHA-256 of `key` in base32 (`a-z2-7`), 13 characters: names derived from
-/// different specifications do not collide, even when the patterns come from a hostile capture.
+/// 50 bits of the SHA-256 of `key` in base32 (`a-z2-7`), [`HASH_LEN`] characters: ids of
+/// different deployments or versions do not collide by chance.
 fn name_hash(key: &str) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let digest = Sha256::digest(key.as_bytes());
     let mut bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
-    let mut out = String::with_capacity(13);
-    for _ in 0..13 {
+    let mut out = String::with_capacity(HASH_LEN);
+    for _ in 0..HASH_LEN {
         out.push(char::from(ALPHABET[(bits >> 123) as usize]));
         bits <<= 5;
     }
@@ -183,19 +207,18 @@ fn slug(text: &str) -> String {
     out.trim_end_matches('_').to_string()
 }
 
-/// A name of at most `max` characters: a readable prefix and a hash of `key`.
-fn limited_name(prefix: &str, readable: &str, key: &str, max: usize) -> String {
-    let hash = name_hash(key);
+/// A name of at most `max` characters: a readable prefix and `hash`.
+fn limited_name(prefix: &str, readable: &str, hash: &str, max: usize) -> String {
     let room = max.saturating_sub(prefix.len() + hash.len() + 1);
     let mut readable: String = readable.chars().take(room).collect();
     while readable.ends_with('_') {
         readable.pop();
     }
     if readable.is_empty() {
-        format!("{prefix}{hash}")
-    } else {
-        format!("{prefix}{readable}_{hash}")
+        // Owned objects are found by the pattern PREFIX*_HASH: keep the separator.
+        readable.push('d');
     }
+    format!("{prefix}{readable}_{hash}")
 }
 
 /// Escapes text for a `#` comment line: printable ASCII kept, everything else `\xNN`.
@@ -212,9 +235,9 @@ fn comment_safe(text: &str) -> String {
 }
 
 fn check_comment(comment: &str) -> Result<(), ScriptError> {
-    if comment.len() > 255 {
+    if comment.len() > COMMENT_MAX {
         return Err(ScriptError::Invalid(format!(
-            "comment is {} characters long, iptables accepts at most 255",
+            "comment is {} characters long, at most {COMMENT_MAX} are accepted (the rules add their ownership tag to it, iptables keeps 255)",
             comment.len()
         )));
     }
@@ -230,8 +253,10 @@ fn check_comment(comment: &str) -> Result<(), ScriptError> {
     Ok(())
 }
 
-/// Parses an address or network (`192.0.2.1`, `2001:db8::/32`) of the right family.
-fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
+/// Parses an address or network (`192.0.2.1`, `2001:db8::/32`) of the right family and
+/// writes it as ipset lists it (a host without its prefix, a network at its first address),
+/// so the script can compare it with the set's members.
+pub fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
     let (addr, prefix) = match text.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (text, None),
@@ -243,35 +268,59 @@ fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
         ))
     })?;
     if ip.is_ipv6() != inet6 {
+        let hint = if inet6 {
+            "-6 makes an IPv6 script: generate a second script without -6 for IPv4 addresses"
+        } else {
+            "use -6 for IPv6 (one script per family)"
+        };
         return Err(ScriptError::Invalid(format!(
-            "address '{text}' is {}, the rule is for {} (use -6 for IPv6)",
+            "address '{text}' is {}, the rules are for {} ({hint})",
             if ip.is_ipv6() { "IPv6" } else { "IPv4" },
             if inet6 { "IPv6" } else { "IPv4" }
         )));
     }
-    match prefix {
-        None => Ok(ip.to_string()),
-        Some(p) => {
-            let max = if inet6 { 128 } else { 32 };
-            let bits: u8 = p.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
-                ScriptError::Invalid(format!(
-                    "bad prefix length in '{}': expected 1..{max}",
-                    comment_safe(text)
-                ))
-            })?;
-            if bits == 0 {
-                let halves = if inet6 {
-                    "::/1 and 8000::/1"
-                } else {
-                    "0.0.0.0/1 and 128.0.0.0/1"
-                };
-                return Err(ScriptError::Invalid(format!(
-                    "'{text}': an ipset hash:net cannot hold a /0 network; for every address give {halves}"
-                )));
-            }
-            Ok(format!("{ip}/{bits}"))
-        }
+    let max: u8 = if inet6 { 128 } else { 32 };
+    let bits = match prefix {
+        None => max,
+        Some(p) => p.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
+            ScriptError::Invalid(format!(
+                "bad prefix length in '{}': expected 1..{max}",
+                comment_safe(text)
+            ))
+        })?,
+    };
+    if bits == 0 {
+        let halves = if inet6 {
+            "::/1 and 8000::/1"
+        } else {
+            "0.0.0.0/1 and 128.0.0.0/1"
+        };
+        return Err(ScriptError::Invalid(format!(
+            "'{text}': an ipset hash:net cannot hold a /0 network; for every address give {halves}"
+        )));
     }
+    let network = match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX << (32 - u32::from(bits));
+            IpAddr::from((u32::from(v4) & mask).to_be_bytes())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - u32::from(bits));
+            IpAddr::from((u128::from(v6) & mask).to_be_bytes())
+        }
+    };
+    if bits == max {
+        Ok(network.to_string())
+    } else {
+        Ok(format!("{network}/{bits}"))
+    }
+}
+
+/// True when a generator argument reads as an address or network: protected addresses are
+/// options of iptables-bpf (`-i`), given before the generator.
+pub fn looks_like_address(arg: &str) -> bool {
+    let addr = arg.split_once('/').map_or(arg, |(a, _)| a);
+    addr.parse::<IpAddr>().is_ok()
 }
 
 /// The program's bytecode text as the rule carries it.
@@ -281,18 +330,30 @@ fn bytecode_text(generated: &Generated) -> String {
         .to_string()
 }
 
-/// Whether a program can be loaded as one rule: xt_bpf's rules (at most 64 instructions) and
-/// a bytecode text `iptables-restore` reads.
-fn fits(generated: &Generated) -> bool {
-    validate(&generated.insns, Profile::XtBpf).is_ok()
-        && bytecode_text(generated).len() <= RESTORE_PARAM_MAX
+/// Why a program cannot be one rule.
+enum Unfit {
+    /// xt_bpf refuses it (too long, or not a valid program).
+    XtBpf(String),
+    /// Its bytecode text is longer than `iptables-restore` reads.
+    Text(usize),
 }
 
-/// A `dns` program for `args`, or `None` when it cannot be one rule (too long, or a jump that
+/// The one check that a program can be loaded as one rule: xt_bpf's rules (at most 64
+/// instructions) and a bytecode text `iptables-restore` reads.
+fn fit(generated: &Generated) -> Result<(), Unfit> {
+    validate(&generated.insns, Profile::XtBpf).map_err(|e| Unfit::XtBpf(e.to_string()))?;
+    let length = bytecode_text(generated).len();
+    if length > RESTORE_PARAM_MAX {
+        return Err(Unfit::Text(length));
+    }
+    Ok(())
+}
+
+/// A `dns` program for `spec`, or `None` when it cannot be one rule (too long, or a jump that
 /// a single program cannot encode).
 fn dns_if_fits(spec: &DnsSpec, opts: &GenOptions) -> Result<Option<Generated>, ScriptError> {
     match build(&Generator::Dns(spec.clone()), opts) {
-        Ok(program) if fits(&program) => Ok(Some(program)),
+        Ok(program) if fit(&program).is_ok() => Ok(Some(program)),
         Ok(_) | Err(GenError::Program(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -361,18 +422,15 @@ fn dns_patterns(spec: &Spec) -> Vec<String> {
 fn single(generator: &Generator, opts: &GenOptions) -> Result<Generated, ScriptError> {
     let generated = build(generator, opts)?;
     let generator = generator.name();
-    if let Err(e) = validate(&generated.insns, Profile::XtBpf) {
-        return Err(ScriptError::Invalid(format!(
+    match fit(&generated) {
+        Ok(()) => Ok(generated),
+        Err(Unfit::XtBpf(e)) => Err(ScriptError::Invalid(format!(
             "the {generator} program cannot be loaded by xt_bpf: {e}"
-        )));
-    }
-    let length = bytecode_text(&generated).len();
-    if length > RESTORE_PARAM_MAX {
-        return Err(ScriptError::Invalid(format!(
+        ))),
+        Err(Unfit::Text(length)) => Err(ScriptError::Invalid(format!(
             "the {generator} program's bytecode is {length} characters long; iptables-restore reads at most {RESTORE_PARAM_MAX}"
-        )));
+        ))),
     }
-    Ok(generated)
 }
 
 /// Builds the rules and, when they need one, the chain they live in.
@@ -397,7 +455,7 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
                 let program = single(
                     &Generator::Dns(DnsSpec {
                         patterns: vec![pattern.clone()],
-                        ignore_case: false,
+                        ignore_case: !chain.match_case,
                         ext_headers: crate::gen::DEFAULT_EXT_HEADERS,
                     }),
                     &base,
@@ -497,6 +555,78 @@ fn quote_words(words: &[String]) -> String {
         .join(" ")
 }
 
+/// Text shown by the script (descriptions, the deployment's name): characters that mean
+/// nothing to a shell inside single quotes, everything else `_`.
+fn display_safe(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " -_.:,/*@=+%".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.truncate(max);
+    out
+}
+
+/// The readable part of the set's and chain's names: it must not change between versions of
+/// a deployment, so it comes from the deployment's name (the script file's name without
+/// `bpf_`, the family and `.sh`; the chain's name).
+fn deployment_readable(deployment: &str) -> String {
+    let last = deployment
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or(deployment)
+        .trim_end_matches(".sh");
+    let last = last.strip_prefix("bpf_").unwrap_or(last);
+    let text = slug(last).replace("_ip4", "").replace("_ip6", "");
+    if text.is_empty() {
+        "d".to_string()
+    } else {
+        text
+    }
+}
+
+/// The file name a script gets when none is given (`bpf_dns_ip4_any_www_example_uk.sh`).
+pub fn default_file_name(spec: &Spec) -> String {
+    let family = if spec.inet6 { "ip6" } else { "ip4" };
+    let patterns_slug = match &spec.chain {
+        Some(chain) => slug(&chain.name),
+        None => slug(&dns_patterns(spec).join("_")),
+    };
+    let kind = if spec.chain.is_some() {
+        "chain"
+    } else {
+        generator_name(spec)
+    };
+    let mut file_stem = format!("bpf_{}_{family}", slug(kind));
+    if !patterns_slug.is_empty() {
+        file_stem = format!("{file_stem}_{patterns_slug}");
+    }
+    if file_stem.len() > 120 {
+        file_stem = limited_name("", &file_stem, &name_hash(&file_stem), 120);
+    }
+    if spec.negate {
+        file_stem.push_str("_negated");
+    }
+    format!("{file_stem}.sh")
+}
+
+/// Refuses generator arguments that read as addresses: `iptables-bpf dns -- '*.x' -i
+/// 192.0.2.53` would otherwise make 192.0.2.53 a DNS pattern and leave the set empty.
+fn check_patterns_are_not_addresses(patterns: &[String]) -> Result<(), ScriptError> {
+    if let Some(address) = patterns.iter().find(|p| looks_like_address(p)) {
+        let address = comment_safe(address);
+        return Err(ScriptError::Invalid(format!(
+            "'{address}' after the generator reads as an address, not a DNS pattern: protected addresses are given before the generator, e.g. 'iptables-bpf -i {address} dns -- PATTERN' (a DNS name written like an address: add a final dot, '{address}.')"
+        )));
+    }
+    Ok(())
+}
+
 /// Renders the deployment script.
 pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     if let Some(comment) = &spec.comment {
@@ -532,95 +662,76 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
                 "--negate has no meaning in chain mode: say what to accept and drop with --accept and --drop".into(),
             ));
         }
+        let patterns: Vec<String> = chain
+            .accept
+            .iter()
+            .chain(&chain.drop)
+            .filter(|p| *p != "any")
+            .cloned()
+            .collect();
+        check_patterns_are_not_addresses(&patterns)?;
+    } else {
+        check_patterns_are_not_addresses(&dns_patterns(spec))?;
     }
     let (rules, needs_chain) = rules(spec)?;
-    for rule in &rules {
-        if let Some(program) = &rule.program {
-            // Never emit a rule the kernel would refuse.
-            validate(&program.insns, Profile::XtBpf).map_err(|e| {
-                ScriptError::Invalid(format!(
-                    "internal: program for '{}' refused: {e}",
-                    rule.what
-                ))
-            })?;
-        }
-    }
     let family = if spec.inet6 { "ip6" } else { "ip4" };
-    let what = match &spec.chain {
-        Some(chain) => format!(
-            "chain {} accept {} drop {}",
-            chain.name,
-            chain.accept.join(" "),
-            chain.drop.join(" ")
-        ),
-        None => format!(
-            "{} {}",
-            generator_name(spec),
-            generator_args(spec).join(" ")
-        ),
-    };
-    // Names derive from everything that makes the rules, each list encoded unambiguously.
-    let key = match &spec.chain {
-        Some(chain) => format!(
-            "{family}|chain|{}|{}|{}",
-            words_key(std::slice::from_ref(&chain.name)),
-            words_key(&chain.accept),
-            words_key(&chain.drop)
-        ),
-        None => format!(
-            "{family}|{}|{}|{}",
-            spec.negate,
-            words_key(&[generator_name(spec).to_string()]),
-            words_key(&generator_args(spec))
-        ),
-    };
-    let readable = slug(&match &spec.chain {
-        Some(chain) => chain.name.clone(),
-        None => format!("{}_{}", generator_name(spec), dns_patterns(spec).join("_")),
-    });
-    let set_name = limited_name(&format!("bpf{}_", &family[2..]), &readable, &key, 31);
-    let chain_name = match &spec.chain {
-        Some(chain) => chain.name.clone(),
-        None => limited_name("bpf_", &readable, &key, 28),
-    };
-    let patterns_slug = match &spec.chain {
-        Some(chain) => slug(&chain.name),
-        None => slug(&dns_patterns(spec).join("_")),
-    };
-    let kind = if spec.chain.is_some() {
-        "chain"
-    } else {
-        generator_name(spec)
-    };
-    let mut file_stem = format!("bpf_{kind}_{family}");
-    if !patterns_slug.is_empty() {
-        file_stem = format!("{file_stem}_{patterns_slug}");
-    }
-    if file_stem.len() > 120 {
-        file_stem = limited_name("", &file_stem, &key, 120);
-    }
-    if spec.negate {
-        file_stem.push_str("_negated");
-    }
-    let file_name = format!("{file_stem}.sh");
     let comment = match &spec.comment {
         Some(c) => c.clone(),
         None => {
-            let mut c: String = format!("bpftools {}", comment_safe(&what))
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || " -_.:,/*@=+%".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            c.truncate(200);
-            c
+            let what = match &spec.chain {
+                Some(chain) => format!(
+                    "chain {} accept {} drop {}",
+                    chain.name,
+                    chain.accept.join(" "),
+                    chain.drop.join(" ")
+                ),
+                None => format!("{} {}", generator_name(spec), generator_args(spec).join(" ")),
+            };
+            display_safe(&format!("bpftools {}", comment_safe(&what)), COMMENT_MAX)
         }
     };
+    // The version: everything that makes the rules, each list encoded unambiguously.
+    let key = match &spec.chain {
+        Some(chain) => format!(
+            "1|{family}|chain|{}|{}|{}|{}|{}",
+            words_key(std::slice::from_ref(&chain.name)),
+            words_key(&chain.accept),
+            words_key(&chain.drop),
+            chain.match_case,
+            words_key(std::slice::from_ref(&comment)),
+        ),
+        None => format!(
+            "1|{family}|{}|{}|{}|{}",
+            spec.negate,
+            words_key(&[generator_name(spec).to_string()]),
+            words_key(&generator_args(spec)),
+            words_key(std::slice::from_ref(&comment)),
+        ),
+    };
+    let version = name_hash(&key);
+    let deployment_name = spec
+        .deployment
+        .clone()
+        .unwrap_or_else(|| format!("rules:{version}"));
+    let deployment = name_hash(&format!(
+        "{family}|{}",
+        words_key(std::slice::from_ref(&deployment_name))
+    ));
+    let readable = match &spec.chain {
+        Some(chain) => slug(&chain.name),
+        None if spec.deployment.is_none() => {
+            let patterns = slug(&dns_patterns(spec).join("_"));
+            slug(&format!("{}_{patterns}", generator_name(spec)))
+        }
+        None => deployment_readable(&deployment_name),
+    };
+    let set_name = limited_name(&format!("bpf{}_", &family[2..]), &readable, &deployment, 31);
     let chained = needs_chain || spec.chain.is_some();
+    let chain_name = if chained {
+        limited_name("bpf_", &readable, &deployment, 28)
+    } else {
+        String::new()
+    };
 
     let mut s = String::new();
     let _ = writeln!(s, "#!/usr/bin/env bash");
@@ -636,20 +747,11 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     );
     let _ = writeln!(
         s,
-        "# Run as root. Options: --delete removes everything this script adds; --help."
+        "# Run as root: ./SCRIPT [ADDRESS...] applies; --status, --dry-run, --delete, --help."
     );
     let _ = writeln!(
         s,
-        "# Environment: IPTABLES (default {}), IPSET (ipset), INPUTPLACE (rule position, 1),",
-        if spec.inet6 { "ip6tables" } else { "iptables" }
-    );
-    let _ = writeln!(
-        s,
-        "#   DEFAULTINT (input interface; default: the one of the default route; 'any' for all)."
-    );
-    let _ = writeln!(
-        s,
-        "# Add protected addresses later with: ipset add {set_name} ADDRESS"
+        "# Deployment {deployment}, version {version}: see --help for what that means."
     );
     for (index, rule) in rules.iter().enumerate() {
         let _ = writeln!(s, "#");
@@ -667,26 +769,23 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         }
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "set -euo pipefail");
-    let _ = writeln!(s);
+    let _ = writeln!(s, "FAMILY={}", if spec.inet6 { "inet6" } else { "inet" });
     let _ = writeln!(
         s,
-        "IPTABLES=\"${{IPTABLES:-{}}}\"",
+        "IPT_DEFAULT={}",
         if spec.inet6 { "ip6tables" } else { "iptables" }
     );
+    let _ = writeln!(s, "DEPLOYMENT={deployment}");
+    let _ = writeln!(s, "VERSION={version}");
     let _ = writeln!(
         s,
-        "IPTABLES_RESTORE=\"${{IPTABLES_RESTORE:-${{IPTABLES}}-restore}}\""
+        "DEPLOYMENT_NAME={}",
+        quote_words(&[display_safe(&deployment_name, 300)])
     );
-    let _ = writeln!(s, "IPSET=\"${{IPSET:-ipset}}\"");
-    let _ = writeln!(s, "INPUTPLACE=\"${{INPUTPLACE:-1}}\"");
     let _ = writeln!(s, "SET={set_name}");
-    let _ = writeln!(s, "FAMILY={}", if spec.inet6 { "inet6" } else { "inet" });
+    let _ = writeln!(s, "CHAIN='{chain_name}'");
     let _ = writeln!(s, "COMMENT={}", quote_words(std::slice::from_ref(&comment)));
     let _ = writeln!(s, "ADDRESSES=({})", quote_words(&addresses));
-    if chained {
-        let _ = writeln!(s, "CHAIN={chain_name}");
-    }
     let _ = writeln!(s, "BYTECODE=(");
     for rule in &rules {
         let bytecode = rule.program.as_ref().map(bytecode_text).unwrap_or_default();
@@ -702,157 +801,21 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    s.push_str(SCRIPT_BODY);
-    let _ = writeln!(s, "main \"$@\"");
-    let s = s.replace("@CHAINED@", if chained { "1" } else { "0" });
-    Ok(Script { file_name, text: s })
+    let what: Vec<String> = rules.iter().map(|r| display_safe(&r.what, 200)).collect();
+    let _ = writeln!(s, "WHAT=({})", quote_words(&what));
+    s.push_str(template_body());
+    Ok(Script {
+        file_name: default_file_name(spec),
+        text: s,
+    })
 }
 
-/// The script's logic; the variables above it describe the rules.
-const SCRIPT_BODY: &str = r#"
-usage() {
-    cat <<USAGE
-Usage: $0 [--delete] [--help]
-  (no option)  create ipset $SET, add the preset addresses, insert the rules (idempotent)
-  --delete     remove the rules, the chain and the ipset
-USAGE
+/// The template after its data block.
+fn template_body() -> &'static str {
+    let begin = TEMPLATE.find(DATA_BEGIN).expect("template data marker");
+    let end = TEMPLATE[begin..].find(DATA_END).expect("template data end") + begin;
+    &TEMPLATE[end + DATA_END.len()..]
 }
-
-die() {
-    echo "$0: $*" >&2
-    exit 1
-}
-
-detect_interface() {
-    local route
-    if [ "$FAMILY" = inet6 ]; then
-        route=$(ip -6 route show default 2>/dev/null | head -n 1)
-    else
-        route=$(ip -4 route show default 2>/dev/null | head -n 1)
-    fi
-    # "default via X dev IFACE ...": print the word after "dev".
-    awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }' <<<"$route"
-}
-
-# The match for rule $1 (an index into BYTECODE/TARGETS), as words.
-rule_match() {
-    local index=$1
-    RULE=()
-    if [ -n "${BYTECODE[$index]}" ]; then
-        RULE+=(-m bpf --bytecode "${BYTECODE[$index]}")
-    fi
-    RULE+=(-m comment --comment "$COMMENT" -j "${TARGETS[$index]}")
-}
-
-# The INPUT rule, as words.
-input_rule() {
-    INPUT_RULE=()
-    if [ "$DEFAULTINT" != any ]; then
-        INPUT_RULE+=(-i "$DEFAULTINT")
-    fi
-    INPUT_RULE+=(-p udp --dport 53 -m set --match-set "$SET" dst)
-}
-
-restore_quote() {
-    printf '"%s"' "$1"
-}
-
-apply() {
-    "$IPSET" -exist create "$SET" hash:net family "$FAMILY"
-    local address
-    for address in "${ADDRESSES[@]+"${ADDRESSES[@]}"}"; do
-        "$IPSET" -exist add "$SET" "$address"
-    done
-    input_rule
-    local chained=@CHAINED@ index
-    if [ "$chained" = 1 ]; then
-        if "$IPTABLES" -w -C INPUT "${INPUT_RULE[@]}" -m comment --comment "$COMMENT" -j "$CHAIN" 2>/dev/null; then
-            echo "$0: already applied"
-            return 0
-        fi
-    else
-        rule_match 0
-        if "$IPTABLES" -w -C INPUT "${INPUT_RULE[@]}" "${RULE[@]}" 2>/dev/null; then
-            echo "$0: already applied"
-            return 0
-        fi
-    fi
-    # One iptables-restore transaction: all rules appear together or none does.
-    {
-        echo "*filter"
-        if [ "$chained" = 1 ]; then
-            echo ":$CHAIN - [0:0]"
-            echo "-F $CHAIN"
-            for index in "${!TARGETS[@]}"; do
-                rule_match "$index"
-                printf -- '-A %s' "$CHAIN"
-                local word
-                for word in "${RULE[@]}"; do printf ' %s' "$(restore_quote "$word")"; done
-                echo
-            done
-            printf -- '-I INPUT %s' "$INPUTPLACE"
-            for word in "${INPUT_RULE[@]}" -m comment --comment "$COMMENT" -j "$CHAIN"; do
-                printf ' %s' "$(restore_quote "$word")"
-            done
-            echo
-        else
-            for index in "${!TARGETS[@]}"; do
-                rule_match "$index"
-                printf -- '-I INPUT %s' "$INPUTPLACE"
-                local word
-                for word in "${INPUT_RULE[@]}" "${RULE[@]}"; do printf ' %s' "$(restore_quote "$word")"; done
-                echo
-            done
-        fi
-        echo "COMMIT"
-    } | "$IPTABLES_RESTORE" -w --noflush
-    echo "$0: applied"
-}
-
-delete() {
-    input_rule
-    local chained=@CHAINED@ index
-    if [ "$chained" = 1 ]; then
-        while "$IPTABLES" -w -D INPUT "${INPUT_RULE[@]}" -m comment --comment "$COMMENT" -j "$CHAIN" 2>/dev/null; do :; done
-        if "$IPTABLES" -w -n -L "$CHAIN" >/dev/null 2>&1; then
-            "$IPTABLES" -w -F "$CHAIN"
-            "$IPTABLES" -w -X "$CHAIN"
-        fi
-    else
-        for index in "${!TARGETS[@]}"; do
-            rule_match "$index"
-            while "$IPTABLES" -w -D INPUT "${INPUT_RULE[@]}" "${RULE[@]}" 2>/dev/null; do :; done
-        done
-    fi
-    if "$IPSET" -n list "$SET" >/dev/null 2>&1; then
-        "$IPSET" destroy "$SET"
-    fi
-    echo "$0: deleted"
-}
-
-main() {
-    local action=apply
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --delete) action=delete ;;
-            --help|-h) usage; exit 0 ;;
-            *) usage >&2; exit 2 ;;
-        esac
-        shift
-    done
-    [ "$(id -u)" = 0 ] || die "must run as root"
-    command -v "$IPTABLES" >/dev/null || die "$IPTABLES not found"
-    command -v "$IPSET" >/dev/null || die "$IPSET not found (Debian: apt-get install ipset)"
-    "$IPTABLES" -m bpf --help >/dev/null 2>&1 || die "the iptables bpf match (xt_bpf) is not available"
-    DEFAULTINT="${DEFAULTINT:-$(detect_interface)}"
-    [ -n "$DEFAULTINT" ] || die "cannot find the input interface: set DEFAULTINT (or DEFAULTINT=any)"
-    [ "$DEFAULTINT" = any ] || [[ "$DEFAULTINT" =~ ^[A-Za-z0-9_.@+-]{1,15}$ ]] ||
-        die "DEFAULTINT '$DEFAULTINT' is not an interface name"
-    [[ "$INPUTPLACE" =~ ^[1-9][0-9]{0,5}$ ]] || die "INPUTPLACE '$INPUTPLACE' is not a rule position (1, 2, ...)"
-    "$action"
-}
-
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -860,8 +823,8 @@ mod tests {
 
     #[test]
     fn names_are_short_safe_and_distinct() {
-        let a = limited_name("bpf4_", &slug("dns_*.www.example.uk"), "key-a", 31);
-        let b = limited_name("bpf4_", &slug("dns_*.www.example.uk"), "key-b", 31);
+        let a = limited_name("bpf4_", &slug("dns_*.www.example.uk"), &name_hash("a"), 31);
+        let b = limited_name("bpf4_", &slug("dns_*.www.example.uk"), &name_hash("b"), 31);
         assert!(a.len() <= 31 && b.len() <= 31, "{a} {b}");
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
