@@ -39,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
+pass() { PASSED=$((PASSED + 1)); echo "ok: $* [${SECONDS}s]"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
 check() { # check DESCRIPTION COMMAND...
     local what=$1
@@ -156,21 +156,24 @@ run_case ipv6 fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
 run_case ipv4-detect 10.53.1.2 iptables -i 10.53.1.2 dns -- '*.www.example.net'
 run_case ipv6-detect fd53:1::2 ip6tables -6 -i fd53:1::2 dns -- '*.www.example.net'
 
-# --- addresses added later: a script regenerated with one more -i adds it to the same set
+# --- addresses added later: the script given an address, then a script regenerated into the
+# same file with one more -i: same deployment, same set, still one rule
 run_add_later() {
     local dir=$TMP/later
     mkdir -p "$dir"
-    (cd "$dir" && "$BIN/iptables-bpf" -i 10.53.1.2 -w first.sh dns -- '*.www.example.net' >/dev/null &&
-        "$BIN/iptables-bpf" -i 10.53.1.2 -i 10.53.1.99 -w second.sh dns -- '*.www.example.net' >/dev/null) ||
+    (cd "$dir" && "$BIN/iptables-bpf" -i 10.53.1.2 -w guard.sh dns -- '*.www.example.net' >/dev/null) ||
         { fail "add later: generate"; return; }
     local set
-    set=$(sed -n 's/^SET=//p' "$dir/first.sh")
-    check "add later: same set name" test "$set" = "$(sed -n 's/^SET=//p' "$dir/second.sh")"
-    check "add later: first script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/first.sh"
-    check "add later: second script applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/second.sh"
-    check "add later: the set holds both addresses" test "$(srv ipset list "$set" | grep -c '^10\.53\.1\.')" = 2
+    set=$(sed -n 's/^SET=//p' "$dir/guard.sh")
+    check "add later: first version applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/guard.sh"
+    check "add later: ./SCRIPT ADDRESS adds it" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/guard.sh" 10.53.1.77
+    (cd "$dir" && "$BIN/iptables-bpf" --force -i 10.53.1.2 -i 10.53.1.99 -w guard.sh dns -- '*.www.example.net' >/dev/null) ||
+        { fail "add later: regenerate"; return; }
+    check "add later: same set name" test "$set" = "$(sed -n 's/^SET=//p' "$dir/guard.sh")"
+    check "add later: second version applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/guard.sh"
+    check "add later: the set holds the three addresses" test "$(srv ipset list "$set" | grep -c '^10\.53\.1\.')" = 3
     check "add later: still one rule" test "$(rules_with iptables 'bpf')" = 1
-    check "add later: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/second.sh" --delete
+    check "add later: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/guard.sh" --delete
     check "add later: nothing left" test "$(rules_with iptables 'bpf')" = 0 -a "$(sets_named)" = 0
 }
 run_add_later
@@ -258,13 +261,13 @@ run_chain() {
         { fail "chain: generate"; return; }
     check "chain: applies" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh"
     check "chain: idempotent" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh"
-    check "chain: one jump to DNSGUARD" test "$(rules_with iptables '-j DNSGUARD')" = 1
+    check "chain: one jump to the deployment's chain" test "$(rules_with iptables '-j bpf_dnsguard_')" = 1
     check "chain: accepted name answered" answered 10.53.1.2 www.example.net
     local lost
     lost=$(flood 10.53.1.2 30)
     check "chain: flood dropped (lost $lost)" test "$lost" = 30
     check "chain: --delete" env DEFAULTINT=v-srv ip netns exec "$SRV" "$dir/chain.sh" --delete
-    check "chain: nothing left" test "$(srv iptables-save | grep -c DNSGUARD)" = 0 -a "$(sets_named)" = 0
+    check "chain: nothing left" test "$(srv iptables-save | grep -ci dnsguard)" = 0 -a "$(sets_named)" = 0
 }
 run_chain
 
@@ -294,5 +297,6 @@ run_hostile() {
 }
 run_hostile
 
+echo "e2e-iptables: ${SECONDS}s"
 echo "e2e-iptables: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -685,7 +685,11 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
                     chain.accept.join(" "),
                     chain.drop.join(" ")
                 ),
-                None => format!("{} {}", generator_name(spec), generator_args(spec).join(" ")),
+                None => format!(
+                    "{} {}",
+                    generator_name(spec),
+                    generator_args(spec).join(" ")
+                ),
             };
             display_safe(&format!("bpftools {}", comment_safe(&what)), COMMENT_MAX)
         }

@@ -190,14 +190,284 @@ fn names_fit_the_kernel_limits_and_differ_per_rule() {
         set_of(&script(&["dns", "--", "a b"])),
         set_of(&script(&["dns", "--", "a", "b"]))
     );
+    // Chain mode: the chain NAME is the deployment; its version still tells the lists apart.
     let chain = |args: &[&str]| {
         let mut all = vec!["--chain", "guard"];
         all.extend_from_slice(args);
-        set_of(&script(&all))
+        script(&all)
     };
+    let one = chain(&["--accept", "x", "drop", "y", "--drop", "z"]);
+    let two = chain(&["--accept", "x", "--drop", "y", "drop", "z"]);
+    assert_eq!(set_of(&one), set_of(&two));
+    assert_ne!(data(&one, "VERSION"), data(&two, "VERSION"));
+}
+
+/// A value of the script's data block (`NAME=value`).
+fn data(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in the script"))
+        .trim_matches('\'')
+        .to_string()
+}
+
+fn write(dir: &std::path::Path, file: &str, args: &[&str]) -> String {
+    let path = dir.join(file);
+    let mut all = vec!["--force", "-w", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run("iptables-bpf", &all, b"");
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn deployments_and_versions() {
+    let dir = temp_dir("deploy");
+    // The same file: one deployment, whose version follows the rules.
+    let v1 = write(&dir, "guard.sh", &["dns", "--", "*.a.example"]);
+    let v2 = write(&dir, "guard.sh", &["dns", "--", "*.b.example"]);
+    assert_eq!(data(&v1, "DEPLOYMENT"), data(&v2, "DEPLOYMENT"));
+    assert_eq!(data(&v1, "SET"), data(&v2, "SET"));
+    assert_ne!(data(&v1, "VERSION"), data(&v2, "VERSION"));
+    // The comment is part of the version; another file is another deployment.
+    let a = write(&dir, "a.sh", &["-c", "flood A", "dns", "--", "*.a.example"]);
+    let b = write(&dir, "b.sh", &["-c", "flood B", "dns", "--", "*.a.example"]);
+    assert_ne!(data(&a, "DEPLOYMENT"), data(&b, "DEPLOYMENT"));
+    assert_ne!(data(&a, "SET"), data(&b, "SET"));
+    assert_ne!(data(&a, "VERSION"), data(&b, "VERSION"));
+    // --deployment names it; the family is part of it.
+    let n4 = write(
+        &dir,
+        "x.sh",
+        &["--deployment", "edge", "dns", "--", "*.a.example"],
+    );
+    let n4b = write(
+        &dir,
+        "y.sh",
+        &["--deployment", "edge", "dns", "--", "*.a.example"],
+    );
+    let n6 = write(
+        &dir,
+        "z.sh",
+        &["-6", "--deployment", "edge", "dns", "--", "*.a.example"],
+    );
+    assert_eq!(data(&n4, "DEPLOYMENT"), data(&n4b, "DEPLOYMENT"));
+    assert_ne!(data(&n4, "DEPLOYMENT"), data(&n6, "DEPLOYMENT"));
+    // Chain mode: a chain of the deployment, never the user's NAME itself; patterns ignore
+    // case unless --match-case.
+    let c = write(
+        &dir,
+        "c.sh",
+        &["--chain", "MYCHAIN", "--drop", "www.example.uk"],
+    );
+    let chain = data(&c, "CHAIN");
+    assert!(chain.starts_with("bpf_mychain_"), "{chain}");
+    assert!(chain.ends_with(&data(&c, "DEPLOYMENT")), "{chain}");
+    assert!(chain.len() <= 28);
+    let exact = write(
+        &dir,
+        "c.sh",
+        &[
+            "--chain",
+            "MYCHAIN",
+            "--match-case",
+            "--drop",
+            "www.example.uk",
+        ],
+    );
+    assert_eq!(data(&c, "DEPLOYMENT"), data(&exact, "DEPLOYMENT"));
     assert_ne!(
-        chain(&["--accept", "x", "drop", "y", "--drop", "z"]),
-        chain(&["--accept", "x", "--drop", "y", "drop", "z"])
+        programs(&c),
+        programs(&exact),
+        "case folding changes the program"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn addresses_after_the_generator_and_family_mismatches_get_a_hint() {
+    for args in [
+        vec!["dns", "--", "*.example.uk", "-i", "192.0.2.53"],
+        vec!["dns", "--", "*.example.uk", "192.0.2.0/24"],
+        vec!["-6", "dns", "--", "*.example.uk", "2001:db8::53"],
+        vec!["--chain", "g", "--drop", "192.0.2.53"],
+    ] {
+        let mut all = vec!["-w", "-"];
+        all.extend(args.iter().copied());
+        let out = run("iptables-bpf", &all, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(
+            err.contains("reads as an address") && err.contains("before the generator"),
+            "{args:?}: {err}"
+        );
+    }
+    // A name written like an address stays possible with a final dot.
+    script(&["dns", "--", "192.0.2.53."]);
+    let out = run(
+        "iptables-bpf",
+        &["-w", "-", "-6", "-i", "10.0.0.1", "dns", "--", "x.example"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(!err.contains("use -6"), "{err}");
+    assert!(err.contains("without -6"), "{err}");
+    let out = run(
+        "iptables-bpf",
+        &["-w", "-", "-i", "2001:db8::1", "dns", "--", "x.example"],
+        b"",
+    );
+    assert!(stderr(&out).contains("use -6"), "{}", stderr(&out));
+    // No address at all: the script is written, and the user is told it protects nothing.
+    let out = run("iptables-bpf", &["-w", "-", "dns", "--", "x.example"], b"");
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("the script protects nothing"),
+        "{}",
+        stderr(&out)
+    );
+    // Addresses are written as ipset lists them.
+    let text = script(&[
+        "-i",
+        "192.0.2.77/24",
+        "-i",
+        "192.0.2.53/32",
+        "dns",
+        "--",
+        "x.example",
+    ]);
+    assert!(
+        text.contains("ADDRESSES=('192.0.2.0/24' '192.0.2.53')"),
+        "{text}"
+    );
+}
+
+#[test]
+fn force_replaces_only_regular_files() {
+    let dir = temp_dir("force");
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let target = dir.join("target");
+    std::fs::write(&target, "keep").unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for path in [&fifo, &link, &dir] {
+        let out = run(
+            "iptables-bpf",
+            &[
+                "--force",
+                "-w",
+                path.to_str().unwrap(),
+                "dns",
+                "--",
+                "x.example",
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{path:?}");
+        assert!(
+            stderr(&out).contains("is not a regular file"),
+            "{path:?}: {}",
+            stderr(&out)
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_script_checks_its_arguments_before_anything_else() {
+    let dir = temp_dir("args");
+    write(&dir, "s4.sh", &["dns", "--", "x.example"]);
+    write(&dir, "s6.sh", &["-6", "dns", "--", "x.example"]);
+    let run_script = |file: &str, args: &[&str]| {
+        Command::new("bash")
+            .arg(dir.join(file))
+            .args(args)
+            .env("LOCK_FILE", dir.join("lock"))
+            .output()
+            .unwrap()
+    };
+    for (file, bad) in [
+        ("s4.sh", "192.0.2.1; reboot"),
+        ("s4.sh", "$(id)"),
+        ("s4.sh", "192.0.2.256"),
+        ("s4.sh", "192.0.2.0/33"),
+        ("s4.sh", "192.0.2.0/0"),
+        ("s4.sh", "2001:db8::1"),
+        ("s6.sh", "192.0.2.1"),
+        ("s6.sh", "2001:db8:::1"),
+        ("s6.sh", "1:2:3:4:5:6:7:8:9"),
+        ("s6.sh", "2001:db8::/129"),
+        ("s6.sh", "12345::1"),
+    ] {
+        let out = run_script(file, &[bad]);
+        assert_eq!(out.status.code(), Some(2), "{file} {bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not an IPv"),
+            "{file} {bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (args, message) in [
+        (vec!["--delete", "--status"], "give one of"),
+        (vec!["--delete", "192.0.2.1"], "only when applying"),
+        (vec!["--bogus"], "unknown option"),
+    ] {
+        let out = run_script("s4.sh", &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}"
+        );
+    }
+    if !crate::common::is_root() {
+        // Valid addresses pass the check and reach the next one.
+        for (file, good) in [
+            ("s4.sh", "192.0.2.1"),
+            ("s4.sh", "192.0.2.0/24"),
+            ("s6.sh", "2001:db8::1"),
+            ("s6.sh", "::ffff:192.0.2.1"),
+            ("s6.sh", "fe80::/10"),
+            ("s6.sh", "1:2:3:4:5:6:7:8"),
+        ] {
+            let out = run_script(file, &[good]);
+            assert_eq!(out.status.code(), Some(1), "{file} {good}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_script_template_passes_shellcheck_on_its_own() {
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/src/gen/iptables/script.bash");
+    require("shellcheck", "shellcheck");
+    let check = Command::new("shellcheck").arg(template).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
     );
 }
 
@@ -376,8 +646,18 @@ fn the_script_explains_itself_and_refuses_to_run_unprivileged() {
         .output()
         .unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout)
-        .contains("--delete     remove the rules, the chain and the ipset"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    for part in [
+        "--delete",
+        "--status",
+        "--dry-run",
+        "[ADDRESS...]",
+        "Deployment:",
+        "IPTABLES_RESTORE",
+        "absolute path",
+    ] {
+        assert!(help.contains(part), "{part}: {help}");
+    }
     let bad = Command::new("bash")
         .arg(&path)
         .arg("--bogus")
