@@ -166,7 +166,9 @@ hyperfine --warmup 1 --runs 5 --export-json "$work/triage-time.json" \
 python3 - "$work/triage-time.json" "$bin/triage" "$work/triage.pcap" <<'PY'
 import json, resource, subprocess, sys
 mean = json.load(open(sys.argv[1]))["results"][0]["mean"]
-subprocess.run([sys.argv[2], sys.argv[3]], stdout=subprocess.DEVNULL, check=False)
+# /dev/null opened write-only, as a shell's '> /dev/null' does (read-write looks closed).
+with open("/dev/null", "w") as null:
+    subprocess.run([sys.argv[2], sys.argv[3]], stdout=null, check=True)
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(f"bench: triage, 1000000 packets: {mean:.3f} s, {mean * 1e6 / 1000000:.2f} us per packet, "
       f"peak memory {peak / 1024:.1f} MiB")

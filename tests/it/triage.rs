@@ -758,3 +758,29 @@ fn bad_input_is_one_line_and_exit_2() {
         stderr(&out)
     );
 }
+
+#[test]
+fn baseline_decides_what_is_new() {
+    let mut rng = Rng(321);
+    let legit = Legit::for_zones(&["example.net"], &TAIL, 0);
+    let mut flood = random_under("www.example.net", 8, 12, LOWER_DIGITS);
+    let normal = mix(&mut rng, &legit, 3000, &mut []);
+    let flooded = mix(&mut rng, &legit, 3000, &mut [("www", 3000, &mut flood)]);
+    let dir = temp_dir("baseline");
+    let normal_path = dir.join("normal.pcap");
+    let flooded_path = dir.join("flooded.pcap");
+    write_pcap(&normal_path, &normal, LINKTYPE_ETHERNET);
+    write_pcap(&flooded_path, &flooded, LINKTYPE_ETHERNET);
+    let (normal_arg, flooded_arg) = (
+        normal_path.to_str().unwrap().to_string(),
+        flooded_path.to_str().unwrap().to_string(),
+    );
+    // Against normal times, the flood stands out.
+    let (code, json) = triage("baseline-normal", &flooded, &["--baseline", &normal_arg]);
+    assert_eq!(code, 0);
+    assert_stopped(&json, &flooded, 0);
+    // Against a baseline that already had it, it is the usual traffic: nothing new.
+    let (code, json) = triage("baseline-same", &flooded, &["--baseline", &flooded_arg]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 1, "{}", json["floods"]);
+}
