@@ -276,7 +276,9 @@ fn random_plans(
             }
         }
         let note = format!("random labels under {parent}");
-        let generator = dns(patterns.clone(), *randomized_case);
+        // With accept exceptions the deployment is iptables-bpf's chain mode, whose patterns
+        // ignore case: the drop rule measured here does too.
+        let generator = dns(patterns.clone(), *randomized_case || !exceptions.is_empty());
         let Some(drop) = out.add(build(Action::Drop, family, generator, note), "drop") else {
             continue;
         };
