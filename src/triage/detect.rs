@@ -524,3 +524,37 @@ fn fingerprints(stats: &Stats, min_flood: u64) -> Vec<Flood> {
     }
     floods
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_follows_the_flood_repetition_rate() {
+        // Names never repeated: asked 3 times is already beyond chance.
+        assert_eq!(established_threshold(1.0, 16_000), 3);
+        // Short labels that repeat (16,000 draws from 17,576 three-letter names): the bound
+        // rises well above the flood's own counts.
+        let lambda = 16_000.0 / 17_576.0;
+        let mean = lambda / (1.0 - f64::exp(-lambda));
+        let threshold = established_threshold(mean, 10_000);
+        assert!((7..=10).contains(&threshold), "{threshold}");
+    }
+
+    #[test]
+    fn depth_and_child_label_under_a_suffix() {
+        let suffix = b"\x07example\x03net";
+        assert_eq!(depth_under(b"\x03www\x07example\x03net", suffix), Some(1));
+        assert_eq!(
+            depth_under(b"\x01a\x03www\x07example\x03net", suffix),
+            Some(2)
+        );
+        assert_eq!(
+            child_label(b"\x01a\x03www\x07example\x03net", suffix),
+            b"www"
+        );
+        assert_eq!(depth_under(b"\x07example\x03net", suffix), None);
+        // Ends with the bytes but not at a label boundary.
+        assert_eq!(depth_under(b"\x08xexample\x03net", suffix), None);
+    }
+}

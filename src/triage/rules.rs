@@ -509,3 +509,20 @@ fn dns(patterns: Vec<String>, ignore_case: bool) -> Generator {
         ext_headers: DEFAULT_EXT_HEADERS,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_lowercase_wire_names_as_the_generator_does() {
+        let bounded = parse_pattern("*{3-5}.example.net", false).unwrap();
+        assert!(pattern_matches(&bounded, b"\x04abcd\x07example\x03net"));
+        assert!(!pattern_matches(&bounded, b"\x06abcdef\x07example\x03net"));
+        assert!(!pattern_matches(&bounded, b"\x07example\x03net"));
+        let exact = parse_pattern("WWW.Example.net", true).unwrap();
+        assert!(pattern_matches(&exact, b"\x03www\x07example\x03net"));
+        let any = parse_pattern("example.**", false).unwrap();
+        assert!(pattern_matches(&any, b"\x07example\x02co\x02uk"));
+    }
+}
