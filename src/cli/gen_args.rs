@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gen::{
-    DnsSpec, DnsValidateSpec, Generator, SuffixSpec, TcpdumpSpec, DEFAULT_EXT_HEADERS,
+    DnsSpec, DnsValidateSpec, Generator, P0fSpec, SuffixSpec, TcpdumpSpec, DEFAULT_EXT_HEADERS,
     GENERATOR_NAMES,
 };
 
@@ -70,6 +70,44 @@ Examples:
   bpfgen tcpdump -- 'udp and dst port 53'
   bpfgen -o 14 tcpdump -- 'ip6 and udp port 53'";
 
+const P0F_HELP: &str = "\
+A p0f v3 TCP signature (p0f.fp's 'sig =' lines, p0f's raw_sig) has 8 fields:
+  ver:ittl:olen:mss:wsize,scale:olayout:quirks:pclass
+  ver      4, 6, or * (either: the program reads the version and checks each family;
+           4 and 6 must agree with -6)
+  ittl     initial TTL N: N-35 < TTL <= N (TTL <= N when N <= 32); N+D (p0f's observed
+           TTL and distance) is N+D; N- (random TTLs) does not check the TTL
+  olen     IPv4 options length in bytes (0, 4, ... 40) or *; not read on IPv6
+  mss      the MSS option's value; * or 0 does not check
+  wsize    window: N, mss*N (the packet's MSS times N), mtu*N (1500 times N), %N (a
+           multiple of N) or *
+  scale    the window scale option's value; * or 0 does not check
+  olayout  option kinds in order, at their usual places: eol+N (N bytes of zero padding
+           follow; last), nop, mss, ws, sok, ts; the TCP data offset must hold them
+  quirks   each listed one must hold: df, id+ (DF, IP ID not 0), id- (no DF, IP ID 0),
+           0+ (must-be-zero bit set; without it, clear), ecn, flow (IPv6 flow label),
+           seq- (seq 0), ack+ (ack number, no ACK flag), ack- (ACK flag, ack number 0),
+           uptr+ (urgent pointer, no URG flag), urgf+, pushf+, ts1- (own timestamp 0),
+           ts2+ (peer timestamp not 0), opt+ (non-zero padding after eol), exws (scale
+           above 14), bad (malformed options: data offset not checked), linux (IPv4 ID =
+           (seq ^ own timestamp) & 0xffff)
+  pclass   TCP payload: 0 (none), + (some) or * (either)
+Only TCP matches (IPv4: the first fragment; IPv6: TCP right after the fixed header). The SYN
+and ACK flags are not checked: a signature from p0f.fp's [tcp:request] describes SYNs, from
+[tcp:response] SYN+ACKs.
+
+Differences from the original bpftools: version * is accepted; olen is in bytes as p0f
+writes it (the original read 32-bit words); every listed one of df, id+, id- is checked (the
+original: the first only); ecn is either ECN bit, on IPv6 too; flow is the whole 20-bit
+label; eol+N checks exactly N bytes; IPv6 packets must be TCP; N+D TTLs are read; quirks
+that never hold together, or that need an option missing from olayout, are refused.
+
+Examples:
+  bpfgen p0f -- '4:64:0:*:mss*20,10:mss,sok,ts,nop,ws:df,id+:0'       Linux 3.x SYN
+  bpfgen -6 p0f -- '6:64:0:*:mss*20,7:mss,sok,ts,nop,ws::0'
+  bpfgen -o 14 p0f -- '*:128:0:*:8192,8:mss,nop,ws,nop,nop,sok:df,id+:0'
+  bpfgen -s p0f -- '4:255-:0:*:*,*:::*'                              any TCP over IPv4";
+
 /// A generator and its arguments, as parsed from a command line.
 #[derive(Debug, Clone, Subcommand)]
 pub enum GeneratorArgs {
@@ -85,6 +123,9 @@ pub enum GeneratorArgs {
     /// Compile a tcpdump filter expression with the system's tcpdump
     #[command(after_help = TCPDUMP_HELP)]
     Tcpdump(TcpdumpArgs),
+    /// Match TCP packets that fit a p0f v3 signature
+    #[command(after_help = P0F_HELP)]
+    P0f(P0fArgs),
 }
 
 /// Arguments of the `dns` generator.
@@ -128,6 +169,14 @@ pub struct TcpdumpArgs {
     pub expr: Vec<String>,
 }
 
+/// Arguments of the `p0f` generator.
+#[derive(Debug, Clone, Args)]
+pub struct P0fArgs {
+    /// The p0f v3 TCP signature: ver:ittl:olen:mss:wsize,scale:olayout:quirks:pclass.
+    #[arg(value_name = "SIGNATURE")]
+    pub signature: String,
+}
+
 impl GeneratorArgs {
     /// The typed generator, or a message saying which argument is wrong.
     pub fn into_generator(self) -> Result<Generator, String> {
@@ -158,6 +207,11 @@ impl GeneratorArgs {
             GeneratorArgs::Tcpdump(args) => Generator::Tcpdump(TcpdumpSpec {
                 expr: args.expr.join(" "),
             }),
+            GeneratorArgs::P0f(args) => Generator::P0f(
+                args.signature
+                    .parse::<P0fSpec>()
+                    .map_err(|e| format!("p0f: {e}"))?,
+            ),
         })
     }
 }
@@ -261,6 +315,17 @@ mod tests {
             Generator::Tcpdump(TcpdumpSpec {
                 expr: "udp and dst port 53".into(),
             }),
+            Generator::P0f(
+                "4:64:0:*:mss*20,10:mss,sok,ts,nop,ws:df,id+:0"
+                    .parse()
+                    .unwrap(),
+            ),
+            Generator::P0f(
+                "*:54+10:*:1460:%8192,*:mss,nop,eol+3:opt+,ecn:+"
+                    .parse()
+                    .unwrap(),
+            ),
+            Generator::P0f("6:255-:0:0:mtu*2,0:::*".parse().unwrap()),
         ];
         for generator in cases {
             let args = generator.args();

@@ -1,4 +1,4 @@
-//! Program builder and generators (dns, dns_validate, suffix, tcpdump).
+//! Program builder and generators (dns, dns_validate, suffix, tcpdump, p0f).
 //!
 //! A generator and its arguments are a typed [`Generator`] value; [`build`] turns one into a
 //! program for the common [`GenOptions`]. This is the one entry point, used by `bpfgen`,
@@ -12,11 +12,13 @@
 pub mod builder;
 pub mod dns;
 pub mod iptables;
+pub mod p0f;
 pub mod tcpdump;
 
 use thiserror::Error;
 
 pub use builder::{Builder, Generated};
+pub use p0f::P0fSpec;
 
 use crate::asm::labels::LabelError;
 use crate::dns::{field, flags};
@@ -81,19 +83,23 @@ pub enum Generator {
     Suffix(SuffixSpec),
     /// `tcpdump`: a tcpdump expression.
     Tcpdump(TcpdumpSpec),
+    /// `p0f`: TCP packets that fit a p0f v3 signature.
+    P0f(P0fSpec),
 }
 
 /// The generators' names, as the tools take them.
-pub const GENERATOR_NAMES: [&str; 4] = ["dns", "dns_validate", "suffix", "tcpdump"];
+pub const GENERATOR_NAMES: [&str; 5] = ["dns", "dns_validate", "suffix", "tcpdump", "p0f"];
 
 impl Generator {
-    /// The generator's name as the tools take it (`dns`, `dns_validate`, `suffix`, `tcpdump`).
+    /// The generator's name as the tools take it (`dns`, `dns_validate`, `suffix`, `tcpdump`,
+    /// `p0f`).
     pub fn name(&self) -> &'static str {
         match self {
             Generator::Dns(_) => "dns",
             Generator::DnsValidate(_) => "dns_validate",
             Generator::Suffix(_) => "suffix",
             Generator::Tcpdump(_) => "tcpdump",
+            Generator::P0f(_) => "p0f",
         }
     }
 
@@ -147,6 +153,7 @@ impl Generator {
             }
             Generator::Suffix(spec) => vec![hex::encode(&spec.bytes)],
             Generator::Tcpdump(spec) => vec![spec.expr.clone()],
+            Generator::P0f(spec) => vec![spec.to_string()],
         };
         if options.is_empty() && values.is_empty() {
             return Vec::new();
@@ -223,6 +230,13 @@ pub fn build(generator: &Generator, opts: &GenOptions) -> Result<Generated, GenE
             }
             let assembly = crate::asm::disassemble(&insns);
             return Ok(Generated { insns, assembly });
+        }
+        Generator::P0f(spec) => {
+            p0f::check_family(spec, opts).map_err(|message| GenError::Invalid {
+                generator: "p0f",
+                message,
+            })?;
+            p0f::build(spec, opts, &mut b);
         }
     }
     Ok(b.finish(BPF_MAXINSNS)?)

@@ -9,6 +9,7 @@ mod gen;
 mod iptables;
 mod kernel;
 mod libpcap;
+mod p0f;
 mod packets;
 mod pipe;
 mod randprog;
