@@ -515,7 +515,7 @@ impl P0fSpec {
                     needs(&format!("quirk '{}'", quirk.name()), TcpOption::Timestamp)?
                 }
                 Quirk::ExcessiveScale => needs("quirk 'exws'", TcpOption::WindowScale)?,
-                Quirk::NonZeroPadding if !self.padding().is_some_and(|(_, n)| n > 0) => return Err(
+                Quirk::NonZeroPadding if self.padding().is_none_or(|(_, n)| n == 0) => return Err(
                     "quirk 'opt+' needs padding after the options: eol+N with N from 1 in olayout"
                         .into(),
                 ),

@@ -855,8 +855,7 @@ fn libpcap_gives_the_same_verdicts() {
         .map(|(_, syn, _)| ethernet(&syn.packet()))
         .collect();
     let capture = std::env::temp_dir().join(format!("bpftools-p0f-{}.pcap", std::process::id()));
-    let mut writer =
-        Writer::new(std::fs::File::create(&capture).unwrap(), 1, false, 65535).unwrap();
+    let mut writer = Writer::new(std::fs::File::create(&capture).unwrap(), 1, false).unwrap();
     for frame in &frames {
         writer
             .write(Duration::ZERO, frame.len() as u32, frame)
