@@ -336,6 +336,16 @@ mod tests {
     }
 
     #[test]
+    fn transports_follow_what_the_programs_read() {
+        let p0f = parse_generator("p0f", &strings(&["*:64:0:*:*,*:::0"])).unwrap();
+        assert_eq!(p0f.transport(), Some("tcp"));
+        let dns = parse_generator("dns", &strings(&["a.example"])).unwrap();
+        assert_eq!(dns.transport(), Some("udp"));
+        let suffix = parse_generator("suffix", &strings(&["00"])).unwrap();
+        assert_eq!(suffix.transport(), None);
+    }
+
+    #[test]
     fn one_dash_dash_after_the_name_is_dropped() {
         let parsed = parse_generator("dns", &strings(&["--", "-i", "a.example"])).unwrap();
         assert_eq!(

@@ -125,6 +125,17 @@ impl Generator {
         }
     }
 
+    /// The transport protocol the generator's programs are written for, as iptables names it
+    /// (`-p udp` / `-p tcp`): `dns` and `dns_validate` read UDP DNS queries, `p0f` TCP headers;
+    /// `None` when the program says nothing of it (`suffix`, `tcpdump`).
+    pub fn transport(&self) -> Option<&'static str> {
+        match self {
+            Generator::Dns(_) | Generator::DnsValidate(_) => Some("udp"),
+            Generator::P0f(_) => Some("tcp"),
+            Generator::Suffix(_) | Generator::Tcpdump(_) => None,
+        }
+    }
+
     /// The arguments that follow the generator's name on `bpfgen`'s command line for this
     /// generator (`["--", "-i", "*.example.net"]`); empty when there are none. A value that
     /// starts with `-` is put after a second `--`, so it is never read as an option.
