@@ -494,10 +494,17 @@ status() {
     read_state
     read_members
     desired_state
-    local rules line tag chain packets bytes index state
+    local rules line tag chain packets bytes index state have want
+    have="${INPUT_TAGS[*]+"${INPUT_TAGS[*]}"}"
+    want="${WANT_INPUT_TAGS[*]}"
+    if [ -z "$DEFAULTINT_GIVEN" ]; then
+        # Without DEFAULTINT, rules on any interface count as applied.
+        have=$(printf '%s\n' "${INPUT_TAGS[@]+"${INPUT_TAGS[@]}"}" | sed 's|/[^/]*$||')
+        want=$(printf '%s\n' "${WANT_INPUT_TAGS[@]}" | sed 's|/[^/]*$||')
+    fi
     if [ "${#OWNED_LINES[@]}" = 0 ] && [ "${#OWNED_CHAINS[@]}" = 0 ]; then
         state="not applied"
-    elif [ "${INPUT_TAGS[*]+"${INPUT_TAGS[*]}"}" = "${WANT_INPUT_TAGS[*]}" ] &&
+    elif [ "$have" = "$want" ] &&
         { [ -z "$CHAIN" ] || [ "${CHAIN_TAGS[$CHAIN]-}" = "$WANT_CHAIN_TAGS" ]; } &&
         [ "${#OWNED_LINES[@]}" = "${#WANT_INPUT[@]}" ] &&
         [ "${#OWNED_CHAINS[@]}" = "$([ -n "$CHAIN" ] && echo 1 || echo 0)" ]; then
@@ -551,6 +558,7 @@ status() {
 main() {
     local action=apply address
     ARG_ADDRESSES=()
+    DEFAULTINT_GIVEN=${DEFAULTINT:+1}
     while [ $# -gt 0 ]; do
         case "$1" in
             --delete | --status | --dry-run)
