@@ -237,18 +237,15 @@ read_state() {
 read_members() {
     declare -gA MEMBERS=()
     [ "$SET_EXISTS" = 1 ] || return 0
-    local line words
+    local line pattern="^add [^ ]+ ([^ ]+)( comment \"([^\"]*)\")?"
     while IFS= read -r line; do
-        [[ $line == "add $SET "* ]] || continue
-        read -r -a words <<<"$line"
-        if [[ $line =~ \ comment\ \"([^\"]*)\" ]]; then
-            MEMBERS[${words[2]}]=${BASH_REMATCH[1]}
-        else
-            MEMBERS[${words[2]}]=
+        if [[ $line =~ $pattern ]]; then
+            MEMBERS[${BASH_REMATCH[1]}]=${BASH_REMATCH[3]}
         fi
     done < <("$IPSET" save "$SET")
 }
 
+# QUOTED: the words as iptables-restore reads them (set here: no subshell per rule).
 quote_words() {
     local word out=
     for word in "$@"; do
@@ -258,7 +255,7 @@ quote_words() {
             out+=" $word"
         fi
     done
-    printf '%s' "${out# }"
+    QUOTED=${out# }
 }
 
 # The rules this script wants: WANT_INPUT (in order), WANT_CHAIN (the chain's rules), with
@@ -282,17 +279,20 @@ desired_state() {
                 rule=(-m bpf --bytecode "${BYTECODE[$index]}")
             fi
             rule+=(-m comment --comment "$COMMENT $tag" -j "${TARGETS[$index]}")
-            WANT_CHAIN+=("$(quote_words "${rule[@]}")")
+            quote_words "${rule[@]}"
+            WANT_CHAIN+=("$QUOTED")
             WANT_CHAIN_TAGS+="$tag "
         done
         tag="${TAG}$VERSION/j/$DEFAULTINT"
-        WANT_INPUT+=("$(quote_words "${words[@]}" -m comment --comment "$COMMENT $tag" -j "$CHAIN")")
+        quote_words "${words[@]}" -m comment --comment "$COMMENT $tag" -j "$CHAIN"
+        WANT_INPUT+=("$QUOTED")
         WANT_INPUT_TAGS+=("$tag")
     else
         for index in "${!TARGETS[@]}"; do
             local tag="${TAG}$VERSION/$index/$DEFAULTINT"
-            WANT_INPUT+=("$(quote_words "${words[@]}" -m bpf --bytecode "${BYTECODE[$index]}" \
-                -m comment --comment "$COMMENT $tag" -j "${TARGETS[$index]}")")
+            quote_words "${words[@]}" -m bpf --bytecode "${BYTECODE[$index]}" \
+                -m comment --comment "$COMMENT $tag" -j "${TARGETS[$index]}"
+            WANT_INPUT+=("$QUOTED")
             WANT_INPUT_TAGS+=("$tag")
         done
     fi
@@ -453,8 +453,10 @@ apply() {
             "$IPSET" destroy "$name" 2>/dev/null || warn "could not remove the old set $name"
         fi
     done
-    local count
-    count=$("$IPSET" save "$SET" | grep -c "^add $SET " || true)
+    local count=${#MEMBERS[@]}
+    if [ "${#SET_PLAN[@]}" != 0 ]; then
+        count=$("$IPSET" save "$SET" | grep -c "^add $SET " || true)
+    fi
     if [ "$CHANGED" = 1 ]; then
         echo "$0: applied: ${#WANT_INPUT[@]} rule(s) in INPUT, $count protected address(es) in set $SET"
     else
