@@ -17,6 +17,7 @@
 //! Dependency direction: `insn` <- `asm`, `vm`, `gen` <- `cli` <- binaries.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod asm;
 pub mod cli;

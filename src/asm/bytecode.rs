@@ -14,6 +14,7 @@
 
 use thiserror::Error;
 
+use crate::asm::quote;
 use crate::insn::RawInsn;
 
 /// Why bytecode text could not be read.
@@ -31,6 +32,24 @@ pub enum BytecodeError {
     /// The count says 0.
     #[error("instruction count is 0: expected at least 1 instruction")]
     ZeroCount,
+    /// The count is followed by no instruction.
+    #[error(
+        "instruction count {count}, but no instruction follows: expected 'N,code jt jf k,...'"
+    )]
+    NoInstructions {
+        /// The declared count.
+        count: usize,
+    },
+    /// A C-array instruction's `{` is never closed.
+    #[error(
+        "instruction {index}: '{{ {token}' has no closing '}}': expected '{{ code, jt, jf, k }}'"
+    )]
+    Unclosed {
+        /// Instruction number (from 0).
+        index: usize,
+        /// The instruction's text after its `{` (shortened).
+        token: String,
+    },
     /// The count and the instructions disagree.
     #[error("instruction count {count} {relation} the {found} instructions given")]
     CountMismatch {
@@ -97,7 +116,7 @@ fn parse_fields(
     if fields.len() != 4 {
         return Err(BytecodeError::FieldCount {
             index,
-            token: text.trim().to_string(),
+            token: quote(text.trim()),
             fields: fields.len(),
         });
     }
@@ -110,7 +129,7 @@ fn parse_fields(
                 return Err(BytecodeError::BadField {
                     index,
                     field,
-                    token: token.trim().to_string(),
+                    token: quote(token.trim()),
                     expected,
                 })
             }
@@ -125,6 +144,9 @@ fn parse_fields(
 }
 
 fn check_count(count: usize, found: usize) -> Result<(), BytecodeError> {
+    if found == 0 {
+        return Err(BytecodeError::NoInstructions { count });
+    }
     match count.cmp(&found) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Less => Err(BytecodeError::CountMismatch {
@@ -144,7 +166,7 @@ fn parse_count(token: &str) -> Result<usize, BytecodeError> {
     let count = parse_number(token, false)
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| BytecodeError::BadCount {
-            token: token.trim().to_string(),
+            token: quote(token.trim()),
         })?;
     if count == 0 {
         return Err(BytecodeError::ZeroCount);
@@ -199,10 +221,9 @@ fn parse_c_array(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let index = prog.len();
-        let close = after.find('}').ok_or_else(|| BytecodeError::FieldCount {
+        let close = after.find('}').ok_or_else(|| BytecodeError::Unclosed {
             index,
-            token: after.trim().to_string(),
-            fields: after.split(',').count(),
+            token: quote(after.trim()),
         })?;
         let body = &after[..close];
         let fields: Vec<&str> = body.split(',').collect();
@@ -308,5 +329,28 @@ mod tests {
             vec![RawInsn::new(0, 0, 0, 0)]
         );
         assert!(parse_bytecode("3\n40 0 0 12\n").is_err());
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong_and_quote_little() {
+        assert_eq!(
+            parse_bytecode("{ 0x28, 0, 0, 12 }, { 0x6, 0, 0, 0")
+                .unwrap_err()
+                .to_string(),
+            "instruction 1: '{ 0x6, 0, 0, 0' has no closing '}': expected '{ code, jt, jf, k }'"
+        );
+        assert_eq!(
+            parse_bytecode("1,").unwrap_err().to_string(),
+            "instruction count 1, but no instruction follows: expected 'N,code jt jf k,...'"
+        );
+        let long = "9".repeat(301);
+        for text in [format!("1,6 0 0 {long}"), format!("{long},6 0 0 0")] {
+            let message = parse_bytecode(&text).unwrap_err().to_string();
+            assert!(message.len() < 150, "{message}");
+            assert!(
+                message.contains(&format!("'{}...'", &long[..40])),
+                "{message}"
+            );
+        }
     }
 }

@@ -14,4 +14,13 @@ pub mod parser;
 
 pub use bytecode::{parse_bytecode, BytecodeError};
 pub use format::{disassemble, format_program, Format};
-pub use parser::{assemble, AsmError, Pos};
+pub use parser::{assemble, AsmError, Assembler, Pos};
+
+/// Text quoted in a message, cut to a readable length (a 300-digit number is not echoed whole).
+pub(crate) fn quote(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}

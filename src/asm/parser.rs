@@ -21,6 +21,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::asm::labels::{resolve, LabelError, LabelErrorKind, Stmt, StmtKind, Target};
+use crate::asm::quote;
 use crate::insn::{
     AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn, Size, BPF_MAXINSNS, BPF_MEMWORDS,
 };
@@ -91,7 +92,7 @@ struct Token {
 
 fn describe(tok: Option<&Token>) -> String {
     match tok {
-        Some(t) => format!("'{}'", t.text),
+        Some(t) => format!("'{}'", quote(&t.text)),
         None => "end of input".to_string(),
     }
 }
@@ -121,135 +122,140 @@ fn parse_number_text(text: &str) -> Option<u32> {
     }
 }
 
-fn lex(source: &str) -> Result<Vec<Token>, AsmError> {
-    let chars: Vec<char> = source.chars().collect();
-    let mut tokens = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let mut line_start = true;
-    while i < chars.len() {
-        let c = chars[i];
-        let pos = Pos { line, col };
-        match c {
-            '\n' => {
-                i += 1;
-                line += 1;
-                col = 1;
-                line_start = true;
-            }
-            ' ' | '\t' | '\r' => {
-                i += 1;
-                col += 1;
-            }
-            ';' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
+/// The lexer's state between lines: where it is, and whether a `/* */` comment is open.
+struct Lexer {
+    /// Number of the next line (1-based).
+    line: usize,
+    /// Where the open block comment started.
+    open_comment: Option<Pos>,
+}
+
+impl Lexer {
+    /// Reads one line (with or without its line end) and appends its tokens.
+    fn line(&mut self, text: &str, tokens: &mut Vec<Token>) -> Result<(), AsmError> {
+        let chars: Vec<char> = text.chars().collect();
+        let line = self.line;
+        self.line += 1;
+        let (mut i, mut col) = (0usize, 1usize);
+        let mut line_start = true;
+        if self.open_comment.is_some() {
+            match text.find("*/") {
+                Some(end) => {
+                    let before = text[..end].chars().count();
+                    i = before + 2;
+                    col = before + 3;
+                    self.open_comment = None;
                 }
-            }
-            '#' if col == 1 => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if chars.get(i + 1) == Some(&'*') => {
-                i += 2;
-                col += 2;
-                loop {
-                    if i >= chars.len() {
-                        return Err(AsmError {
-                            pos,
-                            found: "/*".into(),
-                            message: "unterminated comment: expected '*/'".into(),
-                        });
-                    }
-                    if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                        i += 2;
-                        col += 2;
-                        break;
-                    }
-                    if chars[i] == '\n' {
-                        line += 1;
-                        col = 1;
-                    } else {
-                        col += 1;
-                    }
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_digit()
-                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-                // bpf_asm reads `+5` as a number; after `x` a `+` is the `[x + k]` operator.
-                || (c == '+'
-                    && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
-                    && matches!(tokens.last(), Some(Token { tok: Tok::Punct('#' | '[' | ','), .. }))) =>
-            {
-                let start = i;
-                i += 1;
-                while i < chars.len() && chars[i].is_ascii_alphanumeric() {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                // `(008)` starting a listing line is a decimal instruction number, not octal.
-                let listing_number = matches!(tokens.last(), Some(Token { tok: Tok::Punct('('), line_start: true, .. }));
-                let value = if listing_number && text.bytes().all(|b| b.is_ascii_digit()) {
-                    text.parse().ok()
-                } else {
-                    parse_number_text(&text)
-                };
-                let value = value.ok_or_else(|| AsmError {
-                    pos,
-                    found: text.clone(),
-                    message: format!(
-                        "bad number '{text}': expected a 32-bit decimal, 0x hex, 0b binary or 0-prefixed octal number"
-                    ),
-                })?;
-                col += i - start;
-                tokens.push(Token {
-                    tok: Tok::Number(value),
-                    text,
-                    pos,
-                    line_start,
-                });
-                line_start = false;
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == '.' => {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                col += i - start;
-                tokens.push(Token {
-                    tok: Tok::Ident(text.clone()),
-                    text,
-                    pos,
-                    line_start,
-                });
-                line_start = false;
-            }
-            '#' | '%' | '[' | ']' | '(' | ')' | '+' | '*' | '&' | ',' | ':' => {
-                i += 1;
-                col += 1;
-                tokens.push(Token {
-                    tok: Tok::Punct(c),
-                    text: c.to_string(),
-                    pos,
-                    line_start,
-                });
-                line_start = false;
-            }
-            other => {
-                return Err(AsmError {
-                    pos,
-                    found: other.to_string(),
-                    message: format!(
-                        "unexpected character '{}': expected an instruction, a label, a number or one of # % [ ] ( ) + * & , :",
-                        other.escape_default()
-                    ),
-                })
+                None => return Ok(()),
             }
         }
+        while i < chars.len() {
+            let c = chars[i];
+            let pos = Pos { line, col };
+            match c {
+                '\n' => break,
+                ' ' | '\t' | '\r' => {
+                    i += 1;
+                    col += 1;
+                }
+                ';' => break,
+                '#' if col == 1 => break,
+                '/' if chars.get(i + 1) == Some(&'*') => {
+                    i += 2;
+                    col += 2;
+                    loop {
+                        if i >= chars.len() || chars[i] == '\n' {
+                            self.open_comment = Some(pos);
+                            return Ok(());
+                        }
+                        if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                            i += 2;
+                            col += 2;
+                            break;
+                        }
+                        col += 1;
+                        i += 1;
+                    }
+                }
+                c if c.is_ascii_digit()
+                    || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+                    // bpf_asm reads `+5` as a number; after `x` a `+` is the `[x + k]` operator.
+                    || (c == '+'
+                        && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
+                        && matches!(tokens.last(), Some(Token { tok: Tok::Punct('#' | '[' | ','), .. }))) =>
+                {
+                    let start = i;
+                    i += 1;
+                    while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+                        i += 1;
+                    }
+                    let text: String = chars[start..i].iter().collect();
+                    // `(008)` starting a listing line is a decimal instruction number, not octal.
+                    let listing_number = matches!(tokens.last(), Some(Token { tok: Tok::Punct('('), line_start: true, .. }));
+                    let value = if listing_number && text.bytes().all(|b| b.is_ascii_digit()) {
+                        text.parse().ok()
+                    } else {
+                        parse_number_text(&text)
+                    };
+                    let value = value.ok_or_else(|| AsmError {
+                        pos,
+                        found: quote(&text),
+                        message: format!(
+                            "bad number '{}': expected a 32-bit decimal, 0x hex, 0b binary or 0-prefixed octal number",
+                            quote(&text)
+                        ),
+                    })?;
+                    col += i - start;
+                    tokens.push(Token {
+                        tok: Tok::Number(value),
+                        text,
+                        pos,
+                        line_start,
+                    });
+                    line_start = false;
+                }
+                c if c.is_ascii_alphabetic() || c == '_' || c == '.' => {
+                    let start = i;
+                    while i < chars.len()
+                        && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+                    {
+                        i += 1;
+                    }
+                    let text: String = chars[start..i].iter().collect();
+                    col += i - start;
+                    tokens.push(Token {
+                        tok: Tok::Ident(text.clone()),
+                        text,
+                        pos,
+                        line_start,
+                    });
+                    line_start = false;
+                }
+                '#' | '%' | '[' | ']' | '(' | ')' | '+' | '*' | '&' | ',' | ':' => {
+                    i += 1;
+                    col += 1;
+                    tokens.push(Token {
+                        tok: Tok::Punct(c),
+                        text: c.to_string(),
+                        pos,
+                        line_start,
+                    });
+                    line_start = false;
+                }
+                other => {
+                    return Err(AsmError {
+                        pos,
+                        found: other.to_string(),
+                        message: format!(
+                            "unexpected character '{}': expected an instruction, a label, a number or one of # % [ ] ( ) + * & , :",
+                            other.escape_default()
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(tokens)
 }
 
 fn ancillary_keyword(word: &str) -> Option<Ancillary> {
@@ -278,6 +284,8 @@ struct Parser {
     /// Every jump target as written: (its instruction's position, text, the target's position),
     /// so that label errors point at the target itself.
     targets: Vec<(Pos, String, Pos)>,
+    /// Instructions parsed so far.
+    count: u64,
 }
 
 impl Parser {
@@ -297,7 +305,7 @@ impl Parser {
         let token = self.peek();
         AsmError {
             pos: token.map_or(self.end, |t| t.pos),
-            found: token.map_or(String::new(), |t| t.text.clone()),
+            found: token.map_or(String::new(), |t| quote(&t.text)),
             message: format!("expected {expected}, found {}", describe(token)),
         }
     }
@@ -644,8 +652,8 @@ impl Parser {
                 }),
                 None => Err(AsmError {
                     pos: mnemonic.pos,
-                    found: mnemonic.text.clone(),
-                    message: format!("unknown instruction '{}': expected a bpf_asm mnemonic or a label definition 'name:'", mnemonic.text),
+                    found: quote(&mnemonic.text),
+                    message: format!("unknown instruction '{}': expected a bpf_asm mnemonic or a label definition 'name:'", quote(&mnemonic.text)),
                 }),
             },
         }
@@ -668,75 +676,167 @@ impl Parser {
         Ok(Some((number, pos, text)))
     }
 
-    fn statements(&mut self) -> Result<Vec<Stmt<Pos>>, AsmError> {
-        let mut stmts = Vec::new();
-        let mut count = 0u64;
-        while self.peek().is_some() {
-            let prefix = self.listing_prefix()?;
-            if let Some((number, pos, text)) = &prefix {
-                // Listing jumps name instruction numbers: a line out of place would silently
-                // change every target after it.
-                if u64::from(*number) != count {
-                    return Err(AsmError {
-                        pos: *pos,
-                        found: text.clone(),
-                        message: format!(
-                            "listing line ({text}) is instruction {count}: the jump targets of a listing are instruction numbers, so lines must be numbered in order (renumber them, or use bpf_asm labels)"
-                        ),
-                    });
-                }
-            }
-            let listing = prefix.is_some();
-            let Some(token) = self.next() else {
-                return Err(self.error_here("an instruction after '(NNN)'"));
-            };
-            let Tok::Ident(word) = &token.tok else {
-                self.at -= 1;
-                return Err(self.error_here("an instruction or a label definition 'name:'"));
-            };
-            if !listing && self.eat_punct(':') {
-                stmts.push(Stmt {
-                    kind: StmtKind::Label(word.clone()),
-                    pos: token.pos,
+    /// One statement (a label definition or an instruction) at the cursor.
+    fn statement(&mut self) -> Result<Stmt<Pos>, AsmError> {
+        let prefix = self.listing_prefix()?;
+        if let Some((number, pos, text)) = &prefix {
+            // Listing jumps name instruction numbers: a line out of place would silently
+            // change every target after it.
+            let count = self.count;
+            if u64::from(*number) != count {
+                return Err(AsmError {
+                    pos: *pos,
+                    found: quote(text),
+                    message: format!(
+                        "listing line ({}) is instruction {count}: the jump targets of a listing are instruction numbers, so lines must be numbered in order (renumber them, or use bpf_asm labels)",
+                        quote(text)
+                    ),
                 });
-                continue;
             }
-            self.stmt_pos = token.pos;
-            let kind = self.instruction(&token, listing)?;
-            count += 1;
-            stmts.push(Stmt {
-                kind,
+        }
+        let listing = prefix.is_some();
+        let Some(token) = self.next() else {
+            return Err(self.error_here("an instruction after '(NNN)'"));
+        };
+        let Tok::Ident(word) = &token.tok else {
+            self.at -= 1;
+            return Err(self.error_here("an instruction or a label definition 'name:'"));
+        };
+        if !listing && self.eat_punct(':') {
+            return Ok(Stmt {
+                kind: StmtKind::Label(word.clone()),
                 pos: token.pos,
             });
         }
-        Ok(stmts)
+        self.stmt_pos = token.pos;
+        let kind = self.instruction(&token, listing)?;
+        self.count += 1;
+        Ok(Stmt {
+            kind,
+            pos: token.pos,
+        })
+    }
+
+    /// Parses the statements the tokens so far hold. Unless `last`, a statement that reaches
+    /// the end of the tokens waits for the next line, which may continue it.
+    fn statements(&mut self, stmts: &mut Vec<Stmt<Pos>>, last: bool) -> Result<(), AsmError> {
+        while self.peek().is_some() {
+            let (at, count, targets) = (self.at, self.count, self.targets.len());
+            let result = self.statement();
+            if !last && self.at >= self.tokens.len() {
+                self.at = at;
+                self.count = count;
+                self.targets.truncate(targets);
+                break;
+            }
+            let stmt = result?;
+            let is_insn = !matches!(stmt.kind, StmtKind::Label(_));
+            stmts.push(stmt);
+            if is_insn && self.count > BPF_MAXINSNS as u64 {
+                return Err(AsmError {
+                    pos: stmts[stmts.len() - 1].pos,
+                    found: String::new(),
+                    message: format!(
+                        "program has {} instructions, expected at most {BPF_MAXINSNS} (the kernel's limit)",
+                        self.count
+                    ),
+                });
+            }
+        }
+        // What is parsed is kept as statements: drop its tokens.
+        self.tokens.drain(..self.at);
+        self.at = 0;
+        Ok(())
+    }
+}
+
+/// Assembles source given line by line, keeping only the statements read so far: the first
+/// error stops it, wherever it is, and so does a 4097th instruction (more than the kernel
+/// takes). [`assemble`] is this over a whole text.
+pub struct Assembler {
+    lexer: Lexer,
+    parser: Parser,
+    stmts: Vec<Stmt<Pos>>,
+    /// Characters of the last line, without its line end.
+    last_line_chars: usize,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler::new()
+    }
+}
+
+impl Assembler {
+    /// An assembler at line 1.
+    pub fn new() -> Assembler {
+        Assembler {
+            lexer: Lexer {
+                line: 1,
+                open_comment: None,
+            },
+            parser: Parser {
+                tokens: Vec::new(),
+                at: 0,
+                end: Pos { line: 1, col: 1 },
+                stmt_pos: Pos { line: 1, col: 1 },
+                targets: Vec::new(),
+                count: 0,
+            },
+            stmts: Vec::new(),
+            last_line_chars: 0,
+        }
+    }
+
+    /// Reads the next line (its line end, `\n` or `\r\n`, may be included).
+    pub fn push_line(&mut self, line: &str) -> Result<(), AsmError> {
+        let body = match line.strip_suffix('\n') {
+            Some(body) => body.strip_suffix('\r').unwrap_or(body),
+            None => line,
+        };
+        self.last_line_chars = body.chars().count();
+        self.lexer.line(line, &mut self.parser.tokens)?;
+        self.parser.statements(&mut self.stmts, false)
+    }
+
+    /// Ends the input and resolves the program.
+    pub fn finish(mut self) -> Result<Vec<RawInsn>, AsmError> {
+        let end = Pos {
+            line: (self.lexer.line - 1).max(1),
+            col: self.last_line_chars + 1,
+        };
+        if let Some(pos) = self.lexer.open_comment {
+            return Err(AsmError {
+                pos,
+                found: "/*".into(),
+                message: "unterminated comment: expected '*/'".into(),
+            });
+        }
+        self.parser.end = end;
+        self.parser.statements(&mut self.stmts, true)?;
+        if !self
+            .stmts
+            .iter()
+            .any(|s| !matches!(s.kind, StmtKind::Label(_)))
+        {
+            return Err(AsmError {
+                pos: end,
+                found: String::new(),
+                message: "no instructions: expected at least one instruction".into(),
+            });
+        }
+        resolve(&self.stmts, BPF_MAXINSNS).map_err(|err| label_error(err, &self.parser.targets))
     }
 }
 
 /// Assembles `bpf_asm` source (or a `tcpdump -d` listing) into a program of at most 4096
 /// instructions.
 pub fn assemble(source: &str) -> Result<Vec<RawInsn>, AsmError> {
-    let tokens = lex(source)?;
-    let end = Pos {
-        line: source.lines().count().max(1),
-        col: source.lines().last().map_or(1, |l| l.chars().count() + 1),
-    };
-    let mut parser = Parser {
-        tokens,
-        at: 0,
-        end,
-        stmt_pos: Pos { line: 1, col: 1 },
-        targets: Vec::new(),
-    };
-    let stmts = parser.statements()?;
-    if !stmts.iter().any(|s| !matches!(s.kind, StmtKind::Label(_))) {
-        return Err(AsmError {
-            pos: end,
-            found: String::new(),
-            message: "no instructions: expected at least one instruction".into(),
-        });
+    let mut assembler = Assembler::new();
+    for line in source.split_inclusive('\n') {
+        assembler.push_line(line)?;
     }
-    resolve(&stmts, BPF_MAXINSNS).map_err(|err| label_error(err, &parser.targets))
+    assembler.finish()
 }
 
 /// A label error pointing at the offending target (or label definition) and quoting it.

@@ -1,13 +1,14 @@
 //! `bpfasm`: assemble, disassemble, convert, check and trace classic BPF programs.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::asm::{assemble, format_program, parse_bytecode, Format};
-use crate::cli::{parse_args, read_input, CliError, EXIT_ERROR, EXIT_OK};
+use crate::asm::{format_program, parse_bytecode, Assembler, Format};
+use crate::cli::{parse_args, CliError, EXIT_ERROR, EXIT_OK};
 use crate::insn::{Ancillary, Insn, RawInsn};
 use crate::vm::{self, Input, Profile, Program};
 
@@ -123,12 +124,32 @@ pub fn main(
     let prog: Vec<RawInsn> = if args.disassemble {
         let (name, text) = match args.input.as_deref() {
             Some(arg) if arg_is_inline(arg) => ("command line".to_string(), arg.to_string()),
-            other => read_input(other, stdin)?,
+            other => {
+                let mut input = open_input(other, stdin)?;
+                let name = input.name.clone();
+                let mut text = String::new();
+                read_lines(&mut input, MAX_BYTECODE, |line| {
+                    if text.len() + line.len() > MAX_BYTECODE {
+                        return Err(format!(
+                            "{name}: longer than {MAX_BYTECODE} bytes: expected bytecode text (4096 instructions in any form are far shorter)"
+                        ));
+                    }
+                    text.push_str(line);
+                    Ok(())
+                })?;
+                (input.name, text)
+            }
         };
         parse_bytecode(&text).map_err(|e| format!("{name}: {e}"))?
     } else {
-        let (name, text) = read_input(args.input.as_deref(), stdin)?;
-        assemble(&text).map_err(|e| format!("{name}:{e}"))?
+        let mut input = open_input(args.input.as_deref(), stdin)?;
+        let mut assembler = Assembler::new();
+        let name = input.name.clone();
+        // The assembler's errors carry their own line:col.
+        read_lines(&mut input, MAX_LINE, |line| {
+            assembler.push_line(line).map_err(|e| format!("{name}:{e}"))
+        })?;
+        assembler.finish().map_err(|e| format!("{name}:{e}"))?
     };
 
     if args.check {
@@ -208,6 +229,113 @@ pub fn main(
     stdout.write_all(format_program(&prog, format).as_bytes())?;
     stdout.flush()?;
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// Longest line of assembly read: longer lines are refused rather than held.
+const MAX_LINE: usize = 64 * 1024;
+/// Most bytecode text read: a 4096-instruction program in its longest form (a C array with
+/// comments) is a few hundred KiB.
+const MAX_BYTECODE: usize = 1024 * 1024;
+
+/// An input being read, and its name for messages.
+struct Source<'a> {
+    name: String,
+    reader: Box<dyn BufRead + 'a>,
+}
+
+/// Opens the input file, or standard input for `-` or nothing.
+fn open_input<'a>(path: Option<&str>, stdin: &'a mut dyn Read) -> Result<Source<'a>, CliError> {
+    Ok(match path {
+        None | Some("-") => Source {
+            name: "<stdin>".to_string(),
+            reader: Box::new(BufReader::new(stdin)),
+        },
+        Some(path) => Source {
+            name: path.to_string(),
+            reader: Box::new(BufReader::new(
+                File::open(path).map_err(|e| format!("cannot read '{path}': {e}"))?,
+            )),
+        },
+    })
+}
+
+/// Reads `source` line by line, each line at most `max_line` bytes, and hands each to `take`
+/// (with its line end), stopping at the first error. Binary input is refused as soon as it is
+/// seen: a NUL byte, or bytes that cannot be UTF-8 whatever follows them. Only the current line
+/// is held.
+fn read_lines(
+    source: &mut Source<'_>,
+    max_line: usize,
+    mut take: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), CliError> {
+    let name = source.name.clone();
+    let fail = |line: usize, what: String| CliError::from(format!("{name}: line {line}: {what}"));
+    let mut buf = Vec::new();
+    let mut number = 0usize;
+    loop {
+        buf.clear();
+        number += 1;
+        loop {
+            let (used, ends_line) = {
+                let chunk = source
+                    .reader
+                    .fill_buf()
+                    .map_err(|e| format!("cannot read '{name}': {e}"))?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let (piece, ends_line) = match chunk.iter().position(|&b| b == b'\n') {
+                    Some(end) => (&chunk[..=end], true),
+                    None => (chunk, false),
+                };
+                // Never more than one byte past the limit.
+                let room = max_line.saturating_sub(buf.len());
+                let piece = &piece[..piece.len().min(room + 1)];
+                buf.extend_from_slice(piece);
+                (piece.len(), ends_line && buf.ends_with(b"\n"))
+            };
+            source.reader.consume(used);
+            if let Some(at) = buf.iter().position(|&b| b == 0) {
+                return Err(fail(
+                    number,
+                    format!("not text (a NUL byte at column {}): expected text", at + 1),
+                ));
+            }
+            if let Err(e) = std::str::from_utf8(&buf) {
+                if e.error_len().is_some() {
+                    return Err(fail(
+                        number,
+                        format!(
+                            "not text (bytes that are not UTF-8 at column {}): expected text",
+                            e.valid_up_to() + 1
+                        ),
+                    ));
+                }
+            }
+            if buf.len() > max_line {
+                return Err(fail(
+                    number,
+                    format!("longer than {max_line} bytes: expected lines of text"),
+                ));
+            }
+            if ends_line {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let line = std::str::from_utf8(&buf).map_err(|e| {
+            fail(
+                number,
+                format!(
+                    "not text (bytes that are not UTF-8 at column {}): expected text",
+                    e.valid_up_to() + 1
+                ),
+            )
+        })?;
+        take(line).map_err(CliError::from)?;
+    }
 }
 
 /// True when the -d argument is bytecode text rather than a path: not `-`, not an existing file,

@@ -147,3 +147,129 @@ fn forty_three_wildcard_labels_generate_and_match_like_the_pattern() {
     let matched = same_as_patterns_one_by_one(&both, false, &more, &shapes);
     assert_eq!(matched, 3 * shapes.len());
 }
+
+/// Starts bpfasm with `args`, writes `head` to its stdin and keeps stdin open: bpfasm must end
+/// on its own (exit 2, one line on stderr) without reading to the end of its input.
+fn bpfasm_stops_before_the_end(args: &[&str], head: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::common::bin("bpfasm"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bpfasm");
+    let mut input = child.stdin.take().expect("stdin");
+    // bpfasm may stop reading before all of `head` is written: a broken pipe is fine.
+    let _ = input.write_all(head);
+    let _ = input.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bpfasm {args:?} still reading after its input went wrong");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("bpfasm: "), "{err}");
+    err
+}
+
+#[test]
+fn bpfasm_stops_reading_at_the_first_error() {
+    // A wrong line 2 in a long file: the error names line 2 and bpfasm does not wait for more.
+    let err = bpfasm_stops_before_the_end(&["-"], b"ld #1\nfoo bar\nld #1\nld #1\n");
+    assert!(
+        err.contains("<stdin>:2:1: unknown instruction 'foo'"),
+        "{err}"
+    );
+    // The 4097th instruction is one too many, whatever follows.
+    let err = bpfasm_stops_before_the_end(&["-"], "ld #1\n".repeat(4100).as_bytes());
+    assert!(
+        err.contains("<stdin>:4097:1: program has 4097 instructions, expected at most 4096"),
+        "{err}"
+    );
+    // Binary input, refused at its first bytes, as assembly and as bytecode.
+    let mut binary = vec![0x6c, 0x64, 0x00, 0xff];
+    binary.extend(std::iter::repeat_n(0xa5u8, 64 * 1024));
+    let err = bpfasm_stops_before_the_end(&["-"], &binary);
+    assert!(
+        err.contains("line 1: not text (a NUL byte at column 3)"),
+        "{err}"
+    );
+    let err = bpfasm_stops_before_the_end(&["-d", "-"], &binary);
+    assert!(err.contains("line 1: not text"), "{err}");
+    let err = bpfasm_stops_before_the_end(&["-"], &[b'l', b'd', 0xc3, 0x28, b'\n']);
+    assert!(
+        err.contains("line 1: not text (bytes that are not UTF-8 at column 3)"),
+        "{err}"
+    );
+    // A line longer than any assembly line, with no line end in sight.
+    let err = bpfasm_stops_before_the_end(&["-"], "ld #1 ".repeat(20_000).as_bytes());
+    assert!(err.contains("line 1: longer than 65536 bytes"), "{err}");
+}
+
+#[test]
+fn bpfasm_reads_dev_urandom_no_further_than_its_first_line() {
+    let urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    let mut child = std::process::Command::new(crate::common::bin("bpfasm"))
+        .stdin(urandom)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bpfasm");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bpfasm is still reading /dev/urandom");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("bpfasm: <stdin>: line 1: ") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn bytecode_messages_say_what_is_wrong() {
+    let cases = [
+        (
+            "{ 0x28, 0, 0, 12 }, { 0x6, 0, 0, 0",
+            "instruction 1: '{ 0x6, 0, 0, 0' has no closing '}'",
+        ),
+        ("1,", "instruction count 1, but no instruction follows"),
+    ];
+    for (text, message) in cases {
+        let out = run("bpfasm", &["-d", text], b"");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+    let long = "9".repeat(301);
+    for text in [format!("1,6 0 0 {long}"), format!("{long},6 0 0 0")] {
+        let out = run("bpfasm", &["-d", &text], b"");
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.len() < 200 && err.contains("9999..."), "{err}");
+    }
+    let out = run("bpfasm", &["-"], format!("ld #{long}\nret a\n").as_bytes());
+    let err = stderr(&out);
+    assert!(
+        err.len() < 250 && err.contains("<stdin>:1:5: bad number"),
+        "{err}"
+    );
+}
