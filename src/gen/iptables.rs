@@ -712,7 +712,13 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
             words_key(std::slice::from_ref(&comment)),
         ),
     };
-    let version = name_hash(&key);
+    // The transport the programs read (dns: udp, p0f: tcp); port 53 of the protected addresses.
+    let proto = spec
+        .generator
+        .as_ref()
+        .and_then(Generator::transport)
+        .unwrap_or("udp");
+    let version = name_hash(&format!("{key}|{proto}"));
     let deployment_name = spec
         .deployment
         .clone()
@@ -788,6 +794,7 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     );
     let _ = writeln!(s, "SET={set_name}");
     let _ = writeln!(s, "CHAIN='{chain_name}'");
+    let _ = writeln!(s, "PROTO={proto}");
     let _ = writeln!(s, "COMMENT={}", quote_words(std::slice::from_ref(&comment)));
     let _ = writeln!(s, "ADDRESSES=({})", quote_words(&addresses));
     let _ = writeln!(s, "BYTECODE=(");

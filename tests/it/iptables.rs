@@ -281,6 +281,14 @@ fn deployments_and_versions() {
         programs(&exact),
         "case folding changes the program"
     );
+    // The rules say the transport the programs read.
+    assert_eq!(data(&c, "PROTO"), "udp");
+    let p0f = write(
+        &dir,
+        "p.sh",
+        &["p0f", "--", "4:64:0:*:mss*20,7:mss,sok,ts,nop,ws:df,id+:0"],
+    );
+    assert_eq!(data(&p0f, "PROTO"), "tcp");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

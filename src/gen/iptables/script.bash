@@ -10,6 +10,7 @@ VERSION=bbbbbbbbbb
 DEPLOYMENT_NAME='file:/root/bpf_dns_ip4_any_example_uk.sh'
 SET=bpf4_any_example_u_aaaaaaaaaa
 CHAIN=''
+PROTO=udp
 COMMENT='bpftools dns *.example.uk'
 ADDRESSES=('192.0.2.53')
 BYTECODE=(
@@ -265,7 +266,7 @@ desired_state() {
     if [ "$DEFAULTINT" != any ]; then
         words=(-i "$DEFAULTINT")
     fi
-    words+=(-p udp --dport 53 -m set --match-set "$SET" dst)
+    words+=(-p "$PROTO" --dport 53 -m set --match-set "$SET" dst)
     WANT_INPUT=()
     WANT_INPUT_TAGS=()
     WANT_CHAIN=()
