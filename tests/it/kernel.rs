@@ -48,6 +48,9 @@ fn attach(fd: RawFd, prog: &[RawInsn]) -> io::Result<()> {
     if prog.len() > u16::MAX as usize {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    // SAFETY: fprog is a live sock_fprog whose pointer and length describe `filter`, which
+    // outlives the call (for an empty program the length is 0 and nothing is read); the kernel
+    // copies the program before returning.
     let rc = unsafe {
         libc::setsockopt(
             fd,
@@ -142,6 +145,7 @@ impl Drop for Netns {
 /// An AF_PACKET socket on `lo` (ifindex 1 in a new namespace).
 fn packet_socket(kind: libc::c_int) -> OwnedFd {
     let protocol = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket(2) takes no pointers; the result is checked below.
     let fd = unsafe {
         libc::socket(
             libc::AF_PACKET,
@@ -150,11 +154,14 @@ fn packet_socket(kind: libc::c_int) -> OwnedFd {
         )
     };
     assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+    // SAFETY: fd was just returned by socket(2), is valid and owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_protocol = protocol;
     addr.sll_ifindex = 1;
+    // SAFETY: addr is a live sockaddr_ll and the length passed is its size.
     let rc = unsafe {
         libc::bind(
             fd.as_raw_fd(),
@@ -177,8 +184,11 @@ fn drain_until(fd: RawFd, want: usize, wait: Duration) -> Vec<(usize, u8, Vec<u8
     let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 70000];
     loop {
+        // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut addr_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: buf is a live buffer of buf.len() bytes; addr and addr_len are live and
+        // addr_len holds addr's size, as recvfrom(2) requires.
         let n = unsafe {
             libc::recvfrom(
                 fd,
