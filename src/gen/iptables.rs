@@ -42,12 +42,12 @@ pub enum ScriptError {
     #[error("{0}")]
     Invalid(String),
     /// Even one pattern does not fit in an xt_bpf rule.
-    #[error("pattern '{pattern}' alone does not fit in one iptables bpf rule ({count} instructions; a rule holds at most 64 and {RESTORE_PARAM_MAX} characters of bytecode; for IPv6, 'dns --ext-headers 1' or 0 makes the program shorter)")]
+    #[error("pattern '{pattern}' alone does not fit in one iptables bpf rule ({size}; a rule holds at most 64 and {RESTORE_PARAM_MAX} characters of bytecode; for IPv6, 'dns --ext-headers 1' or 0 makes the program shorter)")]
     TooLong {
         /// The pattern.
         pattern: String,
-        /// Its instruction count.
-        count: usize,
+        /// Its size ("70 instructions"), or why it could not even be built.
+        size: String,
     },
 }
 
@@ -384,10 +384,13 @@ fn dns_groups(
         }
         let alone = spec_for(std::slice::from_ref(pattern));
         let Some(program) = dns_if_fits(&alone, opts)? else {
-            let count = build(&Generator::Dns(alone), opts).map_or(0, |p| p.insns.len());
+            let size = match build(&Generator::Dns(alone), opts) {
+                Ok(program) => format!("{} instructions", program.insns.len()),
+                Err(e) => format!("its program cannot be built: {e}"),
+            };
             return Err(ScriptError::TooLong {
                 pattern: pattern.clone(),
-                count,
+                size,
             });
         };
         current = vec![pattern.clone()];

@@ -679,3 +679,17 @@ fn the_script_explains_itself_and_refuses_to_run_unprivileged() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_pattern_too_long_for_one_rule_is_refused_with_its_size() {
+    let pattern = format!("{}.example", vec!["*"; 40].join("."));
+    let out = run("iptables-bpf", &["-w", "-", "dns", "--", &pattern], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("alone does not fit in one iptables bpf rule (249 instructions;"),
+        "{message}"
+    );
+}
