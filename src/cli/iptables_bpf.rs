@@ -58,6 +58,9 @@ struct Args {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
+    /// Print no warnings or notes (upper-case patterns without -i, no -i ADDRESS).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// What makes another script the same deployment, replaced by this one (default: --chain
     /// NAME, else the script file's absolute path).
     #[arg(long, value_name = "NAME")]
@@ -131,7 +134,12 @@ pub fn main(
         (None, None) => Some(format!("file:{}", absolute(&path))),
     };
     let script = render(&spec)?;
-    if args.ip.is_empty() {
+    if !args.quiet {
+        for warning in spec.generator.iter().flat_map(|g| g.warnings()) {
+            writeln!(stderr, "iptables-bpf: warning: {warning}")?;
+        }
+    }
+    if args.ip.is_empty() && !args.quiet {
         writeln!(
             stderr,
             "iptables-bpf: note: no -i ADDRESS: the script protects nothing until it is given the DNS server's address: ./SCRIPT ADDRESS (or regenerate with -i ADDRESS before the generator)"

@@ -693,3 +693,40 @@ fn a_pattern_too_long_for_one_rule_is_refused_with_its_size() {
         "{message}"
     );
 }
+
+#[test]
+fn upper_case_patterns_without_ignore_case_are_warned_about() {
+    let out = run(
+        "iptables-bpf",
+        &["-w", "-", "dns", "--", "WWW.Example.net"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("iptables-bpf: warning:") && stderr(&out).contains("WWW.Example.net"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-q",
+            "-i",
+            "192.0.2.53",
+            "-w",
+            "-",
+            "dns",
+            "--",
+            "WWW.Example.net",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let out = run(
+        "iptables-bpf",
+        &["-w", "-", "dns", "--", "-i", "WWW.Example.net"],
+        b"",
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
