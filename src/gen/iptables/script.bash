@@ -142,9 +142,10 @@ valid_ipv6() {
     local address=$1 head tail groups=0 group limit=8
     [[ $address =~ ^[0-9A-Fa-f:.]+$ ]] || return 1
     if [[ $address =~ ^(.*:)([0-9]{1,3}(\.[0-9]{1,3}){3})$ ]]; then
-        # An embedded IPv4 address takes the room of two groups.
-        FAMILY=inet valid_address "${BASH_REMATCH[2]}" || return 1
+        # An embedded IPv4 address takes the room of two groups (the check of it runs a
+        # regular expression of its own, which replaces BASH_REMATCH: keep the head first).
         address=${BASH_REMATCH[1]}
+        FAMILY=inet valid_address "${BASH_REMATCH[2]}" || return 1
         [[ $address == *:: ]] || address=${address%:}
         limit=6
     fi
