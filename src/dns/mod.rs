@@ -930,7 +930,7 @@ pub fn parse(msg: &[u8]) -> Message {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -965,7 +965,7 @@ mod tests {
     /// Header (id 0x1234, one question, one answer, one additional), `www.example.net A IN`,
     /// an answer whose owner is a pointer to the question's name, and an OPT record with a
     /// client-subnet option.
-    fn answer_with_pointer_and_opt() -> Vec<u8> {
+    pub(crate) fn answer_with_pointer_and_opt() -> Vec<u8> {
         let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
         msg.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
         msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 2]);

@@ -279,12 +279,7 @@ mod tests {
     /// A response: question `www.example.net`, an answer whose owner is a compression
     /// pointer to it (A 192.0.2.2), an OPT record with a client subnet 10.53.0.0/24.
     fn response() -> Vec<u8> {
-        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
-        msg.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
-        msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 2]);
-        msg.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0, 0x80, 0, 0, 11]);
-        msg.extend_from_slice(&[0, 8, 0, 7, 0, 1, 24, 0, 10, 53, 0]);
-        msg
+        crate::dns::tests::answer_with_pointer_and_opt()
     }
 
     #[test]
