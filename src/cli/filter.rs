@@ -12,7 +12,9 @@ use crate::cli::{parse_args, CliError, Progress, EXIT_NO_MATCH, EXIT_OK};
 use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::pcap::{linktype_field, split_linktype_field, Container, Reader, Writer, MAX_SNAPLEN};
+use crate::pcap::{
+    linktype_field, split_linktype_field, Container, Packet, Reader, Writer, MAX_SNAPLEN,
+};
 use crate::vm::{Context, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -109,15 +111,23 @@ impl Seen {
 }
 
 impl Filter {
+    /// The program, compiled from the expression for `linktype` at the first packet it runs on.
+    #[inline]
     fn program_for(&mut self, linktype: u32) -> Result<&Program, CliError> {
         if self.program.is_none() {
-            let expr = self.expr.clone().unwrap_or_default();
-            let target = if self.l3 { LINKTYPE_RAW } else { linktype };
-            let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
-            self.warnings.expects = expects(&insns);
-            self.program = Some(Program::new(&insns, Profile::Socket)?);
+            self.compile(linktype)?;
         }
         Ok(self.program.as_ref().expect("compiled above"))
+    }
+
+    #[cold]
+    fn compile(&mut self, linktype: u32) -> Result<(), CliError> {
+        let expr = self.expr.clone().unwrap_or_default();
+        let target = if self.l3 { LINKTYPE_RAW } else { linktype };
+        let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
+        self.warnings.expects = expects(&insns);
+        self.program = Some(Program::new(&insns, Profile::Socket)?);
+        Ok(())
     }
 }
 
@@ -278,6 +288,7 @@ struct Warnings {
 impl Warnings {
     /// At the first packet with a network header: does the program read the IP header where
     /// this capture has it?
+    #[inline]
     fn check_offset(
         &mut self,
         stderr: &mut dyn Write,
@@ -289,6 +300,18 @@ impl Warnings {
         if self.offset_checked || self.quiet {
             return Ok(());
         }
+        self.check_offset_now(stderr, program, l3, linktype, net_offset)
+    }
+
+    #[cold]
+    fn check_offset_now(
+        &mut self,
+        stderr: &mut dyn Write,
+        program: &Program,
+        l3: bool,
+        linktype: u32,
+        net_offset: usize,
+    ) -> std::io::Result<()> {
         self.offset_checked = true;
         let actual = if l3 { 0 } else { net_offset as u32 };
         self.ip_offset = Some(actual);
@@ -321,10 +344,16 @@ impl Warnings {
         )
     }
 
+    #[inline]
     fn unsupported(&mut self, stderr: &mut dyn Write, linktype: u32) -> std::io::Result<()> {
         if self.unsupported_warned || self.quiet {
             return Ok(());
         }
+        self.unsupported_now(stderr, linktype)
+    }
+
+    #[cold]
+    fn unsupported_now(&mut self, stderr: &mut dyn Write, linktype: u32) -> std::io::Result<()> {
         self.unsupported_warned = true;
         writeln!(
             stderr,
@@ -416,7 +445,7 @@ pub fn main(
         clamped: Seen::default(),
     };
     let mut output = Output {
-        sink: Some(BufWriter::with_capacity(1 << 16, stdout)),
+        sink: Some(BufWriter::with_capacity(WRITE_BUFFER, stdout)),
         writer: None,
     };
     let names: Vec<Option<&str>> = if args.files.is_empty() {
@@ -508,6 +537,9 @@ pub fn main(
     }))
 }
 
+/// The output buffer's size: large writes keep system calls few.
+const WRITE_BUFFER: usize = 256 << 10;
+
 /// The output: the buffered stream until the pcap header can be written, then the writer.
 struct Output<'a> {
     sink: Option<BufWriter<&'a mut dyn Write>>,
@@ -523,6 +555,36 @@ impl<'a> Output<'a> {
         }
         Ok(())
     }
+}
+
+/// Starts the output with the link type of `packet` if it is not started yet; refuses a packet
+/// whose link type (or FCS length) differs from the output's.
+#[cold]
+fn same_link_type(
+    name: &str,
+    packet: &Packet<'_>,
+    output: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let field = linktype_field(packet.linktype, packet.fcs_len);
+    output.start(field, true)?;
+    let w = output.writer.as_mut().expect("started above");
+    if field != w.linktype_field() {
+        let describe = |field: u32| {
+            let (linktype, fcs) = split_linktype_field(field);
+            match fcs {
+                0 => link::linktype_name(linktype),
+                fcs => format!("{} with a {fcs}-byte FCS", link::linktype_name(linktype)),
+            }
+        };
+        return Err(format!(
+            "{name}: packet {}: {} differs from the {} of earlier packets; a pcap file holds one link type",
+            packet.number,
+            describe(field),
+            describe(w.linktype_field())
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn run_one<R: Read>(
@@ -542,6 +604,9 @@ fn run_one<R: Read>(
     {
         output.start(linktype_field(linktype, fcs_len), nanoseconds)?;
     }
+    // The link type and FCS length last found to agree with the output's: packets like it
+    // need no new check.
+    let mut agreed: Option<(u32, u32)> = None;
     loop {
         let position = reader.position();
         let packet = match reader.next_packet() {
@@ -549,27 +614,16 @@ fn run_one<R: Read>(
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("{name}: {e}").into()),
         };
-        let field = linktype_field(packet.linktype, packet.fcs_len);
-        output.start(field, true)?;
-        let w = output.writer.as_mut().expect("started above");
-        if field != w.linktype_field() {
-            let describe = |field: u32| {
-                let (linktype, fcs) = split_linktype_field(field);
-                match fcs {
-                    0 => link::linktype_name(linktype),
-                    fcs => format!("{} with a {fcs}-byte FCS", link::linktype_name(linktype)),
-                }
-            };
-            return Err(format!(
-                "{name}: packet {}: {} differs from the {} of earlier packets; a pcap file holds one link type",
-                packet.number,
-                describe(field),
-                describe(w.linktype_field())
-            )
-            .into());
+        if agreed != Some((packet.linktype, packet.fcs_len)) {
+            same_link_type(name, &packet, output)?;
+            agreed = Some((packet.linktype, packet.fcs_len));
         }
+        let w = output.writer.as_mut().expect("started by same_link_type");
         filter.total += 1;
-        filter.progress.tick(stderr, filter.total, position)?;
+        // Progress looks at the clock every 4096 packets; the others need not call it.
+        if filter.total & 4095 == 0 {
+            filter.progress.tick(stderr, filter.total, position)?;
+        }
         // The frame check sequence is not part of the packet the kernel hands to iptables.
         let l3_frame = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
         let net = link::network_header(packet.linktype, l3_frame);

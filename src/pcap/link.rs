@@ -222,6 +222,7 @@ fn skip_vlan_tags(frame: &[u8], mut offset: usize, mut ethertype: u16) -> Option
 
 /// Finds the network header of `frame` captured with `linktype` (behind any VLAN tags);
 /// `None` when the frame is too short or the link type is not supported.
+#[inline]
 pub fn network_header(linktype: u32, frame: &[u8]) -> Option<NetworkHeader> {
     match linktype {
         LINKTYPE_ETHERNET => {

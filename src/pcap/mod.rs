@@ -123,9 +123,56 @@ struct Found {
 enum State {
     /// Before the file header is read.
     Start,
-    Pcap(PcapParser),
+    Pcap(PcapRecords),
     PcapNg(PcapNgParser),
 }
+
+/// How the records of a classic pcap file read: what its header says, decided once so that
+/// each record costs only its own 16-byte header.
+#[derive(Debug, Clone, Copy)]
+struct PcapRecords {
+    big_endian: bool,
+    nanoseconds: bool,
+    snaplen: u32,
+    linktype: u32,
+    fcs_len: u32,
+}
+
+impl PcapRecords {
+    fn word(&self, bytes: [u8; 4]) -> u32 {
+        if self.big_endian {
+            u32::from_be_bytes(bytes)
+        } else {
+            u32::from_le_bytes(bytes)
+        }
+    }
+
+    /// The record header at the start of `head`: (seconds, fraction, captured length, wire
+    /// length).
+    fn header(&self, head: &[u8; 16]) -> (u32, u32, u32, u32) {
+        let at = |i: usize| self.word([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        (at(0), at(4), at(8), at(12))
+    }
+
+    /// The timestamp of a record: `frac` counts nanoseconds or microseconds. A fraction of a
+    /// second or more (a damaged or odd record) carries into the seconds.
+    fn timestamp(&self, secs: u32, frac: u32) -> Duration {
+        let (scale, per_second) = if self.nanoseconds {
+            (1, 1_000_000_000)
+        } else {
+            (1000, 1_000_000)
+        };
+        if frac < per_second {
+            Duration::new(u64::from(secs), frac * scale)
+        } else {
+            Duration::from_secs(u64::from(secs))
+                + Duration::from_nanos(u64::from(frac) * u64::from(scale))
+        }
+    }
+}
+
+/// The input buffer's first size: large reads keep system calls few.
+const READ_BUFFER: usize = 256 << 10;
 
 /// Streams packets from a pcap or pcapng input.
 pub struct Reader<R: Read> {
@@ -268,7 +315,7 @@ impl<R: Read> Reader<R> {
     pub fn new(input: R) -> Result<Reader<R>, ReadError> {
         let mut reader = Reader {
             input,
-            buf: vec![0; 1 << 16],
+            buf: vec![0; READ_BUFFER],
             pos: 0,
             end: 0,
             base: 0,
@@ -298,7 +345,19 @@ impl<R: Read> Reader<R> {
         loop {
             let slice = &reader.buf[reader.pos..reader.end];
             let parsed = if is_pcap {
-                PcapParser::new(slice).map(|(rem, p)| (slice.len() - rem.len(), State::Pcap(p)))
+                PcapParser::new(slice).map(|(rem, p)| {
+                    let header: PcapHeader = p.header();
+                    let (linktype, fcs_len) =
+                        split_linktype_field(datalink_number(header.datalink));
+                    let records = PcapRecords {
+                        big_endian: header.endianness == Endianness::Big,
+                        nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
+                        snaplen: header.snaplen,
+                        linktype,
+                        fcs_len,
+                    };
+                    (slice.len() - rem.len(), State::Pcap(records))
+                })
             } else {
                 PcapNgParser::new(slice).map(|(rem, p)| (slice.len() - rem.len(), State::PcapNg(p)))
             };
@@ -306,17 +365,12 @@ impl<R: Read> Reader<R> {
                 Ok((used, state)) => {
                     reader.pos += used;
                     reader.container = match &state {
-                        State::Pcap(p) => {
-                            let header: PcapHeader = p.header();
-                            let (linktype, fcs_len) =
-                                split_linktype_field(datalink_number(header.datalink));
-                            Container::Pcap {
-                                nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
-                                snaplen: header.snaplen,
-                                linktype,
-                                fcs_len,
-                            }
-                        }
+                        State::Pcap(records) => Container::Pcap {
+                            nanoseconds: records.nanoseconds,
+                            snaplen: records.snaplen,
+                            linktype: records.linktype,
+                            fcs_len: records.fcs_len,
+                        },
                         State::PcapNg(_) | State::Start => Container::PcapNg,
                     };
                     reader.state = state;
@@ -394,19 +448,11 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// The length a record at `pos` claims, if its header is in the buffer, so a huge claim is
-    /// refused before the buffer grows for it.
+    /// The length a pcapng block at `pos` claims, if its header is in the buffer, so a huge
+    /// claim is refused before the buffer grows for it.
     fn claimed_len(&self) -> Option<u64> {
         let head = self.buf.get(self.pos..self.end)?;
         match &self.state {
-            State::Pcap(p) => {
-                let bytes: [u8; 4] = head.get(8..12)?.try_into().ok()?;
-                let incl = match p.header().endianness {
-                    Endianness::Big => u32::from_be_bytes(bytes),
-                    Endianness::Little => u32::from_le_bytes(bytes),
-                };
-                Some(u64::from(incl) + 16)
-            }
             State::PcapNg(p) => {
                 let bytes: [u8; 4] = head.get(4..8)?.try_into().ok()?;
                 let total = match p.section().endianness {
@@ -419,7 +465,7 @@ impl<R: Read> Reader<R> {
                 }
                 Some(u64::from(total))
             }
-            State::Start => None,
+            State::Pcap(_) | State::Start => None,
         }
     }
 
@@ -429,7 +475,71 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next packet, `Ok(None)` at the end of the input.
+    #[inline]
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        match self.state {
+            State::Pcap(records) => self.next_pcap_record(records),
+            State::PcapNg(_) | State::Start => self.next_pcapng_packet(),
+        }
+    }
+
+    /// The next record of a classic pcap file. Read here rather than by `pcap-file`'s parser,
+    /// which refuses records longer than the header's snap length; libpcap and tcpdump read
+    /// them (files with snap length 0, or written by tools that set it too small), and so does
+    /// this reader. A record's length is checked against [`MAX_RECORD`] before the buffer grows
+    /// for it.
+    #[inline]
+    fn next_pcap_record(&mut self, records: PcapRecords) -> Result<Option<Packet<'_>>, ReadError> {
+        loop {
+            let left = self.end - self.pos;
+            if let Some(head) = self.buf[self.pos..self.end].first_chunk::<16>() {
+                let (secs, frac, incl, orig_len) = records.header(head);
+                let len = incl as usize;
+                if len <= left - 16 && len <= MAX_RECORD - 16 {
+                    let start = self.pos + 16;
+                    self.pos = start + len;
+                    self.packets += 1;
+                    return Ok(Some(Packet {
+                        number: self.packets,
+                        timestamp: records.timestamp(secs, frac),
+                        orig_len,
+                        linktype: records.linktype,
+                        fcs_len: records.fcs_len,
+                        data: &self.buf[start..self.pos],
+                    }));
+                }
+            }
+            self.pcap_refill(records, left)?;
+            if self.end == self.pos {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads more of a pcap file when the record at `pos` is not all in the buffer (`left`
+    /// bytes of it are): refuses a record that claims more than [`MAX_RECORD`] bytes, and
+    /// one the input ends inside.
+    #[cold]
+    fn pcap_refill(&mut self, records: PcapRecords, left: usize) -> Result<(), ReadError> {
+        if let Some(bytes) = self.buf[self.pos..self.end].get(8..12) {
+            let incl = records.word(bytes.try_into().expect("4 bytes"));
+            let len = u64::from(incl) + 16;
+            if len > MAX_RECORD as u64 {
+                return Err(self.error(format!(
+                    "record claims {len} bytes, more than the {MAX_RECORD} accepted: the file is damaged"
+                )));
+            }
+        }
+        if !self.more()? && left > 0 {
+            return Err(self.error(format!(
+                "truncated record: the input ends {left} bytes into it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The next packet of a pcapng file.
+    fn next_pcapng_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         let mut repaired_at = None;
         loop {
             if self.pos == self.end {
@@ -450,25 +560,8 @@ impl<R: Read> Reader<R> {
             // Bytes used, and the packet found (None for a block that is not a packet).
             let parsed: Result<(usize, Option<Found>), pcap_file::PcapError> = match &mut self.state
             {
-                State::Start => Err(pcap_file::PcapError::InvalidField("no file header")),
-                State::Pcap(parser) => {
-                    let header = parser.header();
-                    let start = self.pos;
-                    let (linktype, fcs_len) =
-                        split_linktype_field(datalink_number(header.datalink));
-                    pcap_record(slice, header.endianness, header.ts_resolution).map(
-                        |(used, len, timestamp, orig_len)| {
-                            let found = Found {
-                                start: start + 16,
-                                len,
-                                timestamp,
-                                orig_len,
-                                linktype,
-                                fcs_len,
-                            };
-                            (used, Some(found))
-                        },
-                    )
+                State::Start | State::Pcap(_) => {
+                    Err(pcap_file::PcapError::InvalidField("not a pcapng file"))
                 }
                 State::PcapNg(parser) => parser.next_block(slice).and_then(|(rem, block)| {
                     let used = slice.len() - rem.len();
@@ -606,39 +699,6 @@ fn skippable_block(block: &[u8], endianness: Endianness) -> Option<usize> {
     (!essential && total >= 12 && total % 4 == 0 && total <= block.len()).then_some(total)
 }
 
-/// One classic pcap record at the start of `slice`: (bytes used, captured length, timestamp,
-/// original length). Read here rather than by `pcap-file`'s parser, which refuses records
-/// longer than the header's snap length; libpcap and tcpdump read them (files with snap length
-/// 0, or written by tools that set it too small), and so does this reader. Lengths are bounded
-/// by [`MAX_RECORD`] before the record is read.
-fn pcap_record(
-    slice: &[u8],
-    endianness: Endianness,
-    resolution: TsResolution,
-) -> Result<(usize, usize, Duration, u32), pcap_file::PcapError> {
-    let head = slice
-        .get(..16)
-        .ok_or(pcap_file::PcapError::IncompleteBuffer)?;
-    let word = |at: usize| {
-        let bytes: [u8; 4] = head[at..at + 4].try_into().expect("4 bytes");
-        match endianness {
-            Endianness::Big => u32::from_be_bytes(bytes),
-            Endianness::Little => u32::from_le_bytes(bytes),
-        }
-    };
-    let (secs, frac, incl, orig) = (word(0), word(4), word(8), word(12));
-    let len = incl as usize;
-    if slice.len() < 16 + len {
-        return Err(pcap_file::PcapError::IncompleteBuffer);
-    }
-    let nanos = match resolution {
-        TsResolution::NanoSecond => u64::from(frac),
-        TsResolution::MicroSecond => u64::from(frac) * 1000,
-    };
-    let timestamp = Duration::from_secs(u64::from(secs)) + Duration::from_nanos(nanos);
-    Ok((16 + len, len, timestamp, orig))
-}
-
 /// What [`Writer::write`] had to change so that tcpdump reads the record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -737,5 +797,221 @@ impl<W: Write> Writer<W> {
     /// Returns the output.
     pub fn into_inner(self) -> W {
         self.output
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic pcap file: header (magic in the byte order given), then each record.
+    fn pcap_bytes(
+        big_endian: bool,
+        magic: u32,
+        snaplen: u32,
+        records: &[(u32, u32, &[u8], u32)],
+    ) -> Vec<u8> {
+        let word = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let half = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(&word(magic));
+        out.extend_from_slice(&half(2));
+        out.extend_from_slice(&half(4));
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&word(snaplen));
+        out.extend_from_slice(&word(1));
+        for &(secs, frac, data, orig_len) in records {
+            for v in [secs, frac, data.len() as u32, orig_len] {
+                out.extend_from_slice(&word(v));
+            }
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    /// Hands out the input `chunk` bytes per read, as a pipe may.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// (number, timestamp, wire length, data) of each packet, and the error that ended the
+    /// reading if any.
+    type Outcome = (Vec<(u64, Duration, u32, Vec<u8>)>, Option<String>);
+
+    fn read_all(input: impl Read) -> Outcome {
+        let mut reader = Reader::new(input).expect("file header");
+        let mut packets = Vec::new();
+        loop {
+            match reader.next_packet() {
+                Ok(Some(p)) => packets.push((p.number, p.timestamp, p.orig_len, p.data.to_vec())),
+                Ok(None) => return (packets, None),
+                Err(e) => return (packets, Some(e.to_string())),
+            }
+        }
+    }
+
+    /// Reads `file` whole and a few bytes at a time: both must give the same.
+    fn read_both_ways(file: &[u8]) -> Outcome {
+        let whole = read_all(file);
+        for chunk in [1, 7, 16, 100] {
+            assert_eq!(
+                read_all(Trickle { data: file, chunk }),
+                whole,
+                "{chunk} bytes per read"
+            );
+        }
+        whole
+    }
+
+    const US: u32 = 0xa1b2_c3d4;
+    const NS: u32 = 0xa1b2_3c4d;
+
+    #[test]
+    fn classic_pcap_reads_in_both_byte_orders_and_resolutions() {
+        let records: [(u32, u32, &[u8], u32); 3] = [
+            (1, 500_000, &[1, 2, 3], 3),
+            (2, 999_999, &[], 60),
+            (0xffff_fffe, 7, &[9; 70], 1500),
+        ];
+        for big_endian in [false, true] {
+            let (packets, error) = read_both_ways(&pcap_bytes(big_endian, US, 65535, &records));
+            assert_eq!(error, None);
+            assert_eq!(
+                packets,
+                [
+                    (1, Duration::new(1, 500_000_000), 3, vec![1, 2, 3]),
+                    (2, Duration::new(2, 999_999_000), 60, vec![]),
+                    (3, Duration::new(0xffff_fffe, 7000), 1500, vec![9; 70]),
+                ]
+            );
+            let (packets, error) = read_both_ways(&pcap_bytes(big_endian, NS, 65535, &records));
+            assert_eq!(error, None);
+            assert_eq!(packets[0].1, Duration::new(1, 500_000));
+            assert_eq!(packets[2].1, Duration::new(0xffff_fffe, 7));
+        }
+    }
+
+    #[test]
+    fn a_fraction_of_a_second_or_more_carries_into_the_seconds() {
+        let records: [(u32, u32, &[u8], u32); 2] =
+            [(5, 2_500_000, &[1], 1), (5, u32::MAX, &[2], 1)];
+        let (packets, _) = read_both_ways(&pcap_bytes(false, US, 65535, &records));
+        assert_eq!(packets[0].1, Duration::new(7, 500_000_000));
+        assert_eq!(
+            packets[1].1,
+            Duration::new(5, 0) + Duration::from_micros(u64::from(u32::MAX))
+        );
+        let (packets, _) = read_both_ways(&pcap_bytes(true, NS, 65535, &records));
+        assert_eq!(packets[0].1, Duration::new(5, 2_500_000));
+        assert_eq!(packets[1].1, Duration::new(9, 294_967_295));
+    }
+
+    #[test]
+    fn records_longer_than_the_snap_length_are_read_as_libpcap_reads_them() {
+        let long = [7u8; 300];
+        for snaplen in [0, 60] {
+            let file = pcap_bytes(false, US, snaplen, &[(1, 0, &long, 300), (2, 0, &[1], 1)]);
+            let (packets, error) = read_both_ways(&file);
+            assert_eq!(error, None);
+            assert_eq!(packets.len(), 2);
+            assert_eq!(packets[0].3, long);
+        }
+        let big = vec![3u8; 300_000];
+        let (packets, error) =
+            read_both_ways(&pcap_bytes(true, US, 65535, &[(1, 0, &big, 300_000)]));
+        assert_eq!((packets[0].3.len(), error), (300_000, None));
+    }
+
+    #[test]
+    fn a_truncated_last_record_is_an_error_after_the_packets_before_it() {
+        let mut file = pcap_bytes(
+            false,
+            US,
+            65535,
+            &[(1, 0, &[1, 2], 2), (2, 0, &[3; 10], 10)],
+        );
+        let whole = file.len();
+        // Cut inside the second record's data, then inside its header.
+        file.truncate(whole - 4);
+        let (packets, error) = read_both_ways(&file);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(
+            error.as_deref(),
+            Some("packet 2, byte offset 42: truncated record: the input ends 22 bytes into it")
+        );
+        file.truncate(42 + 5);
+        let (packets, error) = read_both_ways(&file);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(
+            error.as_deref(),
+            Some("packet 2, byte offset 42: truncated record: the input ends 5 bytes into it")
+        );
+        // Cut exactly between records: no error.
+        file.truncate(42);
+        assert_eq!(
+            read_both_ways(&file),
+            (vec![(1, Duration::new(1, 0), 2, vec![1, 2])], None)
+        );
+    }
+
+    #[test]
+    fn a_record_claiming_more_than_max_record_is_refused_before_it_is_read() {
+        for big_endian in [false, true] {
+            let mut file = pcap_bytes(big_endian, US, 65535, &[(1, 0, &[1], 1)]);
+            let word = |v: u32| {
+                if big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            for v in [1, 0, MAX_RECORD as u32 - 15, 100] {
+                file.extend_from_slice(&word(v));
+            }
+            let (packets, error) = read_both_ways(&file);
+            assert_eq!(packets.len(), 1);
+            assert_eq!(
+                error.as_deref(),
+                Some("packet 2, byte offset 41: record claims 16777217 bytes, more than the 16777216 accepted: the file is damaged")
+            );
+        }
+    }
+
+    #[test]
+    fn the_header_decides_the_container() {
+        let file = pcap_bytes(true, NS, 262_144, &[]);
+        let reader = Reader::new(&file[..]).unwrap();
+        assert_eq!(
+            reader.container(),
+            Container::Pcap {
+                nanoseconds: true,
+                snaplen: 262_144,
+                linktype: 1,
+                fcs_len: 0
+            }
+        );
+        assert_eq!(read_both_ways(&file), (vec![], None));
     }
 }
