@@ -74,7 +74,7 @@ const P0F_HELP: &str = "\
 A p0f v3 TCP signature (p0f.fp's 'sig =' lines, p0f's raw_sig) has 8 fields:
   ver:ittl:olen:mss:wsize,scale:olayout:quirks:pclass
   ver      4, 6, or * (either: the program reads the version and checks each family;
-           4 and 6 must agree with -6)
+           iptables-bpf builds * for its script's family only); 4 and 6 must agree with -6
   ittl     initial TTL N: N-35 < TTL <= N (TTL <= N when N <= 32); N+D (p0f's observed
            TTL and distance) is N+D; N- (random TTLs) does not check the TTL
   olen     IPv4 options length in bytes (0, 4, ... 40) or *; not read on IPv6

@@ -15,11 +15,13 @@ use crate::gen::iptables::{default_file_name, render, ChainSpec, Spec};
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
 the rules 'iptables -p udp --dport 53 -m set --match-set SET dst -m bpf --bytecode ... -j DROP'
-in one iptables-restore transaction, from whatever state it finds. Running it again changes
-nothing; './SCRIPT ADDRESS' adds a protected address; './SCRIPT --status' shows the rules'
-counters and the set; './SCRIPT --delete' removes the rules, the chain and the set. Programs
-longer than 64 instructions are split over several rules that together match exactly the
-same packets.
+(-p tcp for p0f) in one iptables-restore transaction, from whatever state it finds. Running
+it again changes nothing; './SCRIPT ADDRESS' adds a protected address; './SCRIPT --status'
+shows the rules' counters and the set; './SCRIPT --delete' removes the rules, the chain and
+the set. Programs longer than 64 instructions are split over several rules that together
+match exactly the same packets. A p0f signature of version * (either) becomes the program of the script's
+family, IPv4 (IPv6 with -6): iptables sees IPv4 packets only and ip6tables IPv6 only, and on
+them that program gives the same verdicts as the * program, in fewer instructions.
 
 Deployments: a script tags its rules, chain and set with a deployment id and touches nothing
 else. Two scripts are the same deployment when generated with the same --deployment NAME, or
@@ -31,7 +33,8 @@ Examples:
   iptables-bpf dns -- '*.www.example.uk'
   iptables-bpf -i 192.0.2.53 -c 'flood 2026-11' dns -- -i '*.example.net' '*.example.org'
   iptables-bpf -6 -w - dns_validate -- --strict > validate6.sh
-  iptables-bpf --chain DNSGUARD --accept www.example.net --drop any";
+  iptables-bpf --chain DNSGUARD --accept www.example.net --drop any
+  iptables-bpf -6 p0f -- '*:64:0:*:mss*10,6:mss,sok,ts,nop,ws:df,id+:0'";
 
 /// Generate a bash script that deploys a BPF rule with ipset and iptables.
 #[derive(Debug, Parser)]

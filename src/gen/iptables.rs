@@ -4,6 +4,9 @@
 //! - every program is checked once, by [`fit`], against the kernel's xt_bpf rules (at most 64
 //!   instructions) and `iptables-restore`'s parameter limit (1023 characters of bytecode text)
 //!   before it is written: no rule the kernel or iptables would refuse is ever emitted;
+//! - a `p0f` signature of version `*` is built for the script's family (its IPv4 program for
+//!   iptables, its IPv6 one for ip6tables): a rule only ever sees packets of its family, on
+//!   which that program and the `*` one agree, and it is shorter;
 //! - a `dns` pattern list whose program does not fit is split into groups, one rule each; with
 //!   `--negate` the groups go into a chain that RETURNs what any group matches and drops the
 //!   rest (a union of negated DROP rules would drop everything);
@@ -29,6 +32,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::asm::{format_program, Format};
+use crate::gen::p0f::IpVersion;
 use crate::gen::{build, DnsSpec, GenError, GenOptions, Generated, Generator};
 use crate::vm::{validate, Profile};
 
@@ -534,7 +538,7 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
         return Ok((rules, false));
     }
     let program = single(
-        generator,
+        &family_generator(generator, spec.inet6),
         &GenOptions {
             negate: spec.negate,
             ..base
@@ -548,6 +552,18 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
         }],
         false,
     ))
+}
+
+/// The generator whose program a rule of this family holds: iptables hands xt_bpf only IPv4
+/// packets and ip6tables only IPv6 ones, so a p0f signature of version `*` is built as that
+/// family's signature ([`P0fSpec::for_family`](crate::gen::P0fSpec::for_family)), which gives
+/// the same verdicts on every packet the rule can see, in fewer instructions (a `*` program
+/// checks both families and often needs more than xt_bpf's 64).
+fn family_generator(generator: &Generator, inet6: bool) -> Generator {
+    match generator {
+        Generator::P0f(p0f) => Generator::P0f(p0f.for_family(inet6)),
+        other => other.clone(),
+    }
 }
 
 fn quote_words(words: &[String]) -> String {
@@ -756,7 +772,9 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     let _ = writeln!(s, "#");
     let _ = writeln!(
         s,
-        "# Drops UDP port 53 traffic to the addresses in ipset '{set_name}' with iptables -m bpf."
+        "# Drops {} port 53 traffic to the addresses in ipset '{set_name}' with {} -m bpf.",
+        proto.to_uppercase(),
+        if spec.inet6 { "ip6tables" } else { "iptables" }
     );
     let _ = writeln!(
         s,
@@ -766,6 +784,19 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         s,
         "# Deployment {deployment}, version {version}: see --help for what that means."
     );
+    if let Some(Generator::P0f(p0f)) = &spec.generator {
+        if p0f.version == IpVersion::Any {
+            let (tool, family) = if spec.inet6 {
+                ("ip6tables", "IPv6")
+            } else {
+                ("iptables", "IPv4")
+            };
+            let _ = writeln!(
+                s,
+                "# The p0f signature's version is * (either): {tool} gives the rule {family} packets only,\n# so it holds the signature's {family} program, which gives the same verdicts on them."
+            );
+        }
+    }
     for (index, rule) in rules.iter().enumerate() {
         let _ = writeln!(s, "#");
         let _ = writeln!(

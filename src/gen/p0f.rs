@@ -450,6 +450,33 @@ impl FromStr for P0fSpec {
 }
 
 impl P0fSpec {
+    /// The signature as it reads packets of one family (IPv6 when `inet6`): version `*`
+    /// becomes that family's version and the other family's quirks are left out (the `*`
+    /// program never checks them on this family's packets), so on packets of that family its
+    /// program gives the `*` program's verdicts, in fewer instructions. A signature of
+    /// version 4 or 6 is returned as it is.
+    pub fn for_family(&self, inet6: bool) -> P0fSpec {
+        if self.version != IpVersion::Any {
+            return self.clone();
+        }
+        P0fSpec {
+            version: if inet6 { IpVersion::V6 } else { IpVersion::V4 },
+            quirks: self
+                .quirks
+                .iter()
+                .copied()
+                .filter(|q| {
+                    if inet6 {
+                        !q.ipv4_only()
+                    } else {
+                        *q != Quirk::Flow
+                    }
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     fn has_quirk(&self, quirk: Quirk) -> bool {
         self.quirks.contains(&quirk)
     }

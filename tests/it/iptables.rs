@@ -5,9 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use bpftools::asm::parse_bytecode;
-use bpftools::vm::{validate, Profile};
+use bpftools::gen::{build, GenOptions, Generator, P0fSpec};
+use bpftools::insn::RawInsn;
+use bpftools::vm::{validate, Profile, Program};
 
-use crate::common::{require, run, stderr, stdout};
+use crate::common::{require, require_root, run, stderr, stdout};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bpftools-ipt-{name}-{}", std::process::id()));
@@ -729,4 +731,277 @@ fn upper_case_patterns_without_ignore_case_are_warned_about() {
         b"",
     );
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+/// The rule's program for a p0f signature, from the script `iptables-bpf [-6] [-n]` writes.
+fn p0f_rule(signature: &str, inet6: bool, negate: bool) -> Vec<RawInsn> {
+    let mut args = vec!["-q"];
+    if inet6 {
+        args.push("-6");
+    }
+    if negate {
+        args.push("-n");
+    }
+    args.extend(["p0f", "--", signature]);
+    let rules = programs(&script(&args));
+    assert_eq!(rules.len(), 1, "{args:?}: one rule");
+    let program = parse_bytecode(&rules[0]).unwrap();
+    validate(&program, Profile::XtBpf).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    program
+}
+
+/// A signature of version `*` (any): iptables sees only IPv4 packets and ip6tables only IPv6,
+/// so the script holds the program of its family's signature, which must give the verdicts of
+/// the `*` program (bpfgen's) on every packet of that family: every signature of the p0f tests
+/// made version `*`, on every packet of the p0f tests (and on them cut short), negated too.
+#[test]
+fn a_p0f_signature_of_any_version_gets_its_familys_program_with_the_same_verdicts() {
+    let cases = crate::p0f::cases();
+    let mut packets: Vec<(bool, Vec<u8>)> = Vec::new();
+    for (_, syn, _) in &cases {
+        let packet = syn.packet();
+        for cut in [packet.len() / 2, packet.len() - 1] {
+            packets.push((syn.v6, packet[..cut].to_vec()));
+        }
+        packets.push((syn.v6, packet));
+    }
+    let mut signatures: Vec<String> = cases
+        .iter()
+        .map(|(signature, _, _)| format!("*{}", &signature[1..]))
+        .collect();
+    signatures.push("*:64:0:*:mss*10,6:mss,sok,ts,nop,ws:df,id+:0".into());
+    signatures.push("*:64:0:*:*,*:mss,sok,ts,nop,ws:df,id+,flow:0".into());
+    signatures.sort();
+    signatures.dedup();
+    let (mut compared, mut matched, mut too_long_for_one_rule) = (0, 0, 0);
+    for signature in &signatures {
+        let any: P0fSpec = signature.parse().unwrap_or_else(|e| panic!("{e}"));
+        for inet6 in [false, true] {
+            // The family's signature reads back as itself (the other family's quirks dropped).
+            let family = any.for_family(inet6);
+            assert_eq!(family.to_string().parse::<P0fSpec>(), Ok(family.clone()));
+            for negate in [false, true] {
+                let opts = GenOptions {
+                    inet6,
+                    negate,
+                    offset: 0,
+                };
+                let star = build(&Generator::P0f(any.clone()), &opts)
+                    .unwrap_or_else(|e| panic!("{signature}: {e}"))
+                    .insns;
+                let rule = p0f_rule(signature, inet6, negate);
+                assert_eq!(
+                    rule,
+                    build(&Generator::P0f(family.clone()), &opts).unwrap().insns,
+                    "{signature}: the rule holds the family's program"
+                );
+                assert!(rule.len() < star.len(), "{signature}: shorter than `*`");
+                too_long_for_one_rule += usize::from(!negate && star.len() > 64);
+                let star = Program::new(&star, Profile::Socket).unwrap();
+                let rule = Program::new(&rule, Profile::XtBpf).unwrap();
+                for (v6, packet) in packets.iter().filter(|(v6, _)| *v6 == inet6) {
+                    let verdict = star.run(packet);
+                    assert_eq!(
+                        rule.run(packet),
+                        verdict,
+                        "{signature} (IPv{}, negate {negate}) on {packet:02x?}",
+                        if *v6 { 6 } else { 4 }
+                    );
+                    compared += 1;
+                    matched += usize::from((verdict != 0) ^ negate);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "p0f `*` in scripts: {} signatures ({too_long_for_one_rule} of whose `*` programs exceed 64 \
+         instructions), {compared} verdicts equal to the `*` program's, {matched} of them matches",
+        signatures.len()
+    );
+    assert!(signatures.len() >= 60 && too_long_for_one_rule >= 10 && matched >= 5000);
+}
+
+#[test]
+fn p0f_signatures_keep_their_family_checks_and_limits() {
+    // A version 4 or 6 signature is deployed as it is, and must agree with -6.
+    let v4 = "4:64:0:*:mss*20,7:mss,sok,ts,nop,ws:df,id+:0";
+    let opts = GenOptions::default();
+    assert_eq!(
+        p0f_rule(v4, false, false),
+        build(&Generator::P0f(v4.parse().unwrap()), &opts)
+            .unwrap()
+            .insns
+    );
+    for (args, message) in [
+        (vec!["-6", "p0f", "--", v4], "the signature's version is 4 and -6"),
+        (
+            vec!["p0f", "--", "6:64:0:*:*,*:::0"],
+            "the signature's version is 6: add -6",
+        ),
+        // Even one family's program can be too long for a rule: refused, never written.
+        (
+            vec!["p0f", "--", &"*:64:0:*:*,*:nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop:ecn,seq-,ack+,uptr+,pushf+:+"],
+            "the p0f program cannot be loaded by xt_bpf",
+        ),
+    ] {
+        let mut all = vec!["-w", "-"];
+        all.extend(args.iter().copied());
+        let out = run("iptables-bpf", &all, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("iptables-bpf: ") && err.lines().count() == 1 && err.contains(message),
+            "{args:?}: {err}"
+        );
+    }
+    // The script says what it holds and which traffic it drops.
+    let text = script(&[
+        "-6",
+        "p0f",
+        "--",
+        "*:64:0:*:*,*:mss,sok,ts,nop,ws:df,id+,flow:0",
+    ]);
+    assert!(text.contains("# Drops TCP port 53 traffic"), "{text}");
+    assert!(
+        text.contains("ip6tables gives the rule IPv6 packets only")
+            && text.contains("; p0f signature 6:64:0:*:*,*:mss,sok,ts,nop,ws:flow:0"),
+        "{text}"
+    );
+}
+
+/// Tries a TCP connection to port 53 of `address` inside `netns` for at most 2 seconds: 0 when
+/// refused by the closed port (the SYN arrived), 124 when it timed out (the SYN was dropped).
+fn connect_status(netns: &str, address: &str) -> Option<i32> {
+    let connect = format!("exec 3<>/dev/tcp/{address}/53");
+    Command::new("ip")
+        .args([
+            "netns", "exec", netns, "timeout", "2", "bash", "-c", &connect,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .map(|code| if code == 1 { 0 } else { code })
+}
+
+/// Packets counted by the rules of `tool` (iptables or ip6tables) that use the set.
+fn counted(netns: &str, tool: &str) -> u64 {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", netns, tool, "-w", "-L", "INPUT", "-v", "-x", "-n",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("match-set"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A version `*` signature whose `*` program exceeds xt_bpf's 64 instructions, deployed with
+/// iptables and with ip6tables in a network namespace: the kernel loads the family's program,
+/// which drops the kernel's own SYNs over `lo` (Linux: TTL 64, DF with an IP ID, an IPv6 flow
+/// label, options mss,sok,ts,nop,ws); the same signature with another initial TTL drops none.
+#[test]
+#[ignore = "needs root (network namespace, iptables, ipset)"]
+fn a_p0f_signature_of_any_version_is_loaded_by_the_kernel_per_family() {
+    require_root("network namespace, iptables, ipset");
+    require("iptables", "iptables");
+    require("ipset", "ipset");
+    let netns = crate::kernel::Netns::new(&format!("bpftools-ipt-p0f-{}", std::process::id()));
+    let dir = temp_dir("p0f-kernel");
+    let linux = "*:64:0:*:*,*:mss,sok,ts,nop,ws:df,id+,flow:0";
+    let other_ttl = "*:128:0:*:*,*:mss,sok,ts,nop,ws:df,id+,flow:0";
+    let star = build(
+        &Generator::P0f(linux.parse().unwrap()),
+        &GenOptions::default(),
+    )
+    .unwrap();
+    assert!(star.insns.len() > 64, "{} instructions", star.insns.len());
+    for (inet6, address, tool) in [(false, "127.0.0.1", "iptables"), (true, "::1", "ip6tables")] {
+        let apply = |path: &std::path::Path, args: &[&str]| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &netns.0, "bash"])
+                .arg(path)
+                .args(args)
+                .env("DEFAULTINT", "lo")
+                .env("LOCK_FILE", dir.join("lock"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{tool} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        assert_eq!(
+            connect_status(&netns.0, address),
+            Some(0),
+            "{tool}: no rule yet"
+        );
+        for (signature, drops) in [(linux, true), (other_ttl, false)] {
+            let path = dir.join(format!("{tool}.sh"));
+            let mut args = vec!["-q", "--force", "-i", address, "-w", path.to_str().unwrap()];
+            if inet6 {
+                args.push("-6");
+            }
+            args.extend(["p0f", "--", signature]);
+            let out = run("iptables-bpf", &args, b"");
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rules = programs(&text);
+            let family = signature.parse::<P0fSpec>().unwrap().for_family(inet6);
+            let opts = GenOptions {
+                inet6,
+                ..GenOptions::default()
+            };
+            assert_eq!(rules.len(), 1, "{text}");
+            assert_eq!(
+                parse_bytecode(&rules[0]).unwrap(),
+                build(&Generator::P0f(family), &opts).unwrap().insns,
+                "{tool}: the script holds the family's program"
+            );
+            apply(&path, &[]);
+            // The kernel holds the rule with the family's program.
+            let saved = Command::new("ip")
+                .args(["netns", "exec", &netns.0, &format!("{tool}-save")])
+                .output()
+                .unwrap();
+            let saved = String::from_utf8_lossy(&saved.stdout);
+            let loaded: Vec<&str> = saved
+                .lines()
+                .filter_map(|l| l.split("--bytecode \"").nth(1)?.split('"').next())
+                .collect();
+            assert_eq!(loaded.len(), 1, "{tool}-save:\n{saved}");
+            assert_eq!(
+                parse_bytecode(loaded[0]).unwrap(),
+                parse_bytecode(&rules[0]).unwrap(),
+                "{tool}-save:\n{saved}"
+            );
+            let before = counted(&netns.0, tool);
+            let status = connect_status(&netns.0, address);
+            let dropped = counted(&netns.0, tool) - before;
+            if drops {
+                assert_eq!(status, Some(124), "{tool} {signature}: the SYN is dropped");
+                assert!(dropped >= 1, "{tool} {signature}: {dropped} counted");
+            } else {
+                assert_eq!(status, Some(0), "{tool} {signature}: the SYN passes");
+                assert_eq!(dropped, 0, "{tool} {signature}");
+            }
+            apply(&path, &["--delete"]);
+        }
+        assert_eq!(
+            connect_status(&netns.0, address),
+            Some(0),
+            "{tool}: deleted"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -108,10 +108,10 @@ fn validator_agrees_with_the_kernel_on_10000_random_programs() {
 }
 
 /// A network namespace that is deleted when dropped, even when the test fails.
-struct Netns(String);
+pub(crate) struct Netns(pub(crate) String);
 
 impl Netns {
-    fn new(name: &str) -> Netns {
+    pub(crate) fn new(name: &str) -> Netns {
         let _ = Command::new("ip").args(["netns", "del", name]).status();
         let ok = Command::new("ip")
             .args(["netns", "add", name])

@@ -25,8 +25,8 @@ use crate::packets::ethernet;
 /// A TCP packet to build: by default a Linux SYN over IPv4 (TTL 64, DF, a non-zero IP ID,
 /// options mss 1460, sok, ts, nop, ws 7; window 29200 = 20 * 1460).
 #[derive(Debug, Clone)]
-struct Syn {
-    v6: bool,
+pub(crate) struct Syn {
+    pub(crate) v6: bool,
     ttl: u8,
     /// IPv4 option bytes (NOPs, then an end of list), a multiple of 4.
     ip_options: usize,
@@ -112,7 +112,7 @@ impl Syn {
     }
 
     /// The IP packet.
-    fn packet(&self) -> Vec<u8> {
+    pub(crate) fn packet(&self) -> Vec<u8> {
         let mut tcp = TcpHeader::new(40000, 80, self.seq, self.window);
         tcp.syn = true;
         tcp.ack = self.ack;
@@ -166,7 +166,7 @@ impl Syn {
 }
 
 /// (signature, packet, matches?): every field and quirk, each side of its edge.
-fn cases() -> Vec<(&'static str, Syn, bool)> {
+pub(crate) fn cases() -> Vec<(&'static str, Syn, bool)> {
     let v4 = Syn::linux;
     let v6 = Syn::linux6;
     let with = |base: fn() -> Syn, change: &dyn Fn(&mut Syn)| {

@@ -48,7 +48,7 @@ Usage: $0 [ADDRESS...]            apply, and add ADDRESSes to the protected set
 Applying makes the rules exactly what this script describes, from any state (nothing, part
 of them, duplicates, an earlier version of the deployment), in one iptables-restore
 transaction: all the new rules appear at once, or none does. Running it again changes
-nothing. The rules drop UDP port 53 traffic to the addresses in ipset $SET that the BPF
+nothing. The rules drop ${PROTO^^} port 53 traffic to the addresses in ipset $SET that the BPF
 programs match; an empty set protects nothing.
 
 Addresses: the ones given when the script was generated (iptables-bpf -i) are the set's
