@@ -6,109 +6,24 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-if [ "$(id -u)" != 0 ]; then
-    if [ "${CI:-}" = true ]; then
-        echo "e2e-iptables: FAIL: needs root (network namespaces, iptables); CI runs every test" >&2
-        exit 1
-    fi
-    echo "e2e-iptables: SKIP: needs root (network namespaces, iptables)"
-    exit 0
+if [ "$(id -u)" != 0 ] && [ "${CI:-}" = true ]; then
+    echo "e2e-iptables: FAIL: needs root (network namespaces, iptables); CI runs every test" >&2
+    exit 1
 fi
-for tool in ip iptables ip6tables ipset knotd dig dnsperf; do
+E2E_NAME=e2e-iptables
+# The namespaces, the DNS server, pass/fail/check, srv/cli, answered, flood, summary.
+# shellcheck source=scripts/e2e-netns.bash
+source scripts/e2e-netns.bash
+for tool in iptables ip6tables; do
     command -v "$tool" >/dev/null || { echo "e2e-iptables: FAIL: $tool is not installed"; exit 1; }
 done
-
-cargo build --release --quiet || exit 1
-BIN=$PWD/target/release
-TMP=$(mktemp -d)
-SRV=bpfe2e-srv-$$
-CLI=bpfe2e-cli-$$
 MARKER=$TMP/pwned
-PASSED=0
-FAILED=0
 
-cleanup() {
-    # Every process left in the namespaces (the DNS server), then the namespaces.
-    local pid
-    for pid in $(ip netns pids "$SRV" 2>/dev/null) $(ip netns pids "$CLI" 2>/dev/null); do
-        kill "$pid" 2>/dev/null
-    done
-    ip netns del "$SRV" 2>/dev/null
-    ip netns del "$CLI" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-pass() { PASSED=$((PASSED + 1)); echo "ok: $* [${SECONDS}s]"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-srv() { ip netns exec "$SRV" "$@"; }
-cli() { ip netns exec "$CLI" "$@"; }
-
-# --- the network: cli (10.53.1.1, fd53:1::1) <-> srv (10.53.1.2, fd53:1::2)
-ip netns add "$SRV" && ip netns add "$CLI" || exit 1
-ip link add v-cli netns "$CLI" type veth peer name v-srv netns "$SRV" || exit 1
-cli ip link set lo up
-srv ip link set lo up
-cli ip addr add 10.53.1.1/24 dev v-cli
-srv ip addr add 10.53.1.2/24 dev v-srv
-cli ip -6 addr add fd53:1::1/64 dev v-cli nodad
-srv ip -6 addr add fd53:1::2/64 dev v-srv nodad
-cli ip link set v-cli up
-srv ip link set v-srv up
-srv ip route add default via 10.53.1.1 dev v-srv
-srv ip -6 route add default via fd53:1::1 dev v-srv
-
-# --- the DNS server
-cat > "$TMP/example.net.zone" <<'ZONE'
-$ORIGIN example.net.
-$TTL 300
-@       SOA ns hostmaster 1 3600 600 86400 300
-@       NS  ns
-ns      A   10.53.1.2
-www     A   192.0.2.2
-www     AAAA 2001:db8::2
-mail    A   192.0.2.3
-ZONE
-cat > "$TMP/knot.conf" <<CONF
-server:
-    rundir: "$TMP"
-    listen: [ 10.53.1.2@53, fd53:1::2@53 ]
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "$TMP"
-zone:
-  - domain: example.net
-    file: "$TMP/example.net.zone"
-CONF
-ip netns exec "$SRV" knotd -c "$TMP/knot.conf" >"$TMP/knotd.log" 2>&1 </dev/null &
-for _ in $(seq 50); do
-    srv dig +time=1 +tries=1 @10.53.1.2 www.example.net A +short 2>/dev/null | grep -q 192.0.2.2 && break
-    sleep 0.2
-done
+# --- the network: cli (10.53.1.1, fd53:1::1) <-> srv (10.53.1.2, fd53:1::2), Knot serving
+# example.net; the scripts run with their default iptables and ip6tables commands
+net_up "$(iptables -V | grep -q nf_tables && echo nft || echo legacy)"
 
 # --- helpers
-# answered SERVER NAME: true when the server answers the query
-answered() {
-    local out
-    out=$(cli dig +time=1 +tries=1 @"$1" "$2" A 2>/dev/null) || return 1
-    grep -q 'status: ' <<<"$out"
-}
-# flood SERVER COUNT: sends COUNT random-name queries under www.example.net; prints how many
-# got no answer
-flood() {
-    local server=$1 count=$2 file=$TMP/flood.txt
-    : > "$file"
-    for i in $(seq "$count"); do echo "r$RANDOM$i.www.example.net A" >> "$file"; done
-    cli dnsperf -s "$server" -d "$file" -c 1 -n 1 -t 1 -q 20 2>/dev/null |
-        awk '/Queries lost:/ { print $3; found = 1 } END { if (!found) print -1 }'
-}
 # dropped_by COMMAND: total packets counted by the INPUT rules that use the bpf match
 # (directly or through a jump to a chain)
 bpf_packets() {
@@ -297,6 +212,4 @@ run_hostile() {
 }
 run_hostile
 
-echo "e2e-iptables: ${SECONDS}s"
-echo "e2e-iptables: $PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+summary
