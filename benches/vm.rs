@@ -8,7 +8,10 @@
 //! wall-clock time, and the time the thread spent on a CPU (from /proc/thread-self/schedstat,
 //! Linux), which stays meaningful when other work shares the machine.
 //!
-//! Run: `cargo bench --bench vm`.
+//! Run: `cargo bench --bench vm`. Arguments: words a program's name must contain to run
+//! (`cargo bench --bench vm -- flood`); `BENCH_ROUNDS=N` sets the rounds (1000), e.g. to count
+//! instructions per packet with `valgrind --tool=callgrind`, which is repeatable on a busy
+//! machine where times are not.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -85,8 +88,19 @@ fn main() {
         ("dns_validate", validate),
         ("tcpdump 'udp dst port 53'", tcpdump),
     ];
-    let rounds = 1000;
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    // cargo bench passes --bench; other arguments select programs by name.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     for (name, prog) in programs {
+        if !wanted.iter().all(|w| name.contains(w.as_str())) {
+            continue;
+        }
         let program = Program::new(&prog, Profile::Socket).expect("valid");
         let mut matched = 0u64;
         let cpu_start = cpu_ns();

@@ -1,4 +1,6 @@
-//! Any program that validates runs on any packet without panicking and terminates.
+//! Any program that validates runs on any packet without panicking and terminates, and the
+//! fast path (with superinstructions) and the tracer (one instruction at a time) agree on the
+//! verdict and on why the run ended.
 #![no_main]
 
 use bpftools::insn::RawInsn;
@@ -38,8 +40,8 @@ fuzz_target!(|data: &[u8]| {
             wire_len: packet.len() as u32,
             ctx: Context::default(),
         };
-        let verdict = program.run_with(&input);
+        let outcome = program.run_explained(&input);
         let trace = bpftools::vm::trace(&program, &input);
-        assert_eq!(trace.verdict, verdict);
+        assert_eq!((trace.verdict, trace.exit), outcome);
     }
 });

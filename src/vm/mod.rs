@@ -6,6 +6,7 @@
 //! - [`Program`] is a validated, pre-decoded program whose `run` cannot fail;
 //! - [`trace`] records each executed step of one run.
 
+mod fuse;
 pub mod run;
 pub mod trace;
 pub mod validate;

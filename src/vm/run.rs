@@ -25,6 +25,7 @@ use std::num::NonZeroU32;
 use crate::insn::{
     AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn, Size, SKF_LL_OFF, SKF_NET_OFF,
 };
+use crate::vm::fuse::{self, Check, Load, Segment, Span};
 use crate::vm::validate::{validate, Profile, ValidationError};
 
 /// Values the kernel would give ancillary loads. All zero by default.
@@ -106,9 +107,10 @@ pub enum Exit {
 /// variants; jump targets are absolute instruction indexes (a validated program has at most
 /// 4096 instructions, so they fit in `u16`); scratch indexes are below 16.
 ///
-/// A packet load followed by a conditional jump on a constant is also decoded as one fused op
-/// (`Ld*J*`) at the load's index, which does both and goes straight to the jump's target; the
-/// jump keeps its own op at its own index for the jumps that land on it.
+/// The fast path also has ops for several instructions at once, standing at the first one's
+/// index, while the others keep their own ops for the jumps that land on them: a packet load
+/// followed by a conditional jump on a constant (`Ld*J*`), `add x; add #k; tax`, and the
+/// checks and spans of [`crate::vm::fuse`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op {
     LdAbsW(u32),
@@ -189,21 +191,42 @@ pub(crate) enum Op {
     LdIndWJset(u32, u32, u16, u16),
     LdIndHJset(u32, u32, u16, u16),
     LdIndBJset(u32, u32, u16, u16),
+    /// `add x; add #k; tax`.
+    AddXKTax(u32),
+    /// A check (index into [`Program::checks`]), by its load: `[k]` word, half, byte, then
+    /// `[x + k]` word, half, byte.
+    CheckAbsW(u16),
+    CheckAbsH(u16),
+    CheckAbsB(u16),
+    CheckIndW(u16),
+    CheckIndH(u16),
+    CheckIndB(u16),
+    /// A span (index into [`Program::spans`]).
+    Span(u16),
 }
 
 /// A validated, pre-decoded program.
 #[derive(Debug, Clone)]
 pub struct Program {
-    ops: Vec<Op>,
+    /// One op per instruction: what the tracer runs.
+    plain: Vec<Op>,
+    /// The same with the superinstructions: what runs do.
+    fast: Vec<Op>,
+    pub(crate) checks: Vec<Check>,
+    pub(crate) spans: Vec<Span>,
     raw: Vec<RawInsn>,
 }
 
 /// What a step changed, for the tracer.
 pub(crate) trait Observer {
+    /// Whether the observer records steps: then the program runs one instruction at a time.
+    const RECORDS: bool = true;
     fn step(&mut self, pc: usize, a: u32, x: u32, stored: Option<(usize, u32)>);
 }
 
 impl Observer for () {
+    const RECORDS: bool = false;
+
     #[inline(always)]
     fn step(&mut self, _: usize, _: u32, _: u32, _: Option<(usize, u32)>) {}
 }
@@ -262,11 +285,42 @@ fn load_ind(
     fast: fn(&[u8], usize) -> Option<u32>,
 ) -> Option<u32> {
     let offset = x.wrapping_add(k);
-    if (offset as i32) >= 0 {
-        fast(data, offset as usize)
-    } else {
-        load(input, offset, size)
+    // The read first: in the usual case it succeeds and the sign test is the only other one.
+    match fast(data, offset as usize) {
+        Some(v) if (offset as i32) >= 0 => Some(v),
+        _ if (offset as i32) >= 0 => None,
+        _ => load(input, offset, size),
     }
+}
+
+/// A check's value: its load (`None` past the packet) under its mask.
+#[inline(always)]
+fn segment_value(segment: &Segment, input: &Input<'_>, data: &[u8], x: u32) -> Option<u32> {
+    let value = match segment.load {
+        Load::Abs(Size::Word, k) => word(data, k as usize),
+        Load::Abs(Size::Half, k) => half(data, k as usize),
+        Load::Abs(Size::Byte, k) => byte(data, k as usize),
+        Load::Ind(Size::Word, k) => load_ind(input, data, x, k, Size::Word, word),
+        Load::Ind(Size::Half, k) => load_ind(input, data, x, k, Size::Half, half),
+        Load::Ind(Size::Byte, k) => load_ind(input, data, x, k, Size::Byte, byte),
+    }?;
+    Some(value & segment.mask)
+}
+
+/// Whether the bytes of a span that starts at `bytes` hold what it expects.
+#[inline(always)]
+fn span_matches(span: &Span, bytes: &[u8]) -> bool {
+    span.windows.iter().all(|w| {
+        let at = w.rel as usize;
+        match bytes.get(at..at + 8) {
+            Some(eight) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(eight);
+                u64::from_le_bytes(word) & w.mask == w.expected
+            }
+            None => false,
+        }
+    })
 }
 
 /// The target of a conditional jump not taken. Going through an opaque step keeps the jump a
@@ -458,23 +512,49 @@ impl Program {
     /// Validates `prog` for `profile` and prepares it to run.
     pub fn new(prog: &[RawInsn], profile: Profile) -> Result<Program, ValidationError> {
         validate(prog, profile)?;
-        let plain: Vec<Op> = prog
+        let insns: Vec<Insn> = prog.iter().map(|raw| Insn::decode(*raw)).collect();
+        let plain: Vec<Op> = insns
             .iter()
             .enumerate()
-            .map(|(pc, raw)| decode(Insn::decode(*raw), pc))
+            .map(|(pc, &insn)| decode(insn, pc))
             .collect();
-        let ops = plain
-            .iter()
-            .enumerate()
-            .map(|(pc, &op)| {
+        let a_read = fuse::a_read_before_written(&insns);
+        let mut checks = Vec::new();
+        let mut spans = Vec::new();
+        // At most 4096 instructions, so at most 4096 checks and spans: indexes fit u16.
+        let mut fast = Vec::with_capacity(plain.len());
+        for (pc, &op) in plain.iter().enumerate() {
+            let op = if let Some(span) = fuse::span_at(&insns, pc, &a_read) {
+                spans.push(span);
+                Op::Span((spans.len() - 1) as u16)
+            } else if let Some(check) = fuse::check_at(&insns, pc).filter(Check::is_compound) {
+                let index = checks.len() as u16;
+                checks.push(check);
+                match check.segment.load {
+                    Load::Abs(Size::Word, _) => Op::CheckAbsW(index),
+                    Load::Abs(Size::Half, _) => Op::CheckAbsH(index),
+                    Load::Abs(Size::Byte, _) => Op::CheckAbsB(index),
+                    Load::Ind(Size::Word, _) => Op::CheckIndW(index),
+                    Load::Ind(Size::Half, _) => Op::CheckIndH(index),
+                    Load::Ind(Size::Byte, _) => Op::CheckIndB(index),
+                }
+            } else if let (Op::AddX, Some(&Op::AddK(k)), Some(Op::Tax)) =
+                (op, plain.get(pc + 1), plain.get(pc + 2))
+            {
+                Op::AddXKTax(k)
+            } else {
                 plain
                     .get(pc + 1)
                     .and_then(|&jump| fuse(op, jump))
                     .unwrap_or(op)
-            })
-            .collect();
+            };
+            fast.push(op);
+        }
         Ok(Program {
-            ops,
+            plain,
+            fast,
+            checks,
+            spans,
             raw: prog.to_vec(),
         })
     }
@@ -486,12 +566,12 @@ impl Program {
 
     /// Number of instructions.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.plain.len()
     }
 
     /// Always false: a validated program has at least one instruction.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.plain.is_empty()
     }
 
     /// Runs on a packet that starts at the program's offset 0 (see [`Input::l3`]).
@@ -512,7 +592,13 @@ impl Program {
     #[inline(always)]
     pub(crate) fn exec<O: Observer>(&self, input: &Input<'_>, obs: &mut O) -> (u32, Exit) {
         let data = input.frame.get(input.start..).unwrap_or(&[]);
-        let ops = &self.ops[..];
+        // The superinstructions read offsets as non-negative i32, which every offset inside a
+        // packet of at most 2^31 bytes is; a recording observer needs every step.
+        let ops = if O::RECORDS || data.len() > i32::MAX as usize {
+            &self.plain[..]
+        } else {
+            &self.fast[..]
+        };
         let (mut a, mut x) = (0u32, 0u32);
         let mut mem = [0u32; 16];
         let mut pc = 0usize;
@@ -549,6 +635,20 @@ impl Program {
                 obs.step(pc + 1, a, x, None);
                 let taken: bool = $cmp(a);
                 pc = usize::from(if taken { $t } else { not_taken($f) });
+            }};
+        }
+
+        // A check whose load is `$load(k)`.
+        macro_rules! check {
+            ($index:expr, $load:expr) => {{
+                let check = &self.checks[usize::from($index)];
+                let segment = &check.segment;
+                a = loaded!($load(segment.load.offset())) & segment.mask;
+                pc = usize::from(if segment.test.passes(a) {
+                    segment.next
+                } else {
+                    not_taken(check.fail)
+                });
             }};
         }
 
@@ -722,6 +822,49 @@ impl Program {
                     t,
                     f
                 ),
+                // The ops below are only in the fast path, which has no recording observer.
+                Op::AddXKTax(k) => {
+                    a = a.wrapping_add(x).wrapping_add(k);
+                    x = a;
+                    pc += 3;
+                }
+                Op::CheckAbsW(i) => check!(i, |k: u32| word(data, k as usize)),
+                Op::CheckAbsH(i) => check!(i, |k: u32| half(data, k as usize)),
+                Op::CheckAbsB(i) => check!(i, |k: u32| byte(data, k as usize)),
+                Op::CheckIndW(i) => check!(i, |k| load_ind(input, data, x, k, Size::Word, word)),
+                Op::CheckIndH(i) => check!(i, |k| load_ind(input, data, x, k, Size::Half, half)),
+                Op::CheckIndB(i) => check!(i, |k| load_ind(input, data, x, k, Size::Byte, byte)),
+                Op::Span(i) => {
+                    let span = &self.spans[usize::from(i)];
+                    let base = if span.indirect { x as usize } else { 0 };
+                    let bytes = base
+                        .checked_add(span.start as usize)
+                        .and_then(|from| data.get(from..from.checked_add(span.len as usize)?));
+                    if let Some(bytes) = bytes {
+                        if span_matches(span, bytes) {
+                            a = span.last;
+                            pc = usize::from(span.next);
+                            continue;
+                        }
+                        if !span.a_read_at_fail {
+                            pc = usize::from(span.fail);
+                            continue;
+                        }
+                    }
+                    // A load past the packet, or A is needed at the failure target: the
+                    // checks one at a time.
+                    pc = usize::from(span.next);
+                    for segment in span.segments.iter() {
+                        a = match segment_value(segment, input, data, x) {
+                            Some(v) => v,
+                            None => return (0, Exit::OutOfBounds(usize::from(segment.at))),
+                        };
+                        if !segment.test.passes(a) {
+                            pc = usize::from(span.fail);
+                            break;
+                        }
+                    }
+                }
             }
         }
     }

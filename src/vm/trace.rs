@@ -1,7 +1,9 @@
 //! Step-by-step execution of one packet, like Linux's `bpf_dbg` step mode.
 //!
-//! The tracer runs the very same interpreter as [`Program::run_with`], with an observer that
-//! records each executed instruction, so a trace can never disagree with a run.
+//! The tracer runs the same interpreter as [`Program::run_with`] with an observer that records
+//! each executed instruction, one instruction at a time where a run takes several at once
+//! (the superinstructions of the fast path); tests and the `vm_run` fuzz target check that both
+//! give the same verdict and end the same way.
 
 use std::fmt;
 
