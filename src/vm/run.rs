@@ -193,17 +193,23 @@ pub(crate) enum Op {
     LdIndBJset(u32, u32, u16, u16),
     /// `add x; add #k; tax`.
     AddXKTax(u32),
-    /// A check (index into [`Program::checks`]), by its load: `[k]` word, half, byte, then
-    /// `[x + k]` word, half, byte.
-    CheckAbsW(u16),
-    CheckAbsH(u16),
-    CheckAbsB(u16),
-    CheckIndW(u16),
-    CheckIndH(u16),
-    CheckIndB(u16),
+    /// A check without a mask whose value goes on when it is in an interval, by its load
+    /// (`[k]` word, half, byte, then `[x + k]`): (load offset, lowest value, width of the
+    /// interval, failure target, instructions from the load to the one after the last jump).
+    RangeAbsW(u32, u32, u32, u16, u8),
+    RangeAbsH(u32, u32, u32, u16, u8),
+    RangeAbsB(u32, u32, u32, u16, u8),
+    RangeIndW(u32, u32, u32, u16, u8),
+    RangeIndH(u32, u32, u32, u16, u8),
+    RangeIndB(u32, u32, u32, u16, u8),
+    /// Any other check (index into [`Program::checks`]).
+    Check(u16),
     /// A span (index into [`Program::spans`]).
     Span(u16),
 }
+
+// Ops stay 16 bytes: four to a cache line.
+const _: () = assert!(std::mem::size_of::<Op>() == 16);
 
 /// A validated, pre-decoded program.
 #[derive(Debug, Clone)]
@@ -528,15 +534,25 @@ impl Program {
                 spans.push(span);
                 Op::Span((spans.len() - 1) as u16)
             } else if let Some(check) = fuse::check_at(&insns, pc).filter(Check::is_compound) {
-                let index = checks.len() as u16;
-                checks.push(check);
-                match check.segment.load {
-                    Load::Abs(Size::Word, _) => Op::CheckAbsW(index),
-                    Load::Abs(Size::Half, _) => Op::CheckAbsH(index),
-                    Load::Abs(Size::Byte, _) => Op::CheckAbsB(index),
-                    Load::Ind(Size::Word, _) => Op::CheckIndW(index),
-                    Load::Ind(Size::Half, _) => Op::CheckIndH(index),
-                    Load::Ind(Size::Byte, _) => Op::CheckIndB(index),
+                let segment = check.segment;
+                // A check spans at most a load, an and and MAX_CHECK_JUMPS jumps.
+                let skip = (usize::from(segment.next) - pc) as u8;
+                match (segment.mask, segment.test) {
+                    (u32::MAX, fuse::Test::Range { lo, width }) => {
+                        let fail = check.fail;
+                        match segment.load {
+                            Load::Abs(Size::Word, k) => Op::RangeAbsW(k, lo, width, fail, skip),
+                            Load::Abs(Size::Half, k) => Op::RangeAbsH(k, lo, width, fail, skip),
+                            Load::Abs(Size::Byte, k) => Op::RangeAbsB(k, lo, width, fail, skip),
+                            Load::Ind(Size::Word, k) => Op::RangeIndW(k, lo, width, fail, skip),
+                            Load::Ind(Size::Half, k) => Op::RangeIndH(k, lo, width, fail, skip),
+                            Load::Ind(Size::Byte, k) => Op::RangeIndB(k, lo, width, fail, skip),
+                        }
+                    }
+                    _ => {
+                        checks.push(check);
+                        Op::Check((checks.len() - 1) as u16)
+                    }
                 }
             } else if let (Op::AddX, Some(&Op::AddK(k)), Some(Op::Tax)) =
                 (op, plain.get(pc + 1), plain.get(pc + 2))
@@ -638,17 +654,15 @@ impl Program {
             }};
         }
 
-        // A check whose load is `$load(k)`.
-        macro_rules! check {
-            ($index:expr, $load:expr) => {{
-                let check = &self.checks[usize::from($index)];
-                let segment = &check.segment;
-                a = loaded!($load(segment.load.offset())) & segment.mask;
-                pc = usize::from(if segment.test.passes(a) {
-                    segment.next
+        // A check of an interval: on to `pc + skip` or to `fail`.
+        macro_rules! range {
+            ($value:expr, $lo:expr, $width:expr, $fail:expr, $skip:expr) => {{
+                a = loaded!($value);
+                pc = if a.wrapping_sub($lo) <= $width {
+                    pc + usize::from($skip)
                 } else {
-                    not_taken(check.fail)
-                });
+                    usize::from(not_taken($fail))
+                };
             }};
         }
 
@@ -828,12 +842,28 @@ impl Program {
                     x = a;
                     pc += 3;
                 }
-                Op::CheckAbsW(i) => check!(i, |k: u32| word(data, k as usize)),
-                Op::CheckAbsH(i) => check!(i, |k: u32| half(data, k as usize)),
-                Op::CheckAbsB(i) => check!(i, |k: u32| byte(data, k as usize)),
-                Op::CheckIndW(i) => check!(i, |k| load_ind(input, data, x, k, Size::Word, word)),
-                Op::CheckIndH(i) => check!(i, |k| load_ind(input, data, x, k, Size::Half, half)),
-                Op::CheckIndB(i) => check!(i, |k| load_ind(input, data, x, k, Size::Byte, byte)),
+                Op::RangeAbsW(k, lo, w, f, n) => range!(word(data, k as usize), lo, w, f, n),
+                Op::RangeAbsH(k, lo, w, f, n) => range!(half(data, k as usize), lo, w, f, n),
+                Op::RangeAbsB(k, lo, w, f, n) => range!(byte(data, k as usize), lo, w, f, n),
+                Op::RangeIndW(k, lo, w, f, n) => {
+                    range!(load_ind(input, data, x, k, Size::Word, word), lo, w, f, n)
+                }
+                Op::RangeIndH(k, lo, w, f, n) => {
+                    range!(load_ind(input, data, x, k, Size::Half, half), lo, w, f, n)
+                }
+                Op::RangeIndB(k, lo, w, f, n) => {
+                    range!(load_ind(input, data, x, k, Size::Byte, byte), lo, w, f, n)
+                }
+                Op::Check(i) => {
+                    let check = &self.checks[usize::from(i)];
+                    let segment = &check.segment;
+                    a = loaded!(segment_value(segment, input, data, x));
+                    pc = usize::from(if segment.test.passes(a) {
+                        segment.next
+                    } else {
+                        not_taken(check.fail)
+                    });
+                }
                 Op::Span(i) => {
                     let span = &self.spans[usize::from(i)];
                     let base = if span.indirect { x as usize } else { 0 };
