@@ -12,9 +12,7 @@ use crate::cli::{parse_args, CliError, Progress, EXIT_NO_MATCH, EXIT_OK};
 use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::pcap::{
-    linktype_field, split_linktype_field, Container, Packet, Reader, Writer, MAX_SNAPLEN,
-};
+use crate::pcap::{linktype_field, split_linktype_field, Container, Reader, Writer, MAX_SNAPLEN};
 use crate::vm::{Context, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -557,15 +555,15 @@ impl<'a> Output<'a> {
     }
 }
 
-/// Starts the output with the link type of `packet` if it is not started yet; refuses a packet
-/// whose link type (or FCS length) differs from the output's.
+/// Starts the output with the link-type `field` of packet `number` if it is not started yet;
+/// refuses a packet whose link type (or FCS length) differs from the output's.
 #[cold]
 fn same_link_type(
     name: &str,
-    packet: &Packet<'_>,
+    number: u64,
+    field: u32,
     output: &mut Output<'_>,
 ) -> Result<(), CliError> {
-    let field = linktype_field(packet.linktype, packet.fcs_len);
     output.start(field, true)?;
     let w = output.writer.as_mut().expect("started above");
     if field != w.linktype_field() {
@@ -578,7 +576,7 @@ fn same_link_type(
         };
         return Err(format!(
             "{name}: packet {}: {} differs from the {} of earlier packets; a pcap file holds one link type",
-            packet.number,
+            number,
             describe(field),
             describe(w.linktype_field())
         )
@@ -604,9 +602,9 @@ fn run_one<R: Read>(
     {
         output.start(linktype_field(linktype, fcs_len), nanoseconds)?;
     }
-    // The link type and FCS length last found to agree with the output's: packets like it
-    // need no new check.
-    let mut agreed: Option<(u32, u32)> = None;
+    // The link type and FCS length (as `agreement`) last found to agree with the output's:
+    // packets like it need no new check. None agrees at first.
+    let mut agreed = u64::MAX;
     loop {
         let position = reader.position();
         let packet = match reader.next_packet() {
@@ -614,9 +612,11 @@ fn run_one<R: Read>(
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("{name}: {e}").into()),
         };
-        if agreed != Some((packet.linktype, packet.fcs_len)) {
-            same_link_type(name, &packet, output)?;
-            agreed = Some((packet.linktype, packet.fcs_len));
+        let agreement = u64::from(packet.linktype) << 32 | u64::from(packet.fcs_len);
+        if agreement != agreed {
+            let field = linktype_field(packet.linktype, packet.fcs_len);
+            same_link_type(name, packet.number, field, output)?;
+            agreed = agreement;
         }
         let w = output.writer.as_mut().expect("started by same_link_type");
         filter.total += 1;
@@ -627,9 +627,7 @@ fn run_one<R: Read>(
         // The frame check sequence is not part of the packet the kernel hands to iptables.
         let l3_frame = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
         let net = link::network_header(packet.linktype, l3_frame);
-        let mut ctx = Context::default();
         if let Some(net) = net {
-            ctx.protocol = net.ethertype;
             match net.ethertype {
                 link::ETHERTYPE_IPV4 => filter.warnings.by_version[0] += 1,
                 link::ETHERTYPE_IPV6 => filter.warnings.by_version[1] += 1,
@@ -647,6 +645,10 @@ fn run_one<R: Read>(
         } else if filter.l3 && !link::is_supported(packet.linktype) {
             filter.warnings.unsupported(stderr, packet.linktype)?;
         }
+        let ctx = Context {
+            protocol: net.map_or(0, |net| net.ethertype),
+            ..Context::default()
+        };
         let input = if filter.l3 {
             net.map(|net| Input {
                 frame: l3_frame,

@@ -133,6 +133,10 @@ enum State {
 struct PcapRecords {
     big_endian: bool,
     nanoseconds: bool,
+    /// Nanoseconds in a unit of the timestamps' fraction.
+    scale: u32,
+    /// Units of the fraction in a second.
+    per_second: u32,
     snaplen: u32,
     linktype: u32,
     fcs_len: u32,
@@ -149,24 +153,27 @@ impl PcapRecords {
 
     /// The record header at the start of `head`: (seconds, fraction, captured length, wire
     /// length).
+    #[inline]
     fn header(&self, head: &[u8; 16]) -> (u32, u32, u32, u32) {
-        let at = |i: usize| self.word([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-        (at(0), at(4), at(8), at(12))
+        let at = |i: usize| [head[i], head[i + 1], head[i + 2], head[i + 3]];
+        if self.big_endian {
+            let word = u32::from_be_bytes;
+            (word(at(0)), word(at(4)), word(at(8)), word(at(12)))
+        } else {
+            let word = u32::from_le_bytes;
+            (word(at(0)), word(at(4)), word(at(8)), word(at(12)))
+        }
     }
 
     /// The timestamp of a record: `frac` counts nanoseconds or microseconds. A fraction of a
     /// second or more (a damaged or odd record) carries into the seconds.
+    #[inline]
     fn timestamp(&self, secs: u32, frac: u32) -> Duration {
-        let (scale, per_second) = if self.nanoseconds {
-            (1, 1_000_000_000)
-        } else {
-            (1000, 1_000_000)
-        };
-        if frac < per_second {
-            Duration::new(u64::from(secs), frac * scale)
+        if frac < self.per_second {
+            Duration::new(u64::from(secs), frac * self.scale)
         } else {
             Duration::from_secs(u64::from(secs))
-                + Duration::from_nanos(u64::from(frac) * u64::from(scale))
+                + Duration::from_nanos(u64::from(frac) * u64::from(self.scale))
         }
     }
 }
@@ -349,9 +356,16 @@ impl<R: Read> Reader<R> {
                     let header: PcapHeader = p.header();
                     let (linktype, fcs_len) =
                         split_linktype_field(datalink_number(header.datalink));
+                    let nanoseconds = header.ts_resolution == TsResolution::NanoSecond;
                     let records = PcapRecords {
                         big_endian: header.endianness == Endianness::Big,
-                        nanoseconds: header.ts_resolution == TsResolution::NanoSecond,
+                        nanoseconds,
+                        scale: if nanoseconds { 1 } else { 1000 },
+                        per_second: if nanoseconds {
+                            1_000_000_000
+                        } else {
+                            1_000_000
+                        },
                         snaplen: header.snaplen,
                         linktype,
                         fcs_len,
@@ -476,10 +490,10 @@ impl<R: Read> Reader<R> {
 
     /// The next packet, `Ok(None)` at the end of the input.
     #[inline]
-    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Box<ReadError>> {
         match self.state {
             State::Pcap(records) => self.next_pcap_record(records),
-            State::PcapNg(_) | State::Start => self.next_pcapng_packet(),
+            State::PcapNg(_) | State::Start => self.next_pcapng_packet().map_err(Box::new),
         }
     }
 
@@ -489,29 +503,55 @@ impl<R: Read> Reader<R> {
     /// this reader. A record's length is checked against [`MAX_RECORD`] before the buffer grows
     /// for it.
     #[inline]
-    fn next_pcap_record(&mut self, records: PcapRecords) -> Result<Option<Packet<'_>>, ReadError> {
+    fn next_pcap_record(
+        &mut self,
+        records: PcapRecords,
+    ) -> Result<Option<Packet<'_>>, Box<ReadError>> {
+        let (secs, frac, incl, orig_len) = match self.buffered_record(records) {
+            Some(head) => head,
+            None => match self.wait_for_record(records).map_err(Box::new)? {
+                Some(head) => head,
+                None => return Ok(None),
+            },
+        };
+        let start = self.pos + 16;
+        self.pos = start + incl as usize;
+        self.packets += 1;
+        Ok(Some(Packet {
+            number: self.packets,
+            timestamp: records.timestamp(secs, frac),
+            orig_len,
+            linktype: records.linktype,
+            fcs_len: records.fcs_len,
+            data: &self.buf[start..self.pos],
+        }))
+    }
+
+    /// The header of the record at `pos` (seconds, fraction, captured length, wire length)
+    /// when all of the record is in the buffer and its length is sound.
+    #[inline]
+    fn buffered_record(&self, records: PcapRecords) -> Option<(u32, u32, u32, u32)> {
+        let unread = &self.buf[self.pos..self.end];
+        let header = records.header(unread.first_chunk::<16>()?);
+        let len = header.2 as usize;
+        (len <= unread.len() - 16 && len <= MAX_RECORD - 16).then_some(header)
+    }
+
+    /// Reads until the record at `pos` is all in the buffer, then gives its header as
+    /// [`Reader::buffered_record`] does; `None` at the end of the input.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_record(
+        &mut self,
+        records: PcapRecords,
+    ) -> Result<Option<(u32, u32, u32, u32)>, ReadError> {
         loop {
-            let left = self.end - self.pos;
-            if let Some(head) = self.buf[self.pos..self.end].first_chunk::<16>() {
-                let (secs, frac, incl, orig_len) = records.header(head);
-                let len = incl as usize;
-                if len <= left - 16 && len <= MAX_RECORD - 16 {
-                    let start = self.pos + 16;
-                    self.pos = start + len;
-                    self.packets += 1;
-                    return Ok(Some(Packet {
-                        number: self.packets,
-                        timestamp: records.timestamp(secs, frac),
-                        orig_len,
-                        linktype: records.linktype,
-                        fcs_len: records.fcs_len,
-                        data: &self.buf[start..self.pos],
-                    }));
-                }
-            }
-            self.pcap_refill(records, left)?;
+            self.pcap_refill(records, self.end - self.pos)?;
             if self.end == self.pos {
                 return Ok(None);
+            }
+            if let Some(header) = self.buffered_record(records) {
+                return Ok(Some(header));
             }
         }
     }
@@ -519,7 +559,6 @@ impl<R: Read> Reader<R> {
     /// Reads more of a pcap file when the record at `pos` is not all in the buffer (`left`
     /// bytes of it are): refuses a record that claims more than [`MAX_RECORD`] bytes, and
     /// one the input ends inside.
-    #[cold]
     fn pcap_refill(&mut self, records: PcapRecords, left: usize) -> Result<(), ReadError> {
         if let Some(bytes) = self.buf[self.pos..self.end].get(8..12) {
             let incl = records.word(bytes.try_into().expect("4 bytes"));
