@@ -239,8 +239,11 @@ fn bpfasm_reads_dev_urandom_no_further_than_its_first_line() {
     let out = child.wait_with_output().expect("output");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
+    // Random bytes are refused as they come: mostly as a line that is not text, and now and
+    // then (when the first bytes happen to be valid UTF-8) at a character of line 1.
     assert!(
-        err.starts_with("bpfasm: <stdin>: line 1: ") && err.lines().count() == 1,
+        (err.starts_with("bpfasm: <stdin>: line 1: ") || err.starts_with("bpfasm: <stdin>:1:"))
+            && err.lines().count() == 1,
         "{err}"
     );
 }
