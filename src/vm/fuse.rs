@@ -528,15 +528,12 @@ mod tests {
         assert_eq!(a_read_before_written(&prog), [false, true, false, true]);
     }
 
-    /// A small deterministic generator (xorshift64*), so a failure can be replayed.
-    struct Rng(u64);
+    /// proptest's deterministic generator, so a failure can be replayed.
+    struct Rng(proptest::test_runner::TestRng);
 
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            proptest::prelude::Rng::next_u64(&mut self.0)
         }
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n
@@ -669,7 +666,9 @@ mod tests {
     #[test]
     fn superinstructions_give_the_instructions_outcome() {
         use crate::vm::{trace, Input, Profile, Program};
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ));
         let (mut spans, mut checks, mut runs) = (0, 0, 0);
         let mut outcomes = Vec::new();
         for _ in 0..3000 {
