@@ -102,20 +102,23 @@ fn main() {
             continue;
         }
         let program = Program::new(&prog, Profile::Socket).expect("valid");
+        let inputs: Vec<Input> = frames
+            .iter()
+            .map(|frame| Input {
+                frame,
+                start: 0,
+                net: Some(14),
+                link: Some(0),
+                wire_len: frame.len() as u32,
+                ctx: Default::default(),
+            })
+            .collect();
         let mut matched = 0u64;
         let cpu_start = cpu_ns();
         let start = Instant::now();
         for _ in 0..rounds {
-            for frame in &frames {
-                let input = Input {
-                    frame,
-                    start: 0,
-                    net: Some(14),
-                    link: Some(0),
-                    wire_len: frame.len() as u32,
-                    ctx: Default::default(),
-                };
-                if black_box(&program).run_with(black_box(&input)) != 0 {
+            for input in &inputs {
+                if black_box(&program).run_with(black_box(input)) != 0 {
                     matched += 1;
                 }
             }

@@ -113,12 +113,18 @@ pub(crate) struct Check {
     pub(crate) fail: u16,
 }
 
-/// Eight bytes of a span: `(packet bytes at rel, little-endian) & mask == expected`.
-#[derive(Debug, Clone, Copy)]
+/// Eight bytes of a span: `(packet bytes, little-endian) & mask == expected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
-    pub(crate) rel: u32,
     pub(crate) mask: u64,
     pub(crate) expected: u64,
+}
+
+impl Window {
+    #[inline(always)]
+    fn holds(self, eight: [u8; 8]) -> bool {
+        u64::from_le_bytes(eight) & self.mask == self.expected
+    }
 }
 
 /// Consecutive single-value checks with one failure target, compared as bytes.
@@ -132,8 +138,10 @@ pub(crate) struct Span {
     pub(crate) start: u32,
     /// Bytes from `start` to the end of the farthest load (at least 8).
     pub(crate) len: u32,
-    /// The comparisons.
-    pub(crate) windows: Box<[Window]>,
+    /// The comparisons of the span's whole 8-byte words, in order.
+    pub(crate) words: Box<[Window]>,
+    /// The comparison of its last 8 bytes, when its length is not a multiple of 8.
+    pub(crate) tail: Option<Window>,
     /// A after the last check passes: the value it lets through.
     pub(crate) last: u32,
     /// Where a failing value goes.
@@ -143,6 +151,26 @@ pub(crate) struct Span {
     /// Whether A is read at `fail` before it is written: then a failure must run the checks
     /// one by one to give A the failing check's value.
     pub(crate) a_read_at_fail: bool,
+    /// The verdict of a `ret #k` at `next`, which a passing span returns at once.
+    pub(crate) next_returns: Option<u32>,
+    /// The verdict of a `ret #k` at `fail`, which a failing span returns at once.
+    pub(crate) fail_returns: Option<u32>,
+}
+
+impl Span {
+    /// Whether `bytes`, the span's `len` bytes of the packet, hold what it expects.
+    #[inline(always)]
+    pub(crate) fn matches(&self, bytes: &[u8]) -> bool {
+        let words = self
+            .words
+            .iter()
+            .zip(bytes.chunks_exact(8))
+            .all(|(w, eight)| <[u8; 8]>::try_from(eight).is_ok_and(|eight| w.holds(eight)));
+        words
+            && self
+                .tail
+                .is_none_or(|w| bytes.last_chunk::<8>().is_some_and(|eight| w.holds(*eight)))
+    }
 }
 
 fn width(size: Size) -> u32 {
@@ -336,37 +364,42 @@ pub(crate) fn span_at(insns: &[Insn], pc: usize, a_read: &[bool]) -> Option<Span
             mask[rel + i] |= m[i];
         }
     }
-    let mut windows = Vec::new();
-    let mut rel = 0usize;
-    loop {
-        let at = rel.min(len as usize - 8);
+    let window = |at: usize| {
         let word = |bytes: &[u8]| {
             let mut eight = [0u8; 8];
             eight.copy_from_slice(&bytes[at..at + 8]);
             u64::from_le_bytes(eight)
         };
-        windows.push(Window {
-            rel: at as u32,
+        Window {
             mask: word(&mask),
             expected: word(&expected),
-        });
-        rel += 8;
-        if rel >= len as usize {
-            break;
         }
-    }
+    };
+    let words: Vec<Window> = (0..len as usize / 8).map(|i| window(8 * i)).collect();
+    let tail = (len % 8 != 0).then(|| window(len as usize - 8));
     let next = segments.last()?.next;
     Some(Span {
         segments: segments.into_boxed_slice(),
         indirect,
         start,
         len,
-        windows: windows.into_boxed_slice(),
+        words: words.into_boxed_slice(),
+        tail,
         last,
         fail: first.fail,
         next,
         a_read_at_fail: a_read.get(usize::from(first.fail)).copied().unwrap_or(true),
+        next_returns: returns(insns, next),
+        fail_returns: returns(insns, first.fail),
     })
+}
+
+/// The verdict of the instruction at `pc` when it is a `ret #k`.
+fn returns(insns: &[Insn], pc: u16) -> Option<u32> {
+    match insns.get(usize::from(pc)) {
+        Some(Insn::RetK(k)) => Some(*k),
+        _ => None,
+    }
 }
 
 /// Whether `part` expects other bits than the parts before it where they overlap.
@@ -397,9 +430,11 @@ pub(crate) fn a_read_before_written(insns: &[Insn]) -> Vec<bool> {
                 .copied()
         };
         let insn = insns[pc];
-        let out = match insn.jump_targets(pc) {
-            Some((t, f)) => after(t).unwrap_or(true) || after(f).unwrap_or(true),
-            None => live.get(pc + 1).copied().unwrap_or(false),
+        let out = match (insn, insn.jump_targets(pc)) {
+            // A return ends the run: nothing after it reads A.
+            (Insn::RetK(_) | Insn::RetA | Insn::RetX, _) => false,
+            (_, Some((t, f))) => after(t).unwrap_or(true) || after(f).unwrap_or(true),
+            (_, None) => live.get(pc + 1).copied().unwrap_or(false),
         };
         let (reads, writes) = match insn {
             Insn::LoadAbs { offset, .. } => match crate::insn::Ancillary::from_offset(offset) {
@@ -496,22 +531,21 @@ mod tests {
         assert_eq!((span.start, span.len, span.last), (0, 11, 0));
         assert_eq!((span.fail, span.next), (10, 9));
         assert!(!span.a_read_at_fail);
-        // Windows at 0 and 3 (the last 8 bytes).
-        let rels: Vec<u32> = span.windows.iter().map(|w| w.rel).collect();
-        assert_eq!(rels, [0, 3]);
+        // One whole word (bytes 0..8), and the last 8 bytes (3..11).
+        assert_eq!(span.words.len(), 1);
+        assert!(span.tail.is_some());
+        assert_eq!((span.next_returns, span.fail_returns), (Some(1), Some(0)));
         let bytes = [3, b'w', b'w', b'w', 7, b'e', b'x', b'a', 0x6d, 0xf5, 0];
-        let compare = |bytes: &[u8]| {
-            span.windows.iter().all(|w| {
-                let mut eight = [0u8; 8];
-                eight.copy_from_slice(&bytes[w.rel as usize..w.rel as usize + 8]);
-                u64::from_le_bytes(eight) & w.mask == w.expected
-            })
-        };
         // 0xf5 & 0x0f == 0x05: the masked-out nibble does not count.
-        assert!(compare(&bytes));
-        let mut other = bytes;
-        other[10] = 1;
-        assert!(!compare(&other));
+        assert!(span.matches(&bytes));
+        for at in 0..bytes.len() {
+            let mut other = bytes;
+            other[at] ^= 0x10;
+            // Only the masked-out nibble at 9 may change.
+            assert_eq!(span.matches(&other), at == 9, "byte {at} changed");
+        }
+        // Too short: no match.
+        assert!(!span.matches(&bytes[..10]));
         // Conflicting expectations on the same bytes end the span.
         let prog = insns("ld [0]\njneq #1, fail\nld [0]\njneq #2, fail\nld [4]\njneq #0, fail\nret #1\nfail: ret a");
         let live = a_read_before_written(&prog);
@@ -525,6 +559,9 @@ mod tests {
         let live = a_read_before_written(&prog);
         assert_eq!(live, [true, true, false, true, true, false]);
         let prog = insns("ja l1\nret a\nl1: ld [0]\nret a");
+        assert_eq!(a_read_before_written(&prog), [false, true, false, true]);
+        // What follows a return is not its successor.
+        let prog = insns("ld [0]\njeq #1, l1\nret #2\nl1: ret a");
         assert_eq!(a_read_before_written(&prog), [false, true, false, true]);
     }
 
@@ -551,7 +588,8 @@ mod tests {
     }
 
     /// A program made of the idioms the superinstructions stand for (checks with masks and
-    /// several jumps, runs of checks on one base, `add x; add #k; tax`), with constants taken
+    /// several jumps, runs of checks on one base, `add x; add #k; tax`, the step over a DNS
+    /// label), with constants taken
     /// from `packet` often enough that runs get far, and exits that read A or not.
     fn idiom_program(rng: &mut Rng, packet: &[u8]) -> Vec<crate::insn::RawInsn> {
         use crate::insn::RawInsn;
@@ -568,21 +606,51 @@ mod tests {
             _ => rng.below(12) as u32,
         };
         body.push((0x01, To::Next, To::Next, x)); // ldx #x
+                                                  // A and X on the path where every check passes, so later constants match the packet.
+        let (mut a_now, mut x_now) = (0u32, x);
         let exits = 4;
         for _ in 0..1 + rng.below(8) {
             match rng.below(10) {
                 0 => {
                     // add x; add #k; tax
+                    let k = rng.below(8) as u32;
                     body.push((0x0c, To::Next, To::Next, 0));
-                    body.push((0x04, To::Next, To::Next, rng.below(8) as u32));
+                    body.push((0x04, To::Next, To::Next, k));
                     body.push((0x07, To::Next, To::Next, 0));
+                    a_now = a_now.wrapping_add(x_now).wrapping_add(k);
+                    x_now = a_now;
                 }
-                1 => body.push((0x01, To::Next, To::Next, rng.below(12) as u32)),
+                1 => {
+                    x_now = rng.below(12) as u32;
+                    body.push((0x01, To::Next, To::Next, x_now));
+                }
+                2 => {
+                    // A DNS name's label step: ldb [x + k]; jeq #0, E; jgt #m, E; add x;
+                    // add #n; tax.
+                    let exit = To::Exit(rng.below(exits) as usize);
+                    let (k, n) = (rng.below(24) as u32, 1 + rng.below(8) as u32);
+                    let byte = value_at(x_now.wrapping_add(k) as usize, 1);
+                    let most = if rng.chance(70) {
+                        63
+                    } else {
+                        rng.below(256) as u32
+                    };
+                    body.push((0x50, To::Next, To::Next, k));
+                    body.push((0x15, exit, To::Next, 0));
+                    body.push((0x25, exit, To::Next, most));
+                    body.push((0x0c, To::Next, To::Next, 0));
+                    body.push((0x04, To::Next, To::Next, n));
+                    body.push((0x07, To::Next, To::Next, 0));
+                    x_now = x_now.wrapping_add(byte).wrapping_add(n);
+                    a_now = x_now;
+                }
                 _ => {
                     // A run of checks on one base, often with one exit.
                     let indirect = rng.chance(60);
                     let exit = rng.below(exits) as usize;
                     let mut offset = rng.below(24) as u32;
+                    // Half the runs are pure spans: one `jeq` on the packet's value each.
+                    let pure = rng.chance(50);
                     for _ in 0..1 + rng.below(6) {
                         let (size_code, n) = match rng.below(4) {
                             0 => (0x10, 1),
@@ -592,7 +660,7 @@ mod tests {
                         let base = if indirect { 0x40 } else { 0x20 };
                         body.push((base | size_code, To::Next, To::Next, offset));
                         let at = if indirect {
-                            x.wrapping_add(offset)
+                            x_now.wrapping_add(offset)
                         } else {
                             offset
                         } as usize;
@@ -602,7 +670,11 @@ mod tests {
                             body.push((0x54, To::Next, To::Next, mask)); // and #mask
                             value &= mask;
                         }
-                        for _ in 0..1 + rng.below(3) {
+                        a_now = value;
+                        if pure {
+                            body.push((0x15, To::Next, To::Exit(exit), value));
+                        }
+                        for _ in 0..if pure { 0 } else { 1 + rng.below(3) } {
                             let (code, k) = match rng.below(8) {
                                 0 => (0x25, value.wrapping_sub(rng.below(3) as u32)), // jgt
                                 1 => (0x35, value.wrapping_add(rng.below(3) as u32)), // jge
@@ -670,13 +742,25 @@ mod tests {
             proptest::test_runner::RngAlgorithm::ChaCha,
         ));
         let (mut spans, mut checks, mut runs) = (0, 0, 0);
+        let (mut label_steps, mut spans_returning) = (0, 0);
         let mut outcomes = Vec::new();
         for _ in 0..3000 {
             let packet: Vec<u8> = (0..rng.below(48)).map(|_| rng.below(256) as u8).collect();
             let raw = idiom_program(&mut rng, &packet);
             let program = Program::new(&raw, Profile::Socket).expect("valid program");
-            spans += program.spans.len();
-            checks += program.checks.len();
+            spans += program.side.spans.len();
+            checks += program.side.checks.len();
+            label_steps += program
+                .fast
+                .iter()
+                .filter(|op| matches!(op, crate::vm::run::Op::StepLabel(..)))
+                .count();
+            spans_returning += program
+                .side
+                .spans
+                .iter()
+                .filter(|s| s.next_returns.is_some() || s.fail_returns.is_some())
+                .count();
             for variant in 0..8 {
                 let mut packet = packet.clone();
                 match variant {
@@ -711,8 +795,8 @@ mod tests {
         }
         // The programs did use the superinstructions, and runs ended every way.
         assert!(
-            spans > 500 && checks > 1000,
-            "{spans} spans, {checks} checks"
+            spans > 500 && checks > 1000 && label_steps > 1000 && spans_returning > 150,
+            "{spans} spans ({spans_returning} that return), {checks} checks, {label_steps} label steps"
         );
         let count = |f: &dyn Fn(&(u32, Exit)) -> bool| outcomes.iter().filter(|o| f(o)).count();
         assert!(count(&|(_, e)| matches!(e, Exit::OutOfBounds(_))) > 1000);

@@ -202,9 +202,13 @@ pub(crate) enum Op {
     RangeIndW(u32, u32, u32, u16, u8),
     RangeIndH(u32, u32, u32, u16, u8),
     RangeIndB(u32, u32, u32, u16, u8),
-    /// Any other check (index into [`Program::checks`]).
+    /// The step over one label of a DNS name: a check of `ldb [x + k]` whose value goes on
+    /// when it is in an interval, followed by `add x; add #n; tax`:
+    /// (k, n, lowest value, width of the interval, failure target, instructions in all).
+    StepLabel(u32, u32, u8, u8, u16, u8),
+    /// Any other check (index into `Side::checks`).
     Check(u16),
-    /// A span (index into [`Program::spans`]).
+    /// A span (index into `Side::spans`).
     Span(u16),
 }
 
@@ -217,22 +221,25 @@ pub struct Program {
     /// One op per instruction: what the tracer runs.
     plain: Vec<Op>,
     /// The same with the superinstructions: what runs do.
-    fast: Vec<Op>,
+    pub(crate) fast: Vec<Op>,
+    /// The checks and spans the fast ops refer to.
+    pub(crate) side: Box<Side>,
+    raw: Vec<RawInsn>,
+}
+
+/// The superinstructions' tables, behind one pointer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Side {
     pub(crate) checks: Vec<Check>,
     pub(crate) spans: Vec<Span>,
-    raw: Vec<RawInsn>,
 }
 
 /// What a step changed, for the tracer.
 pub(crate) trait Observer {
-    /// Whether the observer records steps: then the program runs one instruction at a time.
-    const RECORDS: bool = true;
     fn step(&mut self, pc: usize, a: u32, x: u32, stored: Option<(usize, u32)>);
 }
 
 impl Observer for () {
-    const RECORDS: bool = false;
-
     #[inline(always)]
     fn step(&mut self, _: usize, _: u32, _: u32, _: Option<(usize, u32)>) {}
 }
@@ -313,30 +320,21 @@ fn segment_value(segment: &Segment, input: &Input<'_>, data: &[u8], x: u32) -> O
     Some(value & segment.mask)
 }
 
-/// Whether the bytes of a span that starts at `bytes` hold what it expects.
-#[inline(always)]
-fn span_matches(span: &Span, bytes: &[u8]) -> bool {
-    span.windows.iter().all(|w| {
-        let at = w.rel as usize;
-        match bytes.get(at..at + 8) {
-            Some(eight) => {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(eight);
-                u64::from_le_bytes(word) & w.mask == w.expected
-            }
-            None => false,
-        }
-    })
-}
-
-/// The target of a conditional jump not taken. Going through an opaque step keeps the jump a
-/// branch in the machine code rather than a conditional move: a branch is predicted, so the
-/// next instruction starts before the packet byte it depends on has arrived, where a
-/// conditional move would make every instruction wait for the previous one's load.
+/// The target of a conditional jump not taken. Marking that side of the branch as the less
+/// likely one (through a call to an empty cold function, which the optimizer reads as a
+/// branch weight) keeps the jump a branch in the machine code rather than a conditional move:
+/// a branch is predicted, so the next instruction starts before the packet byte it depends on
+/// has arrived, where a conditional move would make every instruction wait for the previous
+/// one's load.
 #[inline(always)]
 fn not_taken(target: u16) -> u16 {
-    std::hint::black_box(target)
+    unlikely_side();
+    target
 }
+
+#[cold]
+#[inline(always)]
+fn unlikely_side() {}
 
 /// The kernel's netlink attribute search over `data[offset..]` (`nla_find`): attributes are
 /// `{u16 len, u16 type}` in host order (little-endian here), padded to 4 bytes.
@@ -514,6 +512,37 @@ fn fuse(load: Op, jump: Op) -> Option<Op> {
     })
 }
 
+/// The [`Op::StepLabel`] standing at `pc`, if there is one.
+fn step_label(insns: &[Insn], pc: usize) -> Option<Op> {
+    let check = fuse::check_at(insns, pc)?;
+    let segment = check.segment;
+    let (Load::Ind(Size::Byte, k), u32::MAX, fuse::Test::Range { lo, width }) =
+        (segment.load, segment.mask, segment.test)
+    else {
+        return None;
+    };
+    let next = usize::from(segment.next);
+    let (
+        Some(Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::X,
+        }),
+        Some(&Insn::Alu {
+            op: AluOp::Add,
+            operand: Operand::K(n),
+        }),
+        Some(Insn::Tax),
+    ) = (insns.get(next), insns.get(next + 1), insns.get(next + 2))
+    else {
+        return None;
+    };
+    // A byte is at most 255: the interval's part above it does not count.
+    let lo = u8::try_from(lo).ok()?;
+    let width = width.min(u32::from(255 - lo)) as u8;
+    let skip = u8::try_from(next + 3 - pc).ok()?;
+    Some(Op::StepLabel(k, n, lo, width, check.fail, skip))
+}
+
 impl Program {
     /// Validates `prog` for `profile` and prepares it to run.
     pub fn new(prog: &[RawInsn], profile: Profile) -> Result<Program, ValidationError> {
@@ -533,6 +562,8 @@ impl Program {
             let op = if let Some(span) = fuse::span_at(&insns, pc, &a_read) {
                 spans.push(span);
                 Op::Span((spans.len() - 1) as u16)
+            } else if let Some(step) = step_label(&insns, pc) {
+                step
             } else if let Some(check) = fuse::check_at(&insns, pc).filter(Check::is_compound) {
                 let segment = check.segment;
                 // A check spans at most a load, an and and MAX_CHECK_JUMPS jumps.
@@ -569,8 +600,7 @@ impl Program {
         Ok(Program {
             plain,
             fast,
-            checks,
-            spans,
+            side: Box::new(Side { checks, spans }),
             raw: prog.to_vec(),
         })
     }
@@ -596,25 +626,47 @@ impl Program {
     }
 
     /// Runs on a packet with its context and returns the verdict.
+    #[inline(always)]
     pub fn run_with(&self, input: &Input<'_>) -> u32 {
-        self.exec(input, &mut ()).0
+        self.run_explained(input).0
     }
 
     /// Runs and says why the run ended.
-    pub fn run_explained(&self, input: &Input<'_>) -> (u32, Exit) {
-        self.exec(input, &mut ())
-    }
-
     #[inline(always)]
-    pub(crate) fn exec<O: Observer>(&self, input: &Input<'_>, obs: &mut O) -> (u32, Exit) {
+    pub fn run_explained(&self, input: &Input<'_>) -> (u32, Exit) {
         let data = input.frame.get(input.start..).unwrap_or(&[]);
         // The superinstructions read offsets as non-negative i32, which every offset inside a
-        // packet of at most 2^31 bytes is; a recording observer needs every step.
-        let ops = if O::RECORDS || data.len() > i32::MAX as usize {
-            &self.plain[..]
+        // packet of at most 2^31 bytes is.
+        if data.len() <= i32::MAX as usize {
+            self.exec(&self.fast, data, input, &mut ())
         } else {
-            &self.fast[..]
-        };
+            self.run_huge(data, input)
+        }
+    }
+
+    /// A run on a packet of more than 2^31 bytes: the instructions one at a time.
+    #[cold]
+    #[inline(never)]
+    fn run_huge(&self, data: &[u8], input: &Input<'_>) -> (u32, Exit) {
+        self.exec(&self.plain, data, input, &mut ())
+    }
+
+    /// A run that shows `obs` every instruction, one at a time.
+    pub(crate) fn observe<O: Observer>(&self, input: &Input<'_>, obs: &mut O) -> (u32, Exit) {
+        let data = input.frame.get(input.start..).unwrap_or(&[]);
+        self.exec(&self.plain, data, input, obs)
+    }
+
+    /// Runs `ops` (this program's plain or fast ops) on `data`, the packet from the program's
+    /// offset 0.
+    #[inline(always)]
+    fn exec<O: Observer>(
+        &self,
+        ops: &[Op],
+        data: &[u8],
+        input: &Input<'_>,
+        obs: &mut O,
+    ) -> (u32, Exit) {
         let (mut a, mut x) = (0u32, 0u32);
         let mut mem = [0u32; 16];
         let mut pc = 0usize;
@@ -842,20 +894,57 @@ impl Program {
                     x = a;
                     pc += 3;
                 }
-                Op::RangeAbsW(k, lo, w, f, n) => range!(word(data, k as usize), lo, w, f, n),
-                Op::RangeAbsH(k, lo, w, f, n) => range!(half(data, k as usize), lo, w, f, n),
-                Op::RangeAbsB(k, lo, w, f, n) => range!(byte(data, k as usize), lo, w, f, n),
-                Op::RangeIndW(k, lo, w, f, n) => {
-                    range!(load_ind(input, data, x, k, Size::Word, word), lo, w, f, n)
+                // Bound by reference, the op's fields are read where they are used, after the
+                // load's bounds test, rather than all at once.
+                Op::RangeAbsW(k, ref lo, ref w, ref f, ref n) => {
+                    range!(word(data, k as usize), *lo, *w, *f, *n)
                 }
-                Op::RangeIndH(k, lo, w, f, n) => {
-                    range!(load_ind(input, data, x, k, Size::Half, half), lo, w, f, n)
+                Op::RangeAbsH(k, ref lo, ref w, ref f, ref n) => {
+                    range!(half(data, k as usize), *lo, *w, *f, *n)
                 }
-                Op::RangeIndB(k, lo, w, f, n) => {
-                    range!(load_ind(input, data, x, k, Size::Byte, byte), lo, w, f, n)
+                Op::RangeAbsB(k, ref lo, ref w, ref f, ref n) => {
+                    range!(byte(data, k as usize), *lo, *w, *f, *n)
+                }
+                Op::RangeIndW(k, ref lo, ref w, ref f, ref n) => {
+                    range!(
+                        load_ind(input, data, x, k, Size::Word, word),
+                        *lo,
+                        *w,
+                        *f,
+                        *n
+                    )
+                }
+                Op::RangeIndH(k, ref lo, ref w, ref f, ref n) => {
+                    range!(
+                        load_ind(input, data, x, k, Size::Half, half),
+                        *lo,
+                        *w,
+                        *f,
+                        *n
+                    )
+                }
+                Op::RangeIndB(k, ref lo, ref w, ref f, ref n) => {
+                    range!(
+                        load_ind(input, data, x, k, Size::Byte, byte),
+                        *lo,
+                        *w,
+                        *f,
+                        *n
+                    )
+                }
+                Op::StepLabel(k, ref n, ref lo, ref w, ref f, ref skip) => {
+                    a = loaded!(load_ind(input, data, x, k, Size::Byte, byte));
+                    if a.wrapping_sub(u32::from(*lo)) <= u32::from(*w) {
+                        // add x; add #n; tax
+                        a = a.wrapping_add(x).wrapping_add(*n);
+                        x = a;
+                        pc += usize::from(*skip);
+                    } else {
+                        pc = usize::from(not_taken(*f));
+                    }
                 }
                 Op::Check(i) => {
-                    let check = &self.checks[usize::from(i)];
+                    let check = &self.side.checks[usize::from(i)];
                     let segment = &check.segment;
                     a = loaded!(segment_value(segment, input, data, x));
                     pc = usize::from(if segment.test.passes(a) {
@@ -865,18 +954,24 @@ impl Program {
                     });
                 }
                 Op::Span(i) => {
-                    let span = &self.spans[usize::from(i)];
+                    let span = &self.side.spans[usize::from(i)];
                     let base = if span.indirect { x as usize } else { 0 };
                     let bytes = base
                         .checked_add(span.start as usize)
                         .and_then(|from| data.get(from..from.checked_add(span.len as usize)?));
                     if let Some(bytes) = bytes {
-                        if span_matches(span, bytes) {
+                        if span.matches(bytes) {
+                            if let Some(k) = span.next_returns {
+                                return (k, Exit::Return(usize::from(span.next)));
+                            }
                             a = span.last;
                             pc = usize::from(span.next);
                             continue;
                         }
                         if !span.a_read_at_fail {
+                            if let Some(k) = span.fail_returns {
+                                return (k, Exit::Return(usize::from(span.fail)));
+                            }
                             pc = usize::from(span.fail);
                             continue;
                         }

@@ -61,7 +61,7 @@ pub fn trace(program: &Program, input: &Input<'_>) -> Trace {
         program,
         steps: Vec::new(),
     };
-    let (verdict, exit) = program.exec(input, &mut recorder);
+    let (verdict, exit) = program.observe(input, &mut recorder);
     if let Exit::OutOfBounds(pc) | Exit::DivisionByZero(pc) = exit {
         // The failing instruction did not complete; show it with the registers it saw.
         let (a, x) = recorder.steps.last().map_or((0, 0), |s| (s.a, s.x));
