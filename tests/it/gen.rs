@@ -10,7 +10,7 @@ use bpftools::vm::{Input, Profile, Program};
 
 use crate::common::{capture, reference, run, stderr, stdout};
 use crate::packets::{dns_query, ethernet, labels, udp_packet, Ext, Shape};
-use crate::randprog::Rng;
+use crate::rng::Rng;
 
 /// Builds generator `name` from its `bpfgen` arguments, as the tools do.
 fn generate(name: &str, args: &[String], opts: &GenOptions) -> Result<Generated, String> {
@@ -105,11 +105,6 @@ const CAPTURES: [&str; 6] = [
 /// one label more or less, one character changed.
 fn names_near(pattern: &str, rng: &mut Rng) -> Vec<String> {
     let letters = b"abcdefghijklmnopqrstuvwxyz0123456789-";
-    let random_label = |rng: &mut Rng, len: usize| -> String {
-        (0..len)
-            .map(|_| char::from(letters[rng.below(letters.len() as u64) as usize]))
-            .collect()
-    };
     let parts: Vec<&str> = pattern.trim_matches('.').split('.').collect();
     let mut out = Vec::new();
     for variant in 0..16 {
@@ -122,14 +117,14 @@ fn names_near(pattern: &str, rng: &mut Rng) -> Vec<String> {
                         1 => 63,
                         _ => 1 + rng.below(20) as usize,
                     };
-                    random_label(rng, len)
+                    rng.text(len, letters)
                 }
                 "**" => {
                     let extra = variant % 3;
                     let labels: Vec<String> = (0..extra)
                         .map(|_| {
                             let len = 1 + rng.below(8) as usize;
-                            random_label(rng, len)
+                            rng.text(len, letters)
                         })
                         .collect();
                     labels.join(".")
@@ -144,7 +139,7 @@ fn names_near(pattern: &str, rng: &mut Rng) -> Vec<String> {
                         3 => (max + 1).min(63),
                         _ => min + rng.below((max - min + 1) as u64) as usize,
                     };
-                    random_label(rng, len)
+                    rng.text(len, letters)
                 }
                 p => p
                     .chars()
@@ -164,7 +159,7 @@ fn names_near(pattern: &str, rng: &mut Rng) -> Vec<String> {
         let mut name = labels_out.join(".");
         match variant {
             5 => name = name.to_uppercase(),
-            6 => name = format!("{}.{name}", random_label(rng, 5)),
+            6 => name = format!("{}.{name}", rng.text(5, letters)),
             7 => {
                 name = labels_out
                     .iter()

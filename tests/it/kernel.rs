@@ -23,7 +23,8 @@ use bpftools::insn::{Ancillary, RawInsn};
 use bpftools::vm::{validate, Context, Input, Profile, Program};
 
 use crate::common::require_root;
-use crate::randprog::{program, Mix, Rng};
+use crate::randprog::{program, Mix};
+use crate::rng::Rng;
 
 /// Attaches `prog` to `fd`; Ok when the kernel accepts it.
 fn attach(fd: RawFd, prog: &[RawInsn]) -> io::Result<()> {

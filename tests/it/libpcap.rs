@@ -21,7 +21,8 @@ use bpftools::pcap::{link, Reader};
 use bpftools::vm::{trace, validate, Context, Input, Profile, Program};
 
 use crate::common::{capture, require, testdata};
-use crate::randprog::{program, Mix, Rng};
+use crate::randprog::{program, Mix};
+use crate::rng::Rng;
 
 /// Compiles the libpcap helper; the test fails here, saying what to install, when it cannot.
 fn build_helper() -> PathBuf {

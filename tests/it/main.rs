@@ -13,6 +13,7 @@ mod p0f;
 mod packets;
 mod pipe;
 mod randprog;
+mod rng;
 mod stdout;
 mod support;
 mod triage;

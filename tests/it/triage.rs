@@ -20,31 +20,7 @@ use simple_dns::rdata::OPT;
 use simple_dns::{Label, Name, Packet, Question, CLASS};
 
 use crate::common::{run, stderr, stdout};
-
-/// A deterministic random source (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    fn label(&mut self, min: usize, max: usize, alphabet: &[u8]) -> String {
-        let len = min + self.below((max - min + 1) as u64) as usize;
-        (0..len).map(|_| char::from(*self.pick(alphabet))).collect()
-    }
-}
+use crate::rng::Rng;
 
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 const LOWER_DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -189,9 +165,9 @@ impl Legit {
         if source % 60 < 9 {
             name = randomize_case(&name, rng);
         }
-        let qtype = *rng.pick(&[1u16, 1, 1, 28, 28, 65, 16, 15]);
+        let qtype = rng.pick(&[1u16, 1, 1, 28, 28, 65, 16, 15]);
         let edns = if rng.chance(85) {
-            Some((*rng.pick(&[1232u16, 1232, 1400, 4096]), rng.chance(60)))
+            Some((rng.pick(&[1232u16, 1232, 1400, 4096]), rng.chance(60)))
         } else {
             None
         };
@@ -369,7 +345,10 @@ fn random_under(
 ) -> impl FnMut(&mut Rng) -> Query {
     let parent = parent.to_string();
     move |rng: &mut Rng| Query {
-        name: format!("{}.{parent}", rng.label(min, max, alphabet)),
+        name: {
+            let len = min + rng.below((max - min + 1) as u64) as usize;
+            format!("{}.{parent}", rng.text(len, alphabet))
+        },
         qtype: 1,
         flags: 0x0100,
         edns: Some((4096, false)),
@@ -404,7 +383,7 @@ const TAIL: [&str; 12] = [
 
 #[test]
 fn random_subdomains_under_another_zone_are_dropped_and_legit_kept() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     let legit = Legit::for_zones(&["shop.example.org"], &TAIL, 0);
     let mut flood = random_under("static.shop.example.org", 5, 9, LOWER_DIGITS);
     let packets = mix(&mut rng, &legit, 3000, &mut [("static", 5000, &mut flood)]);
@@ -450,7 +429,7 @@ fn random_subdomains_under_another_zone_are_dropped_and_legit_kept() {
 
 #[test]
 fn fixed_length_flood_under_apex_keeps_legit_names_of_that_length() {
-    let mut rng = Rng(22);
+    let mut rng = Rng::new(22);
     // Legitimate one-label names of 6 letters exist (and are asked with randomized case).
     let tail = [
         "portal",
@@ -495,7 +474,7 @@ fn fixed_length_flood_under_apex_keeps_legit_names_of_that_length() {
 
 #[test]
 fn ipv6_only_flood_with_randomized_case_gets_ipv6_case_blind_rules() {
-    let mut rng = Rng(33);
+    let mut rng = Rng::new(33);
     let legit = Legit::for_zones(&["svc.example"], &TAIL, 0);
     let mut inner = random_under("api.svc.example", 10, 14, LOWER_DIGITS);
     let mut flood = move |rng: &mut Rng| {
@@ -536,7 +515,7 @@ fn tool_query(
 
 #[test]
 fn one_tool_header_fingerprint_on_a_real_name_is_dropped_alone() {
-    let mut rng = Rng(44);
+    let mut rng = Rng::new(44);
     // A resolver-facing server: legitimate clients set RD too, so RD separates nothing.
     let legit = Legit::for_zones(&["example.org"], &TAIL, 0x0100);
     // The tool sets RD and the reserved Z bit, sends no EDNS, asks TXT.
@@ -555,7 +534,7 @@ fn one_tool_header_fingerprint_on_a_real_name_is_dropped_alone() {
 
 #[test]
 fn fingerprint_by_edns_size_alone_is_dropped() {
-    let mut rng = Rng(55);
+    let mut rng = Rng::new(55);
     let legit = Legit::for_zones(&["example.org"], &TAIL, 0);
     // Same flags as everyone; an EDNS size no legitimate client uses.
     let mut flood = tool_query("www.example.org", 1, 0, Some((512, false)));
@@ -567,7 +546,7 @@ fn fingerprint_by_edns_size_alone_is_dropped() {
 
 #[test]
 fn several_floods_at_once_are_all_dropped() {
-    let mut rng = Rng(66);
+    let mut rng = Rng::new(66);
     let legit = Legit::for_zones(&["example.net", "example.com"], &TAIL, 0);
     let mut a = random_under("a.example.net", 8, 20, LOWER);
     let mut b_inner = random_under("b.example.com", 4, 7, LOWER_DIGITS);
@@ -611,7 +590,7 @@ fn several_floods_at_once_are_all_dropped() {
 
 #[test]
 fn low_rate_flood_beside_a_legitimate_spike() {
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     let mut legit = Legit::for_zones(&["example.net"], &TAIL, 0);
     // A legitimate spike: www asked ten times as often as usual.
     legit.names[0].1 *= 10;
@@ -631,7 +610,7 @@ fn low_rate_flood_beside_a_legitimate_spike() {
 
 #[test]
 fn quiet_traffic_has_no_flood_and_exit_1() {
-    let mut rng = Rng(88);
+    let mut rng = Rng::new(88);
     let legit = Legit::for_zones(&["example.net", "example.com", "example.org"], &TAIL, 0);
     let packets = mix(&mut rng, &legit, 9000, &mut []);
     let (code, json) = triage("quiet", &packets, &[]);
@@ -650,7 +629,7 @@ fn quiet_traffic_has_no_flood_and_exit_1() {
 
 #[test]
 fn zone_names_asked_rarely_are_kept_with_the_zone() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let legit = Legit::for_zones(&["example.net"], &TAIL, 0);
     // Legitimate names of the flood's shape, each asked once: only the zone tells them apart.
     let rare: Vec<String> = (0..20)
@@ -697,7 +676,7 @@ fn zone_names_asked_rarely_are_kept_with_the_zone() {
 
 #[test]
 fn other_link_types_and_stdin_give_the_same_rules() {
-    let mut rng = Rng(123);
+    let mut rng = Rng::new(123);
     let legit = Legit::for_zones(&["example.net"], &TAIL, 0);
     let mut flood = random_under("www.example.net", 8, 12, LOWER_DIGITS);
     let packets = mix(&mut rng, &legit, 2000, &mut [("www", 3000, &mut flood)]);
@@ -762,7 +741,7 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn baseline_decides_what_is_new() {
-    let mut rng = Rng(321);
+    let mut rng = Rng::new(321);
     let legit = Legit::for_zones(&["example.net"], &TAIL, 0);
     let mut flood = random_under("www.example.net", 8, 12, LOWER_DIGITS);
     let normal = mix(&mut rng, &legit, 3000, &mut []);
