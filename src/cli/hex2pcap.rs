@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{parse_args, CliError, EXIT_OK};
+use crate::cli::{for_each_line, hex_line_too_long, parse_args, CliError, LinesError, EXIT_OK};
 use crate::pcap::hex::{self, Line, MAX_LINE, MAX_PACKET};
 use crate::pcap::{link, Writer};
 
@@ -184,62 +184,6 @@ impl<'a> Packets<'a> {
     }
 }
 
-/// Calls `each` with every line of `input` (without its newline or CR) and its number (from
-/// 1). Lines are handed over where they lie in the reader's buffer; only a line that crosses
-/// the buffer's end is copied. A line longer than [`MAX_LINE`] is an error before more of it
-/// is read.
-fn for_each_line(
-    input: &mut dyn BufRead,
-    mut each: impl FnMut(u64, &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
-    let too_long = |number: u64| {
-        format!(
-            "line {number}: longer than {MAX_LINE} bytes (the hex of a {MAX_PACKET}-byte packet with separators and an ASCII column fits in it)"
-        )
-    };
-    let trim = |line: &[u8]| -> usize { line.len() - usize::from(line.last() == Some(&b'\r')) };
-    let mut number = 0u64;
-    let mut carry: Vec<u8> = Vec::new();
-    loop {
-        let buf = input.fill_buf().map_err(|e| format!("cannot read: {e}"))?;
-        if buf.is_empty() {
-            if !carry.is_empty() {
-                number += 1;
-                let end = trim(&carry);
-                each(number, &carry[..end])?;
-            }
-            return Ok(());
-        }
-        let mut start = 0;
-        let len = buf.len();
-        while let Some(newline) = hex::find_byte(&buf[start..], b'\n') {
-            let line_end = start + newline;
-            number += 1;
-            if carry.is_empty() {
-                let line = &buf[start..line_end];
-                if line.len() > MAX_LINE {
-                    return Err(too_long(number));
-                }
-                each(number, &line[..trim(line)])?;
-            } else {
-                carry.extend_from_slice(&buf[start..line_end]);
-                if carry.len() > MAX_LINE {
-                    return Err(too_long(number));
-                }
-                let end = trim(&carry);
-                each(number, &carry[..end])?;
-                carry.clear();
-            }
-            start = line_end + 1;
-        }
-        carry.extend_from_slice(&buf[start..]);
-        if carry.len() > MAX_LINE {
-            return Err(too_long(number + 1));
-        }
-        input.consume(len);
-    }
-}
-
 /// An offset-column hexdump packet being gathered.
 #[derive(Default)]
 struct Dump {
@@ -261,7 +205,7 @@ fn read_input(
         _ => None,
     };
     let mut decided = format != Format::Auto;
-    for_each_line(input, |number, line| {
+    for_each_line(input, MAX_LINE, |number, line| {
         let at = |e: String| format!("line {number}: {e}");
         if let Some(state) = dump.as_mut() {
             return dump_line(line, state, out).map_err(at);
@@ -317,7 +261,14 @@ fn read_input(
         })?;
         out.emit(timestamp).map_err(at)
     })
-    .map_err(|e| format!("{name}: {e}"))?;
+    .map_err(|e| {
+        let what = match e {
+            LinesError::Read { error, .. } => format!("cannot read: {error}"),
+            LinesError::TooLong { line } => hex_line_too_long(line),
+            LinesError::Line(e) => e,
+        };
+        format!("{name}: {what}")
+    })?;
     if let Some(state) = dump.as_mut() {
         finish_dump(state, out).map_err(|e| format!("{name}: at the end: {e}"))?;
     }

@@ -1,4 +1,5 @@
-//! What the binaries share: error reporting and exit codes, broken-pipe handling.
+//! What the binaries share: error reporting and exit codes, broken-pipe handling, reading
+//! text lines in bounded memory.
 //!
 //! Exit codes follow grep/ripgrep: 0 = success (or something matched), 1 = ran fine but
 //! nothing matched, 2 = error. A broken pipe on output (`tool | head`) is not an error: the
@@ -68,6 +69,96 @@ pub fn hex_line_data(line: &str) -> Option<&str> {
             let data = line.split('\t').next().unwrap_or("").trim();
             Some(data)
         }
+    }
+}
+
+/// The error for line `line` of hex lines (parsedns, hex2pcap) longer than
+/// [`crate::pcap::hex::MAX_LINE`], saying what fits in the limit.
+pub fn hex_line_too_long(line: u64) -> String {
+    use crate::pcap::hex::{MAX_LINE, MAX_PACKET};
+    format!(
+        "line {line}: longer than {MAX_LINE} bytes (the hex of a {MAX_PACKET}-byte packet with separators and an ASCII column fits in it)"
+    )
+}
+
+/// Why [`for_each_line`] stopped before the end of its input.
+#[derive(Debug)]
+pub enum LinesError<E> {
+    /// Reading failed while line `line` (counted from 1) was being read.
+    Read {
+        /// The line being read.
+        line: u64,
+        /// The error of the reader.
+        error: io::Error,
+    },
+    /// Line `line` is longer than the limit; no more of it was read.
+    TooLong {
+        /// The line.
+        line: u64,
+    },
+    /// The callback refused a line: its error.
+    Line(E),
+}
+
+/// Calls `each` with every line of `input` and its number (from 1), without its `\n` or `\r\n`,
+/// stopping at the first error. A last line without a line end is a line; an input that ends
+/// with a line end has no empty line after it.
+///
+/// Memory stays bounded whatever the input: a line is handed over where it lies in the reader's
+/// buffer, and only a line that crosses the buffer's end is copied, into a buffer that never
+/// holds more than `max_line` bytes. A line longer than `max_line` bytes (its `\r` counted) is
+/// refused as soon as that is seen, before more of it is read.
+pub fn for_each_line<R: io::BufRead + ?Sized, E>(
+    input: &mut R,
+    max_line: usize,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(), LinesError<E>> {
+    let without_cr =
+        |line: &[u8]| -> usize { line.len() - usize::from(line.last() == Some(&b'\r')) };
+    let mut number = 0u64;
+    // The start of a line that crosses the buffer's end.
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                return Err(LinesError::Read {
+                    line: number + 1,
+                    error,
+                })
+            }
+        };
+        if buf.is_empty() {
+            if !carry.is_empty() {
+                number += 1;
+                each(number, &carry[..without_cr(&carry)]).map_err(LinesError::Line)?;
+            }
+            return Ok(());
+        }
+        let mut start = 0;
+        while let Some(newline) = crate::pcap::hex::find_byte(&buf[start..], b'\n') {
+            let end = start + newline;
+            number += 1;
+            if carry.len() + newline > max_line {
+                return Err(LinesError::TooLong { line: number });
+            }
+            let line = if carry.is_empty() {
+                &buf[start..end]
+            } else {
+                carry.extend_from_slice(&buf[start..end]);
+                &carry[..]
+            };
+            each(number, &line[..without_cr(line)]).map_err(LinesError::Line)?;
+            carry.clear();
+            start = end + 1;
+        }
+        if carry.len() + (buf.len() - start) > max_line {
+            return Err(LinesError::TooLong { line: number + 1 });
+        }
+        carry.extend_from_slice(&buf[start..]);
+        let used = buf.len();
+        input.consume(used);
     }
 }
 
@@ -225,6 +316,130 @@ mod tests {
             String::from_utf8(err).unwrap(),
             "\rfilter: 8192 packets, 3 MB read (75%)\x1b[K\r\x1b[K"
         );
+    }
+
+    /// The lines `for_each_line` hands over for `input` read `capacity` bytes at a time, or
+    /// how it stopped.
+    fn lines_of(input: &[u8], capacity: usize, max_line: usize) -> Result<Vec<String>, String> {
+        let mut reader = io::BufReader::with_capacity(capacity, input);
+        let mut lines = Vec::new();
+        for_each_line(&mut reader, max_line, |number, line| {
+            lines.push(format!("{number}:{}", String::from_utf8_lossy(line)));
+            Ok::<(), ()>(())
+        })
+        .map_err(|e| match e {
+            LinesError::Read { line, error } => format!("line {line}: {error}"),
+            LinesError::TooLong { line } => format!("line {line}: too long"),
+            LinesError::Line(()) => "refused".to_string(),
+        })?;
+        Ok(lines)
+    }
+
+    #[test]
+    fn lines_are_the_same_whatever_the_buffer_size() {
+        for capacity in [1, 2, 3, 5, 64] {
+            assert_eq!(
+                lines_of(b"a\r\nbb\n\n\r\nc\rc\nlast", capacity, 8),
+                Ok(["1:a", "2:bb", "3:", "4:", "5:c\rc", "6:last"]
+                    .map(String::from)
+                    .to_vec()),
+                "{capacity} bytes at a time"
+            );
+            assert_eq!(
+                lines_of(b"one\n", capacity, 8),
+                Ok(vec!["1:one".to_string()])
+            );
+            assert_eq!(lines_of(b"", capacity, 8), Ok(vec![]));
+            assert_eq!(lines_of(b"\n", capacity, 8), Ok(vec!["1:".to_string()]));
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_with_its_number() {
+        for capacity in [1, 2, 3, 4, 5, 64] {
+            let at = format!("{capacity} bytes at a time");
+            assert_eq!(
+                lines_of(b"abcd\nabcd\r\n", capacity, 4),
+                Err("line 2: too long".into()),
+                "{at}: the CR counts"
+            );
+            assert_eq!(
+                lines_of(b"abcd\nabcd", capacity, 4),
+                Ok(vec!["1:abcd".to_string(), "2:abcd".to_string()]),
+                "{at}"
+            );
+            assert_eq!(
+                lines_of(b"ab\n\nabcde", capacity, 4),
+                Err("line 3: too long".into()),
+                "{at}: a last line without its end"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_refused_before_it_is_read_whole() {
+        let input = vec![b'x'; 100_000];
+        let mut reader = io::BufReader::with_capacity(16, &input[..]);
+        let result = for_each_line(&mut reader, 1000, |_, _| Ok::<(), ()>(()));
+        assert!(matches!(result, Err(LinesError::TooLong { line: 1 })));
+        let unread = reader.into_inner().len();
+        assert!(
+            input.len() - unread <= 1000 + 16,
+            "{} bytes read",
+            input.len() - unread
+        );
+    }
+
+    /// A reader that plays a script: data, or an error of some kind.
+    struct Script(std::collections::VecDeque<Result<&'static [u8], io::ErrorKind>>);
+
+    impl io::Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.pop_front() {
+                None => Ok(0),
+                Some(Ok(data)) => {
+                    buf[..data.len()].copy_from_slice(data);
+                    Ok(data.len())
+                }
+                Some(Err(kind)) => Err(io::Error::new(kind, "scripted")),
+            }
+        }
+    }
+
+    #[test]
+    fn reading_stops_at_an_error_of_the_reader_or_of_the_callback() {
+        let script = |parts: Vec<Result<&'static [u8], io::ErrorKind>>| {
+            io::BufReader::new(Script(parts.into_iter().collect()))
+        };
+        let mut seen = Vec::new();
+        let mut input = script(vec![
+            Ok(b"a\nb"),
+            Err(io::ErrorKind::Interrupted),
+            Ok(b"c\nd"),
+            Err(io::ErrorKind::Other),
+        ]);
+        let result = for_each_line(&mut input, 8, |number, line| {
+            seen.push((number, line.to_vec()));
+            Ok::<(), ()>(())
+        });
+        assert!(
+            matches!(&result, Err(LinesError::Read { line: 3, error }) if error.kind() == io::ErrorKind::Other),
+            "{result:?}"
+        );
+        assert_eq!(seen, [(1, b"a".to_vec()), (2, b"bc".to_vec())]);
+
+        let mut input = script(vec![Ok(b"1\n2\n3\n")]);
+        let mut seen = Vec::new();
+        let result = for_each_line(&mut input, 8, |number, _| {
+            seen.push(number);
+            if number == 2 {
+                Err("refused")
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(result, Err(LinesError::Line("refused"))));
+        assert_eq!(seen, [1, 2]);
     }
 
     #[test]

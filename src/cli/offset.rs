@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{parse_args, CliError, EXIT_NO_MATCH, EXIT_OK};
+use crate::cli::{for_each_line, parse_args, CliError, LinesError, EXIT_NO_MATCH, EXIT_OK};
 use crate::pcap::hex::{self, Line, MAX_LINE};
 use crate::pcap::{link, starts_like_capture, Reader};
 
@@ -220,38 +220,30 @@ impl Search<'_> {
             return Ok(());
         }
         // Hex lines, one packet each, numbered as the packets in the input.
-        let mut text = Vec::new();
         let mut frame = Vec::new();
         let mut number = 0u64;
-        for line_number in 1u64.. {
-            text.clear();
-            let read = (&mut input)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut text)
-                .map_err(|e| format!("{name}: line {line_number}: cannot read: {e}"))?;
-            if read == 0 {
-                break;
-            }
-            if text.last() == Some(&b'\n') {
-                text.pop();
-            } else if text.len() > MAX_LINE {
-                return Err(
-                    format!("{name}: line {line_number}: longer than {MAX_LINE} bytes").into(),
-                );
-            }
+        for_each_line(&mut input, MAX_LINE, |line_number, text| {
             let at = |e: String| format!("{name}: line {line_number}: {e}");
             let Line::Packet { hex: digits, .. } =
-                hex::parse_line(&text).map_err(|e| at(e.to_string()))?
+                hex::parse_line(text).map_err(|e| at(e.to_string()))?
             else {
-                continue;
+                return Ok(());
             };
             frame.clear();
             hex::decode_into(digits, &mut frame).map_err(|e| at(e.to_string()))?;
             number += 1;
             let linktype = self.args.linktype;
-            self.packet(out, number, linktype, 0, &frame)?;
-        }
-        Ok(())
+            self.packet(out, number, linktype, 0, &frame)
+        })
+        .map_err(|e| match e {
+            LinesError::Read { line, error } => {
+                format!("{name}: line {line}: cannot read: {error}").into()
+            }
+            LinesError::TooLong { line } => {
+                format!("{name}: line {line}: longer than {MAX_LINE} bytes").into()
+            }
+            LinesError::Line(e) => e,
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -22,7 +22,7 @@ use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSl
 use serde::{Serialize, Serializer};
 
 use crate::cli::bpfasm::parse_hex_packet;
-use crate::cli::{parse_args, CliError, EXIT_OK};
+use crate::cli::{for_each_line, hex_line_too_long, parse_args, CliError, LinesError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
 use crate::pcap::hex::{self, MAX_LINE, MAX_PACKET};
 use crate::pcap::{self, link};
@@ -786,49 +786,6 @@ impl Output<'_> {
     }
 }
 
-/// How one line was read.
-enum Line {
-    /// A line (without its end) is in the buffer.
-    Read,
-    /// The line is longer than [`MAX_LINE`]; nothing more was read of it.
-    TooLong,
-    /// End of input.
-    End,
-}
-
-/// Reads one line into `line` (cleared first, the `\n` or `\r\n` dropped), holding at most
-/// [`MAX_LINE`] bytes of it.
-fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
-    line.clear();
-    let mut any = false;
-    loop {
-        let buf = match input.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(if any { Line::Read } else { Line::End });
-        }
-        any = true;
-        let (take, used, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i, i + 1, true),
-            None => (buf.len(), buf.len(), false),
-        };
-        if line.len() + take > MAX_LINE {
-            return Ok(Line::TooLong);
-        }
-        line.extend_from_slice(&buf[..take]);
-        input.consume(used);
-        if done {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(Line::Read);
-        }
-    }
-}
-
 /// Decodes the packet of a hex line into `packet` ([`hex`]'s line rules and decoder): its
 /// timestamp column, if any, or `None` for a blank or comment line.
 fn hex_line_packet(line: &[u8], packet: &mut Vec<u8>) -> Result<Option<Option<Duration>>, String> {
@@ -926,31 +883,22 @@ fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(
         return Ok(());
     }
     let mut input = BufReader::with_capacity(1 << 16, input);
-    let mut line = Vec::new();
     let mut packet = Vec::new();
-    let mut number = 0u64;
-    loop {
-        number += 1;
-        match read_line(&mut input, &mut line)
-            .map_err(|e| place(format!("line {number}: cannot read: {e}")))?
-        {
-            Line::End => return Ok(()),
-            Line::TooLong => {
-                return Err(place(format!(
-                    "line {number}: longer than {MAX_LINE} bytes (the hex of a {MAX_PACKET}-byte packet with separators and an ASCII column fits in it)"
-                )))
-            }
-            Line::Read => {}
-        }
-        let Some(time) = hex_line_packet(&line, &mut packet)
-            .map_err(|e| place(format!("line {number}: {e}")))?
+    for_each_line(&mut input, MAX_LINE, |number, line| {
+        let Some(time) =
+            hex_line_packet(line, &mut packet).map_err(|e| place(format!("line {number}: {e}")))?
         else {
-            continue;
+            return Ok(());
         };
         let mut report = Report::of_unknown_link(&packet);
         report.origin = Some(Origin::Line { line: number, time });
-        emit(output, &report)?;
-    }
+        emit(output, &report)
+    })
+    .map_err(|e| match e {
+        LinesError::Read { line, error } => place(format!("line {line}: cannot read: {error}")),
+        LinesError::TooLong { line } => place(hex_line_too_long(line)),
+        LinesError::Line(e) => e,
+    })
 }
 
 /// Whether a command-line input is a packet written as hex (digits, spaces, colons) rather
