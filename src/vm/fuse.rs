@@ -127,6 +127,32 @@ impl Window {
     }
 }
 
+/// Sixteen bytes of a span, compared the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window16 {
+    pub(crate) mask: u128,
+    pub(crate) expected: u128,
+}
+
+impl Window16 {
+    #[inline(always)]
+    fn holds(self, sixteen: [u8; 16]) -> bool {
+        u128::from_le_bytes(sixteen) & self.mask == self.expected
+    }
+}
+
+/// How a span's bytes are compared, by its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Compare {
+    /// 8 to 16 bytes: the first 8 and the last 8 (which may overlap).
+    Short(Window, Window),
+    /// 17 to 32 bytes: the first 16 and the last 16.
+    Medium(Window16, Window16),
+    /// Longer: each whole 8-byte word, then the last 8 bytes when the length is not a
+    /// multiple of 8.
+    Long(Box<[Window]>, Option<Window>),
+}
+
 /// Consecutive single-value checks with one failure target, compared as bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Span {
@@ -138,10 +164,8 @@ pub(crate) struct Span {
     pub(crate) start: u32,
     /// Bytes from `start` to the end of the farthest load (at least 8).
     pub(crate) len: u32,
-    /// The comparisons of the span's whole 8-byte words, in order.
-    pub(crate) words: Box<[Window]>,
-    /// The comparison of its last 8 bytes, when its length is not a multiple of 8.
-    pub(crate) tail: Option<Window>,
+    /// The comparison of its bytes.
+    pub(crate) compare: Compare,
     /// A after the last check passes: the value it lets through.
     pub(crate) last: u32,
     /// Where a failing value goes.
@@ -158,18 +182,33 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    /// Whether `bytes`, the span's `len` bytes of the packet, hold what it expects.
+    /// Whether `bytes`, the span's `len` bytes of the packet (exactly `len`: the caller cuts
+    /// them), hold what it expects.
     #[inline(always)]
     pub(crate) fn matches(&self, bytes: &[u8]) -> bool {
-        let words = self
-            .words
-            .iter()
-            .zip(bytes.chunks_exact(8))
-            .all(|(w, eight)| <[u8; 8]>::try_from(eight).is_ok_and(|eight| w.holds(eight)));
-        words
-            && self
-                .tail
-                .is_none_or(|w| bytes.last_chunk::<8>().is_some_and(|eight| w.holds(*eight)))
+        match &self.compare {
+            Compare::Short(head, tail) => {
+                match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+                    (Some(first), Some(last)) => head.holds(*first) && tail.holds(*last),
+                    _ => false,
+                }
+            }
+            Compare::Medium(head, tail) => {
+                match (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) {
+                    (Some(first), Some(last)) => head.holds(*first) && tail.holds(*last),
+                    _ => false,
+                }
+            }
+            Compare::Long(words, tail) => {
+                words
+                    .iter()
+                    .zip(bytes.chunks_exact(8))
+                    .all(|(w, eight)| <[u8; 8]>::try_from(eight).is_ok_and(|eight| w.holds(eight)))
+                    && tail.is_none_or(|w| {
+                        bytes.last_chunk::<8>().is_some_and(|eight| w.holds(*eight))
+                    })
+            }
+        }
     }
 }
 
@@ -364,6 +403,7 @@ pub(crate) fn span_at(insns: &[Insn], pc: usize, a_read: &[bool]) -> Option<Span
             mask[rel + i] |= m[i];
         }
     }
+    let len_bytes = len as usize;
     let window = |at: usize| {
         let word = |bytes: &[u8]| {
             let mut eight = [0u8; 8];
@@ -375,16 +415,32 @@ pub(crate) fn span_at(insns: &[Insn], pc: usize, a_read: &[bool]) -> Option<Span
             expected: word(&expected),
         }
     };
-    let words: Vec<Window> = (0..len as usize / 8).map(|i| window(8 * i)).collect();
-    let tail = (len % 8 != 0).then(|| window(len as usize - 8));
+    let window16 = |at: usize| {
+        let word = |bytes: &[u8]| {
+            let mut sixteen = [0u8; 16];
+            sixteen.copy_from_slice(&bytes[at..at + 16]);
+            u128::from_le_bytes(sixteen)
+        };
+        Window16 {
+            mask: word(&mask),
+            expected: word(&expected),
+        }
+    };
+    let compare = match len_bytes {
+        ..=16 => Compare::Short(window(0), window(len_bytes - 8)),
+        17..=32 => Compare::Medium(window16(0), window16(len_bytes - 16)),
+        _ => Compare::Long(
+            (0..len_bytes / 8).map(|i| window(8 * i)).collect(),
+            (!len_bytes.is_multiple_of(8)).then(|| window(len_bytes - 8)),
+        ),
+    };
     let next = segments.last()?.next;
     Some(Span {
         segments: segments.into_boxed_slice(),
         indirect,
         start,
         len,
-        words: words.into_boxed_slice(),
-        tail,
+        compare,
         last,
         fail: first.fail,
         next,
@@ -531,9 +587,8 @@ mod tests {
         assert_eq!((span.start, span.len, span.last), (0, 11, 0));
         assert_eq!((span.fail, span.next), (10, 9));
         assert!(!span.a_read_at_fail);
-        // One whole word (bytes 0..8), and the last 8 bytes (3..11).
-        assert_eq!(span.words.len(), 1);
-        assert!(span.tail.is_some());
+        // The first 8 bytes (0..8) and the last 8 (3..11).
+        assert!(matches!(span.compare, Compare::Short(..)));
         assert_eq!((span.next_returns, span.fail_returns), (Some(1), Some(0)));
         let bytes = [3, b'w', b'w', b'w', 7, b'e', b'x', b'a', 0x6d, 0xf5, 0];
         // 0xf5 & 0x0f == 0x05: the masked-out nibble does not count.
@@ -544,13 +599,66 @@ mod tests {
             // Only the masked-out nibble at 9 may change.
             assert_eq!(span.matches(&other), at == 9, "byte {at} changed");
         }
-        // Too short: no match.
-        assert!(!span.matches(&bytes[..10]));
         // Conflicting expectations on the same bytes end the span.
         let prog = insns("ld [0]\njneq #1, fail\nld [0]\njneq #2, fail\nld [4]\njneq #0, fail\nret #1\nfail: ret a");
         let live = a_read_before_written(&prog);
         assert!(span_at(&prog, 0, &live).is_none());
         assert!(live[7]);
+    }
+
+    #[test]
+    fn spans_of_every_length_compare_each_byte() {
+        // Spans of 4-byte checks then 1-byte checks, 8 to 64 bytes long: each compare shape.
+        for len in 8usize..=64 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+                .collect();
+            let mut src = String::new();
+            let mut at = 0;
+            while at < len {
+                if len - at >= 4 && (at / 4) % 5 != 3 {
+                    let v = u32::from_be_bytes([
+                        bytes[at],
+                        bytes[at + 1],
+                        bytes[at + 2],
+                        bytes[at + 3],
+                    ]);
+                    src += &format!("ld [x + {at}]\njneq #{v}, fail\n");
+                    at += 4;
+                } else {
+                    src += &format!("ldb [x + {at}]\njneq #{}, fail\n", bytes[at]);
+                    at += 1;
+                }
+            }
+            src += "ret #1\nfail: ret #0";
+            let prog = insns(&src);
+            let live = a_read_before_written(&prog);
+            let Some(span) = span_at(&prog, 0, &live) else {
+                // More than MAX_SPAN_CHECKS checks: the span stops early, which is tested below.
+                assert!(prog.len() / 2 > MAX_SPAN_CHECKS, "no span for {len} bytes");
+                continue;
+            };
+            if span.len as usize != len {
+                assert!(
+                    span.segments.len() == MAX_SPAN_CHECKS,
+                    "{len}: {}",
+                    span.len
+                );
+            }
+            let n = span.len as usize;
+            let shape_ok = match span.compare {
+                Compare::Short(..) => n <= 16,
+                Compare::Medium(..) => (17..=32).contains(&n),
+                Compare::Long(..) => n > 32,
+            };
+            assert!(shape_ok, "{n} bytes: {:?}", span.compare);
+            assert!(span.matches(&bytes[..n]), "{n} bytes");
+            for i in 0..n {
+                let mut other = bytes[..n].to_vec();
+                other[i] ^= 0x01;
+                assert!(!span.matches(&other), "{n} bytes, byte {i} changed");
+            }
+        }
     }
 
     #[test]
@@ -627,6 +735,12 @@ mod tests {
                 2 => {
                     // A DNS name's label step: ldb [x + k]; jeq #0, E; jgt #m, E; add x;
                     // add #n; tax.
+                    if rng.chance(40) {
+                        // ldx 4*([m]&0xf) first, as an IPv4 program starts.
+                        let m = rng.below(24) as u32;
+                        body.push((0xb1, To::Next, To::Next, m));
+                        x_now = 4 * (value_at(m as usize, 1) & 0xf);
+                    }
                     let exit = To::Exit(rng.below(exits) as usize);
                     let (k, n) = (rng.below(24) as u32, 1 + rng.below(8) as u32);
                     let byte = value_at(x_now.wrapping_add(k) as usize, 1);
@@ -742,7 +856,7 @@ mod tests {
             proptest::test_runner::RngAlgorithm::ChaCha,
         ));
         let (mut spans, mut checks, mut runs) = (0, 0, 0);
-        let (mut label_steps, mut spans_returning) = (0, 0);
+        let (mut label_steps, mut msh_label_steps, mut spans_returning) = (0, 0, 0);
         let mut outcomes = Vec::new();
         for _ in 0..3000 {
             let packet: Vec<u8> = (0..rng.below(48)).map(|_| rng.below(256) as u8).collect();
@@ -754,6 +868,11 @@ mod tests {
                 .fast
                 .iter()
                 .filter(|op| matches!(op, crate::vm::run::Op::StepLabel(..)))
+                .count();
+            msh_label_steps += program
+                .fast
+                .iter()
+                .filter(|op| matches!(op, crate::vm::run::Op::MshStepLabel(..)))
                 .count();
             spans_returning += program
                 .side
@@ -795,8 +914,13 @@ mod tests {
         }
         // The programs did use the superinstructions, and runs ended every way.
         assert!(
-            spans > 500 && checks > 1000 && label_steps > 1000 && spans_returning > 150,
-            "{spans} spans ({spans_returning} that return), {checks} checks, {label_steps} label steps"
+            spans > 500
+                && checks > 1000
+                && label_steps > 600
+                && msh_label_steps > 400
+                && spans_returning > 150,
+            "{spans} spans ({spans_returning} that return), {checks} checks, {label_steps} label \
+             steps, {msh_label_steps} after ldx 4*([m]&0xf)"
         );
         let count = |f: &dyn Fn(&(u32, Exit)) -> bool| outcomes.iter().filter(|o| f(o)).count();
         assert!(count(&|(_, e)| matches!(e, Exit::OutOfBounds(_))) > 1000);

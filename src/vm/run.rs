@@ -206,10 +206,15 @@ pub(crate) enum Op {
     /// when it is in an interval, followed by `add x; add #n; tax`:
     /// (k, n, lowest value, width of the interval, failure target, instructions in all).
     StepLabel(u32, u32, u8, u8, u16, u8),
+    /// `ldx 4*([m]&0xf)` (an IPv4 header's length) followed by a [`Op::StepLabel`]:
+    /// (k, n, m, lowest value, width, failure target, instructions of the step).
+    MshStepLabel(u32, u32, u16, u8, u8, u16, u8),
     /// Any other check (index into `Side::checks`).
     Check(u16),
-    /// A span (index into `Side::spans`).
-    Span(u16),
+    /// A span on `[k]` loads (index into `Side::spans`).
+    SpanAbs(u16),
+    /// A span on `[x + k]` loads (index into `Side::spans`).
+    SpanInd(u16),
 }
 
 // Ops stay 16 bytes: four to a cache line.
@@ -560,8 +565,14 @@ impl Program {
         let mut fast = Vec::with_capacity(plain.len());
         for (pc, &op) in plain.iter().enumerate() {
             let op = if let Some(span) = fuse::span_at(&insns, pc, &a_read) {
+                let indirect = span.indirect;
                 spans.push(span);
-                Op::Span((spans.len() - 1) as u16)
+                let index = (spans.len() - 1) as u16;
+                if indirect {
+                    Op::SpanInd(index)
+                } else {
+                    Op::SpanAbs(index)
+                }
             } else if let Some(step) = step_label(&insns, pc) {
                 step
             } else if let Some(check) = fuse::check_at(&insns, pc).filter(Check::is_compound) {
@@ -584,6 +595,13 @@ impl Program {
                         checks.push(check);
                         Op::Check((checks.len() - 1) as u16)
                     }
+                }
+            } else if let (Op::LdxMsh(m), Some(Op::StepLabel(k, n, lo, width, fail, skip))) =
+                (op, step_label(&insns, pc + 1))
+            {
+                match (u16::try_from(m), skip.checked_add(1)) {
+                    (Ok(m), Some(skip)) => Op::MshStepLabel(k, n, m, lo, width, fail, skip),
+                    _ => op,
                 }
             } else if let (Op::AddX, Some(&Op::AddK(k)), Some(Op::Tax)) =
                 (op, plain.get(pc + 1), plain.get(pc + 2))
@@ -715,6 +733,65 @@ impl Program {
                 } else {
                     usize::from(not_taken($fail))
                 };
+            }};
+        }
+
+        // The step over a label whose `ldb [x + k]` stands at `$at`: on past the `tax`, or to
+        // the failure target.
+        macro_rules! step_label {
+            ($at:expr, $k:expr, $n:expr, $lo:expr, $w:expr, $fail:expr, $skip:expr) => {{
+                a = match load_ind(input, data, x, $k, Size::Byte, byte) {
+                    Some(v) => v,
+                    None => return (0, Exit::OutOfBounds($at)),
+                };
+                if a.wrapping_sub(u32::from($lo)) <= u32::from($w) {
+                    // add x; add #n; tax
+                    a = a.wrapping_add(x).wrapping_add($n);
+                    x = a;
+                    pc += usize::from($skip);
+                } else {
+                    pc = usize::from(not_taken($fail));
+                }
+            }};
+        }
+
+        // Span `$i` on the bytes from `$base` plus its start: compared at once when they are
+        // all in the packet, else (or when A is needed at the failure target) its checks one
+        // at a time.
+        macro_rules! span {
+            ($i:expr, $base:expr) => {{
+                let span = &self.side.spans[usize::from($i)];
+                let bytes = ($base as usize)
+                    .checked_add(span.start as usize)
+                    .and_then(|from| data.get(from..from.checked_add(span.len as usize)?));
+                if let Some(bytes) = bytes {
+                    if span.matches(bytes) {
+                        if let Some(k) = span.next_returns {
+                            return (k, Exit::Return(usize::from(span.next)));
+                        }
+                        a = span.last;
+                        pc = usize::from(span.next);
+                        continue;
+                    }
+                    if !span.a_read_at_fail {
+                        if let Some(k) = span.fail_returns {
+                            return (k, Exit::Return(usize::from(span.fail)));
+                        }
+                        pc = usize::from(span.fail);
+                        continue;
+                    }
+                }
+                pc = usize::from(span.next);
+                for segment in span.segments.iter() {
+                    a = match segment_value(segment, input, data, x) {
+                        Some(v) => v,
+                        None => return (0, Exit::OutOfBounds(usize::from(segment.at))),
+                    };
+                    if !segment.test.passes(a) {
+                        pc = usize::from(span.fail);
+                        break;
+                    }
+                }
             }};
         }
 
@@ -933,15 +1010,11 @@ impl Program {
                     )
                 }
                 Op::StepLabel(k, ref n, ref lo, ref w, ref f, ref skip) => {
-                    a = loaded!(load_ind(input, data, x, k, Size::Byte, byte));
-                    if a.wrapping_sub(u32::from(*lo)) <= u32::from(*w) {
-                        // add x; add #n; tax
-                        a = a.wrapping_add(x).wrapping_add(*n);
-                        x = a;
-                        pc += usize::from(*skip);
-                    } else {
-                        pc = usize::from(not_taken(*f));
-                    }
+                    step_label!(pc, k, *n, *lo, *w, *f, *skip)
+                }
+                Op::MshStepLabel(k, ref n, ref m, ref lo, ref w, ref f, ref skip) => {
+                    x = 4 * (loaded!(byte(data, usize::from(*m))) & 0xf);
+                    step_label!(pc + 1, k, *n, *lo, *w, *f, *skip)
                 }
                 Op::Check(i) => {
                     let check = &self.side.checks[usize::from(i)];
@@ -953,43 +1026,8 @@ impl Program {
                         not_taken(check.fail)
                     });
                 }
-                Op::Span(i) => {
-                    let span = &self.side.spans[usize::from(i)];
-                    let base = if span.indirect { x as usize } else { 0 };
-                    let bytes = base
-                        .checked_add(span.start as usize)
-                        .and_then(|from| data.get(from..from.checked_add(span.len as usize)?));
-                    if let Some(bytes) = bytes {
-                        if span.matches(bytes) {
-                            if let Some(k) = span.next_returns {
-                                return (k, Exit::Return(usize::from(span.next)));
-                            }
-                            a = span.last;
-                            pc = usize::from(span.next);
-                            continue;
-                        }
-                        if !span.a_read_at_fail {
-                            if let Some(k) = span.fail_returns {
-                                return (k, Exit::Return(usize::from(span.fail)));
-                            }
-                            pc = usize::from(span.fail);
-                            continue;
-                        }
-                    }
-                    // A load past the packet, or A is needed at the failure target: the
-                    // checks one at a time.
-                    pc = usize::from(span.next);
-                    for segment in span.segments.iter() {
-                        a = match segment_value(segment, input, data, x) {
-                            Some(v) => v,
-                            None => return (0, Exit::OutOfBounds(usize::from(segment.at))),
-                        };
-                        if !segment.test.passes(a) {
-                            pc = usize::from(span.fail);
-                            break;
-                        }
-                    }
-                }
+                Op::SpanAbs(i) => span!(i, 0),
+                Op::SpanInd(i) => span!(i, x as usize),
             }
         }
     }
