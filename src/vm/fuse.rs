@@ -113,31 +113,69 @@ pub(crate) struct Check {
     pub(crate) fail: u16,
 }
 
-/// Eight bytes of a span: `(packet bytes, little-endian) & mask == expected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Window {
-    pub(crate) mask: u64,
-    pub(crate) expected: u64,
+/// A word a span compares at once: 8 bytes (`u64`) or 16 (`u128`), read little-endian.
+pub(crate) trait Word:
+    Copy + Eq + std::ops::BitAnd<Output = Self> + std::fmt::Debug
+{
+    /// Its size in bytes.
+    const BYTES: usize;
+    /// The word in `bytes`, when they are exactly `BYTES` long.
+    fn from_le(bytes: &[u8]) -> Option<Self>;
 }
 
-impl Window {
+impl Word for u64 {
+    const BYTES: usize = 8;
     #[inline(always)]
-    fn holds(self, eight: [u8; 8]) -> bool {
-        u64::from_le_bytes(eight) & self.mask == self.expected
+    fn from_le(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(u64::from_le_bytes)
     }
 }
 
-/// Sixteen bytes of a span, compared the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Window16 {
-    pub(crate) mask: u128,
-    pub(crate) expected: u128,
+impl Word for u128 {
+    const BYTES: usize = 16;
+    #[inline(always)]
+    fn from_le(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(u128::from_le_bytes)
+    }
 }
 
-impl Window16 {
+/// One word of a span: `(packet bytes, little-endian) & mask == expected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window<W> {
+    pub(crate) mask: W,
+    pub(crate) expected: W,
+}
+
+impl<W: Word> Window<W> {
+    /// The window over the bytes at `at` of a span's masks and expected bytes.
+    fn new(mask: &[u8], expected: &[u8], at: usize) -> Option<Self> {
+        let word = |bytes: &[u8]| W::from_le(bytes.get(at..at.checked_add(W::BYTES)?)?);
+        Some(Window {
+            mask: word(mask)?,
+            expected: word(expected)?,
+        })
+    }
+
+    /// Whether `bytes`, exactly one word, hold what the window expects.
     #[inline(always)]
-    fn holds(self, sixteen: [u8; 16]) -> bool {
-        u128::from_le_bytes(sixteen) & self.mask == self.expected
+    fn holds(self, bytes: &[u8]) -> bool {
+        W::from_le(bytes).is_some_and(|word| word & self.mask == self.expected)
+    }
+
+    /// Whether the first word of `bytes` holds what the window expects.
+    #[inline(always)]
+    fn holds_first(self, bytes: &[u8]) -> bool {
+        bytes.get(..W::BYTES).is_some_and(|first| self.holds(first))
+    }
+
+    /// Whether the last word of `bytes` holds what the window expects.
+    #[inline(always)]
+    fn holds_last(self, bytes: &[u8]) -> bool {
+        bytes
+            .len()
+            .checked_sub(W::BYTES)
+            .and_then(|at| bytes.get(at..))
+            .is_some_and(|last| self.holds(last))
     }
 }
 
@@ -145,12 +183,12 @@ impl Window16 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Compare {
     /// 8 to 16 bytes: the first 8 and the last 8 (which may overlap).
-    Short(Window, Window),
+    Short(Window<u64>, Window<u64>),
     /// 17 to 32 bytes: the first 16 and the last 16.
-    Medium(Window16, Window16),
+    Medium(Window<u128>, Window<u128>),
     /// Longer: each whole 8-byte word, then the last 8 bytes when the length is not a
     /// multiple of 8.
-    Long(Box<[Window]>, Option<Window>),
+    Long(Box<[Window<u64>]>, Option<Window<u64>>),
 }
 
 /// Consecutive single-value checks with one failure target, compared as bytes.
@@ -187,26 +225,14 @@ impl Span {
     #[inline(always)]
     pub(crate) fn matches(&self, bytes: &[u8]) -> bool {
         match &self.compare {
-            Compare::Short(head, tail) => {
-                match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-                    (Some(first), Some(last)) => head.holds(*first) && tail.holds(*last),
-                    _ => false,
-                }
-            }
-            Compare::Medium(head, tail) => {
-                match (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) {
-                    (Some(first), Some(last)) => head.holds(*first) && tail.holds(*last),
-                    _ => false,
-                }
-            }
+            Compare::Short(head, tail) => head.holds_first(bytes) && tail.holds_last(bytes),
+            Compare::Medium(head, tail) => head.holds_first(bytes) && tail.holds_last(bytes),
             Compare::Long(words, tail) => {
                 words
                     .iter()
                     .zip(bytes.chunks_exact(8))
-                    .all(|(w, eight)| <[u8; 8]>::try_from(eight).is_ok_and(|eight| w.holds(eight)))
-                    && tail.is_none_or(|w| {
-                        bytes.last_chunk::<8>().is_some_and(|eight| w.holds(*eight))
-                    })
+                    .all(|(w, eight)| w.holds(eight))
+                    && tail.is_none_or(|w| w.holds_last(bytes))
             }
         }
     }
@@ -403,35 +429,24 @@ pub(crate) fn span_at(insns: &[Insn], pc: usize, a_read: &[bool]) -> Option<Span
             mask[rel + i] |= m[i];
         }
     }
-    let len_bytes = len as usize;
-    let window = |at: usize| {
-        let word = |bytes: &[u8]| {
-            let mut eight = [0u8; 8];
-            eight.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(eight)
-        };
-        Window {
-            mask: word(&mask),
-            expected: word(&expected),
-        }
-    };
-    let window16 = |at: usize| {
-        let word = |bytes: &[u8]| {
-            let mut sixteen = [0u8; 16];
-            sixteen.copy_from_slice(&bytes[at..at + 16]);
-            u128::from_le_bytes(sixteen)
-        };
-        Window16 {
-            mask: word(&mask),
-            expected: word(&expected),
-        }
-    };
-    let compare = match len_bytes {
-        ..=16 => Compare::Short(window(0), window(len_bytes - 8)),
-        17..=32 => Compare::Medium(window16(0), window16(len_bytes - 16)),
+    let n = len as usize;
+    let compare = match n {
+        ..=16 => Compare::Short(
+            Window::new(&mask, &expected, 0)?,
+            Window::new(&mask, &expected, n - 8)?,
+        ),
+        17..=32 => Compare::Medium(
+            Window::new(&mask, &expected, 0)?,
+            Window::new(&mask, &expected, n - 16)?,
+        ),
         _ => Compare::Long(
-            (0..len_bytes / 8).map(|i| window(8 * i)).collect(),
-            (!len_bytes.is_multiple_of(8)).then(|| window(len_bytes - 8)),
+            (0..n / 8)
+                .map(|i| Window::new(&mask, &expected, 8 * i))
+                .collect::<Option<_>>()?,
+            match n % 8 {
+                0 => None,
+                _ => Some(Window::new(&mask, &expected, n - 8)?),
+            },
         ),
     };
     let next = segments.last()?.next;
@@ -697,8 +712,8 @@ mod tests {
 
     /// A program made of the idioms the superinstructions stand for (checks with masks and
     /// several jumps, runs of checks on one base, `add x; add #k; tax`, the step over a DNS
-    /// label), with constants taken
-    /// from `packet` often enough that runs get far, and exits that read A or not.
+    /// label), with constants taken from `packet` often enough that runs get far, and exits
+    /// that read A or not.
     fn idiom_program(rng: &mut Rng, packet: &[u8]) -> Vec<crate::insn::RawInsn> {
         use crate::insn::RawInsn;
         let value_at = |at: usize, n: usize| {
@@ -714,7 +729,8 @@ mod tests {
             _ => rng.below(12) as u32,
         };
         body.push((0x01, To::Next, To::Next, x)); // ldx #x
-                                                  // A and X on the path where every check passes, so later constants match the packet.
+
+        // A and X on the path where every check passes, so later constants match the packet.
         let (mut a_now, mut x_now) = (0u32, x);
         let exits = 4;
         for _ in 0..1 + rng.below(8) {
@@ -864,16 +880,10 @@ mod tests {
             let program = Program::new(&raw, Profile::Socket).expect("valid program");
             spans += program.side.spans.len();
             checks += program.side.checks.len();
-            label_steps += program
-                .fast
-                .iter()
-                .filter(|op| matches!(op, crate::vm::run::Op::StepLabel(..)))
-                .count();
-            msh_label_steps += program
-                .fast
-                .iter()
-                .filter(|op| matches!(op, crate::vm::run::Op::MshStepLabel(..)))
-                .count();
+            let ops =
+                |f: fn(&crate::vm::run::Op) -> bool| program.fast.iter().filter(|op| f(op)).count();
+            label_steps += ops(|op| matches!(op, crate::vm::run::Op::StepLabel(..)));
+            msh_label_steps += ops(|op| matches!(op, crate::vm::run::Op::MshStepLabel(..)));
             spans_returning += program
                 .side
                 .spans
