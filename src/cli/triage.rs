@@ -50,6 +50,9 @@ struct Args {
     /// A master-format zone file: the names it declares are legitimate.
     #[arg(long, value_name = "FILE")]
     zone: Option<String>,
+    /// The zone's origin when the zone file has no $ORIGIN (e.g. example.net).
+    #[arg(long, value_name = "NAME", requires = "zone")]
+    zone_origin: Option<String>,
     /// Captures (pcap or pcapng, any link type the suite reads); '-' is stdin (the default).
     #[arg(value_name = "CAPTURE")]
     captures: Vec<String>,
@@ -91,6 +94,30 @@ impl Drop for Spool {
     }
 }
 
+/// Builds every deployment command's script in process (`iptables-bpf ... -w -`), so that a
+/// command printed is one that generates: an empty string for a command that does, else why
+/// it does not.
+fn check_deploy_commands(analysis: &crate::triage::Analysis) -> Vec<String> {
+    crate::triage::report::deploy_commands(analysis)
+        .into_iter()
+        .map(|args| {
+            let mut argv: Vec<OsString> =
+                vec!["iptables-bpf".into(), "-q".into(), "-w".into(), "-".into()];
+            argv.extend(args.into_iter().map(OsString::from));
+            let mut sink = std::io::sink();
+            let mut errors = Vec::new();
+            match crate::cli::iptables_bpf::main(argv, &mut sink, &mut errors) {
+                Ok(code) if code == ExitCode::SUCCESS => String::new(),
+                Ok(_) => format!(
+                    "this command does not generate: {}",
+                    String::from_utf8_lossy(&errors).trim()
+                ),
+                Err(e) => format!("this command does not generate: {e}"),
+            }
+        })
+        .collect()
+}
+
 /// Runs `triage` with `args` (including the program name).
 pub fn main(
     args: impl IntoIterator<Item = OsString>,
@@ -115,9 +142,13 @@ pub fn main(
     }
     let zone = match &args.zone {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
-            Some(Zone::parse(&text).map_err(|e| format!("{path}: {e}"))?)
+            let file = File::open(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+            let zone = Zone::read(std::io::BufReader::new(file), args.zone_origin.as_deref())
+                .map_err(|e| format!("{path}:{e}"))?;
+            if zone.is_empty() {
+                return Err(format!("{path}: no names in the zone file").into());
+            }
+            Some(zone)
         }
         None => None,
     };
@@ -153,11 +184,12 @@ pub fn main(
     }
     let analysis = analyze(&sources, baseline.as_ref(), zone.as_ref())?;
     drop(spool);
+    let checks = check_deploy_commands(&analysis);
     if args.json {
-        let text = serde_json::to_string_pretty(&to_json(&analysis))?;
+        let text = serde_json::to_string_pretty(&to_json(&analysis, &checks))?;
         writeln!(stdout, "{text}")?;
     } else {
-        write!(stdout, "{}", to_text(&analysis))?;
+        write!(stdout, "{}", to_text(&analysis, &checks))?;
     }
     stdout.flush()?;
     Ok(ExitCode::from(if analysis.floods.is_empty() {

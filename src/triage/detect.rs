@@ -1,13 +1,19 @@
-//! Flood detection: what stands out from the rest of the traffic (and from the baseline and
-//! the zone, when given).
+//! Flood detection: what stands out from the rest of the traffic, judged by the evidence the
+//! capture holds (the server's own responses, how often names repeat, the sources), the zone
+//! and the baseline.
 //!
-//! Two kinds of flood are found:
-//! - **random subdomains** under a parent suffix: many names under it that are rarely asked
-//!   again, with many distinct child labels. A name is *established* when it is asked more
-//!   often than random labels of the flood would repeat by chance (a Poisson bound on the
-//!   flood's own repetition rate, see [`established_threshold`]), or when the zone or the baseline has it: established names
-//!   are legitimate, the rare ones are the flood. The most specific parent wins when nested
-//!   parents see the same flood.
+//! Three kinds of flood are found:
+//! - **random subdomains** under a parent: many names directly under it (or two labels under
+//!   it) for which nothing says they exist — the server never answered them NOERROR, the
+//!   zone has neither them nor a wildcard above them, the baseline did not see them, and they
+//!   are not asked more often than random labels repeat by chance (a Poisson bound on the
+//!   flood's own repetition, [`established_threshold`]). Such names must be mostly distinct,
+//!   at least as many queries as the parent's names that do exist get, and (with a baseline)
+//!   at several times their rate in normal times: a parent whose rare names arrive as before,
+//!   or a zone whose wildcard children are asked now and then, is no flood.
+//! - **dedicated sources**: sources that each send one (name, type) for at least 90% of their
+//!   queries at 10 or more queries a second: a flood of one name (an existing one included),
+//!   told apart from the same name asked by resolvers by where it comes from.
 //! - **header fingerprints**: one name whose traffic is dominated by one fingerprint (flag
 //!   bits including the reserved Z bit, EDNS presence, size and DO bit, question type and
 //!   class) whose header part (flags and EDNS) is practically absent from all other traffic:
@@ -15,9 +21,11 @@
 //!
 //! A flood must carry at least [`MIN_FLOOD`] queries and 0.5% of all queries.
 
-use crate::triage::packet::{label_starts, name_text, Edns, Family};
-use crate::triage::stats::{charset_bits, FastMap, Fingerprint, Stats, CHARSETS};
-use crate::triage::zone::Zone;
+use std::net::IpAddr;
+
+use crate::triage::packet::{name_text, Edns, Family};
+use crate::triage::stats::{charset_bits, query_key, FastMap, Fingerprint, Stats, CHARSETS};
+use crate::triage::zone::{Zone, ZoneMatch};
 
 /// The fewest queries a flood is made of.
 pub const MIN_FLOOD: u64 = 50;
@@ -47,6 +55,15 @@ pub enum FloodKind {
         randomized_case: bool,
         /// Distinct child labels (estimate).
         distinct_children: u64,
+    },
+    /// One (name, type) sent by sources that send (almost) nothing else.
+    Sources {
+        /// The name (lowercase wire form).
+        name: Vec<u8>,
+        /// The question type.
+        qtype: u16,
+        /// The sources, sorted.
+        hosts: Vec<IpAddr>,
     },
     /// One name flooded by one tool's fingerprint.
     Fingerprint {
@@ -117,6 +134,13 @@ impl Flood {
                     }
                 )
             }
+            FloodKind::Sources { name, qtype, hosts } => format!(
+                "{} {} from {} source{} that send nothing else",
+                name_text(name),
+                crate::dns::type_name(*qtype),
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" }
+            ),
             FloodKind::Fingerprint { name, print, .. } => format!(
                 "{} {} from one tool: flags {}, EDNS {}",
                 name_text(name),
@@ -196,8 +220,55 @@ pub fn child_label<'a>(name: &'a [u8], suffix: &[u8]) -> &'a [u8] {
     &name[last + 1..cut]
 }
 
-/// What the detector knows besides the capture: names that are legitimate by the zone or the
-/// baseline, and the baseline's counters.
+/// Why a name is taken to exist (and its queries to be legitimate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Basis {
+    /// The zone declares it.
+    Zone,
+    /// A wildcard of the zone answers it.
+    ZoneWildcard,
+    /// The server answered it NOERROR in the capture.
+    Answered,
+    /// The baseline saw it answered or asked repeatedly.
+    Baseline,
+    /// Asked more often than the flood's random names repeat.
+    Repeated,
+}
+
+impl Basis {
+    /// Every basis, in order.
+    pub const ALL: [Basis; 5] = [
+        Basis::Zone,
+        Basis::ZoneWildcard,
+        Basis::Answered,
+        Basis::Baseline,
+        Basis::Repeated,
+    ];
+
+    /// A short key (JSON).
+    pub fn key(self) -> &'static str {
+        match self {
+            Basis::Zone => "zone",
+            Basis::ZoneWildcard => "zone_wildcard",
+            Basis::Answered => "answered_noerror",
+            Basis::Baseline => "baseline",
+            Basis::Repeated => "repeated",
+        }
+    }
+
+    /// In words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Basis::Zone => "name in the zone",
+            Basis::ZoneWildcard => "name under a wildcard of the zone",
+            Basis::Answered => "answered NOERROR by the server",
+            Basis::Baseline => "name in the baseline",
+            Basis::Repeated => "asked repeatedly",
+        }
+    }
+}
+
+/// What the detector knows besides the capture: the zone and the baseline's counters.
 pub struct Knowledge<'a> {
     /// The baseline's counters.
     pub baseline: Option<&'a Stats>,
@@ -206,33 +277,32 @@ pub struct Knowledge<'a> {
 }
 
 impl Knowledge<'_> {
-    /// Why `name` is legitimate whatever the capture says, if it is.
-    pub fn known(&self, name: &[u8]) -> Option<&'static str> {
-        if self.zone.is_some_and(|z| z.contains(name)) {
-            return Some("in the zone");
+    /// Why `name` exists by the zone, the capture's responses or the baseline, if it does.
+    pub fn exists(&self, stats: &Stats, name: &[u8]) -> Option<Basis> {
+        if let Some(found) = self.zone.and_then(|z| z.covers(name)) {
+            return Some(match found {
+                ZoneMatch::Name => Basis::Zone,
+                ZoneMatch::Wildcard => Basis::ZoneWildcard,
+            });
         }
-        if self
-            .baseline
-            .is_some_and(|b| b.names.get(name).is_some_and(|s| s.count >= 2))
-        {
-            return Some("in the baseline");
+        if stats.names.get(name).is_some_and(|s| s.noerror > 0) {
+            return Some(Basis::Answered);
+        }
+        if self.baseline.is_some_and(|b| {
+            b.names
+                .get(name)
+                .is_some_and(|s| s.noerror > 0 || s.count >= 3)
+        }) {
+            return Some(Basis::Baseline);
         }
         None
     }
 }
 
-/// Per-suffix tallies from the name table.
-#[derive(Default)]
-struct Tally<'a> {
-    /// Distinct names by count (index min(count, 31)).
-    names_by_count: [u64; 32],
-    /// Queries by the count of their name (index min(count, 31)).
-    packets_by_count: [u64; 32],
-    established_at: u32,
-    established: Vec<(&'a [u8], u32)>,
-    established_packets: u64,
-    established_v6: u64,
-    established_children: FastMap<&'a [u8], ()>,
+/// The parent of a wire name (without its first label), when it has one.
+pub fn parent(name: &[u8]) -> Option<&[u8]> {
+    let first = usize::from(*name.first()?);
+    name.get(1 + first..)
 }
 
 /// The smallest count that the names of a random flood reach by chance less than once in two
@@ -269,7 +339,17 @@ fn established_threshold(mean: f64, names: u64) -> u32 {
 pub fn detect(stats: &Stats, known: &Knowledge<'_>) -> Vec<Flood> {
     let min_flood = MIN_FLOOD.max(stats.queries / 200);
     let mut floods = random_subdomains(stats, known, min_flood);
-    floods.extend(fingerprints(stats, min_flood));
+    floods.extend(sources(stats, min_flood));
+    let fixed: Vec<Vec<u8>> = floods
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FloodKind::Sources { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    floods.extend(fingerprints(stats, min_flood).into_iter().filter(
+        |f| !matches!(&f.kind, FloodKind::Fingerprint { name, .. } if fixed.contains(name)),
+    ));
     floods.sort_by_key(|f| std::cmp::Reverse(f.queries));
     floods.truncate(MAX_FLOODS);
     for (index, flood) in floods.iter_mut().enumerate() {
@@ -278,199 +358,309 @@ pub fn detect(stats: &Stats, known: &Knowledge<'_>) -> Vec<Flood> {
     floods
 }
 
-struct Candidate<'a> {
-    suffix: Vec<u8>,
-    rare: u64,
-    rare_v6: u64,
-    rare_names: u64,
-    rare_children: f64,
-    established_at: u32,
-    established: Vec<(&'a [u8], u32)>,
+/// The names without evidence of existence under one parent, at one depth.
+struct Unknown {
+    queries: u64,
+    ipv6: u64,
+    names: u64,
+    /// Distinct labels right under the parent (depth 2: the middle labels).
+    children: FastMap<Vec<u8>, ()>,
+    upper: u64,
+    nxdomain: u64,
+    answered: u64,
+    /// Queries by the length of the first label.
+    lengths: [u64; 64],
+    charsets: [u64; 5],
+    /// Names by count (index min(count, 31)), for the repetition bound.
+    by_count: [u64; 32],
 }
 
+impl Default for Unknown {
+    fn default() -> Unknown {
+        Unknown {
+            queries: 0,
+            ipv6: 0,
+            names: 0,
+            children: FastMap::default(),
+            upper: 0,
+            nxdomain: 0,
+            answered: 0,
+            lengths: [0; 64],
+            charsets: [0; 5],
+            by_count: [0; 32],
+        }
+    }
+}
+
+impl Unknown {
+    fn add(&mut self, name: &[u8], stat: &crate::triage::stats::NameStat, child: &[u8]) {
+        let count = u64::from(stat.count);
+        self.queries += count;
+        self.ipv6 += u64::from(stat.ipv6);
+        self.names += 1;
+        if self.children.len() < 100_000 {
+            self.children.insert(child.to_vec(), ());
+        }
+        self.upper += u64::from(stat.upper > 0);
+        self.nxdomain += u64::from(stat.nxdomain > 0);
+        self.answered += u64::from(stat.nxdomain > 0 || stat.noerror > 0);
+        let first = &name[1..1 + usize::from(name[0])];
+        self.lengths[first.len().min(63)] += count;
+        let bits = charset_bits(first);
+        for (class, slot) in self.charsets.iter_mut().enumerate() {
+            *slot += count * u64::from(bits >> class & 1);
+        }
+        self.by_count[(stat.count as usize).min(31)] += 1;
+    }
+}
+
+/// The names of `stats` grouped by their parent (depth 1) and grandparent (depth 2), those
+/// without evidence apart, with the queries that do have evidence summed per ancestor.
 fn random_subdomains(stats: &Stats, known: &Knowledge<'_>, min_flood: u64) -> Vec<Flood> {
-    // Parents with enough traffic to hold a flood.
-    let mut tallies: FastMap<&[u8], Tally<'_>> = stats
-        .suffixes
-        .iter()
-        .filter(|(_, s)| s.packets >= min_flood && s.detail.is_some())
-        .map(|(k, _)| (&k[..], Tally::default()))
-        .collect();
-    let mut starts = Vec::new();
+    // 1. Without the repetition bound: which names have evidence, and the repetition of the
+    // others per parent.
+    let mut evidenced: FastMap<&[u8], bool> = FastMap::default();
+    let mut repetition: FastMap<&[u8], [u64; 32]> = FastMap::default();
     for (name, stat) in &stats.names {
-        label_starts(name, &mut starts);
-        for &at in starts.iter().skip(1) {
-            if let Some(tally) = tallies.get_mut(&name[at..]) {
-                let bucket = (stat.count as usize).min(31);
-                tally.names_by_count[bucket] += 1;
-                tally.packets_by_count[bucket] += u64::from(stat.count);
-            }
-        }
-    }
-    for (suffix, tally) in tallies.iter_mut() {
-        let stat = &stats.suffixes[*suffix];
-        // The flood's repetition rate, from names asked up to 10 times (plus the forgotten
-        // ones, all asked once).
-        let low_names: u64 = tally.names_by_count[1..=10].iter().sum();
-        let low_packets: u64 = tally.packets_by_count[1..=10].iter().sum();
-        let forgotten = stat
-            .packets
-            .saturating_sub(tally.packets_by_count.iter().sum::<u64>());
-        let mean = (low_packets + forgotten) as f64 / (low_names + forgotten).max(1) as f64;
-        tally.established_at = established_threshold(mean, low_names + forgotten);
-    }
-    for (name, s) in &stats.names {
-        let is_known = known.known(name).is_some();
-        label_starts(name, &mut starts);
-        for &at in starts.iter().skip(1) {
-            let suffix = &name[at..];
-            if let Some(tally) = tallies.get_mut(suffix) {
-                if s.count >= tally.established_at || is_known {
-                    tally.established_packets += u64::from(s.count);
-                    tally.established_v6 += u64::from(s.ipv6);
-                    tally
-                        .established_children
-                        .insert(child_label(name, suffix), ());
-                    tally.established.push((&name[..], s.count));
-                }
-            }
-        }
-    }
-    let mut candidates = Vec::new();
-    for (suffix, tally) in tallies {
-        let stat = &stats.suffixes[suffix];
-        let rare = stat.packets.saturating_sub(tally.established_packets);
-        if rare < min_flood {
+        if stat.count == 0 {
             continue;
         }
-        let detail = stat.detail.as_ref().expect("filtered above");
-        let rare_children = detail.distinct_children() - tally.established_children.len() as f64;
-        let rare_names = u64::from(stat.names).saturating_sub(tally.established.len() as u64);
-        if rare_children < 0.3 * rare as f64 || rare_names < min_flood / 2 {
-            continue;
+        let has = known.exists(stats, name).is_some();
+        evidenced.insert(&name[..], has);
+        if !has {
+            if let Some(up) = parent(name) {
+                repetition.entry(up).or_insert([0; 32])[(stat.count as usize).min(31)] += 1;
+            }
         }
-        if let Some(baseline) = known.baseline {
-            // Against normal times: the share of rare names under this parent must have grown.
-            if let Some(before) = baseline_rare_share(baseline, suffix) {
-                let now = rare as f64 / stats.queries.max(1) as f64;
-                if now < 5.0 * before {
-                    continue;
+    }
+    let thresholds: FastMap<&[u8], u32> = repetition
+        .iter()
+        .map(|(up, by_count)| {
+            let low_names: u64 = by_count[1..=10].iter().sum();
+            let low_packets: u64 = (1..=10).map(|k| by_count[k] * k as u64).sum();
+            let mean = low_packets as f64 / low_names.max(1) as f64;
+            (*up, established_threshold(mean, low_names))
+        })
+        .collect();
+    // 2. Existing names' queries per ancestor; the others per parent.
+    let mut existing: FastMap<&[u8], u64> = FastMap::default();
+    let mut depth1: FastMap<&[u8], Unknown> = FastMap::default();
+    for (name, stat) in &stats.names {
+        let Some(&has) = evidenced.get(&name[..]) else {
+            continue;
+        };
+        let up = parent(name).unwrap_or(&[]);
+        let repeated = stat.count >= thresholds.get(up).copied().unwrap_or(3);
+        if has || repeated {
+            let mut at: &[u8] = name;
+            loop {
+                *existing.entry(at).or_insert(0) += u64::from(stat.count);
+                match parent(at) {
+                    Some(next) if !next.is_empty() => at = next,
+                    _ => break,
                 }
             }
-        }
-        candidates.push(Candidate {
-            suffix: suffix.to_vec(),
-            rare,
-            rare_v6: stat.ipv6.saturating_sub(tally.established_v6),
-            rare_names,
-            rare_children,
-            established_at: tally.established_at,
-            established: tally.established,
-        });
-    }
-    candidates.sort_by(|a, b| b.rare.cmp(&a.rare).then(a.suffix.cmp(&b.suffix)));
-    // Nested parents seeing the same flood: keep the most specific one unless the other
-    // holds clearly more.
-    let mut kept: Vec<Candidate<'_>> = Vec::new();
-    for c in candidates {
-        let mut replace = None;
-        let mut skip = false;
-        for (index, k) in kept.iter().enumerate() {
-            let c_specific = depth_under(&c.suffix, &k.suffix).is_some();
-            if !c_specific && depth_under(&k.suffix, &c.suffix).is_none() {
-                continue;
-            }
-            if c_specific && (c.rare as f64) >= 0.8 * k.rare as f64 {
-                replace = Some(index);
-            } else {
-                skip = true;
-            }
-            break;
-        }
-        match (replace, skip) {
-            (Some(index), _) => kept[index] = c,
-            (None, false) => kept.push(c),
-            (None, true) => {}
+        } else if !up.is_empty() {
+            let child = &name[1..1 + usize::from(name[0])];
+            depth1.entry(up).or_default().add(name, stat, child);
         }
     }
-    kept.into_iter().map(|c| profile(stats, c)).collect()
+    let accept = |up: &[u8], unknown: &Unknown, distinct: u64| -> bool {
+        let before = existing.get(up).copied().unwrap_or(0);
+        unknown.queries >= min_flood
+            && distinct as f64 >= 0.3 * unknown.queries as f64
+            && unknown.queries as f64 >= 0.5 * before as f64
+            && grown_since_baseline(stats, known, up, unknown.queries)
+    };
+    let mut floods = Vec::new();
+    let mut taken: FastMap<&[u8], ()> = FastMap::default();
+    for (up, unknown) in &depth1 {
+        if accept(up, unknown, unknown.children.len() as u64) {
+            taken.insert(up, ());
+            floods.push(profile(up, 1, unknown, &thresholds));
+        }
+    }
+    // 3. Two random labels: names whose parent is itself an unknown, rarely asked name.
+    let mut depth2: FastMap<&[u8], Unknown> = FastMap::default();
+    for (name, stat) in &stats.names {
+        if evidenced.get(&name[..]) != Some(&false) {
+            continue;
+        }
+        let Some(up) = parent(name).filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        if stat.count >= thresholds.get(up).copied().unwrap_or(3)
+            || taken.contains_key(up)
+            || evidenced.get(up).copied().unwrap_or(false)
+            || existing.get(up).copied().unwrap_or(0) > 0
+        {
+            continue;
+        }
+        let Some(grand) = parent(up).filter(|g| !g.is_empty()) else {
+            continue;
+        };
+        let middle = &up[1..1 + usize::from(up[0])];
+        depth2.entry(grand).or_default().add(name, stat, middle);
+    }
+    for (grand, unknown) in &depth2 {
+        if taken.contains_key(grand) {
+            continue;
+        }
+        if accept(grand, unknown, unknown.children.len() as u64) {
+            floods.push(profile(grand, 2, unknown, &thresholds));
+        }
+    }
+    floods
 }
 
-/// The share of all queries that went to rare names under `suffix` in the baseline, when the
-/// baseline saw the suffix at all.
-fn baseline_rare_share(baseline: &Stats, suffix: &[u8]) -> Option<f64> {
-    let stat = baseline.suffixes.get(suffix)?;
-    let repeated: u64 = baseline
+/// With a baseline that saw names under `parent`: whether the rate of names without evidence
+/// under it is now at least three times what it was (a parent whose rare names arrive as
+/// before is no flood).
+fn grown_since_baseline(
+    stats: &Stats,
+    known: &Knowledge<'_>,
+    parent_name: &[u8],
+    now: u64,
+) -> bool {
+    let Some(baseline) = known.baseline else {
+        return true;
+    };
+    let before: u64 = baseline
         .names
         .iter()
-        .filter(|(name, s)| s.count >= 3 && depth_under(name, suffix).is_some())
+        .filter(|(name, s)| {
+            parent(name) == Some(parent_name)
+                && s.noerror == 0
+                && s.count < 3
+                && known.zone.is_none_or(|z| z.covers(name).is_none())
+        })
         .map(|(_, s)| u64::from(s.count))
         .sum();
-    Some(stat.packets.saturating_sub(repeated) as f64 / baseline.queries.max(1) as f64)
+    let rate = |queries: u64, s: &Stats| queries as f64 / s.seconds().max(1) as f64;
+    rate(now, stats) >= 3.0 * rate(before, baseline) + 1.0
 }
 
-fn profile(stats: &Stats, c: Candidate<'_>) -> Flood {
-    let detail = stats.suffixes[&c.suffix[..]]
-        .detail
-        .as_ref()
-        .expect("candidates have a profile");
-    let mut lengths = detail.lengths;
-    let mut depths = detail.depths;
-    let mut charsets = detail.charsets;
-    for (name, _) in &c.established {
-        let child = child_label(name, &c.suffix);
-        let index = child.len().min(63);
-        lengths[index] = lengths[index].saturating_sub(1);
-        if let Some(depth) = depth_under(name, &c.suffix) {
-            depths[(depth - 1).min(3)] = depths[(depth - 1).min(3)].saturating_sub(1);
-        }
-        let bits = charset_bits(child);
-        for (class, slot) in charsets.iter_mut().enumerate() {
-            *slot = slot.saturating_sub(u32::from(bits >> class & 1));
+fn profile(up: &[u8], depth: usize, unknown: &Unknown, thresholds: &FastMap<&[u8], u32>) -> Flood {
+    // Child label lengths covering all but 0.1% of the queries at each end.
+    let cut = unknown.queries / 1000;
+    let mut seen = 0;
+    let mut min = 1;
+    for (length, &n) in unknown.lengths.iter().enumerate().skip(1) {
+        seen += n;
+        if seen > cut {
+            min = length;
+            break;
         }
     }
-    let rare_names: u64 = lengths.iter().map(|&n| u64::from(n)).sum();
-    let floor = (rare_names / 1000).max(1) as u32;
-    let present: Vec<usize> = (1..64).filter(|&l| lengths[l] >= floor).collect();
-    let min = present.first().copied().unwrap_or(1) as u8;
-    let max = present.last().copied().unwrap_or(63) as u8;
-    let depth_floor = (rare_names / 100).max(1) as u32;
-    let mut depth_list: Vec<usize> = (0..4)
-        .filter(|&d| depths[d] >= depth_floor)
-        .map(|d| d + 1)
-        .collect();
-    if depth_list.is_empty() {
-        depth_list.push(1);
+    seen = 0;
+    let mut max = 63;
+    for (length, &n) in unknown.lengths.iter().enumerate().skip(1).rev() {
+        seen += n;
+        if seen > cut {
+            max = length;
+            break;
+        }
     }
-    let class_bits = charsets
+    let class_bits = unknown
+        .charsets
         .iter()
         .enumerate()
-        .filter(|(_, &n)| n >= floor)
+        .filter(|(_, &n)| n > cut)
         .fold(0u8, |bits, (class, _)| bits | 1 << class);
-    let randomized_case = f64::from(detail.upper_names) >= 0.3 * c.rare_names as f64;
+    let randomized_case = unknown.upper as f64 >= 0.3 * unknown.names as f64;
+    let established_at = thresholds.get(up).copied().unwrap_or(3);
+    let nx = if unknown.answered > 0 {
+        format!(
+            "; the server answered {} of the {} it answered NXDOMAIN",
+            unknown.nxdomain, unknown.answered
+        )
+    } else {
+        "; no response to them is in the capture".to_string()
+    };
     let why = format!(
-        "{} queries for {} rarely repeated names under {} (~{} distinct child labels); names asked {} times or more are taken as legitimate",
-        c.rare,
-        c.rare_names,
-        name_text(&c.suffix),
-        c.rare_children.round() as u64,
-        c.established_at
+        "{} queries for {} names {} under {} with no evidence that they exist ({} distinct labels){nx}",
+        unknown.queries,
+        unknown.names,
+        if depth == 1 { "directly" } else { "two labels" },
+        name_text(up),
+        unknown.children.len(),
     );
     Flood {
         id: String::new(),
         kind: FloodKind::RandomSubdomain {
-            suffix: c.suffix,
-            established_at: c.established_at,
-            depths: depth_list,
-            lengths: (min, max),
+            suffix: up.to_vec(),
+            established_at,
+            depths: vec![depth],
+            lengths: (min.max(1) as u8, max.max(min).max(1) as u8),
             charsets: class_bits,
             randomized_case,
-            distinct_children: c.rare_children.max(0.0).round() as u64,
+            distinct_children: unknown.children.len() as u64,
         },
-        queries: c.rare,
-        ipv6: c.rare_v6,
+        queries: unknown.queries,
+        ipv6: unknown.ipv6,
         why,
     }
+}
+
+/// Sources that each send one (name, type) for at least 90% of their queries, at 10 queries a
+/// second or more, grouped by that (name, type).
+fn sources(stats: &Stats, min_flood: u64) -> Vec<Flood> {
+    let mut groups: FastMap<u64, Vec<(IpAddr, u32)>> = FastMap::default();
+    for (addr, host) in &stats.hosts {
+        let seconds = host.seconds.1 - host.seconds.0 + 1;
+        if host.queries >= 20
+            && f64::from(host.key_votes) >= 0.8 * f64::from(host.queries)
+            && f64::from(host.queries) / seconds as f64 >= 10.0
+        {
+            groups
+                .entry(host.key)
+                .or_default()
+                .push((*addr, host.queries));
+        }
+    }
+    let mut floods = Vec::new();
+    for (key, mut hosts) in groups {
+        let total: u64 = hosts.iter().map(|(_, q)| u64::from(*q)).sum();
+        if total < min_flood {
+            continue;
+        }
+        // The (name, type) behind the key.
+        let found = stats.names.iter().find_map(|(name, stat)| {
+            stat.prints
+                .iter()
+                .filter_map(|(p, _)| *p)
+                .find(|p| query_key(name, p.qtype) == key)
+                .map(|p| (name.to_vec(), p.qtype, stat))
+        });
+        let Some((name, qtype, stat)) = found else {
+            continue;
+        };
+        hosts.sort();
+        let ipv6 = hosts
+            .iter()
+            .filter(|(a, _)| a.is_ipv6())
+            .map(|(_, q)| u64::from(*q))
+            .sum();
+        let why = format!(
+            "{} sources sent {total} queries, each at least 90% {} {} at 10/s or more; the name had {} queries in all",
+            hosts.len(),
+            name_text(&name),
+            crate::dns::type_name(qtype),
+            stat.count
+        );
+        floods.push(Flood {
+            id: String::new(),
+            kind: FloodKind::Sources {
+                name,
+                qtype,
+                hosts: hosts.into_iter().map(|(a, _)| a).collect(),
+            },
+            queries: total,
+            ipv6,
+            why,
+        });
+    }
+    floods
 }
 
 fn fingerprints(stats: &Stats, min_flood: u64) -> Vec<Flood> {

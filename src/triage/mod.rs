@@ -29,30 +29,71 @@ use std::io::{BufReader, Read};
 use std::net::IpAddr;
 
 use crate::pcap::Reader;
-use crate::triage::detect::{depth_under, Flood, FloodKind, Knowledge};
+use crate::triage::detect::{depth_under, Basis, Flood, FloodKind, Knowledge};
 use crate::triage::packet::{dns_view, ip_view, Family, DNS_PORT};
 use crate::triage::rules::{Action, Candidates};
 use crate::triage::stats::{FastMap, Fingerprint, Stats};
 use crate::triage::zone::Zone;
 use crate::vm::{Context, Input};
 
-/// Why a packet is judged legitimate.
-pub const LEGIT_REASONS: [&str; 6] = [
-    "not a DNS query to port 53",
-    "outside every flood",
-    "established name (asked often)",
-    "name in the zone",
-    "name in the baseline",
-    "other fingerprint than the flood's",
-];
+/// Why a query is judged legitimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Not a readable DNS query to port 53.
+    NotQuery,
+    /// No flood covers its name.
+    Outside,
+    /// Its name exists (or repeats), by this basis.
+    Exists(Basis),
+    /// A fingerprinted flood's name, with another fingerprint.
+    OtherFingerprint,
+    /// A source flood's (name, type), from another source.
+    OtherSource,
+}
+
+impl Reason {
+    /// The reason with this [`Reason::key`].
+    pub fn from_key(key: &str) -> Option<Reason> {
+        let mut all = vec![
+            Reason::NotQuery,
+            Reason::Outside,
+            Reason::OtherFingerprint,
+            Reason::OtherSource,
+        ];
+        all.extend(Basis::ALL.map(Reason::Exists));
+        all.into_iter().find(|r| r.key() == key)
+    }
+
+    /// A short key (JSON).
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::NotQuery => "not_a_query",
+            Reason::Outside => "outside_floods",
+            Reason::Exists(basis) => basis.key(),
+            Reason::OtherFingerprint => "other_fingerprint",
+            Reason::OtherSource => "other_source",
+        }
+    }
+
+    /// In words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Reason::NotQuery => "not a DNS query to port 53",
+            Reason::Outside => "outside every flood",
+            Reason::Exists(basis) => basis.text(),
+            Reason::OtherFingerprint => "other fingerprint than the flood's",
+            Reason::OtherSource => "the flood's name from another source",
+        }
+    }
+}
 
 /// How the second pass judges a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Judged {
     /// Part of the flood at this index.
     Flood(u8),
-    /// Legitimate, for the reason at this index of [`LEGIT_REASONS`].
-    Legit(u8),
+    /// Legitimate, for this reason.
+    Legit(Reason),
 }
 
 /// An error of the analysis, naming the input.
@@ -97,6 +138,35 @@ pub struct Outcome {
     pub floods: BTreeMap<String, (u64, u64)>,
     /// Packets judged legitimate, of which dropped.
     pub legit: (u64, u64),
+    /// Queries (UDP to port 53, readable DNS) the rules were measured on.
+    pub queries: u64,
+    /// Queries proven flood: judged flood and sent by a source whose every query was (at least
+    /// 10 of them, none for a name that exists).
+    pub proven_flood: u64,
+    /// Dropped packets not proven flood, by basis (what the rules may cost legitimate
+    /// traffic, at most): the reasons of [`Reason::key`], and `unknown_nxdomain` /
+    /// `unknown_unanswered` for names judged flood that nothing proves.
+    pub unproven_dropped: BTreeMap<&'static str, u64>,
+    /// The names behind the largest entries of `unproven_dropped`: (basis key, name, queries).
+    pub top_unproven: Vec<(&'static str, String, u64)>,
+}
+
+impl Outcome {
+    /// Dropped packets not proven flood.
+    pub fn unproven_total(&self) -> u64 {
+        self.unproven_dropped.values().sum()
+    }
+
+    /// The upper bound of the share of legitimate queries dropped: the dropped queries not
+    /// proven flood, over all queries not proven flood.
+    pub fn legit_dropped_bound(&self) -> f64 {
+        let base = self.queries.saturating_sub(self.proven_flood);
+        if base == 0 {
+            0.0
+        } else {
+            (self.unproven_total() as f64 / base as f64).min(1.0)
+        }
+    }
 }
 
 /// The analysis of one or more captures.
@@ -109,12 +179,16 @@ pub struct Analysis {
     pub rules: Vec<RuleReport>,
     /// What the list does.
     pub outcome: Outcome,
-    /// Per flood id: its most frequent destination address (for `iptables-bpf -i`).
-    pub destinations: BTreeMap<String, IpAddr>,
+    /// Per flood id: the destination addresses it was sent to (at least 1% of it each), and
+    /// for a family it did not reach while the server takes queries over it, the server's
+    /// addresses of that family (for `iptables-bpf -i`).
+    pub destinations: BTreeMap<String, Vec<IpAddr>>,
     /// Candidates that could not be built, and why.
     pub skipped: Vec<String>,
     /// The inputs, as named on the command line.
     pub inputs: Vec<String>,
+    /// Whether a zone was given.
+    pub has_zone: bool,
 }
 
 /// An input: a file path (read twice), named as given.
@@ -179,13 +253,14 @@ pub fn count(sources: &[Source]) -> Result<Stats, TriageError> {
     Ok(stats)
 }
 
-/// Judges one query (lowercase wire name and its view) against the floods.
+/// Judges one query (lowercase wire name, fingerprint and source) against the floods.
 pub fn judge(
     floods: &[Flood],
     stats: &Stats,
     known: &Knowledge<'_>,
     name: &[u8],
     print: &Fingerprint,
+    source: IpAddr,
 ) -> Judged {
     for (index, flood) in floods.iter().enumerate() {
         let index = index as u8;
@@ -199,22 +274,36 @@ pub fn judge(
                     return if print == flood_print {
                         Judged::Flood(index)
                     } else {
-                        Judged::Legit(5)
+                        Judged::Legit(Reason::OtherFingerprint)
+                    };
+                }
+            }
+            FloodKind::Sources {
+                name: flooded,
+                qtype,
+                hosts,
+            } => {
+                if name == &flooded[..] && print.qtype == *qtype {
+                    return if hosts.binary_search(&source).is_ok() {
+                        Judged::Flood(index)
+                    } else {
+                        Judged::Legit(Reason::OtherSource)
                     };
                 }
             }
             FloodKind::RandomSubdomain {
                 suffix,
                 established_at,
+                depths,
                 ..
             } => {
-                if depth_under(name, suffix).is_some() {
-                    if let Some(why) = known.known(name) {
-                        return Judged::Legit(if why == "in the zone" { 3 } else { 4 });
+                if depth_under(name, suffix).is_some_and(|d| depths.contains(&d)) {
+                    if let Some(basis) = known.exists(stats, name) {
+                        return Judged::Legit(Reason::Exists(basis));
                     }
                     let count = stats.names.get(name).map_or(0, |s| s.count);
                     return if count >= *established_at {
-                        Judged::Legit(2)
+                        Judged::Legit(Reason::Exists(Basis::Repeated))
                     } else {
                         Judged::Flood(index)
                     };
@@ -222,15 +311,51 @@ pub fn judge(
             }
         }
     }
-    Judged::Legit(1)
+    Judged::Legit(Reason::Outside)
 }
 
-/// The second pass's result: packets per (judgment, family, candidates matched), and the
-/// most frequent destinations of each flood.
-struct Measured {
-    cells: FastMap<(Judged, Family, u64), u64>,
-    destinations: Vec<FastMap<IpAddr, u64>>,
+/// A cell of the second pass: how a packet was judged, its family, the candidates that
+/// matched it, its source's slot, and (for a name judged flood) whether the server answered
+/// it NXDOMAIN.
+type Cell = (Judged, Family, u64, u32, bool);
+
+/// No source slot (not a query, or the source table was full).
+const NO_SLOT: u32 = u32::MAX;
+
+/// What one source sent, by the second pass's judgment.
+#[derive(Default, Clone, Copy)]
+struct HostTally {
+    queries: u64,
+    flood: u64,
+    exists: u64,
 }
+
+/// The second pass's result: packets per cell, the destinations of each flood, what each
+/// source sent, and the names judged to exist with the candidates that matched them.
+struct Measured {
+    cells: FastMap<Cell, u64>,
+    destinations: Vec<FastMap<IpAddr, u64>>,
+    hosts: Vec<HostTally>,
+    existing: FastMap<(Box<[u8]>, Family, u64), (Reason, u64)>,
+    /// Names judged flood: the flood, the first two source slots that asked them, whether
+    /// they came over IPv4 and IPv6, and how often (bounded).
+    flood_names: FastMap<Box<[u8]>, FloodName>,
+}
+
+/// Who asked a name judged flood.
+#[derive(Clone, Copy)]
+struct FloodName {
+    flood: u8,
+    slots: [u32; 2],
+    families: [bool; 2],
+    queries: u64,
+}
+
+/// Most names judged flood kept with their sources.
+const FLOOD_NAMES_CAP: usize = 300_000;
+
+/// Most names judged to exist kept with their candidates (for the top dropped names).
+const EXISTING_CAP: usize = 50_000;
 
 fn measure(
     sources: &[Source],
@@ -242,7 +367,11 @@ fn measure(
     let mut measured = Measured {
         cells: FastMap::default(),
         destinations: vec![FastMap::default(); floods.len()],
+        hosts: Vec::new(),
+        existing: FastMap::default(),
+        flood_names: FastMap::default(),
     };
+    let mut slots: FastMap<IpAddr, u32> = FastMap::default();
     let mut name = Vec::with_capacity(256);
     let by_family: Vec<(Family, Vec<usize>)> = [Family::V4, Family::V6]
         .into_iter()
@@ -266,19 +395,6 @@ fn measure(
             if dst_port != DNS_PORT {
                 return;
             }
-            let judged = match dns_view(ip.payload, &mut name) {
-                Some(view) if !view.is_response() => {
-                    let judged = judge(floods, stats, known, &name, &Fingerprint::of(&view));
-                    if let Judged::Flood(index) = judged {
-                        let map = &mut measured.destinations[usize::from(index)];
-                        if map.len() < 1024 || map.contains_key(&ip.dst) {
-                            *map.entry(ip.dst).or_insert(0) += 1;
-                        }
-                    }
-                    judged
-                }
-                _ => Judged::Legit(0),
-            };
             let input = Input {
                 frame: packet.data,
                 start: ip.net.offset,
@@ -297,40 +413,129 @@ fn measure(
                     mask |= 1 << index;
                 }
             }
-            *measured.cells.entry((judged, ip.family, mask)).or_insert(0) += 1;
+            let (judged, slot, nx) = match dns_view(ip.payload, &mut name) {
+                Some(view) if !view.is_response() => {
+                    let judged =
+                        judge(floods, stats, known, &name, &Fingerprint::of(&view), ip.src);
+                    let next = measured.hosts.len() as u32;
+                    let slot = if slots.len() < stats::HOST_CAP {
+                        *slots.entry(ip.src).or_insert(next)
+                    } else {
+                        slots.get(&ip.src).copied().unwrap_or(NO_SLOT)
+                    };
+                    if slot == next {
+                        measured.hosts.push(HostTally::default());
+                    }
+                    let mut nx = false;
+                    if let Some(tally) = measured.hosts.get_mut(slot as usize) {
+                        tally.queries += 1;
+                        match judged {
+                            Judged::Flood(_) => tally.flood += 1,
+                            Judged::Legit(Reason::Exists(_)) => tally.exists += 1,
+                            Judged::Legit(_) => {}
+                        }
+                    }
+                    match judged {
+                        Judged::Flood(index) => {
+                            let map = &mut measured.destinations[usize::from(index)];
+                            if map.len() < 1024 || map.contains_key(&ip.dst) {
+                                *map.entry(ip.dst).or_insert(0) += 1;
+                            }
+                            nx = stats.names.get(&name[..]).is_some_and(|s| s.nxdomain > 0);
+                            let family = usize::from(ip.family == Family::V6);
+                            if let Some(seen) = measured.flood_names.get_mut(&name[..]) {
+                                if seen.slots[0] != slot && seen.slots[1] == NO_SLOT {
+                                    seen.slots[1] = slot;
+                                }
+                                seen.families[family] = true;
+                                seen.queries += 1;
+                            } else if measured.flood_names.len() < FLOOD_NAMES_CAP {
+                                let mut families = [false; 2];
+                                families[family] = true;
+                                measured.flood_names.insert(
+                                    name.clone().into_boxed_slice(),
+                                    FloodName {
+                                        flood: index,
+                                        slots: [slot, NO_SLOT],
+                                        families,
+                                        queries: 1,
+                                    },
+                                );
+                            }
+                        }
+                        Judged::Legit(reason @ Reason::Exists(_)) if mask != 0 => {
+                            let key = (name.clone().into_boxed_slice(), ip.family, mask);
+                            if measured.existing.len() < EXISTING_CAP
+                                || measured.existing.contains_key(&key)
+                            {
+                                measured.existing.entry(key).or_insert((reason, 0)).1 += 1;
+                            }
+                        }
+                        Judged::Legit(_) => {}
+                    }
+                    (judged, slot, nx)
+                }
+                _ => (Judged::Legit(Reason::NotQuery), NO_SLOT, false),
+            };
+            *measured
+                .cells
+                .entry((judged, ip.family, mask, slot, nx))
+                .or_insert(0) += 1;
         })?;
     }
     Ok(measured)
 }
 
-/// The effect of an ordered list of candidates on one flood: (flood packets dropped, judged
-/// legitimate packets dropped), over the packets of `family`.
+/// What an ordered list of candidates does to one flood's family: flood packets, of which
+/// dropped, judged legitimate packets dropped, and dropped packets not proven flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Effect {
+    flood_total: u64,
+    flood_dropped: u64,
+    legit_dropped: u64,
+    unproven_dropped: u64,
+}
+
 fn effect(
-    cells: &FastMap<(Judged, Family, u64), u64>,
+    measured: &Measured,
+    dedicated: &[bool],
     list: &[usize],
     candidates: &Candidates,
     family: Family,
     flood: u8,
-) -> (u64, u64, u64) {
-    let (mut flood_total, mut flood_dropped, mut legit_dropped) = (0, 0, 0);
-    for (&(judged, fam, mask), &count) in cells {
+) -> Effect {
+    let mut out = Effect {
+        flood_total: 0,
+        flood_dropped: 0,
+        legit_dropped: 0,
+        unproven_dropped: 0,
+    };
+    for (&(judged, fam, mask, slot, _), &count) in &measured.cells {
         if fam != family {
             continue;
         }
-        if judged == Judged::Flood(flood) {
-            flood_total += count;
-        }
         let decided = list.iter().find(|&&i| mask & (1 << i) != 0);
+        // Names only legitimate sources asked, accepted on purpose, are no part of the flood
+        // the plan must cover.
+        let spared = decided.is_some_and(|&i| candidates.list[i].spares);
+        if judged == Judged::Flood(flood) && !spared {
+            out.flood_total += count;
+        }
         let dropped = decided.is_some_and(|&i| candidates.list[i].action == Action::Drop);
         if dropped {
+            let proven = matches!(judged, Judged::Flood(_))
+                && dedicated.get(slot as usize).copied().unwrap_or(false);
+            if !proven {
+                out.unproven_dropped += count;
+            }
             match judged {
-                Judged::Flood(f) if f == flood => flood_dropped += count,
+                Judged::Flood(f) if f == flood => out.flood_dropped += count,
                 Judged::Flood(_) => {}
-                Judged::Legit(_) => legit_dropped += count,
+                Judged::Legit(_) => out.legit_dropped += count,
             }
         }
     }
-    (flood_total, flood_dropped, legit_dropped)
+    out
 }
 
 /// Most candidates run in the second pass (one bit each in a 64-bit set).
@@ -355,60 +560,31 @@ pub fn analyze(
             "more than {MAX_CANDIDATES} candidate rules: the rest were not tried"
         ));
     }
-    let measured = if floods.is_empty() {
+    let mut measured = if floods.is_empty() {
         Measured {
             cells: FastMap::default(),
             destinations: Vec::new(),
+            hosts: Vec::new(),
+            existing: FastMap::default(),
+            flood_names: FastMap::default(),
         }
     } else {
         measure(sources, &stats, &floods, &known, &candidates)?
     };
-    // The plan kept per flood and family.
-    let mut chosen: Vec<(usize, Family, Vec<usize>)> = Vec::new();
-    for (index, _) in floods.iter().enumerate() {
-        let in_family = |family: Family| -> u64 {
-            measured
-                .cells
-                .iter()
-                .filter(|((j, f, _), _)| *j == Judged::Flood(index as u8) && *f == family)
-                .map(|(_, c)| c)
-                .sum()
-        };
-        let total = in_family(Family::V4) + in_family(Family::V6);
-        for family in [Family::V4, Family::V6] {
-            // A family with (almost) none of the flood needs no rule.
-            if (in_family(family) as f64) < 0.002 * total as f64 || in_family(family) == 0 {
-                continue;
-            }
-            let best = candidates
-                .plans
-                .iter()
-                .filter(|p| p.flood == index && p.family == family)
-                .map(|p| {
-                    let (total, dropped, legit) =
-                        effect(&measured.cells, &p.rules, &candidates, family, index as u8);
-                    let covered = dropped as f64 >= 0.99 * total as f64;
-                    (
-                        (
-                            !covered,
-                            legit,
-                            u64::MAX - dropped,
-                            p.rules.len(),
-                            p.preference,
-                        ),
-                        p,
-                    )
-                })
-                .min_by(|a, b| a.0.cmp(&b.0));
-            if let Some((_, plan)) = best {
-                chosen.push((index, family, plan.rules.clone()));
-            }
-        }
+    let mut dedicated = dedicated_sources(&measured);
+    let mut chosen = choose(&floods, &candidates, &measured, &dedicated);
+    // Spare the names that only sources with legitimate traffic asked, when the flood
+    // itself comes from sources that send nothing else: accept them before its drop rule,
+    // and measure again.
+    if spare(&floods, &mut candidates, &measured, &dedicated, &chosen) {
+        measured = measure(sources, &stats, &floods, &known, &candidates)?;
+        dedicated = dedicated_sources(&measured);
+        chosen = choose(&floods, &candidates, &measured, &dedicated);
     }
-    // Fingerprint floods first (their rules are the narrowest), then by size.
+    // Source and fingerprint floods first (their rules are the narrowest), then by size.
     chosen.sort_by_key(|(index, family, _)| {
         (
-            !matches!(floods[*index].kind, FloodKind::Fingerprint { .. }),
+            matches!(floods[*index].kind, FloodKind::RandomSubdomain { .. }),
             *index,
             *family == Family::V6,
         )
@@ -445,19 +621,22 @@ pub fn analyze(
             }
         })
         .collect();
+    let decide = |family: Family, mask: u64| {
+        order
+            .iter()
+            .position(|&c| mask & (1 << c) != 0 && candidates.list[c].family == family)
+    };
     let mut outcome = Outcome::default();
     for flood in &floods {
         outcome.floods.insert(flood.id.clone(), (0, 0));
     }
-    for (&(judged, family, mask), &count) in &measured.cells {
+    for (&(judged, family, mask, slot, nx), &count) in &measured.cells {
         for (position, &c) in order.iter().enumerate() {
             if mask & (1 << c) != 0 && candidates.list[c].family == family {
                 reports[position].matched_alone += count;
             }
         }
-        let decided = order
-            .iter()
-            .position(|&c| mask & (1 << c) != 0 && candidates.list[c].family == family);
+        let decided = decide(family, mask);
         let dropped = decided.is_some_and(|p| reports[p].action == Action::Drop);
         if let Some(p) = decided {
             let report = &mut reports[p];
@@ -472,10 +651,25 @@ pub fn analyze(
                 Judged::Legit(r) => {
                     *report
                         .matched_legit
-                        .entry(LEGIT_REASONS[usize::from(r)].to_string())
+                        .entry(r.text().to_string())
                         .or_insert(0) += count
                 }
             }
+        }
+        if judged != Judged::Legit(Reason::NotQuery) {
+            outcome.queries += count;
+        }
+        let proven = matches!(judged, Judged::Flood(_))
+            && dedicated.get(slot as usize).copied().unwrap_or(false);
+        if proven {
+            outcome.proven_flood += count;
+        } else if dropped {
+            let basis = match judged {
+                Judged::Flood(_) if nx => "unknown_nxdomain",
+                Judged::Flood(_) => "unknown_unanswered",
+                Judged::Legit(reason) => reason.key(),
+            };
+            *outcome.unproven_dropped.entry(basis).or_insert(0) += count;
         }
         match judged {
             Judged::Flood(f) => {
@@ -492,13 +686,30 @@ pub fn analyze(
             }
         }
     }
+    // The names that exist and are dropped, most asked first.
+    let mut dropped_names: BTreeMap<(&'static str, Vec<u8>), u64> = BTreeMap::new();
+    for ((name, family, mask), (reason, count)) in &measured.existing {
+        if decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
+            *dropped_names
+                .entry((reason.key(), name.to_vec()))
+                .or_insert(0) += count;
+        }
+    }
+    let mut top: Vec<(&'static str, String, u64)> = dropped_names
+        .into_iter()
+        .map(|((basis, name), count)| (basis, packet::name_text(&name), count))
+        .collect();
+    top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
+    top.truncate(10);
+    outcome.top_unproven = top;
     let destinations = floods
         .iter()
         .zip(&measured.destinations)
-        .filter_map(|(flood, map)| {
-            map.iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                .map(|(addr, _)| (flood.id.clone(), *addr))
+        .map(|(flood, map)| {
+            (
+                flood.id.clone(),
+                flood_destinations(&stats, flood, map, &chosen, &floods),
+            )
         })
         .collect();
     Ok(Analysis {
@@ -509,5 +720,210 @@ pub fn analyze(
         destinations,
         skipped: candidates.skipped,
         inputs: sources.iter().map(|s| s.name.clone()).collect(),
+        has_zone: zone.is_some(),
     })
+}
+
+/// Sources whose every query (10 or more, none for a name that exists) was judged flood:
+/// their queries are proven flood.
+fn dedicated_sources(measured: &Measured) -> Vec<bool> {
+    measured
+        .hosts
+        .iter()
+        .map(|h| h.queries >= 10 && h.exists == 0 && h.flood as f64 >= 0.99 * h.queries as f64)
+        .collect()
+}
+
+/// The plan kept per flood and family: the one that drops at least 99% of the flood, then
+/// with the fewest packets judged legitimate dropped, then one that spares names only
+/// legitimate sources asked, then the narrowest, then the fewest dropped packets not proven
+/// flood, then the fewest rules.
+fn choose(
+    floods: &[Flood],
+    candidates: &Candidates,
+    measured: &Measured,
+    dedicated: &[bool],
+) -> Vec<(usize, Family, Vec<usize>)> {
+    let mut chosen = Vec::new();
+    for index in 0..floods.len() {
+        for family in [Family::V4, Family::V6] {
+            let best = candidates
+                .plans
+                .iter()
+                .filter(|p| p.flood == index && p.family == family)
+                .map(|p| {
+                    let e = effect(
+                        measured,
+                        dedicated,
+                        &p.rules,
+                        candidates,
+                        family,
+                        index as u8,
+                    );
+                    let covered = e.flood_dropped as f64 >= 0.99 * e.flood_total as f64;
+                    (
+                        (
+                            !covered,
+                            e.legit_dropped,
+                            !p.spares,
+                            p.preference,
+                            e.unproven_dropped,
+                            p.rules.len(),
+                        ),
+                        p,
+                    )
+                })
+                .min_by(|a, b| a.0.cmp(&b.0));
+            if let Some((_, plan)) = best {
+                chosen.push((index, family, plan.rules.clone()));
+            }
+        }
+    }
+    chosen
+}
+
+/// Most names one flood's spare list holds.
+const MAX_SPARED: usize = 500;
+
+/// Adds, for each random-subdomain flood at least 90% of which is proven (from sources that
+/// send nothing else), a plan that accepts the names judged part of it that only other
+/// sources asked (resolvers' typos and probes), before the chosen plan's rules, when those
+/// names are at most 1% of the flood. Returns whether any was added.
+fn spare(
+    floods: &[Flood],
+    candidates: &mut Candidates,
+    measured: &Measured,
+    dedicated: &[bool],
+    chosen: &[(usize, Family, Vec<usize>)],
+) -> bool {
+    let is_dedicated = |slot: u32| dedicated.get(slot as usize).copied().unwrap_or(false);
+    let mut added = false;
+    for (index, flood) in floods.iter().enumerate() {
+        if !matches!(flood.kind, FloodKind::RandomSubdomain { .. }) {
+            continue;
+        }
+        let mut total = 0;
+        let mut proven = 0;
+        for (&(judged, _, _, slot, _), &count) in &measured.cells {
+            if judged == Judged::Flood(index as u8) {
+                total += count;
+                if is_dedicated(slot) {
+                    proven += count;
+                }
+            }
+        }
+        if total == 0 || (proven as f64) < 0.9 * total as f64 {
+            continue;
+        }
+        for family in [Family::V4, Family::V6] {
+            let f = usize::from(family == Family::V6);
+            let mut names: Vec<(&[u8], u64)> = measured
+                .flood_names
+                .iter()
+                .filter(|(_, n)| {
+                    usize::from(n.flood) == index
+                        && n.families[f]
+                        && !n.slots.iter().any(|&s| s != NO_SLOT && is_dedicated(s))
+                        && n.slots[0] != NO_SLOT
+                })
+                .map(|(name, n)| (&name[..], n.queries))
+                .collect();
+            let spared: u64 = names.iter().map(|(_, q)| q).sum();
+            if names.is_empty() || names.len() > MAX_SPARED || spared as f64 > 0.01 * total as f64 {
+                continue;
+            }
+            names.sort();
+            let Some((_, _, rules)) = chosen
+                .iter()
+                .find(|(i, fam, _)| *i == index && *fam == family)
+            else {
+                continue;
+            };
+            let texts: Vec<String> = names.iter().map(|(n, _)| packet::name_text(n)).collect();
+            let mut plan = Vec::new();
+            for chunk in texts.chunks(rules::NAMES_PER_ACCEPT) {
+                let note = format!(
+                    "names under the flood's parent asked only by sources that also send legitimate queries ({} of {})",
+                    chunk.len(),
+                    texts.len()
+                );
+                let generator = rules::dns(chunk.to_vec(), true);
+                let built = rules::build(Action::Accept, family, generator, note).map(|mut c| {
+                    c.spares = true;
+                    c
+                });
+                match candidates.add(built, "spared names") {
+                    Some(c) if c < MAX_CANDIDATES => plan.push(c),
+                    _ => {
+                        plan.clear();
+                        break;
+                    }
+                }
+            }
+            if plan.is_empty() {
+                continue;
+            }
+            plan.extend(rules.iter().copied());
+            candidates.plans.push(rules::Plan {
+                flood: index,
+                family,
+                rules: plan,
+                preference: 0,
+                spares: true,
+            });
+            added = true;
+        }
+    }
+    added
+}
+
+/// Most destination addresses named per flood and family.
+const MAX_DESTINATIONS: usize = 16;
+
+/// The addresses a flood's rules protect: every destination that got at least 1% of the flood
+/// (most first), and for a family the flood did not reach but has rules in, the server's
+/// addresses of that family (each with at least 1% of that family's queries).
+fn flood_destinations(
+    stats: &Stats,
+    flood: &Flood,
+    map: &FastMap<IpAddr, u64>,
+    chosen: &[(usize, Family, Vec<usize>)],
+    floods: &[Flood],
+) -> Vec<IpAddr> {
+    let total: u64 = map.values().sum();
+    let mut out: Vec<(IpAddr, u64)> = map
+        .iter()
+        .filter(|(_, &n)| n as f64 >= 0.01 * total as f64)
+        .map(|(a, n)| (*a, *n))
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut out: Vec<IpAddr> = out
+        .into_iter()
+        .map(|(a, _)| a)
+        .take(MAX_DESTINATIONS)
+        .collect();
+    for family in [Family::V4, Family::V6] {
+        let has_rules = chosen
+            .iter()
+            .any(|(i, f, _)| *f == family && floods[*i].id == flood.id);
+        let is_family = |a: &IpAddr| a.is_ipv6() == (family == Family::V6);
+        if !has_rules || out.iter().any(is_family) {
+            continue;
+        }
+        let family_total: u64 = stats
+            .destinations
+            .iter()
+            .filter(|(a, _)| is_family(a))
+            .map(|(_, n)| n)
+            .sum();
+        let mut servers: Vec<(IpAddr, u64)> = stats
+            .destinations
+            .iter()
+            .filter(|(a, &n)| is_family(a) && n as f64 >= 0.01 * family_total as f64)
+            .map(|(a, n)| (*a, *n))
+            .collect();
+        servers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.extend(servers.into_iter().map(|(a, _)| a).take(MAX_DESTINATIONS));
+    }
+    out
 }

@@ -256,6 +256,12 @@ fn flood_json(flood: &Flood, analysis: &Analysis) -> Value {
             "randomized_case": randomized_case,
             "distinct_children": distinct_children,
         }),
+        FloodKind::Sources { name, qtype, hosts } => json!({
+            "kind": "sources",
+            "name": name_text(name),
+            "qtype": type_name(*qtype),
+            "sources": hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        }),
         FloodKind::Fingerprint { name, print, .. } => json!({
             "kind": "fingerprint",
             "name": name_text(name),
@@ -297,9 +303,26 @@ pub fn filter_command(rule: &RuleReport, inputs: &[String]) -> String {
     )
 }
 
-/// The deployment commands: per flood and family, one `iptables-bpf` per drop rule, or chain
-/// mode when accept exceptions come first.
-pub fn deploy_commands(analysis: &Analysis) -> Vec<String> {
+/// A tag of the capture, for deployment names: two incidents (captures) get different tags,
+/// the same capture the same one.
+pub fn incident_tag(analysis: &Analysis) -> String {
+    use std::hash::Hasher;
+    let mut h = crate::triage::stats::FastHasher::default();
+    let stats = &analysis.stats;
+    h.write_u64(stats.per_second.first_key_value().map_or(0, |(k, _)| *k));
+    h.write_u64(stats.per_second.last_key_value().map_or(0, |(k, _)| *k));
+    h.write_u64(stats.packets);
+    h.write_u64(stats.queries);
+    format!("{:06x}", h.finish() & 0xff_ffff)
+}
+
+/// The deployment commands (`iptables-bpf` arguments, without the program name): per flood
+/// and family, the flood's rules in one script of a deployment named after the incident and
+/// the flood (`triage-TAG-fN`), with every address the flood was sent to (`-i`), in chain
+/// mode when accept exceptions come first or the flood has several drop rules. Patterns are
+/// written `--accept=P` / after `--`, so that none is read as an option.
+pub fn deploy_commands(analysis: &Analysis) -> Vec<Vec<String>> {
+    let tag = incident_tag(analysis);
     let mut out = Vec::new();
     for (number, flood) in analysis.floods.iter().enumerate() {
         for family in [Family::V4, Family::V6] {
@@ -311,50 +334,64 @@ pub fn deploy_commands(analysis: &Analysis) -> Vec<String> {
             if rules.is_empty() {
                 continue;
             }
-            let mut head = String::from("iptables-bpf");
+            let mut head: Vec<String> = Vec::new();
             if family == Family::V6 {
-                head.push_str(" -6");
+                head.push("-6".into());
             }
-            if let Some(addr) = analysis.destinations.get(&flood.id) {
-                let same_family = matches!(
-                    (addr, family),
-                    (std::net::IpAddr::V4(_), Family::V4) | (std::net::IpAddr::V6(_), Family::V6)
-                );
-                if same_family {
-                    let _ = write!(head, " -i {addr}");
+            for addr in analysis.destinations.get(&flood.id).into_iter().flatten() {
+                if addr.is_ipv6() == (family == Family::V6) {
+                    head.push("-i".into());
+                    head.push(addr.to_string());
                 }
             }
-            let _ = write!(head, " -c {}", shell_quote(&format!("triage {}", flood.id)));
-            let chained = rules.iter().any(|r| r.action == Action::Accept)
-                && rules
-                    .iter()
-                    .all(|r| matches!(r.generator, crate::gen::Generator::Dns(_)));
+            head.push("-c".into());
+            head.push(format!("triage {} {}", tag, flood.id));
+            head.push("--deployment".into());
+            head.push(format!("triage-{tag}-f{}", number + 1));
+            let all_dns = rules
+                .iter()
+                .all(|r| matches!(r.generator, crate::gen::Generator::Dns(_)));
+            let chained =
+                all_dns && (rules.iter().any(|r| r.action == Action::Accept) || rules.len() > 1);
             if chained {
-                let mut line = format!("{head} --chain triage{}", number + 1);
+                let mut line = head.clone();
+                line.push("--chain".into());
+                line.push(format!("f{}", number + 1));
                 for rule in &rules {
                     let flag = match rule.action {
                         Action::Accept => "--accept",
                         Action::Drop => "--drop",
                     };
                     for pattern in patterns(rule) {
-                        let _ = write!(line, " {flag} {}", shell_quote(&pattern));
+                        line.push(format!("{flag}={pattern}"));
                     }
                 }
                 out.push(line);
             } else {
                 for rule in rules.iter().filter(|r| r.action == Action::Drop) {
-                    let generator_args: Vec<String> = rule
-                        .bpfgen
-                        .iter()
-                        .skip(usize::from(family == Family::V6))
-                        .cloned()
-                        .collect();
-                    out.push(format!("{head} {}", quoted(&generator_args)));
+                    let mut line = head.clone();
+                    if rules.len() > 1 {
+                        // One deployment per rule of the flood.
+                        let at = line.len() - 1;
+                        line[at] = format!("{}-{}", line[at], out.len() + 1);
+                    }
+                    line.extend(
+                        rule.bpfgen
+                            .iter()
+                            .skip(usize::from(family == Family::V6))
+                            .cloned(),
+                    );
+                    out.push(line);
                 }
             }
         }
     }
     out
+}
+
+/// A deployment command as a shell line.
+pub fn command_line(args: &[String]) -> String {
+    format!("iptables-bpf {}", quoted(args))
 }
 
 /// The dns patterns of a rule.
@@ -366,7 +403,7 @@ fn patterns(rule: &RuleReport) -> Vec<String> {
 }
 
 /// The whole analysis as JSON.
-pub fn to_json(analysis: &Analysis) -> Value {
+pub fn to_json(analysis: &Analysis, deploy_checks: &[String]) -> Value {
     let rules: Vec<Value> = analysis
         .rules
         .iter()
@@ -396,17 +433,24 @@ pub fn to_json(analysis: &Analysis) -> Value {
         "floods": floods,
         "rules": rules,
         "outcome": {
+            "queries": analysis.outcome.queries,
+            "proven_flood": analysis.outcome.proven_flood,
             "legit_packets": analysis.outcome.legit.0,
             "legit_dropped": analysis.outcome.legit.1,
-            "legit_dropped_share": share(analysis.outcome.legit.1, analysis.outcome.legit.0),
+            "legit_dropped_judged_share": share(analysis.outcome.legit.1, analysis.outcome.legit.0),
+            "unproven_dropped": analysis.outcome.unproven_total(),
+            "unproven_dropped_by_basis": analysis.outcome.unproven_dropped,
+            "legit_dropped_share": (analysis.outcome.legit_dropped_bound() * 1e6).ceil() / 1e6,
+            "top_dropped_existing_names": analysis.outcome.top_unproven.iter().map(|(b, n, c)| json!({"basis": b, "name": n, "queries": c})).collect::<Vec<_>>(),
         },
-        "deploy": deploy_commands(analysis),
+        "deploy": deploy_commands(analysis).iter().map(|c| command_line(c)).collect::<Vec<_>>(),
+        "deploy_checks": deploy_checks,
         "skipped": analysis.skipped,
     })
 }
 
 /// The readable report.
-pub fn to_text(analysis: &Analysis) -> String {
+pub fn to_text(analysis: &Analysis, deploy_checks: &[String]) -> String {
     let stats = &analysis.stats;
     let mut s = String::new();
     let summary = summary_json(stats, &analysis.inputs);
@@ -604,18 +648,58 @@ pub fn to_text(analysis: &Analysis) -> String {
         let _ = writeln!(s, "   {}", rule.note);
         let _ = writeln!(s, "   check: {}", filter_command(rule, &analysis.inputs));
     }
-    let (legit, dropped) = analysis.outcome.legit;
+    let outcome = &analysis.outcome;
+    let (legit, dropped) = outcome.legit;
+    let _ = writeln!(s, "\n== What the rules cost");
     let _ = writeln!(
         s,
-        "\nlegitimate packets dropped: {dropped} of {legit} ({:.3}%)",
+        "queries {}: {} proven flood (from sources that sent nothing else), {} judged legitimate of which {dropped} dropped ({:.3}%)",
+        outcome.queries,
+        outcome.proven_flood,
+        legit,
         share(dropped, legit) * 100.0
     );
     let _ = writeln!(
         s,
+        "legitimate queries dropped, at most: {} of the {} queries not proven flood ({:.3}%)",
+        outcome.unproven_total(),
+        outcome.queries.saturating_sub(outcome.proven_flood),
+        outcome.legit_dropped_bound() * 100.0
+    );
+    for (basis, count) in &outcome.unproven_dropped {
+        let what = match *basis {
+            "unknown_nxdomain" => "no evidence either way, answered NXDOMAIN (judged flood)",
+            "unknown_unanswered" => "no evidence either way, no response seen (judged flood)",
+            other => crate::triage::Reason::from_key(other).map_or(other, |r| r.text()),
+        };
+        let _ = writeln!(s, "  {count:>8}  {what}");
+    }
+    if !outcome.top_unproven.is_empty() {
+        let _ = writeln!(s, "  dropped names that exist (most asked first):");
+        for (basis, name, count) in &outcome.top_unproven {
+            let _ = writeln!(s, "  {count:>8}  {name}  ({basis})");
+        }
+    }
+    if analysis
+        .floods
+        .iter()
+        .any(|f| matches!(f.kind, FloodKind::RandomSubdomain { .. }))
+        && !analysis.has_zone
+    {
+        let _ = writeln!(
+            s,
+            "  without --zone, names that exist but were not answered in the capture count as unknown: give the zone file to spare them"
+        );
+    }
+    let _ = writeln!(
+        s,
         "\n== Deploy (the program for each rule: bpfgen ARGS as listed above)"
     );
-    for command in deploy_commands(analysis) {
-        let _ = writeln!(s, "  {command}");
+    for (command, check) in deploy_commands(analysis).iter().zip(deploy_checks) {
+        let _ = writeln!(s, "  {}", command_line(command));
+        if !check.is_empty() {
+            let _ = writeln!(s, "    ({check})");
+        }
     }
     for skipped in &analysis.skipped {
         let _ = writeln!(s, "note: candidate not built: {skipped}");

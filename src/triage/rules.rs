@@ -28,8 +28,15 @@ use crate::triage::packet::{name_text, Edns, Family};
 use crate::triage::stats::{Fingerprint, Stats};
 use crate::vm::{Profile, Program};
 
-/// Most legitimate names listed in one accept rule.
-pub const MAX_EXCEPTIONS: usize = 200;
+/// Most legitimate names listed in one accept rule (a long list is several rules).
+pub const NAMES_PER_ACCEPT: usize = 150;
+/// Most legitimate names listed before a flood's drop rule.
+pub const MAX_EXCEPTIONS: usize = 2_000;
+/// Most source addresses in one `tcpdump` rule (IPv4, IPv6), so that it fits xt_bpf's 64
+/// instructions.
+pub const HOSTS_PER_RULE: (usize, usize) = (28, 6);
+/// Most rules for one flood's sources.
+pub const MAX_SOURCE_RULES: usize = 8;
 
 /// What a rule does with the packets it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,8 @@ pub struct Candidate {
     pub program: Program,
     /// What it is for, in words.
     pub note: String,
+    /// An accept rule for names judged flood that only legitimate sources asked.
+    pub spares: bool,
 }
 
 impl Candidate {
@@ -88,6 +97,8 @@ pub struct Plan {
     pub rules: Vec<usize>,
     /// Rank among the flood's plans when all else is equal (lower first).
     pub preference: usize,
+    /// Whether it accepts names judged flood that only legitimate sources asked.
+    pub spares: bool,
 }
 
 /// Whether `name` (lowercase wire form) matches the parsed pattern.
@@ -144,6 +155,7 @@ pub fn build(
         generator,
         program,
         note,
+        spares: false,
     })
 }
 
@@ -159,7 +171,9 @@ pub struct Candidates {
 }
 
 impl Candidates {
-    fn add(&mut self, candidate: Result<Candidate, String>, what: &str) -> Option<usize> {
+    /// Adds a built candidate (or notes why it could not be built); the index of it, or of
+    /// the same rule added before.
+    pub fn add(&mut self, candidate: Result<Candidate, String>, what: &str) -> Option<usize> {
         match candidate {
             Ok(c) => {
                 if let Some(index) = self
@@ -185,7 +199,12 @@ pub fn candidates(floods: &[Flood], stats: &Stats, known: &Knowledge<'_>) -> Can
     let mut out = Candidates::default();
     for (index, flood) in floods.iter().enumerate() {
         for family in [Family::V4, Family::V6] {
-            if !flood.has_family(family) {
+            // A random-subdomain flood gets rules for both families when the server takes
+            // queries over both: resolvers move to the other family when one is dropped.
+            let both = matches!(flood.kind, FloodKind::RandomSubdomain { .. })
+                && stats.queries_v6 > 0
+                && stats.queries_v6 < stats.queries;
+            if !flood.has_family(family) && !both {
                 continue;
             }
             match &flood.kind {
@@ -195,6 +214,7 @@ pub fn candidates(floods: &[Flood], stats: &Stats, known: &Knowledge<'_>) -> Can
                 FloodKind::Fingerprint { .. } => {
                     fingerprint_plans(index, flood, family, stats, &mut out)
                 }
+                FloodKind::Sources { .. } => source_plans(index, flood, family, &mut out),
             }
         }
     }
@@ -222,13 +242,14 @@ fn random_plans(
     };
     let parent = name_text(suffix);
     let bounded = format!("*{{{}-{}}}", lengths.0, lengths.1);
-    // Legitimate names under the parent: established in the capture, or known.
+    // Names under the parent that exist (zone, responses, baseline) or repeat.
     let mut legit: Vec<(&[u8], u32)> = stats
         .names
         .iter()
         .filter(|(name, s)| {
-            depth_under(name, suffix).is_some()
-                && (s.count >= *established_at || known.known(name).is_some())
+            s.count > 0
+                && depth_under(name, suffix).is_some()
+                && (s.count >= *established_at || known.exists(stats, name).is_some())
         })
         .map(|(name, s)| (&name[..], s.count))
         .collect();
@@ -255,25 +276,43 @@ fn random_plans(
             .iter()
             .filter_map(|p| parse_pattern(p, true).ok())
             .collect();
-        let exceptions: Vec<String> = legit
+        let matched: Vec<&(&[u8], u32)> = legit
             .iter()
             .filter(|(name, _)| parsed.iter().any(|p| pattern_matches(p, name)))
+            .collect();
+        if matched.len() > MAX_EXCEPTIONS {
+            out.skipped.push(format!(
+                "{} names under {parent} exist and match {}: only the {MAX_EXCEPTIONS} most asked are accepted, the other {} are dropped",
+                matched.len(),
+                patterns.join(" "),
+                matched.len() - MAX_EXCEPTIONS
+            ));
+        }
+        let exceptions: Vec<String> = matched
+            .iter()
             .take(MAX_EXCEPTIONS)
             .map(|(name, _)| name_text(name))
+            // A name that reads as an option is written so that no parser takes it for one.
             .collect();
         let mut rules = Vec::new();
-        if !exceptions.is_empty() {
-            let generator = dns(exceptions.clone(), true);
+        let mut complete = true;
+        for chunk in exceptions.chunks(NAMES_PER_ACCEPT) {
+            let generator = dns(chunk.to_vec(), true);
             let note = format!(
-                "legitimate names under {parent} that {} also matches",
+                "names under {parent} that exist and that {} also matches",
                 patterns.join(" ")
             );
-            if let Some(c) = out.add(
+            match out.add(
                 build(Action::Accept, family, generator, note),
                 "accept exceptions",
             ) {
-                rules.push(c);
+                Some(c) => rules.push(c),
+                None => complete = false,
             }
+        }
+        if !complete {
+            // Without all of its exceptions the plan would drop names that exist.
+            continue;
         }
         let note = format!("random labels under {parent}");
         // With accept exceptions the deployment is iptables-bpf's chain mode, whose patterns
@@ -288,8 +327,64 @@ fn random_plans(
             family,
             rules,
             preference,
+            spares: false,
         });
     }
+}
+
+fn source_plans(index: usize, flood: &Flood, family: Family, out: &mut Candidates) {
+    let FloodKind::Sources { hosts, .. } = &flood.kind else {
+        return;
+    };
+    let of_family: Vec<String> = hosts
+        .iter()
+        .filter(|a| a.is_ipv6() == (family == Family::V6))
+        .map(|a| a.to_string())
+        .collect();
+    if of_family.is_empty() {
+        return;
+    }
+    let per_rule = match family {
+        Family::V4 => HOSTS_PER_RULE.0,
+        Family::V6 => HOSTS_PER_RULE.1,
+    };
+    let chunks: Vec<&[String]> = of_family.chunks(per_rule).collect();
+    if chunks.len() > MAX_SOURCE_RULES {
+        out.skipped.push(format!(
+            "{} sources of {}: more than {MAX_SOURCE_RULES} rules of {per_rule} addresses, no source rule offered",
+            of_family.len(),
+            flood.describe()
+        ));
+        return;
+    }
+    let mut rules = Vec::new();
+    for chunk in chunks {
+        let expr = chunk
+            .iter()
+            .map(|a| format!("src host {a}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let note = format!("the flood's {} source address(es)", chunk.len());
+        match out.add(
+            build(
+                Action::Drop,
+                family,
+                Generator::Tcpdump(TcpdumpSpec { expr }),
+                note,
+            ),
+            "tcpdump",
+        ) {
+            Some(c) => rules.push(c),
+            None => return,
+        }
+    }
+    out.plans.push(Plan {
+        flood: index,
+        family,
+        rules,
+        preference: 0,
+        spares: false,
+    });
 }
 
 fn fingerprint_plans(
@@ -311,6 +406,7 @@ fn fingerprint_plans(
                 family,
                 rules: vec![c],
                 preference,
+                spares: false,
             });
         }
         preference += 1;
@@ -502,7 +598,7 @@ fn fingerprint_plans(
 }
 
 /// A `dns` generator with the default IPv6 extension-header walk.
-fn dns(patterns: Vec<String>, ignore_case: bool) -> Generator {
+pub fn dns(patterns: Vec<String>, ignore_case: bool) -> Generator {
     Generator::Dns(DnsSpec {
         patterns,
         ignore_case,

@@ -59,7 +59,11 @@ impl Hasher for FastHasher {
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// Most query names remembered at once.
-pub const NAME_CAP: usize = 200_000;
+pub const NAME_CAP: usize = 400_000;
+/// Most source addresses remembered at once.
+pub const HOST_CAP: usize = 100_000;
+/// Most fingerprints (and header fingerprints) remembered at once.
+pub const PRINT_CAP: usize = 10_000;
 /// Most parent suffixes remembered at once.
 pub const SUFFIX_CAP: usize = 200_000;
 /// Most source networks (and destination addresses) remembered at once.
@@ -114,6 +118,10 @@ pub struct NameStat {
     pub prints: [(Option<Fingerprint>, u32); NAME_PRINTS],
     /// Queries with another fingerprint.
     pub other_prints: u32,
+    /// Responses for the name with NOERROR: the server says it exists.
+    pub noerror: u32,
+    /// Responses for the name with NXDOMAIN.
+    pub nxdomain: u32,
 }
 
 impl NameStat {
@@ -136,6 +144,29 @@ impl NameStat {
         }
         self.other_prints += 1;
     }
+}
+
+/// What is counted per source address: its queries and, by a one-counter majority vote
+/// (Misra-Gries), the (name, type) it sends most, which holds the true majority when there is
+/// one (`key_votes` is then at most its lead over all others together).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostStat {
+    /// Queries.
+    pub queries: u32,
+    /// Hash of the leading (lowercase name, question type).
+    pub key: u64,
+    /// Votes of the leading key: a lower bound of how much more often it came than the rest.
+    pub key_votes: u32,
+    /// First and last second it sent a query in.
+    pub seconds: (u64, u64),
+}
+
+/// The key a host's queries are voted under: the lowercase wire name and the question type.
+pub fn query_key(name: &[u8], qtype: u16) -> u64 {
+    let mut h = FastHasher(0x2545_f491_4f6c_dd1d);
+    h.write(name);
+    h.write_u16(qtype);
+    h.finish()
 }
 
 /// Character classes of labels.
@@ -258,6 +289,12 @@ pub struct Stats {
     pub sources: FastMap<IpAddr, u64>,
     /// Queries by destination address.
     pub destinations: FastMap<IpAddr, u64>,
+    /// Queries by source address.
+    pub hosts: FastMap<IpAddr, HostStat>,
+    /// Tables that reached their cap and forgot their least counted entries: (table, times).
+    pub evictions: BTreeMap<&'static str, u32>,
+    /// Queries whose question name could not be read whole (the capture's snap length cut it).
+    pub truncated: u64,
     /// Times the name table was pruned.
     pub name_prunes: u32,
     /// The second being counted and its queries so far (added to `per_second` when the
@@ -284,10 +321,24 @@ pub fn source_network(addr: IpAddr) -> IpAddr {
     }
 }
 
-fn bump_capped<K: std::hash::Hash + Eq>(map: &mut FastMap<K, u64>, key: K, cap: usize) {
+fn bump_capped<K: std::hash::Hash + Eq>(map: &mut FastMap<K, u64>, key: K, cap: usize) -> bool {
     *map.entry(key).or_insert(0) += 1;
     if map.len() > cap {
-        map.retain(|_, count| *count > 1);
+        evict(map, cap, |count| *count);
+        return true;
+    }
+    false
+}
+
+/// Shrinks `map` to at most half of `cap` entries, forgetting the entries of lowest weight
+/// first: with every eviction removing at least half of the table, the cost per insert stays
+/// constant (amortised) whatever the keys are.
+pub fn evict<K, V>(map: &mut FastMap<K, V>, cap: usize, weight: impl Fn(&V) -> u64) {
+    let target = cap / 2;
+    let mut threshold = 1u64;
+    while map.len() > target {
+        map.retain(|_, v| weight(v) > threshold);
+        threshold = threshold.saturating_mul(2);
     }
 }
 
@@ -298,6 +349,17 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 impl Stats {
+    /// Seconds from the first query to the last (at least 1 when there is a query).
+    pub fn seconds(&self) -> u64 {
+        match (
+            self.per_second.first_key_value(),
+            self.per_second.last_key_value(),
+        ) {
+            (Some((a, _)), Some((b, _))) => b - a + 1,
+            _ => 0,
+        }
+    }
+
     /// Adds what is still held back to the tables; call once after the last packet.
     pub fn finish(&mut self) {
         if let Some((at, count)) = self.current_second.take() {
@@ -336,6 +398,13 @@ impl Stats {
         if view.is_response() {
             self.responses += 1;
             self.rcodes[usize::from(view.rcode())] += 1;
+            if let Some(stat) = self.names.get_mut(name) {
+                match view.rcode() {
+                    0 => stat.noerror = stat.noerror.saturating_add(1),
+                    3 => stat.nxdomain = stat.nxdomain.saturating_add(1),
+                    _ => {}
+                }
+            }
             return;
         }
         self.queries += 1;
@@ -353,10 +422,38 @@ impl Stats {
         }
         *self.qtypes.entry(view.qtype).or_insert(0) += 1;
         let print = Fingerprint::of(view);
-        *self.headers.entry(print.header).or_insert(0) += 1;
-        *self.prints.entry(print).or_insert(0) += 1;
-        bump_capped(&mut self.sources, source_network(ip.src), NETWORK_CAP);
-        bump_capped(&mut self.destinations, ip.dst, NETWORK_CAP);
+        if bump_capped(&mut self.headers, print.header, PRINT_CAP) {
+            *self.evictions.entry("header fingerprints").or_insert(0) += 1;
+        }
+        if bump_capped(&mut self.prints, print, PRINT_CAP) {
+            *self.evictions.entry("fingerprints").or_insert(0) += 1;
+        }
+        if bump_capped(&mut self.sources, source_network(ip.src), NETWORK_CAP) {
+            *self.evictions.entry("source networks").or_insert(0) += 1;
+        }
+        if bump_capped(&mut self.destinations, ip.dst, NETWORK_CAP) {
+            *self.evictions.entry("destinations").or_insert(0) += 1;
+        }
+        let key = query_key(name, view.qtype);
+        let host = self.hosts.entry(ip.src).or_insert(HostStat {
+            seconds: (second, second),
+            ..HostStat::default()
+        });
+        host.queries = host.queries.saturating_add(1);
+        host.seconds.1 = host.seconds.1.max(second);
+        host.seconds.0 = host.seconds.0.min(second);
+        if host.key_votes == 0 {
+            host.key = key;
+            host.key_votes = 1;
+        } else if host.key == key {
+            host.key_votes = host.key_votes.saturating_add(1);
+        } else {
+            host.key_votes -= 1;
+        }
+        if self.hosts.len() > HOST_CAP {
+            evict(&mut self.hosts, HOST_CAP, |h| u64::from(h.queries));
+            *self.evictions.entry("sources").or_insert(0) += 1;
+        }
 
         let first_seen = match self.names.get_mut(name) {
             Some(stat) => {
@@ -368,7 +465,11 @@ impl Stats {
                 stat.add(print, ip.family, view.upper);
                 self.names.insert(name.into(), stat);
                 if self.names.len() > NAME_CAP {
-                    self.names.retain(|_, stat| stat.count > 1);
+                    // Names the server answered stay longest: they are the evidence of
+                    // what exists.
+                    evict(&mut self.names, NAME_CAP, |stat| {
+                        u64::from(stat.count) + 2 * u64::from(stat.noerror.min(1))
+                    });
                     self.name_prunes += 1;
                 }
                 true
@@ -383,7 +484,8 @@ impl Stats {
             let child = &name[child_at + 1..at];
             if !self.suffixes.contains_key(suffix) {
                 if self.suffixes.len() >= SUFFIX_CAP {
-                    self.suffixes.retain(|_, s| s.packets > 1);
+                    evict(&mut self.suffixes, SUFFIX_CAP, |s| s.packets);
+                    *self.evictions.entry("parent names").or_insert(0) += 1;
                 }
                 self.suffixes.insert(suffix.into(), SuffixStat::default());
             }

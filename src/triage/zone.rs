@@ -1,10 +1,18 @@
 //! The names of a master-format zone file (RFC 1035 section 5): the names that exist are
-//! legitimate, whatever the capture says of them.
+//! legitimate, whatever the capture says of them, and so are the names a wildcard answers.
 //!
-//! Read: `$ORIGIN`, `@`, relative and absolute owner names, a blank owner (the previous one),
-//! comments (`;`), parentheses spanning lines, quoted strings. `$TTL` is skipped, `$INCLUDE`
-//! is refused (the file must stand alone), wildcard owners (`*.x`) are skipped: they make no
-//! single name legitimate. Errors name the line.
+//! Read: `$ORIGIN` (`.` included), `@`, relative and absolute owner names, a blank owner (the
+//! previous one), comments (`;`), parentheses spanning lines, quoted strings. `$TTL` is
+//! skipped, `$INCLUDE` is refused (the file must stand alone). Wildcard owners (`*.x`) are
+//! kept apart: they make every name below `x` answerable. The origin is, in this order,
+//! `$ORIGIN`, the one given by the caller (`--zone-origin`), the SOA record's absolute owner,
+//! or the parent shared by the SOA's primary server and mailbox (`ns1.example.net.`,
+//! `hostmaster.example.net.`: `example.net`); a relative name met before any of them is an
+//! error. Every record line must name a record type. The file is read line by line (a line
+//! over 64 KiB is refused), so its size costs only the names it declares. Errors name the
+//! line.
+
+use std::io::BufRead;
 
 use crate::triage::stats::FastMap;
 
@@ -12,11 +20,23 @@ use crate::triage::stats::FastMap;
 #[derive(Debug, Default, Clone)]
 pub struct Zone {
     names: FastMap<Box<[u8]>, ()>,
+    wildcards: FastMap<Box<[u8]>, ()>,
+    /// The origin the file's relative names were read against (wire form).
+    pub origin: Vec<u8>,
+}
+
+/// Why the zone says a name is legitimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ZoneMatch {
+    /// The zone declares the name.
+    Name,
+    /// A wildcard of the zone answers it.
+    Wildcard,
 }
 
 /// A zone file that cannot be read, with its line.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("{line}: {message}")]
 pub struct ZoneError {
     /// Line number, from 1.
     pub line: usize,
@@ -62,6 +82,9 @@ fn fields(line: &str, mut open: bool) -> (Vec<String>, bool) {
 fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
     if text == "@" {
         return Ok(origin.to_vec());
+    }
+    if text == "." {
+        return Ok(Vec::new());
     }
     let absolute = text.ends_with('.') && !text.ends_with("\\.");
     let mut wire = Vec::new();
@@ -115,19 +138,149 @@ fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
     Ok(wire)
 }
 
+/// Longest line read.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Record types a zone line may name (others are written `TYPEnnn`).
+const TYPES: [&str; 44] = [
+    "A",
+    "AAAA",
+    "NS",
+    "CNAME",
+    "SOA",
+    "MX",
+    "TXT",
+    "PTR",
+    "SRV",
+    "CAA",
+    "HTTPS",
+    "SVCB",
+    "DS",
+    "DNSKEY",
+    "RRSIG",
+    "NSEC",
+    "NSEC3",
+    "NSEC3PARAM",
+    "TLSA",
+    "SSHFP",
+    "NAPTR",
+    "DNAME",
+    "LOC",
+    "HINFO",
+    "RP",
+    "AFSDB",
+    "CDS",
+    "CDNSKEY",
+    "CSYNC",
+    "ZONEMD",
+    "OPENPGPKEY",
+    "SMIMEA",
+    "URI",
+    "SPF",
+    "CERT",
+    "KX",
+    "APL",
+    "DHCID",
+    "IPSECKEY",
+    "EUI48",
+    "EUI64",
+    "L32",
+    "L64",
+    "NID",
+];
+
+/// Whether `word` is a record type.
+fn is_type(word: &str) -> bool {
+    let upper = word.to_ascii_uppercase();
+    TYPES.contains(&upper.as_str())
+        || upper
+            .strip_prefix("TYPE")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `word` may stand between an owner and the type: a TTL or a class.
+fn is_ttl_or_class(word: &str) -> bool {
+    matches!(
+        word.to_ascii_uppercase().as_str(),
+        "IN" | "CH" | "HS" | "CS" | "ANY"
+    ) || (word.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"smhdwSMHDW".contains(&b)))
+}
+
+/// At most 40 characters of `text`, for error messages.
+fn cut(text: &str) -> String {
+    let mut out: String = text.chars().take(40).collect();
+    if out.len() < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// The origin an SOA record gives: its owner when absolute, else the parent shared by its
+/// primary server and mailbox names (both absolute).
+fn soa_origin(words: &[String], starts_blank: bool, rdata: &[String]) -> Option<Vec<u8>> {
+    if !starts_blank && words[0].ends_with('.') {
+        return to_wire(&words[0], &[]).ok();
+    }
+    let (mname, rname) = (rdata.first()?, rdata.get(1)?);
+    if !mname.ends_with('.') || !rname.ends_with('.') {
+        return None;
+    }
+    let (m, r) = (to_wire(mname, &[]).ok()?, to_wire(rname, &[]).ok()?);
+    let (pm, pr) = (parent(&m)?, parent(&r)?);
+    (pm == pr && !pm.is_empty()).then(|| pm.to_vec())
+}
+
+/// The parent of a wire name (the name without its first label), when it has one.
+fn parent(wire: &[u8]) -> Option<&[u8]> {
+    let first = usize::from(*wire.first()?);
+    wire.get(1 + first..)
+}
+
 impl Zone {
-    /// Reads a zone file's text. `origin` is the starting `$ORIGIN` (wire form), usually empty.
+    /// Reads a zone file's text (see [`Zone::read`]).
     pub fn parse(text: &str) -> Result<Zone, ZoneError> {
+        Zone::read(text.as_bytes(), None)
+    }
+
+    /// Reads a zone file line by line; `origin` (text, e.g. `example.net`) is used when the
+    /// file has no `$ORIGIN` before its first relative name.
+    pub fn read(mut input: impl BufRead, origin: Option<&str>) -> Result<Zone, ZoneError> {
         let mut zone = Zone::default();
-        let mut origin: Vec<u8> = Vec::new();
+        let mut known_origin: Option<Vec<u8>> = match origin {
+            Some(text) => Some(
+                to_wire(&format!("{}.", text.trim_end_matches('.')), &[])
+                    .map_err(|message| ZoneError { line: 0, message })?,
+            ),
+            None => None,
+        };
         let mut previous: Option<Vec<u8>> = None;
         let mut open = false;
-        for (index, line) in text.lines().enumerate() {
-            let number = index + 1;
+        let mut number = 0;
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let read = std::io::Read::take(input.by_ref(), MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| ZoneError {
+                    line: number + 1,
+                    message: format!("cannot read: {e}"),
+                })?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
             let err = |message: String| ZoneError {
                 line: number,
                 message,
             };
+            if raw.len() > MAX_LINE && !raw.ends_with(b"\n") {
+                return Err(err(format!("line longer than {MAX_LINE} bytes")));
+            }
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']);
             let continuation = open;
             let starts_blank = line.starts_with([' ', '\t']);
             let (words, still_open) = fields(line, open);
@@ -140,7 +293,13 @@ impl Zone {
                     let name = words
                         .get(1)
                         .ok_or_else(|| err("$ORIGIN without a name".into()))?;
-                    origin = to_wire(name, &origin).map_err(err)?;
+                    if !name.ends_with('.') && known_origin.is_none() {
+                        return Err(err(format!(
+                            "relative $ORIGIN '{name}' with no origin before it"
+                        )));
+                    }
+                    let base = known_origin.clone().unwrap_or_default();
+                    known_origin = Some(to_wire(name, &base).map_err(err)?);
                     continue;
                 }
                 "$TTL" => continue,
@@ -154,20 +313,79 @@ impl Zone {
                 }
                 _ => {}
             }
+            // The record's type: the owner (unless the line starts blank), then TTL and class
+            // in any order, then the type.
+            let rest = if starts_blank {
+                &words[..]
+            } else {
+                &words[1..]
+            };
+            let type_at = rest.iter().position(|w| !is_ttl_or_class(w));
+            let Some(type_at) = type_at.filter(|&i| is_type(&rest[i])) else {
+                return Err(err(format!(
+                    "not a record: expected [owner] [ttl] [class] TYPE data, got '{}'",
+                    cut(line)
+                )));
+            };
+            let is_soa = rest[type_at].eq_ignore_ascii_case("SOA");
+            if known_origin.is_none() && is_soa {
+                known_origin = soa_origin(&words, starts_blank, &rest[type_at + 1..]);
+            }
             let owner = if starts_blank {
                 match &previous {
                     Some(owner) => owner.clone(),
                     None => return Err(err("a record without an owner name before it".into())),
                 }
             } else {
-                to_wire(&words[0], &origin).map_err(err)?
+                let text = &words[0];
+                let absolute = text.ends_with('.') && !text.ends_with("\\.");
+                match (&known_origin, absolute) {
+                    (_, true) => to_wire(text, &[]).map_err(err)?,
+                    (Some(origin), false) => to_wire(text, origin).map_err(err)?,
+                    (None, false) => {
+                        return Err(err(format!(
+                            "relative name '{}' and no origin: add $ORIGIN to the file or give --zone-origin",
+                            cut(text)
+                        )))
+                    }
+                }
             };
-            if !owner.starts_with(b"\x01*") {
+            if owner.starts_with(b"\x01*") {
+                if let Some(parent) = parent(&owner) {
+                    zone.wildcards.insert(parent.into(), ());
+                }
+            } else {
                 zone.names.insert(owner.clone().into_boxed_slice(), ());
             }
             previous = Some(owner);
         }
+        zone.origin = known_origin.unwrap_or_default();
         Ok(zone)
+    }
+
+    /// Whether the zone declares `name`, or a wildcard of it answers `name` (lowercase wire
+    /// form).
+    pub fn covers(&self, name: &[u8]) -> Option<ZoneMatch> {
+        if self.names.contains_key(name) {
+            return Some(ZoneMatch::Name);
+        }
+        let mut at = name;
+        while let Some(up) = parent(at) {
+            if self.wildcards.contains_key(up) {
+                return Some(ZoneMatch::Wildcard);
+            }
+            // A declared name between the query and the wildcard stops it (RFC 4592).
+            if self.names.contains_key(up) && !self.wildcards.contains_key(up) {
+                return None;
+            }
+            at = up;
+        }
+        None
+    }
+
+    /// The parents of the zone's wildcards (`x` for `*.x`).
+    pub fn wildcards(&self) -> impl Iterator<Item = &[u8]> {
+        self.wildcards.keys().map(|k| &k[..])
     }
 
     /// Whether the zone has `name` (lowercase wire form).
