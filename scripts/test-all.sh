@@ -33,6 +33,12 @@ else
     cargo test --release --all-targets 2>&1 | tee "$log"
 fi
 
+# triage against per-packet truth on real-software captures (no root needed).
+for lab in testdata/triage-lab/*/; do
+    echo "== scripts/eval-triage.sh $lab"
+    ./scripts/eval-triage.sh "$lab"
+done
+
 skipped_scripts=()
 for e2e in scripts/e2e-*.sh; do
     [ -e "$e2e" ] || continue

@@ -189,6 +189,9 @@ pub struct Analysis {
     pub inputs: Vec<String>,
     /// Whether a zone was given.
     pub has_zone: bool,
+    /// What the reader should know about the input and the figures (cut records, snap
+    /// length, tables at their caps, floods relayed by resolvers, the zone loaded).
+    pub notes: Vec<String>,
 }
 
 /// An input: a file path (read twice), named as given.
@@ -202,7 +205,7 @@ pub struct Source {
 fn read_all(
     source: &Source,
     mut each: impl FnMut(&crate::pcap::Packet<'_>),
-) -> Result<(), TriageError> {
+) -> Result<Option<String>, TriageError> {
     let file = File::open(&source.path)
         .map_err(|e| TriageError::Input(format!("cannot open '{}': {e}", source.name)))?;
     read_stream(
@@ -212,16 +215,25 @@ fn read_all(
     )
 }
 
+/// Reads every packet of `input`; a last record cut short (a capture still being written, a
+/// full disk) ends the input with a warning instead of an error, so the report covers what was
+/// read.
 fn read_stream<R: Read>(
     name: &str,
     input: R,
     each: &mut dyn FnMut(&crate::pcap::Packet<'_>),
-) -> Result<(), TriageError> {
+) -> Result<Option<String>, TriageError> {
     let mut reader = Reader::new(input).map_err(|e| TriageError::Input(format!("{name}: {e}")))?;
     loop {
         match reader.next_packet() {
             Ok(Some(packet)) => each(&packet),
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(None),
+            Err(e) if e.io.is_none() && e.message.starts_with("truncated record") => {
+                return Ok(Some(format!(
+                    "{name}: the last record is cut ({e}): the report covers the {} packets before it",
+                    e.packet - 1
+                )))
+            }
             Err(e) => return Err(TriageError::Input(format!("{name}: {e}"))),
         }
     }
@@ -232,7 +244,7 @@ pub fn count(sources: &[Source]) -> Result<Stats, TriageError> {
     let mut stats = Stats::default();
     let mut name = Vec::with_capacity(256);
     for source in sources {
-        read_all(source, |packet| {
+        let warning = read_all(source, |packet| {
             let Some(ip) = ip_view(packet.linktype, packet.data) else {
                 stats.add_other();
                 return;
@@ -245,9 +257,17 @@ pub fn count(sources: &[Source]) -> Result<Stats, TriageError> {
             }
             match dns_view(ip.payload, &mut name) {
                 Some(view) => stats.add(&ip, Some((&view, &name)), false, second),
-                None => stats.add(&ip, None, true, second),
+                None => {
+                    if packet.orig_len as usize > packet.data.len() {
+                        stats.truncated += 1;
+                    }
+                    stats.add(&ip, None, true, second)
+                }
             }
         })?;
+        if let Some(warning) = warning {
+            stats.warnings.push(warning);
+        }
     }
     stats.finish();
     Ok(stats)
@@ -702,6 +722,64 @@ pub fn analyze(
     top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
     top.truncate(10);
     outcome.top_unproven = top;
+    let mut notes = stats.warnings.clone();
+    if stats.truncated > 0 {
+        notes.push(format!(
+            "{} DNS packets were cut by the capture's snap length before their question ended: their names were not read (capture with tcpdump -s 0)",
+            stats.truncated
+        ));
+    }
+    if stats.queries == 0 {
+        notes.push(if stats.responses > 0 {
+            "the capture holds responses but no query: capture on the server's interface in both directions (tcpdump -i IF udp port 53)".to_string()
+        } else {
+            "the capture holds no DNS query".to_string()
+        });
+    } else if stats.responses == 0 {
+        notes.push("the capture holds no response: the server's answers (NOERROR, NXDOMAIN) are the best evidence of which names exist; capture both directions, or give --zone".to_string());
+    }
+    if let Some(zone) = zone {
+        notes.push(format!(
+            "zone: {} names and {} wildcards loaded (origin {})",
+            zone.len(),
+            zone.wildcards().count(),
+            if zone.origin.is_empty() {
+                ".".to_string()
+            } else {
+                packet::name_text(&zone.origin)
+            }
+        ));
+    }
+    for (table, times) in &stats.evictions {
+        notes.push(format!(
+            "the {table} table reached its cap {times} time(s) and forgot its least counted entries: counts of rare entries are lower bounds"
+        ));
+    }
+    if stats.name_prunes > 0 {
+        notes.push(format!(
+            "the name table reached its cap ({} names) {} time(s): names asked once were forgotten, and their queries count as names without evidence",
+            stats::NAME_CAP,
+            stats.name_prunes
+        ));
+    }
+    for (index, flood) in floods.iter().enumerate() {
+        let (mut total, mut proven) = (0u64, 0u64);
+        for (&(judged, _, _, slot, _), &count) in &measured.cells {
+            if judged == Judged::Flood(index as u8) {
+                total += count;
+                if dedicated.get(slot as usize).copied().unwrap_or(false) {
+                    proven += count;
+                }
+            }
+        }
+        if total > 0 && (proven as f64) < 0.5 * total as f64 {
+            notes.push(format!(
+                "{}: {} of its {total} queries come from sources that also send legitimate queries (resolvers): dropping makes them retry and move to other servers or families, so the load moves and the rule helps less; nothing proves those queries flood",
+                flood.id,
+                total - proven
+            ));
+        }
+    }
     let destinations = floods
         .iter()
         .zip(&measured.destinations)
@@ -721,6 +799,7 @@ pub fn analyze(
         skipped: candidates.skipped,
         inputs: sources.iter().map(|s| s.name.clone()).collect(),
         has_zone: zone.is_some(),
+        notes,
     })
 }
 

@@ -445,6 +445,7 @@ pub fn to_json(analysis: &Analysis, deploy_checks: &[String]) -> Value {
         },
         "deploy": deploy_commands(analysis).iter().map(|c| command_line(c)).collect::<Vec<_>>(),
         "deploy_checks": deploy_checks,
+        "notes": analysis.notes,
         "skipped": analysis.skipped,
     })
 }
@@ -598,6 +599,12 @@ pub fn to_text(analysis: &Analysis, deploy_checks: &[String]) -> String {
             )
         }),
     );
+    if !analysis.notes.is_empty() {
+        let _ = writeln!(s, "\n== Notes");
+        for note in &analysis.notes {
+            let _ = writeln!(s, "- {note}");
+        }
+    }
     if analysis.floods.is_empty() {
         let _ = writeln!(s, "\n== No flood found: nothing to block.");
         return s;

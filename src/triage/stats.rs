@@ -293,8 +293,10 @@ pub struct Stats {
     pub hosts: FastMap<IpAddr, HostStat>,
     /// Tables that reached their cap and forgot their least counted entries: (table, times).
     pub evictions: BTreeMap<&'static str, u32>,
-    /// Queries whose question name could not be read whole (the capture's snap length cut it).
+    /// DNS packets that could not be read because the capture's snap length cut them.
     pub truncated: u64,
+    /// What the reading had to say (a cut last record).
+    pub warnings: Vec<String>,
     /// Times the name table was pruned.
     pub name_prunes: u32,
     /// The second being counted and its queries so far (added to `per_second` when the
