@@ -58,39 +58,42 @@ struct Args {
     captures: Vec<String>,
 }
 
-/// A copy of standard input in a temporary file, removed when dropped.
+/// A copy of standard input in a temporary file (mode 0600) that is unlinked as soon as it is
+/// created: nothing is left behind whatever ends the process (Ctrl-C included). It is read
+/// again through `/proc/self/fd`, which reaches the open file.
 struct Spool {
     path: PathBuf,
+    _file: File,
 }
 
 impl Spool {
     fn new(stdin: &mut dyn Read) -> Result<Spool, CliError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = std::env::temp_dir();
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path = dir.join(format!("triage-{}-{stamp}.spool", std::process::id()));
+        let named = dir.join(format!("triage-{}-{stamp}.spool", std::process::id()));
         let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
-            .map_err(|e| format!("cannot create '{}': {e}", path.display()))?;
-        let spool = Spool { path };
+            .mode(0o600)
+            .open(&named)
+            .map_err(|e| format!("cannot create '{}': {e}", named.display()))?;
+        std::fs::remove_file(&named)
+            .map_err(|e| format!("cannot unlink '{}': {e}", named.display()))?;
         std::io::copy(stdin, &mut file).map_err(|e| {
             format!(
-                "cannot copy standard input to '{}': {e}",
-                spool.path.display()
+                "cannot copy standard input to a spool in '{}': {e}",
+                dir.display()
             )
         })?;
         file.flush()?;
-        Ok(spool)
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        Ok(Spool { path, _file: file })
     }
 }
 
