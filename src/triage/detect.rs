@@ -452,9 +452,16 @@ fn random_subdomains(stats: &Stats, known: &Knowledge<'_>, min_flood: u64) -> Ve
         let up = parent(name).unwrap_or(&[]);
         let repeated = stat.count >= thresholds.get(up).copied().unwrap_or(3);
         if has || repeated {
+            // The name and its ancestors: of a deep name, the two nearest and the 8 nearest
+            // the root, as the parent table keeps them (bounded work per name).
+            let depth = crate::triage::packet::labels(name).count();
             let mut at: &[u8] = name;
+            let mut level = 0;
             loop {
-                *existing.entry(at).or_insert(0) += u64::from(stat.count);
+                if level <= 2 || depth - level <= 8 {
+                    *existing.entry(at).or_insert(0) += u64::from(stat.count);
+                }
+                level += 1;
                 match parent(at) {
                     Some(next) if !next.is_empty() => at = next,
                     _ => break,

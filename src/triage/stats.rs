@@ -480,7 +480,13 @@ impl Stats {
         let mut starts = std::mem::take(&mut self.label_starts);
         label_starts(name, &mut starts);
         // Every proper suffix (not the name itself, not the root) is a parent.
+        // Every proper suffix of a name of up to 10 labels; of a deeper name, the two
+        // nearest parents and the 8 nearest the root (bounded work per query).
+        let labels = starts.len();
         for (depth, &at) in starts.iter().enumerate().skip(1) {
+            if depth > 2 && labels - depth > 8 {
+                continue;
+            }
             let suffix = &name[at..];
             let child_at = starts[depth - 1];
             let child = &name[child_at + 1..at];
