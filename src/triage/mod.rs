@@ -356,11 +356,14 @@ struct Measured {
     cells: FastMap<Cell, u64>,
     destinations: Vec<FastMap<IpAddr, u64>>,
     hosts: Vec<HostTally>,
-    existing: FastMap<(Box<[u8]>, Family, u64), (Reason, u64)>,
+    existing: FastMap<ExistingKey, (Reason, u64)>,
     /// Names judged flood: the flood, the first two source slots that asked them, whether
     /// they came over IPv4 and IPv6, and how often (bounded).
     flood_names: FastMap<Box<[u8]>, FloodName>,
 }
+
+/// A name judged to exist, its family and the candidates that matched it.
+type ExistingKey = (Box<[u8]>, Family, u64);
 
 /// Who asked a name judged flood.
 #[derive(Clone, Copy)]

@@ -781,3 +781,197 @@ fn baseline_decides_what_is_new() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, 1, "{}", json["floods"]);
 }
+
+/// A lab capture from testdata (gzip'ed), as a plain pcap in `dir`.
+fn lab_capture(dir: &Path, set: &str, name: &str) -> PathBuf {
+    let gz = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/triage-lab")
+        .join(set)
+        .join(format!("{name}.pcap.gz"));
+    let path = dir.join(format!("{name}.pcap"));
+    std::fs::write(&path, gunzip(&gz)).unwrap();
+    path
+}
+
+/// gunzip through the system's gzip (no decompression crate for the tests).
+fn gunzip(gz: &Path) -> Vec<u8> {
+    let result = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(gz)
+        .output()
+        .expect("gzip runs (Debian: apt-get install gzip)");
+    assert!(result.status.success(), "gzip -dc {}", gz.display());
+    result.stdout
+}
+
+#[test]
+fn real_quiet_traffic_with_wildcard_names_is_no_flood() {
+    // Knot serving a zone with wildcards (*.customers, *.review, ...), resolvers and a
+    // monitor: the rarely asked names under the wildcards are answered NOERROR.
+    let dir = temp_dir("lab-quiet");
+    let path = lab_capture(&dir, "example-net", "quiet");
+    let out = run("triage", &["--json", path.to_str().unwrap()], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["floods"].as_array().unwrap().len(), 0);
+    assert_eq!(json["rules"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn real_fixed_name_flood_is_dropped_by_its_sources() {
+    // www.example.net A from 32 sources that send nothing else, beside resolvers asking the
+    // same name: the rule names the sources, not the name.
+    let dir = temp_dir("lab-www-fixed");
+    let path = lab_capture(&dir, "example-net", "www-fixed");
+    let out = run("triage", &["--json", path.to_str().unwrap()], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["floods"][0]["kind"], "sources", "{}", json["floods"]);
+    assert_eq!(json["floods"][0]["sources"].as_array().unwrap().len(), 32);
+    for rule in json["rules"].as_array().unwrap() {
+        let words: Vec<&str> = rule["bpfgen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert!(words.contains(&"tcpdump"), "{words:?}");
+        assert!(
+            rule["judged_legit"].as_object().unwrap().is_empty(),
+            "{rule}"
+        );
+    }
+    // Every rule's command generates, and the flood is proven (its sources sent nothing else).
+    assert!(json["deploy_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c == ""));
+    assert_eq!(json["outcome"]["legit_dropped_share"], 0.0);
+    assert_eq!(json["outcome"]["proven_flood"], 25_600);
+}
+
+#[test]
+fn real_water_torture_through_resolvers_is_dropped_and_said_unproven() {
+    let dir = temp_dir("lab-torture");
+    let path = lab_capture(&dir, "example-net", "torture");
+    let out = run("triage", &[path.to_str().unwrap()], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("random subdomains <random>.portal.example.net"),
+        "{text}"
+    );
+    // No invented flood under the zone's wildcards.
+    assert!(!text.contains("customers.example.net ("), "{text}");
+    // Relayed by resolvers that also carry legitimate traffic: said, and the bound is high.
+    assert!(text.contains("come from sources that also send legitimate queries (resolvers)"));
+    assert!(
+        text.contains("no evidence either way, answered NXDOMAIN"),
+        "{text}"
+    );
+    // Both families, with the server's address of each.
+    assert!(text.contains("iptables-bpf -i 10.88.0.2 "), "{text}");
+    assert!(text.contains("iptables-bpf -6 -i fd88::2 "), "{text}");
+}
+
+#[test]
+fn a_cut_last_record_is_a_warning_and_the_rest_is_reported() {
+    let dir = temp_dir("lab-cut");
+    let path = lab_capture(&dir, "example-net", "sub-dual");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    let out = run("triage", &["-"], &bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("the last record is cut"), "{text}");
+    assert!(text.contains("<random>.api.example.net"), "{text}");
+}
+
+#[test]
+fn zone_wildcards_origin_and_bad_lines() {
+    let dir = temp_dir("zones");
+    let packets = {
+        let mut rng = Rng::new(5);
+        let legit = Legit::for_zones(&["example.net"], &TAIL, 0);
+        mix(&mut rng, &legit, 200, &mut [])
+    };
+    let capture = dir.join("c.pcap");
+    write_pcap(&capture, &packets, LINKTYPE_ETHERNET);
+    let cap = capture.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // BIND layout: no $ORIGIN, the origin from the SOA's absolute names.
+    let bind = write(
+        "bind.zone",
+        "$TTL 300\n@ IN SOA ns1.example.net. hostmaster.example.net. ( 1 2 3 4 5 )\n  IN NS ns1\nwww IN A 192.0.2.1\n*.users IN A 192.0.2.2\n",
+    );
+    let out = run("triage", &["--zone", &bind, cap], b"");
+    assert!(
+        stdout(&out).contains("zone: 2 names and 1 wildcards loaded (origin example.net)"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // Without any origin: refused, naming the line, unless --zone-origin gives it.
+    let bare = write("bare.zone", "$TTL 300\nwww IN A 192.0.2.1\n");
+    let out = run("triage", &["--zone", &bare, cap], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bare.zone:2: relative name 'www'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        "triage",
+        &["--zone", &bare, "--zone-origin", "example.net", cap],
+        b"",
+    );
+    assert!(stdout(&out).contains("zone: 1 names and 0 wildcards loaded (origin example.net)"));
+    // A garbage line is refused with its place; $ORIGIN . and the owner . are read.
+    let garbage = write(
+        "garbage.zone",
+        "$ORIGIN .\n. IN NS a.root\nthis is not a record\n",
+    );
+    let out = run("triage", &["--zone", &garbage, cap], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("garbage.zone:3: not a record"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn standard_input_leaves_no_spool() {
+    let dir = temp_dir("spool");
+    let path = lab_capture(&dir, "example-net", "quiet");
+    let bytes = std::fs::read(&path).unwrap();
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triage"))
+        .arg("-")
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            // While triage reads, its spool is already unlinked: the directory stays empty.
+            child.stdin.take().unwrap().write_all(&bytes)?;
+            assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+            child.wait()
+        })
+        .unwrap();
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
