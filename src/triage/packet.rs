@@ -110,10 +110,20 @@ pub fn ip_view(linktype: u32, frame: &[u8]) -> Option<IpView<'_>> {
         udp: None,
         payload: &[],
     };
-    if payload.ip_number == IpNumber::UDP && !payload.fragmented {
+    // A first fragment carries the UDP header (and the question, in practice): the deployed
+    // rule (`-p udp --dport 53`) sees it, so triage counts it; later fragments have no header.
+    let first_fragment = match &ip {
+        IpSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
+        IpSlice::Ipv6(_) => false,
+    };
+    if payload.ip_number == IpNumber::UDP && (!payload.fragmented || first_fragment) {
         if let Ok(udp) = UdpSlice::from_slice(payload.payload) {
             view.udp = Some((udp.source_port(), udp.destination_port()));
             view.payload = udp.payload();
+        } else if let Ok(header) = etherparse::UdpHeaderSlice::from_slice(payload.payload) {
+            // A first fragment: the UDP length counts bytes in later fragments.
+            view.udp = Some((header.source_port(), header.destination_port()));
+            view.payload = &payload.payload[8..];
         }
     }
     Some(view)
@@ -287,5 +297,29 @@ mod tests {
         let mut msg = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         msg.extend_from_slice(b"\x03www\x00\x00");
         assert!(dns_view(&msg, &mut Vec::new()).is_none());
+    }
+
+    #[test]
+    fn a_first_ipv4_fragment_is_udp_to_its_port_and_a_later_one_is_not() {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
+        let udp_len = 8 + msg.len() as u16 + 1000; // the rest is in later fragments
+        let mut packet = vec![
+            0x45, 0, 0, 0, 0x12, 0x34, 0x20, 0x00, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 53,
+        ];
+        let total = (20 + 8 + msg.len()) as u16;
+        packet[2..4].copy_from_slice(&total.to_be_bytes());
+        packet.extend_from_slice(&[0x9c, 0x40, 0, 53]);
+        packet.extend_from_slice(&udp_len.to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(&msg);
+        let view = ip_view(crate::pcap::link::LINKTYPE_RAW, &packet).unwrap();
+        assert_eq!(view.udp, Some((40000, 53)));
+        let mut name = Vec::new();
+        assert!(dns_view(view.payload, &mut name).is_some());
+        assert_eq!(name, b"\x03www\x07example\x03net");
+        // Offset 8 (in 8-byte units 1): a later fragment, no UDP header.
+        packet[6..8].copy_from_slice(&[0x00, 0x01]);
+        assert_eq!(ip_view(crate::pcap::link::LINKTYPE_RAW, &packet).unwrap().udp, None);
     }
 }
