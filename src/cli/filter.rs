@@ -650,17 +650,7 @@ fn run_one<R: Read>(
             ..Context::default()
         };
         let input = if filter.l3 {
-            net.map(|net| Input {
-                frame: l3_frame,
-                start: net.offset,
-                net: Some(net.offset),
-                link: Some(0),
-                wire_len: packet
-                    .orig_len
-                    .saturating_sub(packet.fcs_len)
-                    .saturating_sub(net.offset as u32),
-                ctx,
-            })
+            link::deployed_input(&packet).map(|(input, _)| input)
         } else {
             Some(Input {
                 frame: packet.data,

@@ -189,6 +189,32 @@ pub struct NetworkHeader {
     pub ethertype: u16,
 }
 
+/// A captured packet as a program deployed with xt_bpf sees it: the frame without its frame
+/// check sequence, the program's offset 0 at the network header, `#len` the wire length from
+/// there. The one construction of this view, for `filter --l3` and triage alike. `None` when
+/// the frame has no network header this module finds.
+pub fn deployed_input<'a>(
+    packet: &crate::pcap::Packet<'a>,
+) -> Option<(crate::vm::Input<'a>, NetworkHeader)> {
+    let frame = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
+    let net = network_header(packet.linktype, frame)?;
+    let input = crate::vm::Input {
+        frame,
+        start: net.offset,
+        net: Some(net.offset),
+        link: Some(0),
+        wire_len: packet
+            .orig_len
+            .saturating_sub(packet.fcs_len)
+            .saturating_sub(net.offset as u32),
+        ctx: crate::vm::Context {
+            protocol: net.ethertype,
+            ..crate::vm::Context::default()
+        },
+    };
+    Some((input, net))
+}
+
 /// The name of a link type, for messages.
 pub fn linktype_name(linktype: u32) -> String {
     match by_number(linktype) {

@@ -34,7 +34,6 @@ use crate::triage::packet::{dns_view, ip_view, Family, DNS_PORT};
 use crate::triage::rules::{Action, Candidates};
 use crate::triage::stats::{FastMap, Fingerprint, Stats};
 use crate::triage::zone::Zone;
-use crate::vm::{Context, Input};
 
 /// Why a query is judged legitimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -409,7 +408,12 @@ fn measure(
         .collect();
     for source in sources {
         read_all(source, |packet| {
-            let Some(ip) = ip_view(packet.linktype, packet.data) else {
+            // The packet as the deployed rule sees it (no FCS), for the rules and for the DNS
+            // view alike.
+            let Some((input, _)) = crate::pcap::link::deployed_input(packet) else {
+                return;
+            };
+            let Some(ip) = ip_view(packet.linktype, input.frame) else {
                 return;
             };
             let Some((_, dst_port)) = ip.udp else {
@@ -418,17 +422,6 @@ fn measure(
             if dst_port != DNS_PORT {
                 return;
             }
-            let input = Input {
-                frame: packet.data,
-                start: ip.net.offset,
-                net: Some(ip.net.offset),
-                link: Some(0),
-                wire_len: packet.orig_len.saturating_sub(ip.net.offset as u32),
-                ctx: Context {
-                    protocol: ip.net.ethertype,
-                    ..Context::default()
-                },
-            };
             let list = &by_family[usize::from(ip.family == Family::V6)].1;
             let mut mask = 0u64;
             for &index in list {

@@ -320,6 +320,11 @@ mod tests {
         assert_eq!(name, b"\x03www\x07example\x03net");
         // Offset 8 (in 8-byte units 1): a later fragment, no UDP header.
         packet[6..8].copy_from_slice(&[0x00, 0x01]);
-        assert_eq!(ip_view(crate::pcap::link::LINKTYPE_RAW, &packet).unwrap().udp, None);
+        assert_eq!(
+            ip_view(crate::pcap::link::LINKTYPE_RAW, &packet)
+                .unwrap()
+                .udp,
+            None
+        );
     }
 }
