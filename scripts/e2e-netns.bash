@@ -65,8 +65,8 @@ net_up() {
     BACKEND=$1
     IPT4=iptables-$BACKEND
     IPT6=ip6tables-$BACKEND
-    SRV=bpfe2e-srv-$$-$BACKEND
-    CLI=bpfe2e-cli-$$-$BACKEND
+    SRV=${E2E_NS:-bpfe2e}-srv-$$-$BACKEND
+    CLI=${E2E_NS:-bpfe2e}-cli-$$-$BACKEND
     ip netns add "$SRV" && ip netns add "$CLI" || exit 1
     ip link add v-cli netns "$CLI" type veth peer name v-srv netns "$SRV" || exit 1
     cli ip link set lo up
