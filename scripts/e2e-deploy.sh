@@ -268,7 +268,8 @@ i19_signals() {
                 sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", (r % 250) / 1000 }')"
                 kill -TERM "$pid" 2>/dev/null
             else
-                setsid ip netns exec "$SRV" env IPTABLES="$IPT4" DEFAULTINT=v-srv "$v2" >/dev/null 2>&1 &
+                # (a background job starts with SIGINT ignored: restore it, as a terminal's job has it)
+                setsid env --default-signal=INT ip netns exec "$SRV" env IPTABLES="$IPT4" DEFAULTINT=v-srv "$v2" >/dev/null 2>&1 &
                 pid=$!
                 sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", (r % 250) / 1000 }')"
                 kill -INT -- -"$pid" 2>/dev/null
@@ -387,15 +388,16 @@ i19_interface() {
     local dir=$TMP/i19i-$BACKEND s out lost
     s=$(gen "$dir" s.sh -i 10.53.1.2 dns -- '*.www.example.net')
     # The default route on another interface: the flood comes in through v-srv anyway.
-    srv ip link add dum0 type dummy
-    srv ip link set dum0 up
-    srv ip addr add 10.99.0.1/24 dev dum0
-    srv ip route replace default via 10.99.0.2 dev dum0
+    srv ip link add v-other type veth peer name v-other-peer
+    srv ip link set v-other up
+    srv ip link set v-other-peer up
+    srv ip addr add 10.99.0.1/24 dev v-other
+    srv ip route replace default via 10.99.0.2 dev v-other
     out=$(ip netns exec "$SRV" env IPTABLES="$IPT4" "$s" 2>&1)
     check "i19-7: apply without DEFAULTINT says every interface ($out)" grep -q "on every interface" <<<"$out"
     check "i19-7: ... no -i in the rule" not bash -c "ip netns exec '$SRV' $IPT4 -S INPUT | grep -- '$(depof "$s")' | grep -q -- ' -i '"
     srv ip route replace default via 10.53.1.1 dev v-srv
-    srv ip link del dum0
+    srv ip link del v-other
     lost=$(flood 10.53.1.2 20)
     check "i19-7: ... the flood is dropped (lost $lost of 20)" test "$lost" = 20
     run_s "$s" >/dev/null
