@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "$E2E_NAME: SKIP: needs root (network namespaces, iptables)"
     exit 0
 fi
-for tool in ip iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy ipset knotd dig dnsperf setsid flock; do
+for tool in ip iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy ipset knotd dig dnsperf setsid flock nsenter python3; do
     command -v "$tool" >/dev/null || { echo "$E2E_NAME: FAIL: $tool is not installed"; exit 1; }
 done
 
