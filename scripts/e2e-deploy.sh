@@ -248,6 +248,13 @@ i19_rename() {
     check "i19-1: the new version drops the flood (lost $lost of 20)" test "$lost" = 20
     run_s "$b" --delete >/dev/null
     check "i19-1: --delete leaves nothing" nothing_of "$b"
+    # --delete (and --status) with two sets of the deployment, the old-named one listed last.
+    run_s "$b" >/dev/null
+    srv ipset create "$old" hash:net family inet comment
+    out=$(run_s "$b" --delete 2>&1)
+    rc=$?
+    check "i19-1: --delete with two sets of the deployment: exit 0 (rc $rc: $out)" test "$rc" = 0
+    check "i19-1: ... nothing left" nothing_of "$b"
 }
 
 # 3: a signal during the commit never leaves new rules with the old set
@@ -357,6 +364,8 @@ i19_status() {
     srv ip link set v-ren down
     srv ip link set v-ren name v-srv
     srv ip link set v-srv up
+    # (a link going down loses its IPv6 addresses)
+    srv ip -6 addr add fd53:1::2/64 dev v-srv nodad 2>/dev/null
     srv ip route add default via 10.53.1.1 dev v-srv 2>/dev/null
     srv ip -6 route add default via fd53:1::1 dev v-srv 2>/dev/null
     run_s "$s" --delete >/dev/null

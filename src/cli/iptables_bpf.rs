@@ -16,10 +16,12 @@ use crate::gen::Generator;
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
 the rules 'iptables -p udp --dport 53 -m set --match-set SET dst -m bpf --bytecode ... -j DROP'
-(-p tcp for p0f) in one iptables-restore transaction, from whatever state it finds. Running
-it again changes nothing; './SCRIPT ADDRESS' adds a protected address; './SCRIPT --status'
-shows the rules' counters and the set; './SCRIPT --delete' removes the rules, the chain and
-the set. Programs longer than 64 instructions are split over several rules that together
+(-p tcp for p0f) on every interface (DEFAULTINT=eth0 restricts them) in one iptables-restore
+transaction, from whatever state it finds. Running it again changes nothing; './SCRIPT
+ADDRESS' adds a protected address; './SCRIPT --status' shows the rules' counters and the set,
+and exits 3 when the protection is not what the script describes; './SCRIPT --delete'
+removes the rules (from iptables-nft and iptables-legacy), the chain and the set. In chain
+mode, accepted names RETURN to INPUT's later rules (--accept-final: jump to ACCEPT). Programs longer than 64 instructions are split over several rules that together
 match exactly the same packets. A p0f signature of version * (either) becomes the program of the script's
 family, IPv4 (IPv6 with -6): iptables sees IPv4 packets only and ip6tables IPv6 only, and on
 them that program gives the same verdicts as the * program, in fewer instructions.

@@ -521,7 +521,7 @@ plan_set() {
         $1 == "add" { member[$3] = comment_of($0); n++; next }
         $1 == "O" { old[$2] = comment_of($0); next }
         END {
-            count = n
+            count = n + 0
             for (a in preset) if (!(a in member)) {
                 print "S add " set " " a " comment \"preset\""; print "U del " set " " a
                 print "M " a; member[a] = "preset"; count++
