@@ -285,10 +285,15 @@ i19_signals() {
             st=$(rules_state "$v1" "$v2")
             kinds[$how-$st]=$((${kinds[$how-$st]:-0} + 1))
             case $st in
-                new) in_set "$(setof "$v2")" 10.53.1.3 || bad=$((bad + 1)) ;;
-                old) in_set "$(setof "$v2")" 10.53.1.2 || bad=$((bad + 1)) ;;
-                *) bad=$((bad + 1)) ;;
-            esac
+                new) in_set "$(setof "$v2")" 10.53.1.3 ;;
+                old) in_set "$(setof "$v2")" 10.53.1.2 ;;
+                *) false ;;
+            esac || {
+                bad=$((bad + 1))
+                { echo "$how $st"; owned "$v2"; srv ipset list; } >"$dir/bad-$how-$i"
+                echo "i19-3: inconsistent after $how: $dir/bad-$how-$i"
+                cat "$dir/bad-$how-$i"
+            }
         done
     done
     check "i19-3: $n SIGTERMs and $n group SIGINTs during apply: new rules always with the new set, old with the old ($(for k in "${!kinds[@]}"; do printf '%s %s, ' "$k" "${kinds[$k]}"; done)bad $bad)" test "$bad" = 0

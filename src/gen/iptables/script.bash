@@ -610,8 +610,12 @@ preflight() {
     [[ $INPUTPLACE =~ ^[1-9][0-9]{0,5}$ ]] || die "INPUTPLACE '$INPUTPLACE' is not a rule position (1, 2, ...)"
 }
 
+# The input of a restore command is made by this shell itself (printf -v, no subshell that a
+# signal could cut short: a truncated batch would be committed as it is).
 restore_rules() { # restore_rules RESTORE_COMMAND
-    held "$1" -w --noflush <<<"$(printf '%s\n' '*filter' "${PLAN[@]}" COMMIT)" ||
+    local batch
+    printf -v batch '%s\n' '*filter' "${PLAN[@]}" COMMIT
+    held "$1" -w --noflush <<<"$batch" ||
         die "$1 refused the rules; nothing changed"
 }
 
@@ -656,7 +660,9 @@ apply() {
     if [ "${#SET_PLAN[@]}" != 0 ]; then
         [ "$SET_EXISTS" = 0 ] && CREATED_SET=1
         UNDO_SET=("${UNDO_PLAN[@]+"${UNDO_PLAN[@]}"}")
-        held "$IPSET" restore -exist <<<"$(printf '%s\n' "${SET_PLAN[@]}")" ||
+        local batch
+        printf -v batch '%s\n' "${SET_PLAN[@]}"
+        held "$IPSET" restore -exist <<<"$batch" ||
             die "$IPSET restore failed; nothing changed"
         CHANGED=1
     fi
