@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "$E2E_NAME: SKIP: needs root (network namespaces, iptables)"
     exit 0
 fi
-for tool in ip iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy ipset knotd dig dnsperf setsid flock; do
+for tool in ip iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy ipset knotd dig dnsperf setsid flock nsenter python3; do
     command -v "$tool" >/dev/null || { echo "$E2E_NAME: FAIL: $tool is not installed"; exit 1; }
 done
 
@@ -65,8 +65,8 @@ net_up() {
     BACKEND=$1
     IPT4=iptables-$BACKEND
     IPT6=ip6tables-$BACKEND
-    SRV=bpfe2e-srv-$$-$BACKEND
-    CLI=bpfe2e-cli-$$-$BACKEND
+    SRV=${E2E_NS:-bpfe2e}-srv-$$-$BACKEND
+    CLI=${E2E_NS:-bpfe2e}-cli-$$-$BACKEND
     ip netns add "$SRV" && ip netns add "$CLI" || exit 1
     ip link add v-cli netns "$CLI" type veth peer name v-srv netns "$SRV" || exit 1
     cli ip link set lo up

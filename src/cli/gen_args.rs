@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::gen::{
     DnsSpec, DnsValidateSpec, Generator, P0fSpec, SuffixSpec, TcpdumpSpec, DEFAULT_EXT_HEADERS,
-    GENERATOR_NAMES,
+    EXT_HEADERS_UNWALKED_PASS, GENERATOR_NAMES,
 };
 
 const DNS_HELP: &str = "\
@@ -34,7 +34,8 @@ upper-case letters without -i, since resolvers randomize the case of names (0x20
 A wildcard label is 1 to 63 characters: it never matches the root label ending the name.
 IPv4 headers of any length are handled. With -6, up to 2 IPv6 extension headers
 (hop-by-hop, routing, destination options, a first fragment) before UDP are skipped
-(--ext-headers 0..3; each costs 16 instructions), a query behind more is not matched,
+(--ext-headers 0..3; each costs 16 instructions); a query behind more is matched (5
+instructions; --unwalked-pass: not matched, so extension headers could hide a flood),
 a later fragment never matches, and only UDP matches. On IPv4 the program does not read
 the protocol or fragment fields (iptables-bpf's rules say -p udp --dport 53).
 
@@ -137,6 +138,10 @@ pub struct DnsArgs {
     /// IPv6 only: how many extension headers before UDP the program skips (0 to 3).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_EXT_HEADERS, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub ext_headers: u8,
+    /// IPv6 only: a query behind more extension headers than --ext-headers is not matched
+    /// (by default it is matched, so that extension headers cannot hide a flood).
+    #[arg(long)]
+    pub unwalked_pass: bool,
     /// Name patterns.
     #[arg(required = true, value_name = "PATTERN")]
     pub patterns: Vec<String>,
@@ -184,7 +189,12 @@ impl GeneratorArgs {
             GeneratorArgs::Dns(args) => Generator::Dns(DnsSpec {
                 patterns: args.patterns,
                 ignore_case: args.ignorecase,
-                ext_headers: args.ext_headers,
+                ext_headers: args.ext_headers
+                    | if args.unwalked_pass {
+                        EXT_HEADERS_UNWALKED_PASS
+                    } else {
+                        0
+                    },
             }),
             GeneratorArgs::DnsValidate(args) => Generator::DnsValidate(DnsValidateSpec {
                 strict: args.strict,
@@ -300,6 +310,11 @@ mod tests {
                 patterns: strings(&["www.example.net"]),
                 ignore_case: false,
                 ext_headers: DEFAULT_EXT_HEADERS,
+            }),
+            Generator::Dns(DnsSpec {
+                patterns: strings(&["www.example.net"]),
+                ignore_case: false,
+                ext_headers: 3 | EXT_HEADERS_UNWALKED_PASS,
             }),
             Generator::DnsValidate(DnsValidateSpec {
                 strict: true,

@@ -11,14 +11,17 @@ use clap::Parser;
 use crate::cli::gen_args::{normalize_argv, GeneratorArgs};
 use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::gen::iptables::{default_file_name, render, ChainSpec, Spec};
+use crate::gen::Generator;
 
 const EXAMPLES: &str = "\
 The script, run as root, creates an ipset (hash:net) of protected destination addresses and
 the rules 'iptables -p udp --dport 53 -m set --match-set SET dst -m bpf --bytecode ... -j DROP'
-(-p tcp for p0f) in one iptables-restore transaction, from whatever state it finds. Running
-it again changes nothing; './SCRIPT ADDRESS' adds a protected address; './SCRIPT --status'
-shows the rules' counters and the set; './SCRIPT --delete' removes the rules, the chain and
-the set. Programs longer than 64 instructions are split over several rules that together
+(-p tcp for p0f) on every interface (DEFAULTINT=eth0 restricts them) in one iptables-restore
+transaction, from whatever state it finds. Running it again changes nothing; './SCRIPT
+ADDRESS' adds a protected address; './SCRIPT --status' shows the rules' counters and the set,
+and exits 3 when the protection is not what the script describes; './SCRIPT --delete'
+removes the rules (from iptables-nft and iptables-legacy), the chain and the set. In chain
+mode, accepted names RETURN to INPUT's later rules (--accept-final: jump to ACCEPT). Programs longer than 64 instructions are split over several rules that together
 match exactly the same packets. A p0f signature of version * (either) becomes the program of the script's
 family, IPv4 (IPv6 with -6): iptables sees IPv4 packets only and ip6tables IPv6 only, and on
 them that program gives the same verdicts as the * program, in fewer instructions.
@@ -74,6 +77,10 @@ struct Args {
     /// Chain mode: compare letters exactly (by default chain patterns ignore case).
     #[arg(long, requires = "chain")]
     match_case: bool,
+    /// Chain mode: accepted queries jump to ACCEPT, skipping INPUT's later rules (by default
+    /// they RETURN and go on through INPUT's later rules).
+    #[arg(long, requires = "chain")]
+    accept_final: bool,
     /// Chain mode: patterns to accept.
     #[arg(long, num_args = 1.., value_name = "PATTERN", requires = "chain", group = "chain_rules", action = clap::ArgAction::Append)]
     accept: Vec<String>,
@@ -123,6 +130,7 @@ pub fn main(
             accept: args.accept.clone(),
             drop: args.drop.clone(),
             match_case: args.match_case,
+            accept_final: args.accept_final,
         }),
         deployment: None,
     };
@@ -140,6 +148,19 @@ pub fn main(
     if !args.quiet {
         for warning in spec.generator.iter().flat_map(|g| g.warnings()) {
             writeln!(stderr, "iptables-bpf: warning: {warning}")?;
+        }
+        if let Some(Generator::Dns(dns)) = &spec.generator {
+            if !dns.ignore_case
+                && dns
+                    .patterns
+                    .iter()
+                    .any(|p| p.bytes().any(|b| b.is_ascii_alphabetic()))
+            {
+                writeln!(
+                    stderr,
+                    "iptables-bpf: warning: the rule compares letters exactly (case-sensitive): a flood relayed by resolvers that randomize case (DNS 0x20: WwW.ExAmPlE.NeT) passes it; add -i after the generator ('dns -- -i PATTERN') to match any case"
+                )?;
+            }
         }
     }
     if args.ip.is_empty() && !args.quiet {

@@ -427,13 +427,15 @@ pub const IPV6_EXTENSION_HEADERS: usize = 2;
 /// bytes after the UDP header: on IPv4 X is the header length (any IHL) and `k` is
 /// `offset + base`; on IPv6 X is the UDP header's offset after the fixed header and up to
 /// `ext_headers` extension headers, and `k` is `base`. On IPv6, a next header other than UDP
-/// and a non-first fragment jump to `fail`.
+/// and a non-first fragment jump to `fail`; an extension header still there after the walk
+/// jumps to `unwalked` when given (else to `fail`).
 pub(crate) fn emit_udp_offset(
     b: &mut Builder,
     opts: &GenOptions,
     ext_headers: usize,
     base: u32,
     fail: &str,
+    unwalked: Option<&str>,
 ) -> u32 {
     let off = opts.offset;
     if !opts.inet6 {
@@ -497,13 +499,28 @@ pub(crate) fn emit_udp_offset(
         });
         b.insn(Insn::LoadXMem(1));
     }
-    b.comment("only UDP carries the queries these programs match");
-    b.jump(
-        JumpCond::Eq,
-        Operand::K(17),
-        Target::Label(udp.clone()),
-        Target::Label(fail.to_string()),
-    );
+    if let Some(unwalked) = unwalked {
+        b.comment("more extension headers than the walk skips: matched (they cannot hide a query)");
+        let label = |l: &str| Target::Label(l.to_string());
+        b.jump(JumpCond::Eq, Operand::K(17), label(&udp), Target::Next);
+        for header in [0, 43, 44] {
+            b.jump(
+                JumpCond::Eq,
+                Operand::K(header),
+                label(unwalked),
+                Target::Next,
+            );
+        }
+        b.jump(JumpCond::Eq, Operand::K(60), label(unwalked), label(fail));
+    } else {
+        b.comment("only UDP carries the queries these programs match");
+        b.jump(
+            JumpCond::Eq,
+            Operand::K(17),
+            Target::Label(udp.clone()),
+            Target::Label(fail.to_string()),
+        );
+    }
     b.label(&udp);
     b.comment(format!(
         "x = offset of the UDP header: [x + {base}] is the UDP header + {base}"
@@ -511,10 +528,19 @@ pub(crate) fn emit_udp_offset(
     base
 }
 
-/// Builds the program for `patterns` (at least one).
-pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mut Builder) {
+/// Builds the program for `patterns` (at least one). On IPv6 with `unwalked_match`, a query
+/// behind more extension headers than `ext_headers` gets the verdict 65535 (the rule's
+/// target applies, with or without negation).
+pub fn build(
+    patterns: &[Pattern],
+    opts: &GenOptions,
+    ext_headers: usize,
+    unwalked_match: bool,
+    b: &mut Builder,
+) {
     let (yes, no) = if opts.negate { (0, 65535) } else { (65535, 0) };
     let nomatch = b.new_label("nomatch");
+    let unwalked = (opts.inet6 && unwalked_match).then(|| b.new_label("unwalked"));
     b.context("dns prologue");
     let start = emit_udp_offset(
         b,
@@ -522,6 +548,7 @@ pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mu
         ext_headers,
         UDP_LEN + field::QUESTIONS as u32,
         &nomatch,
+        unwalked.as_deref(),
     );
     b.comment(format!("[x + {start}] = the first question's name"));
     if patterns.len() > 1 {
@@ -546,4 +573,8 @@ pub fn build(patterns: &[Pattern], opts: &GenOptions, ext_headers: usize, b: &mu
     }
     b.label(&nomatch);
     b.insn(Insn::RetK(no));
+    if let Some(unwalked) = unwalked {
+        b.label(&unwalked);
+        b.insn(Insn::RetK(65535));
+    }
 }

@@ -90,6 +90,9 @@ pub struct ChainSpec {
     /// Compare letters exactly (by default, like the original, chain patterns ignore case:
     /// resolvers using DNS 0x20 send `WwW.ExAmple.uK`).
     pub match_case: bool,
+    /// Accepted queries jump to ACCEPT, skipping INPUT's later rules (the old behaviour); by
+    /// default they RETURN to INPUT and go on through its later rules.
+    pub accept_final: bool,
 }
 
 /// A rendered script.
@@ -239,6 +242,12 @@ fn comment_safe(text: &str) -> String {
 }
 
 fn check_comment(comment: &str) -> Result<(), ScriptError> {
+    if comment.contains("bpftools=") {
+        return Err(ScriptError::Invalid(
+            "comment contains 'bpftools=', the form of the deployments' ownership tags: a rule carrying it could be taken for another deployment's"
+                .into(),
+        ));
+    }
     if comment.len() > COMMENT_MAX {
         return Err(ScriptError::Invalid(format!(
             "comment is {} characters long, at most {COMMENT_MAX} are accepted (the rules add their ownership tag to it, iptables keeps 255)",
@@ -266,8 +275,17 @@ pub fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
         None => (text, None),
     };
     let ip: IpAddr = addr.parse().map_err(|_| {
+        let octal = addr.split('.').count() == 4
+            && addr.split('.').any(|o| {
+                o.len() > 1 && o.starts_with('0') && o.bytes().all(|b| b.is_ascii_digit())
+            });
+        let hint = if octal {
+            " (no leading zeros: ipset would read them as octal)"
+        } else {
+            ""
+        };
         ScriptError::Invalid(format!(
-            "bad address '{}': expected an IP address or network",
+            "bad address '{}': expected an IP address or network{hint}",
             comment_safe(text)
         ))
     })?;
@@ -313,11 +331,26 @@ pub fn check_address(text: &str, inet6: bool) -> Result<String, ScriptError> {
             IpAddr::from((u128::from(v6) & mask).to_be_bytes())
         }
     };
+    let network = ipset_text(network);
     if bits == max {
-        Ok(network.to_string())
+        Ok(network)
     } else {
         Ok(format!("{network}/{bits}"))
     }
+}
+
+/// An address as ipset (glibc's `inet_ntop`) writes it: Rust's form, except that an
+/// IPv4-compatible IPv6 address (`::a.b.c.d`, the first 96 bits zero, the next 16 not) keeps
+/// its dotted form.
+fn ipset_text(ip: IpAddr) -> String {
+    if let IpAddr::V6(v6) = ip {
+        let segments = v6.segments();
+        if segments[..6].iter().all(|s| *s == 0) && segments[6] != 0 {
+            let [.., a, b, c, d] = v6.octets();
+            return format!("::{a}.{b}.{c}.{d}");
+        }
+    }
+    ip.to_string()
 }
 
 /// True when a generator argument reads as an address or network: protected addresses are
@@ -449,7 +482,14 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
     };
     if let Some(chain) = &spec.chain {
         let mut rules = Vec::new();
-        for (patterns, target) in [(&chain.accept, "ACCEPT"), (&chain.drop, "DROP")] {
+        // Accepted names RETURN: they go on through INPUT's later rules (a host's own rule
+        // dropping a client still applies to them).
+        let accept = if chain.accept_final {
+            "ACCEPT"
+        } else {
+            "RETURN"
+        };
+        for (patterns, target) in [(&chain.accept, accept), (&chain.drop, "DROP")] {
             for pattern in patterns {
                 if pattern == "any" {
                     rules.push(Rule {
@@ -716,12 +756,13 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
     // The version: everything that makes the rules, each list encoded unambiguously.
     let key = match &spec.chain {
         Some(chain) => format!(
-            "1|{family}|chain|{}|{}|{}|{}|{}",
+            "1|{family}|chain|{}|{}|{}|{}|{}|{}",
             words_key(std::slice::from_ref(&chain.name)),
             words_key(&chain.accept),
             words_key(&chain.drop),
             chain.match_case,
             words_key(std::slice::from_ref(&comment)),
+            chain.accept_final,
         ),
         None => format!(
             "1|{family}|{}|{}|{}|{}",
@@ -746,13 +787,16 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         "{family}|{}",
         words_key(std::slice::from_ref(&deployment_name))
     ));
-    let readable = match &spec.chain {
-        Some(chain) => slug(&chain.name),
-        None if spec.deployment.is_none() => {
+    // The set's and chain's names come from the deployment alone: they never change between
+    // versions (chain mode or not, other patterns), so a new version keeps the set and the
+    // addresses added to it.
+    let readable = match (&spec.deployment, &spec.chain) {
+        (Some(_), _) => deployment_readable(&deployment_name),
+        (None, Some(chain)) => slug(&chain.name),
+        (None, None) => {
             let patterns = slug(&dns_patterns(spec).join("_"));
             slug(&format!("{}_{patterns}", generator_name(spec)))
         }
-        None => deployment_readable(&deployment_name),
     };
     let set_name = limited_name(&format!("bpf{}_", &family[2..]), &readable, &deployment, 31);
     let chained = needs_chain || spec.chain.is_some();
@@ -813,6 +857,14 @@ pub fn render(spec: &Spec) -> Result<Script, ScriptError> {
         }
     }
     let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "# Started by another shell (sh ./SCRIPT): run again under bash, before any bash syntax."
+    );
+    let _ = writeln!(
+        s,
+        "if [ -z \"${{BASH_VERSION:-}}\" ]; then exec bash \"$0\" \"$@\"; fi"
+    );
     let _ = writeln!(s, "FAMILY={}", if spec.inet6 { "inet6" } else { "inet" });
     let _ = writeln!(
         s,

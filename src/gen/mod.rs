@@ -38,6 +38,12 @@ pub struct GenOptions {
 /// How many IPv6 extension headers the `dns` and `dns_validate` programs skip by default.
 pub const DEFAULT_EXT_HEADERS: u8 = dns::IPV6_EXTENSION_HEADERS as u8;
 
+/// A bit of [`DnsSpec::ext_headers`]: a `dns` query behind more IPv6 extension headers than
+/// the walk skips is not matched (the behaviour before 0.2). Without it such a query is
+/// matched (verdict 65535 whatever `negate` says), so extension headers cannot carry a flood
+/// past the rule.
+pub const EXT_HEADERS_UNWALKED_PASS: u8 = 0x80;
+
 /// The `dns` generator's arguments: DNS queries whose first question name matches a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSpec {
@@ -45,7 +51,8 @@ pub struct DnsSpec {
     pub patterns: Vec<String>,
     /// Letters match in either case.
     pub ignore_case: bool,
-    /// IPv6 only: how many extension headers before UDP are skipped (0 to 3).
+    /// IPv6 only: how many extension headers before UDP are skipped (0 to 3), with
+    /// [`EXT_HEADERS_UNWALKED_PASS`] set when a query behind more is not matched.
     pub ext_headers: u8,
 }
 
@@ -146,9 +153,13 @@ impl Generator {
                 if spec.ignore_case {
                     options.push("-i".into());
                 }
-                if spec.ext_headers != DEFAULT_EXT_HEADERS {
+                let walked = spec.ext_headers & !EXT_HEADERS_UNWALKED_PASS;
+                if walked != DEFAULT_EXT_HEADERS {
                     options.push("--ext-headers".into());
-                    options.push(spec.ext_headers.to_string());
+                    options.push(walked.to_string());
+                }
+                if spec.ext_headers & EXT_HEADERS_UNWALKED_PASS != 0 {
+                    options.push("--unwalked-pass".into());
                 }
                 spec.patterns.clone()
             }
@@ -212,13 +223,15 @@ pub fn build(generator: &Generator, opts: &GenOptions) -> Result<Generated, GenE
                     message: "no pattern given: expected at least one name pattern".into(),
                 });
             }
-            check_ext_headers("dns", spec.ext_headers)?;
+            let walked = spec.ext_headers & !EXT_HEADERS_UNWALKED_PASS;
+            check_ext_headers("dns", walked)?;
             let patterns = spec
                 .patterns
                 .iter()
                 .map(|p| dns::parse_pattern(p, spec.ignore_case))
                 .collect::<Result<Vec<_>, _>>()?;
-            dns::build(&patterns, opts, usize::from(spec.ext_headers), &mut b);
+            let unwalked_match = spec.ext_headers & EXT_HEADERS_UNWALKED_PASS == 0;
+            dns::build(&patterns, opts, usize::from(walked), unwalked_match, &mut b);
         }
         Generator::DnsValidate(spec) => {
             check_ext_headers("dns_validate", spec.ext_headers)?;
@@ -280,7 +293,7 @@ fn build_dns_validate(strict: bool, opts: &GenOptions, ext_headers: usize, b: &m
     let fail = b.new_label("fragment");
     b.context("dns_validate");
     // UDP fields are read at [x + udp + field], DNS fields at [x + udp + UDP_LEN + field].
-    let udp = dns::emit_udp_offset(b, opts, ext_headers, 0, &fail);
+    let udp = dns::emit_udp_offset(b, opts, ext_headers, 0, &fail, None);
     let load = |b: &mut Builder, size, offset: u32| {
         b.insn(Insn::LoadInd {
             size,

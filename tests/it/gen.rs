@@ -735,15 +735,48 @@ fn ipv6_extension_headers_are_skipped() {
             "{ext:?}"
         );
     }
-    // Beyond the walk's two headers, or not UDP at all: not matched.
+    // Beyond the walk's two headers: matched whatever the name (extension headers cannot
+    // carry a flood past the rule), also with -n; --unwalked-pass keeps the old verdict (not
+    // matched). Not UDP at all: not matched.
     let three = Shape {
         v6: true,
         ip_options: false,
         ext: Ext::Three,
     };
+    for name in ["abc.www.example.net", "abc.www.example.org"] {
+        assert_eq!(
+            verdict("", &["*.www.example.net"], name, three),
+            65535,
+            "{name}"
+        );
+        assert_eq!(
+            verdict("--unwalked-pass", &["*.www.example.net"], name, three),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            verdict("--ext-headers 3", &["*.www.example.net"], name, three),
+            if name.ends_with(".net") { 65535 } else { 0 },
+            "{name}"
+        );
+    }
+    let negated = generate(
+        "dns",
+        &["--".to_string(), "*.www.example.net".to_string()],
+        &GenOptions {
+            inet6: true,
+            negate: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let packet = udp_packet(&dns_query(&labels("abc.www.example.net"), 7), three);
     assert_eq!(
-        verdict("", &["*.www.example.net"], "abc.www.example.net", three),
-        0
+        Program::new(&negated.insns, Profile::Socket)
+            .unwrap()
+            .run(&packet),
+        65535,
+        "-n: an unwalked query is still dropped"
     );
     let mut packet = udp_packet(&dns_query(&labels("abc.www.example.net"), 1), Shape::V6);
     packet[6] = 6; // next header: TCP, same bytes after it

@@ -1005,3 +1005,213 @@ fn a_p0f_signature_of_any_version_is_loaded_by_the_kernel_per_family() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_comment_carrying_the_ownership_tag_form_is_refused() {
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-i",
+            "192.0.2.53",
+            "-c",
+            "flood bpftools=abcdefghij/x",
+            "dns",
+            "--",
+            "-i",
+            "*.example.net",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("'bpftools='"), "{message}");
+}
+
+#[test]
+fn a_case_sensitive_dns_rule_with_letters_is_warned_about_naming_dash_i() {
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-i",
+            "192.0.2.53",
+            "dns",
+            "--",
+            "*.www.example.net",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("case-sensitive") && stderr(&out).contains("-i"),
+        "{}",
+        stderr(&out)
+    );
+    for quiet in [
+        vec![
+            "-w",
+            "-",
+            "-i",
+            "192.0.2.53",
+            "dns",
+            "--",
+            "-i",
+            "*.www.example.net",
+        ],
+        vec![
+            "-w",
+            "-",
+            "-q",
+            "-i",
+            "192.0.2.53",
+            "dns",
+            "--",
+            "*.www.example.net",
+        ],
+    ] {
+        let out = run("iptables-bpf", &quiet, b"");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("case-sensitive"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn addresses_are_written_as_ipset_lists_them() {
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-6",
+            "-i",
+            "::10.53.1.9",
+            "-i",
+            "::ffff:10.53.1.9",
+            "-i",
+            "2001:DB8::1/128",
+            "-i",
+            "2001:db8::5/64",
+            "dns",
+            "--",
+            "-i",
+            "x.example",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        data(&String::from_utf8_lossy(&out.stdout), "ADDRESSES")
+            .contains("('::10.53.1.9' '::ffff:10.53.1.9' '2001:db8::1' '2001:db8::/64')"),
+        "{}",
+        data(&String::from_utf8_lossy(&out.stdout), "ADDRESSES")
+    );
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-i",
+            "010.53.1.2",
+            "dns",
+            "--",
+            "-i",
+            "x.example",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("octal"), "{}", stderr(&out));
+}
+
+#[test]
+fn chain_mode_accepts_by_returning_unless_accept_final() {
+    let targets = |args: &[&str]| {
+        let mut all = vec!["-w", "-", "-q", "-i", "192.0.2.53", "--chain", "G"];
+        all.extend_from_slice(args);
+        let out = run("iptables-bpf", &all, b"");
+        assert!(out.status.success(), "{}", stderr(&out));
+        data(&String::from_utf8_lossy(&out.stdout), "TARGETS")
+    };
+    assert_eq!(
+        targets(&["--accept", "www.example.net", "--drop", "any"]),
+        "(RETURN DROP)"
+    );
+    assert_eq!(
+        targets(&[
+            "--accept-final",
+            "--accept",
+            "www.example.net",
+            "--drop",
+            "any"
+        ]),
+        "(ACCEPT DROP)"
+    );
+}
+
+#[test]
+fn versions_of_a_deployment_keep_the_set_name() {
+    let plain = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-q",
+            "--deployment",
+            "guard",
+            "dns",
+            "--",
+            "-i",
+            "*.example.net",
+        ],
+        b"",
+    );
+    let chained = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "-q",
+            "--deployment",
+            "guard",
+            "--chain",
+            "G",
+            "--accept",
+            "www.example.net",
+            "--drop",
+            "any",
+        ],
+        b"",
+    );
+    let plain = String::from_utf8_lossy(&plain.stdout);
+    let chained = String::from_utf8_lossy(&chained.stdout);
+    assert_eq!(data(&plain, "SET"), data(&chained, "SET"));
+    assert_eq!(data(&plain, "DEPLOYMENT"), data(&chained, "DEPLOYMENT"));
+    assert_ne!(data(&plain, "VERSION"), data(&chained, "VERSION"));
+}
+
+#[test]
+fn the_script_runs_again_under_bash_when_started_by_sh() {
+    let dir = temp_dir("sh");
+    write(
+        &dir,
+        "s.sh",
+        &["-q", "-i", "192.0.2.53", "dns", "--", "-i", "x.example"],
+    );
+    let out = Command::new("sh")
+        .arg(dir.join("s.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
