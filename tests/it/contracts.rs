@@ -227,7 +227,13 @@ fn binary_captures_are_never_written_to_a_terminal() {
         ("hex2pcap", vec!["-l", "raw"], hex_line),
     ];
     for (tool, args, input) in cases {
-        let (terminal, _controller) = pty();
+        let (terminal, controller) = pty();
+        // Whatever reaches the terminal is read, so that a tool writing to it is never blocked.
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut { controller }, &mut seen);
+            seen.len()
+        });
         let mut child = Command::new(bin(tool))
             .args(&args)
             .stdin(Stdio::piped())
@@ -240,6 +246,7 @@ fn binary_captures_are_never_written_to_a_terminal() {
         let out = child.wait_with_output().unwrap();
         assert_error(&out, tool, "standard output is a terminal");
         assert!(stderr(&out).contains("> out.pcap"), "{}", stderr(&out));
+        assert_eq!(reader.join().unwrap(), 0, "{tool} wrote to the terminal");
     }
     // hex2pcap -w FILE writes the file whatever standard output is.
     let dir = temp_dir("tty");
