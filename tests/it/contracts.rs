@@ -457,3 +457,58 @@ fn scripts_run_the_binaries_where_cargo_builds_them() {
     );
     let _ = std::fs::remove_dir_all(&elsewhere);
 }
+
+#[test]
+fn the_readme_install_section_works_on_a_fresh_account() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let install = readme
+        .split("## Install and run")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the install section");
+    assert!(
+        install.contains("    cargo install --locked --path .\n"),
+        "{install}"
+    );
+    let rust_version = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        install.contains(&format!("Rust {rust_version} or later")),
+        "the install section names the Rust version"
+    );
+    assert!(install.contains("bash-completion"), "{install}");
+    assert!(install.contains("MANPATH"), "{install}");
+    // The completion and manual-page loop, run as written in an empty home directory.
+    let block: String = install
+        .split("To install them for bash and man")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip_while(|line| !line.starts_with("    "))
+        .take_while(|line| line.starts_with("    "))
+        .map(|line| format!("{}\n", &line[4..]))
+        .collect();
+    let home = temp_dir("home");
+    let out = Command::new("bash")
+        .args(["-e", "-c", &block])
+        .env("HOME", &home)
+        .env("PATH", path_with_binaries())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{block}: {}", stderr(&out));
+    for tool in ["bpfgen", "triage", "iptables-bpf"] {
+        for file in [
+            format!(".local/share/bash-completion/completions/{tool}"),
+            format!(".local/share/man/man1/{tool}.1"),
+        ] {
+            let len = std::fs::metadata(home.join(&file)).map_or(0, |m| m.len());
+            assert!(len > 100, "{file}: {len} bytes");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}
