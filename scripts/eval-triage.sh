@@ -20,9 +20,12 @@ if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 fi
 dir=$1
 cd "$(dirname "$0")/.."
-bin=${BPFTOOLS_BIN:-target/release}
-if [ -z "${BPFTOOLS_BIN:-}" ]; then
+bin=${BPFTOOLS_BIN:-}
+if [ -z "$bin" ]; then
     cargo build --release --quiet --bin triage --bin bpfgen --bin filter --bin pcap2hex --bin hex2pcap
+    # shellcheck source=scripts/release-dir.bash
+    . scripts/release-dir.bash
+    bin=$(release_dir)
 fi
 command -v jq >/dev/null || { echo "eval-triage: jq is needed (apt-get install jq)" >&2; exit 2; }
 work=$(mktemp -d)

@@ -450,11 +450,13 @@ fn scripts_run_the_binaries_where_cargo_builds_them() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{}/release\n", elsewhere.display()));
-    let netns = std::fs::read_to_string(root.join("scripts/e2e-netns.bash")).unwrap();
-    assert!(
-        netns.contains("release_dir") && !netns.contains("target/release"),
-        "e2e-netns.bash must run what cargo built"
-    );
+    for script in ["e2e-netns.bash", "bench.sh", "eval-triage.sh"] {
+        let text = std::fs::read_to_string(root.join("scripts").join(script)).unwrap();
+        assert!(
+            text.contains("release_dir") && !text.contains("target/release"),
+            "{script} must run what cargo built"
+        );
+    }
     let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
