@@ -216,6 +216,9 @@ fn not_a_name_character(pattern: &str, label: &str, at: usize) -> PatternError {
             .to_string()
     } else if matches!(found, '"' | '\'' | '`') {
         "quotes are not part of a name: the shell already removed its own, remove these".to_string()
+    } else if found == '{' || found == '}' {
+        "a length-bounded wildcard is a whole label: '*{m-n}' (e.g. '*{3-10}.example.com')"
+            .to_string()
     } else if found == ',' || found.is_whitespace() {
         "one name per pattern: give each as an argument of its own (e.g. 'a.example.net' 'b.example.org')".to_string()
     } else {
@@ -619,6 +622,8 @@ mod tests {
                 "{message}"
             );
         }
+        let bounds = refused("*{3-5.example.net");
+        assert!(bounds.contains("'*{m-n}'"), "{bounds}");
         let accent = refused("caf\u{e9}.example");
         assert!(accent.contains("%C3%A9"), "{accent}");
     }
