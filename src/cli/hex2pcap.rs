@@ -8,9 +8,9 @@
 //! Only a pipe that already received more than [`PENDING`] bytes keeps the packets before a
 //! bad line (a valid pcap, cut after the last good packet).
 //!
-//! While that temporary file exists, SIGINT, SIGTERM and SIGHUP are held by the calling thread
-//! and taken by a thread of their own, which removes the file before the process dies of the
-//! signal. Without `-w`, a terminal as standard output is refused (a pcap file is binary).
+//! While the temporary file of `-w` exists, SIGINT, SIGTERM and SIGHUP are held by the calling
+//! thread and taken by a thread of their own, which removes the file before the process dies of
+//! the signal. Without `-w`, a terminal as standard output is refused (a pcap file is binary).
 
 use std::ffi::OsString;
 use std::fs::File;
