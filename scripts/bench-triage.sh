@@ -16,7 +16,9 @@ trap 'rm -rf "$work"' EXIT
 command -v python3 >/dev/null || { echo "bench-triage: python3 is needed" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "bench-triage: GNU time is needed (apt-get install time)" >&2; exit 2; }
 cargo build --release --quiet --bin triage --bin pcap2hex --bin hex2pcap
-bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
+# shellcheck source=scripts/release-dir.bash
+. scripts/release-dir.bash
+bin=$(release_dir)
 
 gzip -dc testdata/triage-lab/example-net/sub-dual.pcap.gz > "$work/sub-dual.pcap"
 "$bin/pcap2hex" -n "$work/sub-dual.pcap" > "$work/one.hex"

@@ -13,7 +13,9 @@ for tool in hyperfine gcc tcpdump; do
 done
 
 cargo build --release --quiet
-bin=target/release
+# shellcheck source=scripts/release-dir.bash
+. scripts/release-dir.bash
+bin=$(release_dir)
 gcc -O2 -o "$work/pcapfilter" testdata/tools/pcapfilter.c -lpcap
 
 # 1,000,000 packets: the flood capture's packets repeated, written by hex2pcap.

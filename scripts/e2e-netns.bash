@@ -18,7 +18,9 @@ if [ -n "${BPFTOOLS_BIN:-}" ]; then
     BIN=$BPFTOOLS_BIN
 else
     cargo build --release --quiet || exit 1
-    BIN=$PWD/target/release
+    # shellcheck source=scripts/release-dir.bash
+    . "$(dirname "${BASH_SOURCE[0]}")/release-dir.bash"
+    BIN=$(release_dir) || exit 1
 fi
 TMP=$(mktemp -d)
 PASSED=0

@@ -30,7 +30,9 @@ cd "$(dirname "$0")/.."
 legit_max=${LEGIT_MAX:-0.5}
 if [ -z "${BPFTOOLS_BIN:-}" ]; then
     cargo build --release --quiet --bin triage --bin bpfgen --bin filter --bin pcap2hex --bin hex2pcap
-    bin="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release"
+    # shellcheck source=scripts/release-dir.bash
+    . scripts/release-dir.bash
+    bin=$(release_dir)
 else
     bin=$(cd "$BPFTOOLS_BIN" && pwd)
 fi

@@ -9,6 +9,9 @@
 //! - C arrays (`bpf_asm -c`, `tcpdump -dd`): `{ code, jt, jf, k },` per instruction, numbers in
 //!   decimal or `0x` hex.
 //!
+//! One pair of quotes around the whole text (`"..."` or `'...'`, as `iptables -S` prints a
+//! `--bytecode` value) is not part of it.
+//!
 //! Every value is range-checked (code <= 65535, jt/jf <= 255, k <= 2^32-1). Instructions are
 //! numbered from 0, as in listings.
 
@@ -236,9 +239,23 @@ fn parse_c_array(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
     Ok(prog)
 }
 
+/// The text inside one pair of matching quotes around it, as `iptables -S` prints a
+/// `--bytecode` value (`"19,177 0 0 0,..."`), pasted with them; else the text itself.
+fn without_quotes(text: &str) -> &str {
+    for quote_char in ['"', '\''] {
+        if let Some(inner) = text
+            .strip_prefix(quote_char)
+            .and_then(|rest| rest.strip_suffix(quote_char))
+        {
+            return inner.trim();
+        }
+    }
+    text
+}
+
 /// Reads a program in any bytecode text form (see the module docs).
 pub fn parse_bytecode(text: &str) -> Result<Vec<RawInsn>, BytecodeError> {
-    let trimmed = text.trim();
+    let trimmed = without_quotes(text.trim());
     if trimmed.is_empty() {
         return Err(BytecodeError::Empty);
     }
@@ -266,6 +283,19 @@ mod tests {
             parse_bytecode("{ 0x28, 0, 0, 12 },\n{ 0x6, 0, 0, 0 },").unwrap(),
             want
         );
+    }
+
+    #[test]
+    fn reads_bytecode_pasted_with_the_quotes_of_iptables_s() {
+        let bare = parse_bytecode("2,40 0 0 12,6 0 0 65535").unwrap();
+        for pasted in [
+            "\"2,40 0 0 12,6 0 0 65535\"",
+            "'2,40 0 0 12,6 0 0 65535,'",
+            " \"2,40 0 0 12,6 0 0 65535\"\n",
+        ] {
+            assert_eq!(parse_bytecode(pasted), Ok(bare.clone()), "{pasted}");
+        }
+        assert!(parse_bytecode("\"2,40 0 0 12,6 0 0 65535").is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use format::{disassemble, format_program, Format};
 pub use parser::{assemble, AsmError, Assembler, Pos};
 
 /// Text quoted in a message, cut to a readable length (a 300-digit number is not echoed whole).
-pub(crate) fn quote(text: &str) -> String {
+pub fn quote(text: &str) -> String {
     const MAX: usize = 40;
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}...", &text[..cut]),

@@ -23,6 +23,7 @@ Examples:
   filter -b \"$(bpfgen -o 14 dns -- '*.www.example.uk')\" < flood.pcap > hits.pcap
   filter --l3 -v -b \"$(bpfgen dns -- '*.www.example.uk')\" flood.pcapng > hits.pcap
   filter -e 'udp dst port 53' any.pcap > dns.pcap
+  filter --l3 -e 'ip and udp dst port 53' vlan.pcap | filter --l3 -v -b \"$(bpfgen dns -- '*.example.uk')\" > hits.pcap
   filter -f prog.s --invert capture.pcap > rest.pcap
 
 The output is classic pcap with the input's link type and timestamps, which tcpdump reads:
@@ -57,7 +58,8 @@ struct Args {
     /// The program as a bpf_asm assembly file.
     #[arg(short = 'f', long = "file", value_name = "ASMFILE", group = "program")]
     asm_file: Option<String>,
-    /// The program as a tcpdump expression, compiled for the capture's link type.
+    /// The program as a tcpdump expression, compiled for the capture's link type (with
+    /// --l3: for raw IP, applied from the IP header whatever the link layer, VLAN tags included).
     #[arg(short = 'e', long = "expr", value_name = "EXPR", group = "program")]
     expr: Option<String>,
     /// Hand the program each packet from its IP header (for xt_bpf programs).
@@ -124,6 +126,7 @@ impl Filter {
         let target = if self.l3 { LINKTYPE_RAW } else { linktype };
         let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
         self.warnings.expects = expects(&insns);
+        self.warnings.expr = Some(expr);
         self.program = Some(Program::new(&insns, Profile::Socket)?);
         Ok(())
     }
@@ -281,6 +284,8 @@ struct Warnings {
     matched: u64,
     /// Where the program sees the IP header (0 with --l3), from the first packet that has one.
     ip_offset: Option<u32>,
+    /// The tcpdump expression the program was compiled from (`-e`), if it was.
+    expr: Option<String>,
 }
 
 impl Warnings {
@@ -319,6 +324,17 @@ impl Warnings {
         }
         let (index, k) = reads[0];
         let insn = crate::insn::Insn::decode(program.insns()[index]);
+        if let (Some(expr), false) = (&self.expr, l3) {
+            // tcpdump's own program for the link type: it is not generated with -o, and it
+            // reads what tcpdump would (a VLAN tag, say, moves the IP header past it).
+            return writeln!(
+                stderr,
+                "filter: warning: tcpdump's program for '{}' reads an IP header at offset {k} (instruction {index}: {insn}), but in this capture ({}) the first packet has it at {actual}{}: give --l3 to apply the expression from the IP header, as iptables sees packets",
+                crate::asm::quote(expr),
+                link::linktype_name(linktype),
+                if actual == k + 4 || actual == k + 8 { " (after VLAN tags, which tcpdump matches only with 'vlan and ...')" } else { "" }
+            );
+        }
         let advice = if l3 {
             format!("drop --l3 (it hands the program packets from the IP header), or generate it without -o {k}")
         } else if k == 0 {
@@ -416,6 +432,7 @@ pub fn main(
         Ok(args) => args,
         Err(code) => return Ok(code),
     };
+    crate::cli::refuse_terminal_output(None)?;
     if args.bytecode.is_none() && args.asm_file.is_none() && args.expr.is_none() {
         return Err("no program: give one with -b BYTECODE, -f ASMFILE or -e EXPR".into());
     }

@@ -28,6 +28,10 @@ Patterns:
   foo*.example.com    * inside a label is a literal '*'
   ex%2Eample.com      %XX is the byte XX (here one label 'ex.ample')
 
+One name per pattern, each an argument of its own: labels are letters, digits, '-' and
+'_' with the wildcards above; anything else (a space, a comma, quotes, a URL) is refused:
+write a byte that really is in a name as %XX.
+
 The name is compared on the wire (length-prefixed labels) in the first question only.
 Letters match exactly unless -i is given; bpfgen warns (unless -q) about a pattern with
 upper-case letters without -i, since resolvers randomize the case of names (0x20).

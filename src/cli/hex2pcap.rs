@@ -7,6 +7,10 @@
 //! success; when standard output is a regular file, [`StdoutRollback`] cuts it back on error.
 //! Only a pipe that already received more than [`PENDING`] bytes keeps the packets before a
 //! bad line (a valid pcap, cut after the last good packet).
+//!
+//! While the temporary file of `-w` exists, SIGINT, SIGTERM and SIGHUP are held by the calling
+//! thread and taken by a thread of their own, which removes the file before the process dies of
+//! the signal. Without `-w`, a terminal as standard output is refused (a pcap file is binary).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -192,6 +196,8 @@ struct Dump {
     /// The bytes of the previous line.
     previous: Vec<u8>,
     line_bytes: Vec<u8>,
+    /// The offset of the packet's previous line: offsets only go forward within a packet.
+    last_offset: Option<usize>,
 }
 
 fn read_input(
@@ -303,6 +309,15 @@ fn dump_line(line: &[u8], state: &mut Dump, out: &mut Packets<'_>) -> Result<(),
         finish_dump(state, out)?;
     }
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    if let Some(last) = state
+        .last_offset
+        .filter(|&last| offset != 0 && offset <= last)
+    {
+        return Err(format!(
+            "offset {offset:#x} goes back (the line before is at {last:#x}): a hexdump's offsets only grow within a packet, and a packet starts at offset 0"
+        ));
+    }
+    state.last_offset = Some(offset);
     if offset > MAX_PACKET {
         return Err(format!(
             "offset {offset:#x}: a packet longer than the {MAX_PACKET} bytes a pcap file holds for tcpdump"
@@ -343,6 +358,7 @@ fn finish_dump(state: &mut Dump, out: &mut Packets<'_>) -> Result<(), String> {
         out.emit(None)?;
     }
     state.previous.clear();
+    state.last_offset = None;
     Ok(())
 }
 
@@ -375,11 +391,46 @@ impl StdoutRollback {
 }
 
 /// A temporary file beside `path`, renamed over it by [`TempOutput::persist`], removed if
-/// dropped before.
+/// dropped before, or when the process is stopped by SIGINT, SIGTERM or SIGHUP in between.
 struct TempOutput {
-    temp: PathBuf,
+    /// The temporary file's path while it is not renamed: shared with the thread that waits
+    /// for the stopping signals, so that whichever comes first (rename or signal) wins.
+    temp: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>>,
     target: PathBuf,
-    done: bool,
+}
+
+/// The signals that stop a run and must not leave the temporary file behind.
+fn stopping_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Holds the stopping signals for this thread and hands them to a thread that removes the
+/// temporary file, then dies of the signal as it would have (the shell sees the same status).
+fn remove_on_signal(temp: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>>) -> Result<(), String> {
+    let set = stopping_signals();
+    set.thread_block()
+        .map_err(|e| format!("cannot hold signals while writing: {e}"))?;
+    std::thread::Builder::new()
+        .name("hex2pcap-signals".into())
+        .spawn(move || {
+            let Ok(signal) = set.wait() else { return };
+            let mut temp = temp.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(path) = temp.take() {
+                let _ = std::fs::remove_file(path);
+            }
+            // The stopping signals keep their default action (die) unless ignored, and an
+            // ignored signal never reaches `wait`: raised again here, it ends the process.
+            let _ = set.thread_unblock();
+            let _ = nix::sys::signal::raise(signal);
+            std::process::exit(128 + signal as i32);
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
 }
 
 impl TempOutput {
@@ -395,38 +446,55 @@ impl TempOutput {
         temp_name.push(name);
         temp_name.push(format!(".hex2pcap-{}.tmp", std::process::id()));
         let temp = dir.join(temp_name);
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(None));
+        remove_on_signal(shared.clone())?;
+        let mut slot = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&temp)
             .map_err(|e| format!("cannot create '{}': {e}", temp.display()))?;
+        *slot = Some(temp);
+        drop(slot);
         Ok((
             TempOutput {
-                temp,
+                temp: shared,
                 target: target.to_path_buf(),
-                done: false,
             },
             file,
         ))
     }
 
-    fn persist(mut self) -> Result<(), String> {
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
+    fn persist(self) -> Result<(), String> {
+        let mut slot = self
+            .temp
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(temp) = slot.as_ref() else {
+            return Err("stopped before the output was complete".into());
+        };
+        std::fs::rename(temp, &self.target).map_err(|e| {
             format!(
                 "cannot rename '{}' to '{}': {e}",
-                self.temp.display(),
+                temp.display(),
                 self.target.display()
             )
         })?;
-        self.done = true;
+        *slot = None;
         Ok(())
     }
 }
 
 impl Drop for TempOutput {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.temp);
+        let mut slot = self
+            .temp
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(temp) = slot.take() {
+            let _ = std::fs::remove_file(temp);
         }
     }
 }
@@ -451,6 +519,9 @@ pub fn main(
     }
     let step = Duration::try_from_secs_f64(args.ts_step)
         .map_err(|_| format!("bad --ts-step {}: too large", args.ts_step))?;
+    if args.write.is_none() {
+        crate::cli::refuse_terminal_output(Some("give -w FILE"))?;
+    }
     let mut temp = None;
     let mut file_sink;
     let sink: &mut dyn Write = match &args.write {

@@ -92,6 +92,32 @@ struct Args {
     generator: Option<GeneratorArgs>,
 }
 
+/// One argument as bash reads it back when the script's header line is pasted: bare when it
+/// holds nothing the shell treats specially, else in single quotes, or as `$'...'` with `\xNN`
+/// escapes when it holds bytes that are not printable ASCII (the header is one `#` line).
+fn shell_word(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_string();
+    }
+    if arg.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return format!("'{}'", arg.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for b in arg.bytes() {
+        match b {
+            b'\'' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Runs `iptables-bpf` with `args` (including the program name).
 pub fn main(
     args: impl IntoIterator<Item = OsString>,
@@ -101,7 +127,7 @@ pub fn main(
     let argv: Vec<OsString> = args.into_iter().collect();
     let command = argv
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| shell_word(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
     let args: Args = match parse_args(normalize_argv(argv), stdout, stderr)? {

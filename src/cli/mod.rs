@@ -10,6 +10,8 @@ use std::error::Error;
 use std::io;
 use std::process::ExitCode;
 
+use crate::asm;
+
 /// Success, or something matched.
 pub const EXIT_OK: u8 = 0;
 /// Ran fine, nothing matched.
@@ -53,6 +55,27 @@ pub fn one_line_message(message: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The longest word an error message shows whole: past it, a word is an input echoed back (a
+/// file name, a value, a line) and is cut as [`asm::quote`] cuts, its closing punctuation kept.
+pub const MAX_MESSAGE_WORD: usize = 256;
+
+/// `message` with every word (between spaces) longer than [`MAX_MESSAGE_WORD`] characters cut:
+/// an error names what it is about; it does not echo a whole input back (a 10 MB argument
+/// would make a 10 MB line).
+pub fn cut_long_words(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|word| {
+            if word.chars().count() <= MAX_MESSAGE_WORD {
+                return word.to_string();
+            }
+            let body = word.trim_end_matches(['\'', '"', ',', ':', ';', ')']);
+            format!("{}{}", asm::quote(body), &word[body.len()..])
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The packet part of a line of hex (before any tab, after any timestamp column, trimmed), or
@@ -275,6 +298,24 @@ pub fn stdout_is_closed() -> bool {
     }
 }
 
+/// Refuses to write a binary capture to a terminal: it would fill the screen with bytes (and
+/// may send it control sequences) and no one can read it. Looks at the process's standard
+/// output whatever writer the tool was given: only a binary started from a terminal has one.
+/// `or_else` names the tool's own way out, if any (e.g. "give -w FILE").
+pub fn refuse_terminal_output(or_else: Option<&str>) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    if io::stdout().is_terminal() {
+        let ways = match or_else {
+            Some(own) => format!("redirect it (> out.pcap), pipe it (| tcpdump -n -r -) or {own}"),
+            None => "redirect it (> out.pcap) or pipe it (| tcpdump -n -r -)".to_string(),
+        };
+        return Err(
+            format!("standard output is a terminal and a pcap file is binary: {ways}").into(),
+        );
+    }
+    Ok(())
+}
+
 /// Runs a tool's body and turns its result into the process exit code.
 ///
 /// A closed standard output is an error before anything runs. `Ok(code)` is returned as is; a
@@ -289,7 +330,10 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<ExitCode, CliError>) -> Exi
         Ok(code) => code,
         Err(err) if is_broken_pipe(err.as_ref()) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            eprintln!("{tool}: {}", one_line_message(&err.to_string()));
+            eprintln!(
+                "{tool}: {}",
+                cut_long_words(&one_line_message(&err.to_string()))
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -443,6 +487,19 @@ mod tests {
     }
 
     #[test]
+    fn long_words_of_a_message_are_cut() {
+        let long = "z".repeat(10_000);
+        let message = format!("cannot open '{long}': No such file");
+        let cut = cut_long_words(&message);
+        assert_eq!(
+            cut,
+            format!("cannot open '{}...': No such file", &long[..39])
+        );
+        let path = format!("'/{}':", "p".repeat(200));
+        assert_eq!(cut_long_words(&path), path, "a long path is kept whole");
+    }
+
+    #[test]
     fn broken_pipe_is_found_through_wrapping() {
         let inner = io::Error::new(io::ErrorKind::BrokenPipe, "pipe");
         let wrapped = io::Error::other(inner);
@@ -493,6 +550,9 @@ pub fn read_input(
 /// the tool's own options given after the generator, or an unknown generator.
 fn usage_hint(command: &clap::Command, err: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if let Some(hint) = interface_hint(command, err) {
+        return Some(hint);
+    }
     let generators: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
     if generators.is_empty() {
         return None;
@@ -537,6 +597,37 @@ fn usage_hint(command: &clap::Command, err: &clap::Error) -> Option<String> {
     }
 }
 
+/// The tools that read captures made by others (tcpdump) and never capture themselves, with
+/// how each reads a capture file.
+const CAPTURE_READERS: [(&str, &str); 4] = [
+    ("triage", "triage flood.pcap"),
+    ("filter", "filter -b BYTECODE flood.pcap > hits.pcap"),
+    ("pcap2hex", "pcap2hex flood.pcap"),
+    ("parsedns", "parsedns flood.pcap"),
+];
+
+/// An interface option (`-i eth0`, tcpdump's habit) given to a tool that reads captures: clap
+/// would suggest `-- -i`, which reads a file named `-i`; say where captures come from instead.
+fn interface_hint(command: &clap::Command, err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let name = command.get_name();
+    let (_, example) = CAPTURE_READERS.iter().find(|(tool, _)| *tool == name)?;
+    if err.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let is_interface = flag == "--interface" || (flag.starts_with("-i") && !flag.starts_with("--"));
+    is_interface.then(|| {
+        format!(
+            "'{}': {name} reads captures (files, or '-' for standard input), it does not listen on an interface: capture with tcpdump first (tcpdump -i eth0 -w flood.pcap udp port 53), then read the file ({example})",
+            one_line_message(&asm::quote(flag))
+        )
+    })
+}
+
 /// Parses a tool's command line with clap. `Ok(Err(code))` when clap already answered: help or
 /// version on stdout (status 0), or a usage error on stderr (status 2).
 pub fn parse_args<T: clap::Parser>(
@@ -565,7 +656,7 @@ pub fn parse_args<T: clap::Parser>(
             writeln!(
                 stderr,
                 "{name}: {}; see '{name} --help'",
-                one_line_message(&message)
+                cut_long_words(&one_line_message(&message))
             )?;
             Ok(Err(ExitCode::from(EXIT_ERROR)))
         }
@@ -594,6 +685,52 @@ fn with_generate_option(command: clap::Command) -> clap::Command {
     )
 }
 
+/// Writes the one manual page of a tool. A tool with generators (subcommands) gets a section
+/// per generator in the same page (its synopsis, options and help: the `dns` patterns, for
+/// one) rather than clap_mangen's references to `TOOL-GENERATOR(1)` pages no one installs.
+fn render_manual(command: &clap::Command, out: &mut dyn io::Write) -> Result<(), CliError> {
+    use clap_mangen::Man;
+    let generators: Vec<&clap::Command> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .collect();
+    let man = Man::new(command.clone());
+    if generators.is_empty() {
+        man.render(out)?;
+        return Ok(());
+    }
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    for generator in generators {
+        writeln!(out, ".SH \"GENERATOR {}\"", generator.get_name())?;
+        let page = Man::new(generator.clone());
+        let mut sections = Vec::new();
+        page.render_synopsis_section(&mut sections)?;
+        page.render_description_section(&mut sections)?;
+        if generator.get_arguments().next().is_some() {
+            page.render_options_section(&mut sections)?;
+        }
+        if generator.get_after_help().is_some() {
+            page.render_extra_section(&mut sections)?;
+        }
+        // The generator's sections become subsections of its own.
+        for line in String::from_utf8_lossy(&sections).lines() {
+            match line.strip_prefix(".SH ") {
+                Some(heading) => writeln!(out, ".SS {heading}")?,
+                None => writeln!(out, "{line}")?,
+            }
+        }
+    }
+    if command.get_after_help().is_some() {
+        man.render_extra_section(out)?;
+    }
+    man.render_version_section(out)?;
+    Ok(())
+}
+
 /// Writes the completion script or manual page `kind` for `command` to `out`.
 fn generate_support_file(
     command: &mut clap::Command,
@@ -608,8 +745,7 @@ fn generate_support_file(
         "complete-fish" => Shell::Fish,
         _ => {
             command.build();
-            clap_mangen::Man::new(command.clone()).render(out)?;
-            return Ok(());
+            return render_manual(command, out);
         }
     };
     clap_complete::generate(shell, command, name, out);

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::asm::quote;
 use crate::cli::{for_each_line, parse_args, CliError, LinesError, EXIT_NO_MATCH, EXIT_OK};
 use crate::pcap::hex::{self, Line, MAX_LINE};
 use crate::pcap::{link, starts_like_capture, Reader};
@@ -31,7 +32,7 @@ Offsets count from the first byte of the frame as captured (where tcpdump expres
 start). Hex lines are Ethernet frames unless --linktype says otherwise.
 
 Examples:
-  offset 'www\\x07example\\x03net' flood.pcap | sort | uniq -c      (text with \\xNN escapes)
+  offset 'www\\x07example\\x03net' flood.pcap | cut -f2 | sort -n | uniq -c   (packets per offset)
   offset -x 076578616d706c65 --l3 -s flood.pcap | head -3
   pcap2hex flood.pcap | offset -i example
 
@@ -136,7 +137,8 @@ impl Tally {
 
 struct Search<'a> {
     args: &'a Args,
-    pattern: Vec<u8>,
+    /// The string, searched in time linear in the packet's length whatever its own.
+    pattern: memchr::memmem::Finder<'static>,
     tally: Tally,
     line: Vec<u8>,
 }
@@ -162,9 +164,7 @@ impl Search<'_> {
         } else {
             frame
         };
-        let found = data
-            .windows(self.pattern.len())
-            .position(|w| w == self.pattern.as_slice());
+        let found = self.pattern.find(data);
         if found.is_none() && self.args.ignore {
             return Ok(());
         }
@@ -259,16 +259,16 @@ pub fn main(
         Err(code) => return Ok(code),
     };
     let pattern = if args.hex {
-        hex::decode(&args.pattern).map_err(|e| format!("-x '{}': {e}", args.pattern))?
+        hex::decode(&args.pattern).map_err(|e| format!("-x '{}': {e}", quote(&args.pattern)))?
     } else {
-        unescape(&args.pattern).map_err(|e| format!("'{}': {e}", args.pattern))?
+        unescape(&args.pattern).map_err(|e| format!("'{}': {e}", quote(&args.pattern)))?
     };
     if pattern.is_empty() {
         return Err("an empty string: give the bytes to find".into());
     }
     let mut search = Search {
         args: &args,
-        pattern,
+        pattern: memchr::memmem::Finder::new(&pattern).into_owned(),
         tally: Tally::default(),
         line: Vec::with_capacity(1 << 12),
     };

@@ -839,15 +839,9 @@ impl<R: Read> Read for Watched<R> {
 }
 
 /// Reports every packet of a stream: a capture (told by its magic number) or hex lines.
-/// `name` prefixes error messages (empty for stdin).
+/// `name` (`<stdin>` for standard input) prefixes error messages.
 fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(), CliError> {
-    let place = |what: String| -> CliError {
-        if name.is_empty() {
-            what.into()
-        } else {
-            format!("{name}: {what}").into()
-        }
-    };
+    let place = |what: String| -> CliError { format!("{name}: {what}").into() };
     let mut start = [0u8; 4];
     let mut got = 0;
     while got < start.len() {
@@ -934,7 +928,7 @@ pub fn main(
     };
     for (index, input) in inputs.iter().enumerate() {
         if input == "-" {
-            run_stream("", &mut *stdin, &mut output)?;
+            run_stream("<stdin>", &mut *stdin, &mut output)?;
         } else if looks_like_hex(input) && !std::path::Path::new(input).exists() {
             let argument = index as u64 + 1;
             let packet =

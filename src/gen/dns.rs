@@ -13,7 +13,10 @@
 //!   example.co.uk, not www.example.com);
 //! - `*` inside a label (`foo*`) is a literal `*`;
 //! - `%XX` is the byte with hex value XX (`ex%2Eample` is the single label `ex.ample`);
-//! - leading and trailing dots are ignored.
+//! - leading and trailing dots are ignored;
+//! - anything else (spaces, commas, quotes, `/`, `:`, non-ASCII letters...) is refused: a
+//!   pattern is one name, written as it would be typed in a zone file; a byte that really is
+//!   in a name is written `%XX`.
 //!
 //! Names are compared on the wire (length-prefixed labels), in the first question only, four
 //! bytes at a time. With `-i`, letters match in either case (ASCII only).
@@ -25,13 +28,15 @@
 //!
 //! Errors: an empty label, a label over 63 bytes, a name over 255 bytes on the wire, `*{m-n}`
 //! with m > n, m > 63 or n = 0 (no label fits), a bad percent escape, `**` not last, no
-//! pattern.
+//! pattern, a character that is not in names (with a hint for lists, URLs and quotes). Errors
+//! quote at most 40 characters of the pattern ([`crate::asm::quote`]).
 
 use std::fmt::Write;
 
 use thiserror::Error;
 
 use crate::asm::labels::Target;
+use crate::asm::quote;
 use crate::dns::field;
 use crate::gen::builder::Builder;
 use crate::gen::GenOptions;
@@ -39,7 +44,7 @@ use crate::insn::{AluOp, Insn, JumpCond, Operand, Size};
 
 /// Why a pattern is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("pattern '{pattern}': {message}")]
+#[error("pattern '{}': {message}", quote(pattern))]
 pub struct PatternError {
     /// The pattern as given.
     pub pattern: String,
@@ -99,7 +104,9 @@ fn pattern_error(pattern: &str, message: impl Into<String>) -> PatternError {
 
 fn parse_bounds(pattern: &str, label: &str) -> Result<Bounds, PatternError> {
     let inner = &label[2..label.len() - 1];
-    let fail = |message: String| pattern_error(pattern, format!("bad label '{label}': {message}"));
+    let fail = |message: String| {
+        pattern_error(pattern, format!("bad label '{}': {message}", quote(label)))
+    };
     let number = |text: &str| {
         let text = text.trim();
         (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
@@ -152,7 +159,7 @@ fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedBy
                         let found: String = label[i..].chars().take(3).collect();
                         pattern_error(
                             pattern,
-                            format!("bad escape '{found}' in label '{label}': expected '%' and two hex digits"),
+                            format!("bad escape '{found}' in label '{}': expected '%' and two hex digits", quote(label)),
                         )
                     })?;
                 i += 3;
@@ -162,10 +169,11 @@ fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedBy
                 i += 1;
                 (0xff, true)
             }
-            other => {
+            other if other.is_ascii_alphanumeric() || matches!(other, b'-' | b'_' | b'*') => {
                 i += 1;
                 (other, false)
             }
+            _ => return Err(not_a_name_character(pattern, label, i)),
         };
         out.push(if any {
             MaskedByte {
@@ -185,12 +193,52 @@ fn literal(pattern: &str, label: &str, ignore_case: bool) -> Result<Vec<MaskedBy
         return Err(pattern_error(
             pattern,
             format!(
-                "label '{label}' is {} bytes long, expected at most 63",
+                "label '{}' is {} bytes long, expected at most 63",
+                quote(label),
                 out.len()
             ),
         ));
     }
     Ok(out)
+}
+
+/// The error for the character at byte `at` of `label`, which cannot be written bare in a
+/// name: the usual ways a pattern that is not a name is given get a hint of their own.
+fn not_a_name_character(pattern: &str, label: &str, at: usize) -> PatternError {
+    let found = label[at..].chars().next().unwrap_or('?');
+    let shown = if found.is_ascii_graphic() || found == ' ' {
+        found.to_string()
+    } else {
+        found.escape_default().to_string()
+    };
+    let hint = if pattern.contains("://") || found == '/' || found == ':' {
+        "a URL or a path is not a name: give the host name alone (e.g. 'www.example.net')"
+            .to_string()
+    } else if matches!(found, '"' | '\'' | '`') {
+        "quotes are not part of a name: the shell already removed its own, remove these".to_string()
+    } else if found == '{' || found == '}' {
+        "a length-bounded wildcard is a whole label: '*{m-n}' (e.g. '*{3-10}.example.com')"
+            .to_string()
+    } else if found == ',' || found.is_whitespace() {
+        "one name per pattern: give each as an argument of its own (e.g. 'a.example.net' 'b.example.org')".to_string()
+    } else {
+        let mut utf8 = [0; 4];
+        let escaped: String = found
+            .encode_utf8(&mut utf8)
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        format!(
+            "a name's labels are letters, digits, '-' and '_' (with '*' and '?' as wildcards): write a byte that really is in the name as %XX ({escaped})"
+        )
+    };
+    pattern_error(
+        pattern,
+        format!(
+            "'{shown}' cannot be in a name (label '{}'): {hint}",
+            quote(label)
+        ),
+    )
 }
 
 /// True when `pattern` has an upper-case ASCII letter outside `%XX` escapes (an escape names
@@ -576,5 +624,63 @@ pub fn build(
     if let Some(unwalked) = unwalked {
         b.label(&unwalked);
         b.insn(Insn::RetK(65535));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(pattern: &str) -> String {
+        parse_pattern(pattern, false)
+            .expect_err(pattern)
+            .to_string()
+    }
+
+    #[test]
+    fn patterns_that_are_not_names_are_refused() {
+        let list = refused("*.www.example.net,*.example.org");
+        assert!(list.contains("',' cannot be in a name"), "{list}");
+        assert!(list.contains("one name per pattern"), "{list}");
+        let spaced = refused("www.example.net example.org");
+        assert!(spaced.contains("one name per pattern"), "{spaced}");
+        let url = refused("http://www.example.net/");
+        assert!(url.contains("a URL or a path is not a name"), "{url}");
+        for quoted_name in ["\"www.example.net\"", "'www.example.net'"] {
+            let message = refused(quoted_name);
+            assert!(
+                message.contains("quotes are not part of a name"),
+                "{message}"
+            );
+        }
+        let bounds = refused("*{3-5.example.net");
+        assert!(bounds.contains("'*{m-n}'"), "{bounds}");
+        let accent = refused("caf\u{e9}.example");
+        assert!(accent.contains("%C3%A9"), "{accent}");
+    }
+
+    #[test]
+    fn names_and_escapes_still_parse() {
+        for pattern in [
+            "*.www.example.net",
+            "ex%2Eample.net",
+            "ex%20ample.net",
+            "foo*.example.net",
+            "ex?mple.net",
+            "_dmarc.example-1.net",
+            "*{8-16}.example.net",
+            "example.**",
+            ".example.org.",
+        ] {
+            assert!(parse_pattern(pattern, true).is_ok(), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn errors_quote_a_long_pattern_cut() {
+        let long = format!("{}.example,net", "a".repeat(10_000_000));
+        let message = refused(&long);
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("..."), "{message}");
     }
 }

@@ -9,7 +9,8 @@
 //! - the packets before the damage are delivered first.
 //!
 //! Read as libpcap and tcpdump read them: records longer than the header's snap length, the
-//! obsolete pcapng Packet Block, option strings that are not UTF-8 (replaced, not refused), and
+//! obsolete pcapng Packet Block, option strings that are not UTF-8 (replaced, not refused, the
+//! first section header's too), and
 //! the FCS length a pcap header's link-type field or a pcapng interface declares.
 //!
 //! [`Writer`] writes classic pcap that tcpdump reads: records are cut to [`MAX_SNAPLEN`] bytes,
@@ -104,11 +105,16 @@ const MAGICS: [[u8; 4]; 5] = [
 
 /// True when `start`, the first bytes of an input (up to 4), is a pcap or pcapng magic number
 /// or the beginning of one: what [`Reader::new`] reads (or refuses as a truncated header)
-/// rather than calling the input something else.
+/// rather than calling the input something else. A gzip-compressed file (magic 1f 8b) counts:
+/// hex text never starts with these bytes, and the reader names it.
 pub fn starts_like_capture(start: &[u8]) -> bool {
     let start = &start[..start.len().min(4)];
-    !start.is_empty() && MAGICS.iter().any(|m| m.starts_with(start))
+    !start.is_empty()
+        && (MAGICS.iter().any(|m| m.starts_with(start)) || start.starts_with(&GZIP_MAGIC))
 }
+
+/// The first bytes of a gzip-compressed file.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// A packet located in the buffer.
 struct Found {
@@ -342,6 +348,9 @@ impl<R: Read> Reader<R> {
         // MAGICS[0] is pcapng's, the others classic pcap's (µs and ns, both byte orders).
         let is_pcapng = magic == MAGICS[0];
         let is_pcap = MAGICS[1..].iter().any(|m| m == magic);
+        if magic.starts_with(&GZIP_MAGIC) {
+            return Err(reader.error("gzip-compressed: gunzip it (or zcat FILE | TOOL -)".into()));
+        }
         if !is_pcap && !is_pcapng {
             let shown: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
             return Err(reader.error(format!(
@@ -349,6 +358,7 @@ impl<R: Read> Reader<R> {
                 shown.join("")
             )));
         }
+        let mut repaired = false;
         loop {
             let slice = &reader.buf[reader.pos..reader.end];
             let parsed = if is_pcap {
@@ -395,7 +405,23 @@ impl<R: Read> Reader<R> {
                         return Err(reader.error("truncated file header".into()));
                     }
                 }
-                Err(e) => return Err(reader.error(format!("bad file header: {e}"))),
+                Err(e) => {
+                    // The first section header's text options that are not UTF-8 are
+                    // replaced, as in every later block.
+                    let block = &mut reader.buf[reader.pos..reader.end];
+                    let endianness = match block.get(8..12) {
+                        Some([0x1a, 0x2b, 0x3c, 0x4d]) => Some(Endianness::Big),
+                        Some([0x4d, 0x3c, 0x2b, 0x1a]) => Some(Endianness::Little),
+                        _ => None,
+                    };
+                    if let (true, false, Some(endianness)) = (is_pcapng, repaired, endianness) {
+                        if repair_text_options(block, endianness) {
+                            repaired = true;
+                            continue;
+                        }
+                    }
+                    return Err(reader.error(format!("bad file header: {e}")));
+                }
             }
         }
     }

@@ -409,6 +409,63 @@ fn obsolete_packet_blocks_and_non_utf8_options_are_read() {
 }
 
 #[test]
+fn a_first_section_header_with_non_utf8_options_is_read() {
+    use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+    let frame = ethernet(&dns_packet("a.www.example.net", 1));
+    for endianness in [pcap_file::Endianness::Big, pcap_file::Endianness::Little] {
+        let section = SectionHeaderBlock {
+            endianness,
+            options: vec![
+                SectionHeaderOption::Hardware(Cow::Borrowed("HWHW")),
+                SectionHeaderOption::Comment(Cow::Borrowed("CMCM")),
+            ],
+            ..Default::default()
+        };
+        let mut writer = PcapNgWriter::with_section_header(Vec::new(), section).unwrap();
+        writer
+            .write_block(&idb(DataLink::ETHERNET, vec![]))
+            .unwrap();
+        writer
+            .write_block(&epb(&frame, raw_us(1_700_000_000)))
+            .unwrap();
+        let mut file = writer.into_inner();
+        for text in [&b"HWHW"[..], b"CMCM"] {
+            let at = file.windows(4).position(|w| w == text).unwrap();
+            file[at..at + 4].copy_from_slice(&[0xff, 0xfe, b'x', 0xc3]);
+        }
+        let out = run("pcap2hex", &[], &file);
+        assert!(out.status.success(), "{endianness:?}: {}", stderr(&out));
+        assert_eq!(lines(&out), [hex::encode(&frame)]);
+        // tcpdump reads it too: the oracle that the file is a capture.
+        let dir = temp_dir("shb-utf8");
+        let input = dir.join("in.pcapng");
+        std::fs::write(&input, &file).unwrap();
+        assert_eq!(tcpdump_count(&input), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_gzip_compressed_capture_is_named_as_such() {
+    let gz = [0x1f, 0x8b, 0x08, 0x08, 0, 0, 0, 0, 0, 3];
+    for tool in ["pcap2hex", "filter", "parsedns"] {
+        let args: &[&str] = if tool == "filter" {
+            &["-b", "1,6 0 0 65535", "-"]
+        } else {
+            &["-"]
+        };
+        let out = run(tool, args, &gz);
+        assert_eq!(out.status.code(), Some(2), "{tool}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("gzip-compressed: gunzip it (or zcat FILE | TOOL -)"),
+            "{tool}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{tool}: {err}");
+    }
+}
+
+#[test]
 fn dlt_12_raw_ip_is_read_like_tcpdump() {
     let v4 = dns_packet("a.www.example.net", 1);
     let v6 = udp_packet(&dns_query(&labels("b.www.example.net"), 2), Shape::V6);

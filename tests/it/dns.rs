@@ -313,12 +313,12 @@ fn parsedns_reads_hex_files_and_names_bad_inputs() {
         (
             b"00\xff11\n".to_vec(),
             vec![],
-            "parsedns: line 1: column 3: byte 0xff is not a hex digit\n",
+            "parsedns: <stdin>: line 1: column 3: byte 0xff is not a hex digit\n",
         ),
         (
             b"0011\nzz\n".to_vec(),
             vec![],
-            "parsedns: line 2: column 1: 'z' is not a hex digit\n",
+            "parsedns: <stdin>: line 2: column 1: 'z' is not a hex digit\n",
         ),
         (
             Vec::new(),
@@ -329,7 +329,7 @@ fn parsedns_reads_hex_files_and_names_bad_inputs() {
         (
             vec![0xd4, 0xc3],
             vec![],
-            "parsedns: packet 1, byte offset 0: truncated file header\n",
+            "parsedns: <stdin>: packet 1, byte offset 0: truncated file header\n",
         ),
     ] {
         let out = run("parsedns", &args, &input);
@@ -366,7 +366,7 @@ fn endless_lines_are_refused_at_the_cap() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "parsedns: line 1: longer than 1048640 bytes (the hex of a 262144-byte packet with separators and an ASCII column fits in it)\n"
+        "parsedns: <stdin>: line 1: longer than 1048640 bytes (the hex of a 262144-byte packet with separators and an ASCII column fits in it)\n"
     );
     // The same after a good line, which is reported first.
     let frame = ethernet(&udp_packet(&response(), Shape::V4));
@@ -375,7 +375,7 @@ fn endless_lines_are_refused_at_the_cap() {
     let out = run("parsedns", &[], &input);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).starts_with("parsedns: line 2: longer than"),
+        stderr(&out).starts_with("parsedns: <stdin>: line 2: longer than"),
         "{}",
         stderr(&out)
     );
@@ -390,7 +390,7 @@ fn endless_lines_are_refused_at_the_cap() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "parsedns: line 1: a packet of 262145 bytes, more than the 262144 a pcap file holds\n"
+        "parsedns: <stdin>: line 1: a packet of 262145 bytes, more than the 262144 a pcap file holds\n"
     );
     // The largest packet a pcap holds, written with separators, is read.
     let largest = "00 ".repeat(262_144);

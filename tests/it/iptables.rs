@@ -18,6 +18,9 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// `$(touch /tmp/x)`id`.'"\n;.example.net` with its bytes that are not in names escaped.
+const HOSTILE_ESCAPED: &str = "%24%28touch%20%2Ftmp%2Fx%29%60id%60.%27%22%0A%3B.example.net";
+
 fn script(args: &[&str]) -> String {
     let mut all = vec!["-w", "-"];
     all.extend_from_slice(args);
@@ -189,7 +192,7 @@ fn names_fit_the_kernel_limits_and_differ_per_rule() {
     );
     // Lists that would read the same joined with spaces still get different names.
     assert_ne!(
-        set_of(&script(&["dns", "--", "a b"])),
+        set_of(&script(&["dns", "--", "a%20b"])),
         set_of(&script(&["dns", "--", "a", "b"]))
     );
     // Chain mode: the chain NAME is the deployment; its version still tells the lists apart.
@@ -555,9 +558,23 @@ fn hostile_values_are_refused_or_inert() {
         "{:?}",
         stderr(&out)
     );
-    // Hostile patterns are valid DNS labels: their dangerous characters may only appear inside
-    // comments (names made from them keep letters and digits only).
-    let text = script(&["dns", "--", "$(touch /tmp/x)`id`.'\"\n;.example.net"]);
+    // Hostile patterns are refused as they are; written with escapes they are valid DNS
+    // labels, whose bytes may only appear inside comments (names made from them keep letters
+    // and digits only).
+    let out = run(
+        "iptables-bpf",
+        &[
+            "-w",
+            "-",
+            "dns",
+            "--",
+            "$(touch /tmp/x)`id`.'\"\n;.example.net",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let text = script(&["dns", "--", HOSTILE_ESCAPED]);
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
         for bad in ["$(touch", "`id`"] {
             assert!(!line.contains(bad), "'{bad}' outside a comment: {line}");
@@ -605,7 +622,7 @@ fn generated_scripts_pass_shellcheck() {
             "--drop",
             "any",
         ],
-        vec!["dns", "--", "$(touch /tmp/x)`id`.'\"\n;.example.net"],
+        vec!["dns", "--", HOSTILE_ESCAPED],
     ];
     for (i, args) in variants.iter().enumerate() {
         let path = dir.join(format!("s{i}.sh"));

@@ -3,6 +3,7 @@
 mod asm;
 mod capture;
 mod common;
+mod contracts;
 mod core;
 mod dns;
 mod gen;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{bin, run, stderr, stdout};
+use crate::common::{bin, require, run, stderr, stdout};
 
 /// Every binary of the crate (one per file in src/bin).
 fn tools() -> Vec<String> {
@@ -82,6 +82,7 @@ fn zsh_and_fish_completions_parse() {
 
 #[test]
 fn manual_pages_render_without_warnings() {
+    require("groff", "groff");
     check_generated("man", "groff", &["-man", "-Tutf8", "-z", "-ww"]);
     let out = run("bpfgen", &["--generate", "man"], b"");
     let page = stdout(&out);
@@ -97,4 +98,26 @@ fn generate_is_exclusive_and_checked() {
     let out = run("filter", &["--generate", "man", "-b", "1,6 0 0 0"], b"");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(bin("filter").exists());
+}
+
+#[test]
+fn manual_pages_cover_the_generators_and_name_no_missing_page() {
+    for tool in ["bpfgen", "iptables-bpf"] {
+        let out = run(tool, &["--generate", "man"], b"");
+        let page = stdout(&out);
+        assert!(
+            !page.contains(r"\-dns(1)"),
+            "{tool}: a page that is not shipped"
+        );
+        assert!(!page.contains("(1)"), "{tool}: refers to another page");
+        for generator in ["dns", "dns_validate", "suffix", "tcpdump", "p0f"] {
+            assert!(
+                page.contains(&format!(".SH \"GENERATOR {generator}\"")),
+                "{tool}: no section for {generator}"
+            );
+        }
+        // The pattern syntax, from `bpfgen dns --help`.
+        assert!(page.contains(r"*{3\-10}.example.com"), "{tool}");
+        assert!(page.contains("One name per pattern"), "{tool}");
+    }
 }
