@@ -499,14 +499,31 @@ fn rules(spec: &Spec) -> Result<(Vec<Rule>, bool), ScriptError> {
                     });
                     continue;
                 }
-                let program = single(
-                    &Generator::Dns(DnsSpec {
-                        patterns: vec![pattern.clone()],
-                        ignore_case: !chain.match_case,
-                        ext_headers: crate::gen::DEFAULT_EXT_HEADERS,
-                    }),
-                    &base,
-                )?;
+                // An IPv6 program too long for one rule walks fewer extension headers: a
+                // query behind more of them than it walks is matched all the same (accepted
+                // by an accept rule, dropped by a drop rule), so the rule stays safe.
+                let build_with = |ext_headers: u8| {
+                    single(
+                        &Generator::Dns(DnsSpec {
+                            patterns: vec![pattern.clone()],
+                            ignore_case: !chain.match_case,
+                            ext_headers,
+                        }),
+                        &base,
+                    )
+                };
+                let mut program = build_with(crate::gen::DEFAULT_EXT_HEADERS);
+                if spec.inet6 {
+                    for fewer in (0..crate::gen::DEFAULT_EXT_HEADERS).rev() {
+                        if program.is_ok() {
+                            break;
+                        }
+                        if let Ok(shorter) = build_with(fewer) {
+                            program = Ok(shorter);
+                        }
+                    }
+                }
+                let program = program?;
                 rules.push(Rule {
                     program: Some(program),
                     target: target.into(),

@@ -1232,3 +1232,57 @@ fn the_script_runs_again_under_bash_when_started_by_sh() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_long_ipv6_chain_pattern_walks_fewer_extension_headers_to_fit_one_rule() {
+    // With the default walk, this accept name needs more than 64 instructions over IPv6.
+    let name = "_acme-challenge.shop.shop.example";
+    let full = build(
+        &Generator::Dns(bpftools::gen::DnsSpec {
+            patterns: vec![name.to_string()],
+            ignore_case: true,
+            ext_headers: bpftools::gen::DEFAULT_EXT_HEADERS,
+        }),
+        &GenOptions {
+            inet6: true,
+            negate: false,
+            offset: 0,
+        },
+    )
+    .unwrap();
+    assert!(full.insns.len() > 64, "{}", full.insns.len());
+    let text = script(&[
+        "-6",
+        "-i",
+        "2001:db8::53",
+        "--chain",
+        "long",
+        &format!("--accept={name}"),
+        "--drop=*{6-20}.shop.shop.example",
+    ]);
+    let programs = programs(&text);
+    assert_eq!(programs.len(), 2, "{text}");
+    for program in &programs {
+        let insns = parse_bytecode(program).unwrap();
+        assert!(insns.len() <= 64, "{program}");
+        validate(&insns, Profile::XtBpf).unwrap();
+    }
+    // The shorter accept program still matches the name (plain IPv6/UDP query).
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ipv6(
+        [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53],
+        64,
+    )
+    .udp(40000, 53)
+    .write(&mut packet, &query)
+    .unwrap();
+    let accept = Program::new(&parse_bytecode(&programs[0]).unwrap(), Profile::XtBpf).unwrap();
+    assert_ne!(accept.run(&packet), 0);
+}
