@@ -297,7 +297,7 @@ pub fn filter_command(rule: &RuleReport, inputs: &[String]) -> String {
         })
         .collect();
     format!(
-        "filter -e '{family} and udp dst port 53' {} | filter --l3 -v -b \"$(bpfgen {})\" > /dev/null",
+        "filter --l3 -e '{family} and udp dst port 53' {} | filter --l3 -v -b \"$(bpfgen {})\" > /dev/null",
         quoted(&files),
         quoted(&rule.bpfgen)
     )

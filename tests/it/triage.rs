@@ -975,3 +975,36 @@ fn standard_input_leaves_no_spool() {
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_check_line_counts_the_rule_on_a_vlan_capture() {
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures/eth-vlan.pcap");
+    let out = run("triage", &[capture.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let check = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("check: "))
+        .expect("a check line");
+    let bin = Path::new(env!("CARGO_BIN_EXE_triage")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ran = std::process::Command::new("bash")
+        .args(["-c", check])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{check}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ran.stderr).contains("matched 3000/3016 packets"),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
