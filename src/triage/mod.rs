@@ -908,12 +908,12 @@ fn spare(
                 continue;
             }
             names.sort();
-            let Some((_, _, rules)) = chosen
+            if !chosen
                 .iter()
-                .find(|(i, fam, _)| *i == index && *fam == family)
-            else {
+                .any(|(i, fam, _)| *i == index && *fam == family)
+            {
                 continue;
-            };
+            }
             let texts: Vec<String> = names.iter().map(|(n, _)| packet::name_text(n)).collect();
             let mut plan = Vec::new();
             for chunk in texts.chunks(rules::NAMES_PER_ACCEPT) {
@@ -938,15 +938,21 @@ fn spare(
             if plan.is_empty() {
                 continue;
             }
-            plan.extend(rules.iter().copied());
-            candidates.plans.push(rules::Plan {
-                flood: index,
-                family,
-                rules: plan,
-                preference: 0,
-                spares: true,
-            });
-            added = true;
+            // Every plan of the flood and family, with the spared names accepted first.
+            let spared: Vec<rules::Plan> = candidates
+                .plans
+                .iter()
+                .filter(|p| p.flood == index && p.family == family && !p.spares)
+                .map(|p| rules::Plan {
+                    flood: index,
+                    family,
+                    rules: plan.iter().chain(p.rules.iter()).copied().collect(),
+                    preference: p.preference,
+                    spares: true,
+                })
+                .collect();
+            added |= !spared.is_empty();
+            candidates.plans.extend(spared);
         }
     }
     added
