@@ -420,7 +420,25 @@ fn dns_groups(
             groups.push((std::mem::take(&mut current), done));
         }
         let alone = spec_for(std::slice::from_ref(pattern));
-        let Some(program) = dns_if_fits(&alone, opts)? else {
+        let mut fitted = dns_if_fits(&alone, opts)?;
+        if fitted.is_none() && opts.inet6 {
+            // Over IPv6, a pattern too long for one rule walks fewer extension headers: a
+            // query behind more than it walks is matched all the same (unless the spec says
+            // unwalked headers pass), so nothing gets through that the full walk would stop.
+            let flag = spec.ext_headers & crate::gen::EXT_HEADERS_UNWALKED_PASS;
+            let walked = spec.ext_headers & !crate::gen::EXT_HEADERS_UNWALKED_PASS;
+            for fewer in (0..walked).rev() {
+                let shorter = DnsSpec {
+                    ext_headers: fewer | flag,
+                    ..alone.clone()
+                };
+                fitted = dns_if_fits(&shorter, opts)?;
+                if fitted.is_some() {
+                    break;
+                }
+            }
+        }
+        let Some(program) = fitted else {
             let size = match build(&Generator::Dns(alone), opts) {
                 Ok(program) => format!("{} instructions", program.insns.len()),
                 Err(e) => format!("its program cannot be built: {e}"),

@@ -1285,4 +1285,11 @@ fn a_long_ipv6_chain_pattern_walks_fewer_extension_headers_to_fit_one_rule() {
     .unwrap();
     let accept = Program::new(&parse_bytecode(&programs[0]).unwrap(), Profile::XtBpf).unwrap();
     assert_ne!(accept.run(&packet), 0);
+    // The same outside chain mode: one pattern whose full walk needs 65 instructions.
+    let text = script(&["-6", "dns", "--", "-i", "*{6-20}.portal.shop.example"]);
+    let single = self::programs(&text);
+    assert_eq!(single.len(), 1, "{text}");
+    let insns = parse_bytecode(&single[0]).unwrap();
+    assert!(insns.len() <= 64);
+    validate(&insns, Profile::XtBpf).unwrap();
 }
