@@ -208,18 +208,6 @@ pub fn depth_under(name: &[u8], suffix: &[u8]) -> Option<usize> {
     (pos == cut).then_some(depth)
 }
 
-/// The child label of `name` directly left of `suffix` (which it is under).
-pub fn child_label<'a>(name: &'a [u8], suffix: &[u8]) -> &'a [u8] {
-    let cut = name.len() - suffix.len();
-    let mut pos = 0;
-    let mut last = 0;
-    while pos < cut {
-        last = pos;
-        pos += 1 + usize::from(name[pos]);
-    }
-    &name[last + 1..cut]
-}
-
 /// Why a name is taken to exist (and its queries to be legitimate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Basis {
@@ -745,10 +733,6 @@ mod tests {
         assert_eq!(
             depth_under(b"\x01a\x03www\x07example\x03net", suffix),
             Some(2)
-        );
-        assert_eq!(
-            child_label(b"\x01a\x03www\x07example\x03net", suffix),
-            b"www"
         );
         assert_eq!(depth_under(b"\x07example\x03net", suffix), None);
         // Ends with the bytes but not at a label boundary.

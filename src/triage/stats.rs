@@ -527,3 +527,25 @@ impl Stats {
         self.label_starts = starts;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_halves_a_full_table_keeping_the_most_counted() {
+        let mut map: FastMap<u32, u64> = FastMap::default();
+        for key in 0..1000u32 {
+            map.insert(key, if key < 10 { 100 } else { 2 });
+        }
+        evict(&mut map, 1000, |v| *v);
+        assert!(map.len() <= 500);
+        for key in 0..10 {
+            assert!(map.contains_key(&key));
+        }
+        // Every entry counted alike: still halved, not looping.
+        let mut same: FastMap<u32, u64> = (0..1000u32).map(|k| (k, 7)).collect();
+        evict(&mut same, 1000, |v| *v);
+        assert!(same.len() <= 500);
+    }
+}

@@ -436,4 +436,46 @@ _dmarc IN TXT \"v=DMARC1; p=none\"
         let err = Zone::parse("$INCLUDE other\n").unwrap_err();
         assert_eq!(err.line, 1);
     }
+
+    #[test]
+    fn wildcards_cover_names_below_them_unless_a_closer_name_exists() {
+        let zone = Zone::parse(
+            "$ORIGIN example.net.\n@ IN SOA ns1 h 1 2 3 4 5\n*.users IN A 192.0.2.1\nbob.users IN A 192.0.2.2\nx.y IN A 192.0.2.3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            zone.covers(b"\x03ann\x05users\x07example\x03net"),
+            Some(ZoneMatch::Wildcard)
+        );
+        assert_eq!(
+            zone.covers(b"\x03sso\x04acme\x05users\x07example\x03net"),
+            Some(ZoneMatch::Wildcard)
+        );
+        assert_eq!(
+            zone.covers(b"\x03bob\x05users\x07example\x03net"),
+            Some(ZoneMatch::Name)
+        );
+        // bob.users exists: names below it are not the wildcard's (RFC 4592).
+        assert_eq!(
+            zone.covers(b"\x01a\x03bob\x05users\x07example\x03net"),
+            None
+        );
+        assert_eq!(zone.covers(b"\x01z\x07example\x03net"), None);
+        assert_eq!(zone.wildcards().count(), 1);
+    }
+
+    #[test]
+    fn lines_are_bounded_and_records_need_a_type() {
+        let long = format!(
+            "$ORIGIN example.net.\n{} IN A 192.0.2.1\n",
+            "a".repeat(70_000)
+        );
+        let err = Zone::parse(&long).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("longer than"), "{}", err.message);
+        let err = Zone::parse("$ORIGIN example.net.\nwww 300 IN 192.0.2.1\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        let zone = Zone::parse("$ORIGIN example.net.\nwww 300 IN TYPE65 \\# 0\n").unwrap();
+        assert!(zone.covers(b"\x03www\x07example\x03net").is_some());
+    }
 }
