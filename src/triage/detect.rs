@@ -12,7 +12,7 @@
 //!   at several times their rate in normal times: a parent whose rare names arrive as before,
 //!   or a zone whose wildcard children are asked now and then, is no flood.
 //! - **dedicated sources**: sources that each send one (name, type) for at least 90% of their
-//!   queries at 10 or more queries a second: a flood of one name (an existing one included),
+//!   queries at 5 or more queries a second, together at least 1% of all queries: a flood of one name (an existing one included),
 //!   told apart from the same name asked by resolvers by where it comes from.
 //! - **header fingerprints**: one name whose traffic is dominated by one fingerprint (flag
 //!   bits including the reserved Z bit, EDNS presence, size and DO bit, question type and
@@ -597,7 +597,7 @@ fn profile(up: &[u8], depth: usize, unknown: &Unknown, thresholds: &FastMap<&[u8
     }
 }
 
-/// Sources that each send one (name, type) for at least 90% of their queries, at 10 queries a
+/// Sources that each send one (name, type) for at least 90% of their queries, at 5 queries a
 /// second or more, grouped by that (name, type).
 fn sources(stats: &Stats, min_flood: u64) -> Vec<Flood> {
     let mut groups: FastMap<u64, Vec<(IpAddr, u32)>> = FastMap::default();
@@ -605,7 +605,7 @@ fn sources(stats: &Stats, min_flood: u64) -> Vec<Flood> {
         let seconds = host.seconds.1 - host.seconds.0 + 1;
         if host.queries >= 20
             && f64::from(host.key_votes) >= 0.8 * f64::from(host.queries)
-            && f64::from(host.queries) / seconds as f64 >= 10.0
+            && f64::from(host.queries) / seconds as f64 >= 5.0
         {
             groups
                 .entry(host.key)
@@ -616,7 +616,7 @@ fn sources(stats: &Stats, min_flood: u64) -> Vec<Flood> {
     let mut floods = Vec::new();
     for (key, mut hosts) in groups {
         let total: u64 = hosts.iter().map(|(_, q)| u64::from(*q)).sum();
-        if total < min_flood {
+        if total < min_flood || (total as f64) < 0.01 * stats.queries as f64 {
             continue;
         }
         // The (name, type) behind the key.
@@ -637,7 +637,7 @@ fn sources(stats: &Stats, min_flood: u64) -> Vec<Flood> {
             .map(|(_, q)| u64::from(*q))
             .sum();
         let why = format!(
-            "{} sources sent {total} queries, each at least 90% {} {} at 10/s or more; the name had {} queries in all",
+            "{} sources sent {total} queries, each at least 90% {} {} at 5/s or more; the name had {} queries in all",
             hosts.len(),
             name_text(&name),
             crate::dns::type_name(qtype),
