@@ -8,7 +8,8 @@
 #   prints    1,000,000 queries with 1,000,000 distinct fingerprints (flags, EDNS size, type);
 #   deep      1,000,000 queries for distinct names of 60 labels (every suffix a parent);
 #   zone      the lab capture with a zone file of 1,000,000 names (--zone).
-# Needs python3 (packet and zone generation) and GNU time. Prints one line per case.
+# Needs python3 (packet and zone generation) and GNU time. Prints one line per case; with
+# TRIAGE_BASELINE=PATH (another build's triage), that one too, each stopped after 300 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -88,15 +89,25 @@ for case in lab twice prints deep; do
     "$bin/hex2pcap" --ts-step 0.00001 < "$work/$case.hex" > "$work/$case.pcap"
     rm "$work/$case.hex"
 done
-run() { # NAME ARGS...
-    local name=$1; shift
+one() { # LABEL TRIAGE NAME ARGS...
+    local label=$1 triage=$2 name=$3; shift 3
     local start end rc=0
     start=$(date +%s.%N)
-    /usr/bin/time -f '%M' -o "$work/rss" "$bin/triage" "$@" > "$work/out.txt" 2> "$work/err.txt" || rc=$?
+    timeout 300 /usr/bin/time -f '%M' -o "$work/rss" "$triage" "$@" > "$work/out.txt" 2> "$work/err.txt" || rc=$?
     end=$(date +%s.%N)
-    [ "$rc" -le 1 ] || { echo "bench-triage: $name: triage failed (exit $rc): $(head -2 "$work/err.txt")" >&2; exit 1; }
-    awk -v n="$name" -v s="$start" -v e="$end" -v rss="$(tail -1 "$work/rss")" -v rc="$rc" \
-        'BEGIN { printf "bench-triage: %-7s %.2f s wall, peak memory %.1f MiB, exit %d\n", n, e - s, rss / 1024, rc }'
+    if [ "$rc" -eq 124 ]; then
+        echo "bench-triage: $name ($label): stopped after 300 s"
+        return
+    fi
+    [ "$rc" -le 1 ] || { echo "bench-triage: $name ($label): triage failed (exit $rc): $(head -2 "$work/err.txt")" >&2; exit 1; }
+    awk -v n="$name" -v l="$label" -v s="$start" -v e="$end" -v rss="$(tail -1 "$work/rss")" -v rc="$rc" \
+        'BEGIN { printf "bench-triage: %-7s (%s) %.2f s wall, peak memory %.1f MiB, exit %d\n", n, l, e - s, rss / 1024, rc }'
+}
+run() { # NAME ARGS...
+    one this "$bin/triage" "$@"
+    if [ -n "${TRIAGE_BASELINE:-}" ]; then
+        one baseline "$TRIAGE_BASELINE" "$@"
+    fi
 }
 run lab "$work/lab.pcap"
 run twice "$work/twice.pcap"
