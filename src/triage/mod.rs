@@ -759,15 +759,7 @@ pub fn analyze(
         ));
     }
     for (index, flood) in floods.iter().enumerate() {
-        let (mut total, mut proven) = (0u64, 0u64);
-        for (&(judged, _, _, slot, _), &count) in &measured.cells {
-            if judged == Judged::Flood(index as u8) {
-                total += count;
-                if dedicated.get(slot as usize).copied().unwrap_or(false) {
-                    proven += count;
-                }
-            }
-        }
+        let (total, proven) = flood_proven(&measured, &dedicated, index);
         if total > 0 && (proven as f64) < 0.5 * total as f64 {
             notes.push(format!(
                 "{}: {} of its {total} queries come from sources that also send legitimate queries (resolvers): dropping makes them retry and move to other servers or families, so the load moves and the rule helps less; nothing proves those queries flood",
@@ -797,6 +789,21 @@ pub fn analyze(
         has_zone: zone.is_some(),
         notes,
     })
+}
+
+/// The queries judged part of the flood at `index`, and of them those proven (sent by a
+/// dedicated source).
+fn flood_proven(measured: &Measured, dedicated: &[bool], index: usize) -> (u64, u64) {
+    let (mut total, mut proven) = (0, 0);
+    for (&(judged, _, _, slot, _), &count) in &measured.cells {
+        if judged == Judged::Flood(index as u8) {
+            total += count;
+            if dedicated.get(slot as usize).copied().unwrap_or(false) {
+                proven += count;
+            }
+        }
+    }
+    (total, proven)
 }
 
 /// Sources whose every query (10 or more, none for a name that exists) was judged flood:
@@ -877,16 +884,7 @@ fn spare(
         if !matches!(flood.kind, FloodKind::RandomSubdomain { .. }) {
             continue;
         }
-        let mut total = 0;
-        let mut proven = 0;
-        for (&(judged, _, _, slot, _), &count) in &measured.cells {
-            if judged == Judged::Flood(index as u8) {
-                total += count;
-                if is_dedicated(slot) {
-                    proven += count;
-                }
-            }
-        }
+        let (total, proven) = flood_proven(measured, dedicated, index);
         if total == 0 || (proven as f64) < 0.9 * total as f64 {
             continue;
         }
