@@ -281,7 +281,8 @@ i19_signals() {
                 sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", (r % 250) / 1000 }')"
                 kill -INT -- -"$pid" 2>/dev/null
             fi
-            wait "$pid" 2>/dev/null
+            wait_bounded "$pid"
+            [ $? = 124 ] && bad=$((bad + 1))
             st=$(rules_state "$v1" "$v2")
             kinds[$how-$st]=$((${kinds[$how-$st]:-0} + 1))
             case $st in
@@ -642,7 +643,7 @@ kill_at_random() { # kill_at_random MAX_MS SCRIPT ARGS...
     local pid=$!
     sleep "$(awk -v r="$RANDOM" -v m="$max" 'BEGIN { printf "%.3f", (r % m) / 1000 }')"
     kill -KILL -- -"$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    wait_bounded "$pid"
 }
 # rules_state OLD NEW: "old", "new", "none" or "mixed"
 rules_state() {

@@ -36,6 +36,33 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 srv() { ip netns exec "$SRV" "$@"; }
+# hung WHAT: prints what every process of the test's namespaces is doing and the file locks
+# held, for a run that did not end in time.
+hung() {
+    echo "$E2E_NAME: HUNG: $*"
+    local pid
+    for pid in $(ip netns pids "$SRV" 2>/dev/null) $(ip netns pids "$CLI" 2>/dev/null); do
+        ps -o pid=,ppid=,pgid=,stat=,wchan:24=,etimes=,args= -p "$pid" 2>/dev/null
+    done
+    echo "$E2E_NAME: file locks (/proc/locks):"
+    cat /proc/locks
+}
+# wait_bounded PID [SECONDS]: waits for a background run like `wait PID`, but at most SECONDS
+# (default 120): then it reports what hangs (hung), kills the run's process group and fails.
+wait_bounded() {
+    local pid=$1 limit=${2:-120} start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $((SECONDS - start)) -ge "$limit" ]; then
+            hung "process $pid still running after ${limit}s"
+            kill -KILL -- -"$pid" 2>/dev/null
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return 124
+        fi
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null
+}
 not() { ! "$@"; }
 # with VAR=VALUE COMMAND...: COMMAND (run_s) with one more variable in the script's environment
 with() {

@@ -39,12 +39,40 @@ for lab in testdata/triage-lab/*/; do
     ./scripts/eval-triage.sh "$lab"
 done
 
+# run_bounded SECONDS COMMAND...: runs COMMAND; when it has not ended after SECONDS, prints
+# every process (with what it waits on) and the file locks held, stops it and fails, so that a
+# hang is reported with what hung instead of running until an outer limit.
+E2E_LIMIT=${E2E_LIMIT:-1800}
+run_bounded() {
+    local limit=$1 pid start=$SECONDS
+    shift
+    setsid "$@" &
+    pid=$!
+    # (its own session: an interrupt of this script is passed on to all of it)
+    trap 'kill -TERM -- -"$pid" 2>/dev/null; exit 130' INT TERM
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $((SECONDS - start)) -ge "$limit" ]; then
+            echo "test-all: FAIL: $* has not ended after ${limit}s; the processes and locks:"
+            ps -eo pid,ppid,pgid,stat,wchan:24,etimes,args --forest
+            cat /proc/locks
+            kill -TERM -- -"$pid" 2>/dev/null
+            sleep 10
+            kill -KILL -- -"$pid" 2>/dev/null
+            wait "$pid"
+            return 1
+        fi
+        sleep 1
+    done
+    trap - INT TERM
+    wait "$pid"
+}
+
 skipped_scripts=()
 for e2e in scripts/e2e-*.sh; do
     [ -e "$e2e" ] || continue
     if $everything; then
         echo "== $e2e"
-        bash "$e2e"
+        run_bounded "$E2E_LIMIT" bash "$e2e"
     else
         skipped_scripts+=("$e2e")
     fi
