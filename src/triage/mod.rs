@@ -17,6 +17,8 @@
 //! their family; everything else passes.
 
 pub mod detect;
+mod measure;
+pub mod model;
 pub mod packet;
 pub mod report;
 pub mod rules;
@@ -34,6 +36,7 @@ use crate::triage::packet::{dns_view, ip_view, Family, DNS_PORT};
 use crate::triage::rules::{Action, Candidates};
 use crate::triage::stats::{FastMap, Fingerprint, Stats};
 use crate::triage::zone::Zone;
+use measure::{effect, measure, Measured, NO_SLOT, TOP_DROPPED_EACH};
 
 /// Why a query is judged legitimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,6 +151,9 @@ pub struct Outcome {
     pub unproven_dropped: BTreeMap<&'static str, u64>,
     /// The names behind the largest entries of `unproven_dropped`: (basis key, name, queries).
     pub top_unproven: Vec<(&'static str, String, u64)>,
+    /// The most asked dropped names of each basis, names judged flood included (their
+    /// queries counted whoever sent them): (basis key, name, queries).
+    pub top_dropped: Vec<(&'static str, String, u64)>,
 }
 
 impl Outcome {
@@ -333,227 +339,6 @@ pub fn judge(
     Judged::Legit(Reason::Outside)
 }
 
-/// A cell of the second pass: how a packet was judged, its family, the candidates that
-/// matched it, its source's slot, and (for a name judged flood) whether the server answered
-/// it NXDOMAIN.
-type Cell = (Judged, Family, u64, u32, bool);
-
-/// No source slot (not a query, or the source table was full).
-const NO_SLOT: u32 = u32::MAX;
-
-/// What one source sent, by the second pass's judgment.
-#[derive(Default, Clone, Copy)]
-struct HostTally {
-    queries: u64,
-    flood: u64,
-    exists: u64,
-}
-
-/// The second pass's result: packets per cell, the destinations of each flood, what each
-/// source sent, and the names judged to exist with the candidates that matched them.
-struct Measured {
-    cells: FastMap<Cell, u64>,
-    destinations: Vec<FastMap<IpAddr, u64>>,
-    hosts: Vec<HostTally>,
-    existing: FastMap<ExistingKey, (Reason, u64)>,
-    /// Names judged flood: the flood, the first two source slots that asked them, whether
-    /// they came over IPv4 and IPv6, and how often (bounded).
-    flood_names: FastMap<Box<[u8]>, FloodName>,
-}
-
-/// A name judged to exist, its family and the candidates that matched it.
-type ExistingKey = (Box<[u8]>, Family, u64);
-
-/// Who asked a name judged flood.
-#[derive(Clone, Copy)]
-struct FloodName {
-    flood: u8,
-    slots: [u32; 2],
-    families: [bool; 2],
-    queries: u64,
-}
-
-/// Most names judged flood kept with their sources.
-const FLOOD_NAMES_CAP: usize = 300_000;
-
-/// Most names judged to exist kept with their candidates (for the top dropped names).
-const EXISTING_CAP: usize = 50_000;
-
-fn measure(
-    sources: &[Source],
-    stats: &Stats,
-    floods: &[Flood],
-    known: &Knowledge<'_>,
-    candidates: &Candidates,
-) -> Result<Measured, TriageError> {
-    let mut measured = Measured {
-        cells: FastMap::default(),
-        destinations: vec![FastMap::default(); floods.len()],
-        hosts: Vec::new(),
-        existing: FastMap::default(),
-        flood_names: FastMap::default(),
-    };
-    let mut slots: FastMap<IpAddr, u32> = FastMap::default();
-    let mut name = Vec::with_capacity(256);
-    let by_family: Vec<(Family, Vec<usize>)> = [Family::V4, Family::V6]
-        .into_iter()
-        .map(|f| {
-            (
-                f,
-                (0..candidates.list.len())
-                    .filter(|&i| candidates.list[i].family == f)
-                    .collect(),
-            )
-        })
-        .collect();
-    for source in sources {
-        read_all(source, |packet| {
-            // The packet as the deployed rule sees it (no FCS), for the rules and for the DNS
-            // view alike.
-            let Some((input, _)) = crate::pcap::link::deployed_input(packet) else {
-                return;
-            };
-            let Some(ip) = ip_view(packet.linktype, input.frame) else {
-                return;
-            };
-            let Some((_, dst_port)) = ip.udp else {
-                return;
-            };
-            if dst_port != DNS_PORT {
-                return;
-            }
-            let list = &by_family[usize::from(ip.family == Family::V6)].1;
-            let mut mask = 0u64;
-            for &index in list {
-                if candidates.list[index].program.run_with(&input) != 0 {
-                    mask |= 1 << index;
-                }
-            }
-            let (judged, slot, nx) = match dns_view(ip.payload, &mut name) {
-                Some(view) if !view.is_response() => {
-                    let judged =
-                        judge(floods, stats, known, &name, &Fingerprint::of(&view), ip.src);
-                    let next = measured.hosts.len() as u32;
-                    let slot = if slots.len() < stats::HOST_CAP {
-                        *slots.entry(ip.src).or_insert(next)
-                    } else {
-                        slots.get(&ip.src).copied().unwrap_or(NO_SLOT)
-                    };
-                    if slot == next {
-                        measured.hosts.push(HostTally::default());
-                    }
-                    let mut nx = false;
-                    if let Some(tally) = measured.hosts.get_mut(slot as usize) {
-                        tally.queries += 1;
-                        match judged {
-                            Judged::Flood(_) => tally.flood += 1,
-                            Judged::Legit(Reason::Exists(_)) => tally.exists += 1,
-                            Judged::Legit(_) => {}
-                        }
-                    }
-                    match judged {
-                        Judged::Flood(index) => {
-                            let map = &mut measured.destinations[usize::from(index)];
-                            if map.len() < 1024 || map.contains_key(&ip.dst) {
-                                *map.entry(ip.dst).or_insert(0) += 1;
-                            }
-                            nx = stats.names.get(&name[..]).is_some_and(|s| s.nxdomain > 0);
-                            let family = usize::from(ip.family == Family::V6);
-                            if let Some(seen) = measured.flood_names.get_mut(&name[..]) {
-                                if seen.slots[0] != slot && seen.slots[1] == NO_SLOT {
-                                    seen.slots[1] = slot;
-                                }
-                                seen.families[family] = true;
-                                seen.queries += 1;
-                            } else if measured.flood_names.len() < FLOOD_NAMES_CAP {
-                                let mut families = [false; 2];
-                                families[family] = true;
-                                measured.flood_names.insert(
-                                    name.clone().into_boxed_slice(),
-                                    FloodName {
-                                        flood: index,
-                                        slots: [slot, NO_SLOT],
-                                        families,
-                                        queries: 1,
-                                    },
-                                );
-                            }
-                        }
-                        Judged::Legit(reason @ Reason::Exists(_)) if mask != 0 => {
-                            let key = (name.clone().into_boxed_slice(), ip.family, mask);
-                            if measured.existing.len() < EXISTING_CAP
-                                || measured.existing.contains_key(&key)
-                            {
-                                measured.existing.entry(key).or_insert((reason, 0)).1 += 1;
-                            }
-                        }
-                        Judged::Legit(_) => {}
-                    }
-                    (judged, slot, nx)
-                }
-                _ => (Judged::Legit(Reason::NotQuery), NO_SLOT, false),
-            };
-            *measured
-                .cells
-                .entry((judged, ip.family, mask, slot, nx))
-                .or_insert(0) += 1;
-        })?;
-    }
-    Ok(measured)
-}
-
-/// What an ordered list of candidates does to one flood's family: flood packets, of which
-/// dropped, judged legitimate packets dropped, and dropped packets not proven flood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Effect {
-    flood_total: u64,
-    flood_dropped: u64,
-    legit_dropped: u64,
-    unproven_dropped: u64,
-}
-
-fn effect(
-    measured: &Measured,
-    dedicated: &[bool],
-    list: &[usize],
-    candidates: &Candidates,
-    family: Family,
-    flood: u8,
-) -> Effect {
-    let mut out = Effect {
-        flood_total: 0,
-        flood_dropped: 0,
-        legit_dropped: 0,
-        unproven_dropped: 0,
-    };
-    for (&(judged, fam, mask, slot, _), &count) in &measured.cells {
-        if fam != family {
-            continue;
-        }
-        let decided = list.iter().find(|&&i| mask & (1 << i) != 0);
-        // Names only legitimate sources asked, accepted on purpose, are no part of the flood
-        // the plan must cover.
-        let spared = decided.is_some_and(|&i| candidates.list[i].spares);
-        if judged == Judged::Flood(flood) && !spared {
-            out.flood_total += count;
-        }
-        let dropped = decided.is_some_and(|&i| candidates.list[i].action == Action::Drop);
-        if dropped {
-            let proven = matches!(judged, Judged::Flood(_))
-                && dedicated.get(slot as usize).copied().unwrap_or(false);
-            if !proven {
-                out.unproven_dropped += count;
-            }
-            match judged {
-                Judged::Flood(f) if f == flood => out.flood_dropped += count,
-                Judged::Flood(_) => {}
-                Judged::Legit(_) => out.legit_dropped += count,
-            }
-        }
-    }
-    out
-}
-
 /// Most candidates run in the second pass (one bit each in a 64-bit set).
 const MAX_CANDIDATES: usize = 64;
 
@@ -582,6 +367,7 @@ pub fn analyze(
             destinations: Vec::new(),
             hosts: Vec::new(),
             existing: FastMap::default(),
+            unknown: FastMap::default(),
             flood_names: FastMap::default(),
         }
     } else {
@@ -605,9 +391,40 @@ pub fn analyze(
             *family == Family::V6,
         )
     });
+    let (order, owners) = rule_order(&chosen, &floods);
+    let (reports, outcome) = tally(&floods, &candidates, &measured, &dedicated, &order, &owners);
+    let notes = notes(&stats, zone, &floods, &measured, &dedicated);
+    let destinations = floods
+        .iter()
+        .zip(&measured.destinations)
+        .map(|(flood, map)| {
+            (
+                flood.id.clone(),
+                flood_destinations(&stats, flood, map, &chosen, &floods),
+            )
+        })
+        .collect();
+    Ok(Analysis {
+        stats,
+        floods,
+        rules: reports,
+        outcome,
+        destinations,
+        skipped: candidates.skipped,
+        inputs: sources.iter().map(|s| s.name.clone()).collect(),
+        has_zone: zone.is_some(),
+        notes,
+    })
+}
+
+/// The chosen candidates in deployment order (each once), and the floods each is for.
+fn rule_order(
+    chosen: &[(usize, Family, Vec<usize>)],
+    floods: &[Flood],
+) -> (Vec<usize>, BTreeMap<usize, Vec<String>>) {
     let mut order: Vec<usize> = Vec::new();
     let mut owners: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for (index, _, list) in &chosen {
+    for (index, _, list) in chosen {
         for &c in list {
             if !order.contains(&c) {
                 order.push(c);
@@ -618,6 +435,20 @@ pub fn analyze(
             }
         }
     }
+    (order, owners)
+}
+
+/// What the rule list in `order` does, packet cell by packet cell: the rules' counts and the
+/// outcome (floods dropped, legitimate traffic dropped, the bound and its basis, the most
+/// asked dropped names).
+fn tally(
+    floods: &[Flood],
+    candidates: &Candidates,
+    measured: &Measured,
+    dedicated: &[bool],
+    order: &[usize],
+    owners: &BTreeMap<usize, Vec<String>>,
+) -> (Vec<RuleReport>, Outcome) {
     let mut reports: Vec<RuleReport> = order
         .iter()
         .map(|&c| {
@@ -643,7 +474,7 @@ pub fn analyze(
             .position(|&c| mask & (1 << c) != 0 && candidates.list[c].family == family)
     };
     let mut outcome = Outcome::default();
-    for flood in &floods {
+    for flood in floods {
         outcome.floods.insert(flood.id.clone(), (0, 0));
     }
     for (&(judged, family, mask, slot, nx), &count) in &measured.cells {
@@ -704,6 +535,7 @@ pub fn analyze(
     }
     // The names that exist and are dropped, most asked first.
     let mut dropped_names: BTreeMap<(&'static str, Vec<u8>), u64> = BTreeMap::new();
+    let mut dropped_unknown: BTreeMap<(&'static str, Vec<u8>), u64> = BTreeMap::new();
     for ((name, family, mask), (reason, count)) in &measured.existing {
         if decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
             *dropped_names
@@ -716,8 +548,44 @@ pub fn analyze(
         .map(|((basis, name), count)| (basis, packet::name_text(&name), count))
         .collect();
     top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
+    // Of each basis, the most asked few; names judged flood too.
+    for ((name, family, mask), (nx, count)) in &measured.unknown {
+        if decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
+            let basis = if *nx {
+                "unknown_nxdomain"
+            } else {
+                "unknown_unanswered"
+            };
+            *dropped_unknown.entry((basis, name.to_vec())).or_insert(0) += count;
+        }
+    }
+    let mut each: Vec<(&'static str, String, u64)> = top.clone();
+    each.extend(
+        dropped_unknown
+            .into_iter()
+            .map(|((basis, name), count)| (basis, packet::name_text(&name), count)),
+    );
+    each.sort_by(|a, b| a.0.cmp(b.0).then(b.2.cmp(&a.2)).then(a.1.cmp(&b.1)));
+    let mut kept: BTreeMap<&'static str, usize> = BTreeMap::new();
+    each.retain(|(basis, _, _)| {
+        let n = kept.entry(basis).or_insert(0);
+        *n += 1;
+        *n <= TOP_DROPPED_EACH
+    });
+    outcome.top_dropped = each;
     top.truncate(10);
     outcome.top_unproven = top;
+    (reports, outcome)
+}
+
+/// What the reader should know about the input and the figures.
+fn notes(
+    stats: &Stats,
+    zone: Option<&Zone>,
+    floods: &[Flood],
+    measured: &Measured,
+    dedicated: &[bool],
+) -> Vec<String> {
     let mut notes = stats.warnings.clone();
     if stats.truncated > 0 {
         notes.push(format!(
@@ -759,7 +627,7 @@ pub fn analyze(
         ));
     }
     for (index, flood) in floods.iter().enumerate() {
-        let (total, proven) = flood_proven(&measured, &dedicated, index);
+        let (total, proven) = flood_proven(measured, dedicated, index);
         if total > 0 && (proven as f64) < 0.5 * total as f64 {
             notes.push(format!(
                 "{}: {} of its {total} queries come from sources that also send legitimate queries (resolvers): dropping makes them retry and move to other servers or families, so the load moves and the rule helps less; nothing proves those queries flood",
@@ -768,27 +636,7 @@ pub fn analyze(
             ));
         }
     }
-    let destinations = floods
-        .iter()
-        .zip(&measured.destinations)
-        .map(|(flood, map)| {
-            (
-                flood.id.clone(),
-                flood_destinations(&stats, flood, map, &chosen, &floods),
-            )
-        })
-        .collect();
-    Ok(Analysis {
-        stats,
-        floods,
-        rules: reports,
-        outcome,
-        destinations,
-        skipped: candidates.skipped,
-        inputs: sources.iter().map(|s| s.name.clone()).collect(),
-        has_zone: zone.is_some(),
-        notes,
-    })
+    notes
 }
 
 /// The queries judged part of the flood at `index`, and of them those proven (sent by a

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use etherparse::{IpNumber, IpSlice, UdpSlice};
 
-use crate::dns::field;
+use crate::dns::{Entries, Entry, Packet, Section};
 use crate::pcap::link::{self, NetworkHeader};
 
 /// The DNS port.
@@ -129,26 +129,19 @@ pub fn ip_view(linktype: u32, frame: &[u8]) -> Option<IpView<'_>> {
     Some(view)
 }
 
-fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
-    let bytes = msg.get(at..at + 2)?;
-    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
-}
-
-/// Reads the header and first question of `msg`, writing the question name (lowercase, wire
-/// form without the root byte) into `name`. For queries, also finds the OPT record. `None`
-/// when the message is too short or its question unreadable.
+/// Reads the header and first question of `msg` through the library's DNS view
+/// ([`Packet`]), writing the question name (lowercase, wire form without the root byte) into
+/// `name`. For queries, also finds the OPT record. `None` when the message is too short or its
+/// first question unreadable, compressed, or longer than 255 bytes.
 pub fn dns_view(msg: &[u8], name: &mut Vec<u8>) -> Option<DnsView> {
     name.clear();
-    if msg.len() < field::HEADER_LEN {
-        return None;
-    }
-    let word = |at| u16_at(msg, at).unwrap_or(0);
+    let packet = Packet::new_checked(msg).ok()?;
     let mut view = DnsView {
-        flags: word(field::FLAGS),
-        qdcount: word(field::QDCOUNT),
-        ancount: word(field::ANCOUNT),
-        nscount: word(field::NSCOUNT),
-        arcount: word(field::ARCOUNT),
+        flags: packet.flags(),
+        qdcount: packet.qdcount(),
+        ancount: packet.ancount(),
+        nscount: packet.nscount(),
+        arcount: packet.arcount(),
         qtype: 0,
         qclass: 0,
         upper: false,
@@ -157,61 +150,56 @@ pub fn dns_view(msg: &[u8], name: &mut Vec<u8>) -> Option<DnsView> {
     if view.qdcount == 0 {
         return None;
     }
-    let mut pos = field::HEADER_LEN;
-    loop {
-        let len = usize::from(*msg.get(pos)?);
-        if len == 0 {
-            pos += 1;
-            break;
+    let mut entries = packet.entries();
+    let Some(Ok(Entry::Question(question))) = entries.next() else {
+        return None;
+    };
+    // The name again, label by label, to copy it: written in place (a real query never
+    // compresses its question) and at most 255 bytes with its root byte.
+    let mut fits = true;
+    crate::dns::walk_name(msg, question.name.start, |label, inline| {
+        let len = label.len();
+        if !inline || name.len() + 1 + len > 254 {
+            fits = false;
+            return;
         }
-        if len > 63 || name.len() + 1 + len > 254 {
-            return None;
-        }
-        let label = msg.get(pos + 1..pos + 1 + len)?;
         name.push(len as u8);
-        for &b in label {
+        for &b in &msg[label] {
             view.upper |= b.is_ascii_uppercase();
             name.push(b.to_ascii_lowercase());
         }
-        pos += 1 + len;
+    })
+    .ok()?;
+    if !fits {
+        name.clear();
+        return None;
     }
-    view.qtype = u16_at(msg, pos)?;
-    view.qclass = u16_at(msg, pos + 2)?;
-    pos += 4;
+    view.qtype = question.qtype;
+    view.qclass = question.qclass;
     if !view.is_response() && view.arcount > 0 {
-        view.edns = find_opt(msg, pos, &view).unwrap_or(Edns::None);
+        view.edns = find_opt(entries);
     }
     Some(view)
 }
 
-/// Walks the remaining questions and the records after them to the first OPT record.
-fn find_opt(msg: &[u8], mut pos: usize, view: &DnsView) -> Option<Edns> {
-    for _ in 1..view.qdcount {
-        let (_, next) = crate::dns::read_name(msg, pos).ok()?;
-        pos = next + 4;
-    }
-    let records = usize::from(view.ancount) + usize::from(view.nscount) + usize::from(view.arcount);
-    let answers = usize::from(view.ancount) + usize::from(view.nscount);
-    for index in 0..records {
-        // The OPT record's owner is the root: one zero byte, the usual case, read directly.
-        let next = if msg.get(pos) == Some(&0) {
-            pos + 1
-        } else {
-            crate::dns::read_name(msg, pos).ok()?.1
-        };
-        let rtype = u16_at(msg, next)?;
-        let class = u16_at(msg, next + 2)?;
-        let ttl_flags = u16_at(msg, next + 6)?;
-        let rdlen = usize::from(u16_at(msg, next + 8)?);
-        if index >= answers && rtype == 41 {
-            return Some(Edns::Opt {
-                size: class,
-                dnssec_ok: ttl_flags & 0x8000 != 0,
-            });
+/// The first OPT record (in the additional section) among the entries after the first
+/// question; [`Edns::None`] when there is none or the walk fails before it.
+fn find_opt(entries: Entries<'_>) -> Edns {
+    for entry in entries {
+        match entry {
+            Ok(Entry::Record(record))
+                if record.section == Section::Additional && record.rtype == 41 =>
+            {
+                return Edns::Opt {
+                    size: record.class,
+                    dnssec_ok: record.ttl & 0x8000 != 0,
+                };
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
-        pos = next + 10 + rdlen;
     }
-    None
+    Edns::None
 }
 
 /// The dotted text of a wire-form name (as [`dns_view`] writes it), `.` for the root. Bytes

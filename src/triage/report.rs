@@ -1,14 +1,17 @@
-//! What triage prints: a readable report, or JSON (`--json`), and the ready commands.
+//! What triage prints: the text rendering of the [`Report`] (its JSON is the report as it is),
+//! and the ready commands (deployment and check lines).
+//!
+//! This module formats for people and for the shell; it must not compute a figure the report
+//! does not hold.
 
 use std::fmt::Write;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::dns::{rcode_name, type_name};
-use crate::triage::detect::{edns_text, flags_text, Flood, FloodKind};
-use crate::triage::packet::{name_text, Family};
+use crate::triage::model::{KindReport, Report, RuleRow, Summary, TopSuffix};
+use crate::triage::packet::Family;
 use crate::triage::rules::Action;
-use crate::triage::stats::{Stats, CHARSETS};
+use crate::triage::stats::Stats;
 use crate::triage::{Analysis, RuleReport};
 
 /// Entries shown in each "top" list.
@@ -67,214 +70,6 @@ fn sparkline(values: &[u64]) -> String {
         .iter()
         .map(|&v| BARS[((v * 7).div_ceil(max)).min(7) as usize])
         .collect()
-}
-
-fn top<K: Clone + Ord, I: Iterator<Item = (K, u64)>>(items: I, n: usize) -> Vec<(K, u64)> {
-    let mut all: Vec<(K, u64)> = items.collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    all.truncate(n);
-    all
-}
-
-fn share(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        (part as f64 / whole as f64 * 10000.0).round() / 10000.0
-    }
-}
-
-fn network_text(addr: &std::net::IpAddr) -> String {
-    match addr {
-        std::net::IpAddr::V4(_) => format!("{addr}/24"),
-        std::net::IpAddr::V6(_) => format!("{addr}/48"),
-    }
-}
-
-/// The summary as JSON.
-pub fn summary_json(stats: &Stats, inputs: &[String]) -> Value {
-    let (start, width, buckets) = qps_buckets(stats, 60);
-    let names = top(
-        stats
-            .names
-            .iter()
-            .map(|(k, s)| (k.clone(), u64::from(s.count))),
-        TOP,
-    );
-    let top_names: Vec<Value> = names
-        .iter()
-        .map(|(name, count)| {
-            let s = &stats.names[name];
-            json!({
-                "name": name_text(name),
-                "queries": count,
-                "share": share(*count, stats.queries),
-                "ipv6": s.ipv6,
-                "mixed_case": s.upper,
-            })
-        })
-        .collect();
-    let suffixes = top(
-        stats
-            .suffixes
-            .iter()
-            .filter(|(_, s)| s.detail.is_some())
-            .map(|(k, s)| (k.clone(), s.packets)),
-        TOP,
-    );
-    let top_suffixes: Vec<Value> = suffixes
-        .iter()
-        .map(|(suffix, count)| {
-            let s = &stats.suffixes[suffix];
-            let detail = s.detail.as_ref().expect("filtered above");
-            let lengths: serde_json::Map<String, Value> = detail
-                .lengths
-                .iter()
-                .enumerate()
-                .filter(|(_, &n)| n > 0)
-                .map(|(l, &n)| (l.to_string(), json!(n)))
-                .collect();
-            let charsets: serde_json::Map<String, Value> = CHARSETS
-                .iter()
-                .zip(detail.charsets.iter())
-                .map(|(c, &n)| (c.to_string(), json!(n)))
-                .collect();
-            json!({
-                "suffix": name_text(suffix),
-                "queries": count,
-                "distinct_names": s.names,
-                "distinct_children": detail.distinct_children().round() as u64,
-                "child_lengths": lengths,
-                "child_charsets": charsets,
-                "mixed_case_names": detail.upper_names,
-            })
-        })
-        .collect();
-    let qtypes: Vec<Value> = top(stats.qtypes.iter().map(|(k, v)| (*k, *v)), TOP)
-        .iter()
-        .map(|(t, n)| json!({"type": type_name(*t), "queries": n}))
-        .collect();
-    let rcodes: Vec<Value> = stats
-        .rcodes
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n > 0)
-        .map(|(r, &n)| json!({"rcode": rcode_name(r as u16), "responses": n}))
-        .collect();
-    let sources: Vec<Value> = top(stats.sources.iter().map(|(k, v)| (*k, *v)), TOP)
-        .iter()
-        .map(|(net, n)| json!({"network": network_text(net), "queries": n}))
-        .collect();
-    let mut flags = std::collections::BTreeMap::new();
-    let mut edns = std::collections::BTreeMap::new();
-    for (header, &n) in &stats.headers {
-        *flags.entry(header.flags).or_insert(0u64) += n;
-        *edns.entry(header.edns).or_insert(0u64) += n;
-    }
-    let flags: Vec<Value> = top(flags.into_iter(), TOP)
-        .iter()
-        .map(|(f, n)| json!({"flags": flags_text(*f), "queries": n}))
-        .collect();
-    let edns: Vec<Value> = top(edns.into_iter(), TOP)
-        .iter()
-        .map(|(e, n)| json!({"edns": edns_text(*e), "queries": n}))
-        .collect();
-    let prints: Vec<Value> = top(stats.prints.iter().map(|(k, v)| (*k, *v)), TOP)
-        .iter()
-        .map(|(p, n)| {
-            json!({
-                "flags": flags_text(p.header.flags),
-                "edns": edns_text(p.header.edns),
-                "qtype": type_name(p.qtype),
-                "queries": n,
-            })
-        })
-        .collect();
-    let duration = match (
-        stats.per_second.first_key_value(),
-        stats.per_second.last_key_value(),
-    ) {
-        (Some((a, _)), Some((b, _))) => b - a + 1,
-        _ => 0,
-    };
-    json!({
-        "inputs": inputs,
-        "packets": stats.packets,
-        "ip": {"ipv4": stats.ipv4, "ipv6": stats.ipv6},
-        "dns": stats.dns,
-        "malformed_dns": stats.malformed,
-        "queries": stats.queries,
-        "queries_ipv6": stats.queries_v6,
-        "responses": stats.responses,
-        "seconds": duration,
-        "qps": {"start": start, "bucket_seconds": width, "per_second": buckets},
-        "top_names": top_names,
-        "top_suffixes": top_suffixes,
-        "qtypes": qtypes,
-        "rcodes": rcodes,
-        "nxdomain_share": share(stats.rcodes[3], stats.responses),
-        "top_sources": sources,
-        "flags": flags,
-        "edns": edns,
-        "fingerprints": prints,
-    })
-}
-
-fn flood_json(flood: &Flood, analysis: &Analysis) -> Value {
-    let (packets, dropped) = analysis
-        .outcome
-        .floods
-        .get(&flood.id)
-        .copied()
-        .unwrap_or((0, 0));
-    let mut value = json!({
-        "id": flood.id,
-        "description": flood.describe(),
-        "why": flood.why,
-        "queries": flood.queries,
-        "ipv6": flood.ipv6,
-        "packets": packets,
-        "dropped": dropped,
-        "dropped_share": share(dropped, packets),
-    });
-    let extra = match &flood.kind {
-        FloodKind::RandomSubdomain {
-            suffix,
-            established_at,
-            depths,
-            lengths,
-            charsets,
-            randomized_case,
-            distinct_children,
-        } => json!({
-            "kind": "random-subdomain",
-            "suffix": name_text(suffix),
-            "established_at": established_at,
-            "depths": depths,
-            "child_lengths": [lengths.0, lengths.1],
-            "child_charsets": CHARSETS.iter().enumerate().filter(|(i, _)| charsets >> i & 1 == 1).map(|(_, c)| *c).collect::<Vec<_>>(),
-            "randomized_case": randomized_case,
-            "distinct_children": distinct_children,
-        }),
-        FloodKind::Sources { name, qtype, hosts } => json!({
-            "kind": "sources",
-            "name": name_text(name),
-            "qtype": type_name(*qtype),
-            "sources": hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-        }),
-        FloodKind::Fingerprint { name, print, .. } => json!({
-            "kind": "fingerprint",
-            "name": name_text(name),
-            "flags": flags_text(print.header.flags),
-            "flags_word": print.header.flags,
-            "edns": edns_text(print.header.edns),
-            "qtype": type_name(print.qtype),
-        }),
-    };
-    if let (Value::Object(map), Value::Object(more)) = (&mut value, extra) {
-        map.extend(more);
-    }
-    value
 }
 
 /// The commands that check a rule on the captures: the packets the rule applies to (UDP to
@@ -402,242 +197,168 @@ fn patterns(rule: &RuleReport) -> Vec<String> {
     }
 }
 
-/// The whole analysis as JSON.
+/// The whole analysis as JSON (the [`Report`] as it is).
 pub fn to_json(analysis: &Analysis, deploy_checks: &[String]) -> Value {
-    let rules: Vec<Value> = analysis
-        .rules
-        .iter()
-        .map(|r| {
-            json!({
-                "action": r.action.as_str(),
-                "bpfgen": r.bpfgen,
-                "family": if r.family == Family::V6 { "ipv6" } else { "ipv4" },
-                "floods": r.floods,
-                "note": r.note,
-                "instructions": r.instructions,
-                "matched": r.matched,
-                "judged_flood": r.matched_flood,
-                "judged_legit": r.matched_legit,
-                "matched_alone": r.matched_alone,
-                "check": filter_command(r, &analysis.inputs),
-            })
-        })
-        .collect();
-    let floods: Vec<Value> = analysis
-        .floods
-        .iter()
-        .map(|f| flood_json(f, analysis))
-        .collect();
-    json!({
-        "summary": summary_json(&analysis.stats, &analysis.inputs),
-        "floods": floods,
-        "rules": rules,
-        "outcome": {
-            "queries": analysis.outcome.queries,
-            "proven_flood": analysis.outcome.proven_flood,
-            "legit_packets": analysis.outcome.legit.0,
-            "legit_dropped": analysis.outcome.legit.1,
-            "legit_dropped_judged_share": share(analysis.outcome.legit.1, analysis.outcome.legit.0),
-            "unproven_dropped": analysis.outcome.unproven_total(),
-            "unproven_dropped_by_basis": analysis.outcome.unproven_dropped,
-            "legit_dropped_share": (analysis.outcome.legit_dropped_bound() * 1e6).ceil() / 1e6,
-            "top_dropped_existing_names": analysis.outcome.top_unproven.iter().map(|(b, n, c)| json!({"basis": b, "name": n, "queries": c})).collect::<Vec<_>>(),
-        },
-        "deploy": deploy_commands(analysis).iter().map(|c| command_line(c)).collect::<Vec<_>>(),
-        "deploy_checks": deploy_checks,
-        "notes": analysis.notes,
-        "skipped": analysis.skipped,
-    })
+    serde_json::to_value(Report::new(analysis, deploy_checks))
+        .expect("the report is plain data: maps with string keys, numbers and strings")
 }
 
 /// The readable report.
 pub fn to_text(analysis: &Analysis, deploy_checks: &[String]) -> String {
-    let stats = &analysis.stats;
-    let mut s = String::new();
-    let summary = summary_json(stats, &analysis.inputs);
-    let _ = writeln!(s, "== Summary ({})", analysis.inputs.join(" "));
+    render(&Report::new(analysis, deploy_checks))
+}
+
+/// Writes a titled section of rows (nothing when there is no row).
+fn section(s: &mut String, title: &str, rows: Vec<String>) {
+    if !rows.is_empty() {
+        let _ = writeln!(s, "\n{title}");
+        for row in rows {
+            let _ = writeln!(s, "  {row}");
+        }
+    }
+}
+
+/// The summary part of the text.
+fn render_summary(s: &mut String, summary: &Summary) {
+    let _ = writeln!(s, "== Summary ({})", summary.inputs.join(" "));
     let _ = writeln!(
         s,
         "packets {}  (IPv4 {}, IPv6 {})  DNS {}  queries {}  responses {}  malformed {}",
-        stats.packets,
-        stats.ipv4,
-        stats.ipv6,
-        stats.dns,
-        stats.queries,
-        stats.responses,
-        stats.malformed
+        summary.packets,
+        summary.ip.ipv4,
+        summary.ip.ipv6,
+        summary.dns,
+        summary.queries,
+        summary.responses,
+        summary.malformed_dns
     );
-    let (_, width, buckets) = qps_buckets(stats, 60);
+    let buckets = &summary.qps.per_second;
     if !buckets.is_empty() {
         let peak = buckets.iter().max().copied().unwrap_or(0);
         let _ = writeln!(
             s,
             "queries/s over {} s ({} s per bar, peak {peak}/s): {}",
-            summary["seconds"],
-            width,
-            sparkline(&buckets)
+            summary.seconds,
+            summary.qps.bucket_seconds,
+            sparkline(buckets)
         );
     }
-    let section = |s: &mut String, title: &str, rows: Vec<String>| {
-        if !rows.is_empty() {
-            let _ = writeln!(s, "\n{title}");
-            for row in rows {
-                let _ = writeln!(s, "  {row}");
-            }
-        }
-    };
-    let rows = |key: &str, f: &dyn Fn(&Value) -> String| -> Vec<String> {
-        summary[key]
-            .as_array()
-            .map(|a| a.iter().map(f).collect())
-            .unwrap_or_default()
-    };
-    let pct = |v: &Value| v.as_f64().unwrap_or(0.0) * 100.0;
+    let pct = |v: f64| v * 100.0;
     section(
-        &mut s,
+        s,
         "top names                        queries  share   ipv6 mixed-case",
-        rows("top_names", &|v| {
-            format!(
-                "{:<32} {:>7} {:>5.1}% {:>6} {:>6}",
-                v["name"].as_str().unwrap_or(""),
-                v["queries"].as_u64().unwrap_or(0),
-                pct(&v["share"]),
-                v["ipv6"].as_u64().unwrap_or(0),
-                v["mixed_case"].as_u64().unwrap_or(0)
-            )
-        }),
+        summary
+            .top_names
+            .iter()
+            .map(|v| {
+                format!(
+                    "{:<32} {:>7} {:>5.1}% {:>6} {:>6}",
+                    v.name,
+                    v.queries,
+                    pct(v.share),
+                    v.ipv6,
+                    v.mixed_case
+                )
+            })
+            .collect(),
     );
-    let suffix_rows: Vec<String> = summary["top_suffixes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|v| {
-                    let lengths = v["child_lengths"].as_object();
-                    let (min, max) = lengths
-                        .map(|m| {
-                            let ls: Vec<u64> = m.keys().filter_map(|k| k.parse().ok()).collect();
-                            (
-                                ls.iter().min().copied().unwrap_or(0),
-                                ls.iter().max().copied().unwrap_or(0),
-                            )
-                        })
-                        .unwrap_or((0, 0));
-                    let classes: Vec<String> = v["child_charsets"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                                .map(|(c, n)| format!("{c}:{n}"))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "{:<32} {:>7} {:>8} {:>8}  {:<6} {:>6}  {}",
-                        v["suffix"].as_str().unwrap_or(""),
-                        v["queries"].as_u64().unwrap_or(0),
-                        v["distinct_names"].as_u64().unwrap_or(0),
-                        v["distinct_children"].as_u64().unwrap_or(0),
-                        format!("{min}-{max}"),
-                        v["mixed_case_names"].as_u64().unwrap_or(0),
-                        classes.join(" ")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     section(
-        &mut s,
+        s,
         "top parents                      queries    names children  length  mixed  child charsets (names)",
-        suffix_rows,
+        summary.top_suffixes.iter().map(suffix_row).collect(),
     );
     section(
-        &mut s,
+        s,
         "query types",
-        rows("qtypes", &|v| {
-            format!(
-                "{:<10} {:>8}",
-                v["type"].as_str().unwrap_or(""),
-                v["queries"].as_u64().unwrap_or(0)
-            )
-        }),
+        summary
+            .qtypes
+            .iter()
+            .map(|v| format!("{:<10} {:>8}", v.qtype, v.queries))
+            .collect(),
     );
-    let mut rcode_rows = rows("rcodes", &|v| {
-        format!(
-            "{:<10} {:>8}",
-            v["rcode"].as_str().unwrap_or(""),
-            v["responses"].as_u64().unwrap_or(0)
-        )
-    });
-    if stats.responses > 0 {
+    let mut rcode_rows: Vec<String> = summary
+        .rcodes
+        .iter()
+        .map(|v| format!("{:<10} {:>8}", v.rcode, v.responses))
+        .collect();
+    if summary.responses > 0 {
         rcode_rows.push(format!(
             "NXDOMAIN share {:.1}%",
-            pct(&summary["nxdomain_share"])
+            pct(summary.nxdomain_share)
         ));
     }
-    section(&mut s, "response codes", rcode_rows);
+    section(s, "response codes", rcode_rows);
     section(
-        &mut s,
+        s,
         "top source networks",
-        rows("top_sources", &|v| {
-            format!(
-                "{:<24} {:>8}",
-                v["network"].as_str().unwrap_or(""),
-                v["queries"].as_u64().unwrap_or(0)
-            )
-        }),
+        summary
+            .top_sources
+            .iter()
+            .map(|v| format!("{:<24} {:>8}", v.network, v.queries))
+            .collect(),
     );
     section(
-        &mut s,
+        s,
         "header fingerprints (flags / EDNS / type)",
-        rows("fingerprints", &|v| {
-            format!(
-                "{:<12} {:<10} {:<8} {:>8}",
-                v["flags"].as_str().unwrap_or(""),
-                v["edns"].as_str().unwrap_or(""),
-                v["qtype"].as_str().unwrap_or(""),
-                v["queries"].as_u64().unwrap_or(0)
-            )
-        }),
+        summary
+            .fingerprints
+            .iter()
+            .map(|v| {
+                format!(
+                    "{:<12} {:<10} {:<8} {:>8}",
+                    v.flags, v.edns, v.qtype, v.queries
+                )
+            })
+            .collect(),
     );
-    if !analysis.notes.is_empty() {
-        let _ = writeln!(s, "\n== Notes");
-        for note in &analysis.notes {
-            let _ = writeln!(s, "- {note}");
-        }
-    }
-    if analysis.floods.is_empty() {
-        let _ = writeln!(s, "\n== No flood found: nothing to block.");
-        return s;
-    }
-    let _ = writeln!(s, "\n== Floods");
-    for flood in &analysis.floods {
-        let (packets, dropped) = analysis.outcome.floods[&flood.id];
-        let _ = writeln!(s, "{}: {}", flood.id, flood.describe());
-        let _ = writeln!(s, "  why: {}", flood.why);
-        let _ = writeln!(
-            s,
-            "  judged part of it: {packets} packets ({} over IPv6 by the first pass); the rules below drop {dropped} ({:.2}%)",
-            flood.ipv6,
-            share(dropped, packets) * 100.0
-        );
-    }
+}
+
+/// One row of the parents table.
+fn suffix_row(v: &TopSuffix) -> String {
+    let lengths: Vec<u64> = v
+        .child_lengths
+        .keys()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    let min = lengths.iter().min().copied().unwrap_or(0);
+    let max = lengths.iter().max().copied().unwrap_or(0);
+    let classes: Vec<String> = v
+        .child_charsets
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(c, n)| format!("{c}:{n}"))
+        .collect();
+    format!(
+        "{:<32} {:>7} {:>8} {:>8}  {:<6} {:>6}  {}",
+        v.suffix,
+        v.queries,
+        v.distinct_names,
+        v.distinct_children,
+        format!("{min}-{max}"),
+        v.mixed_case_names,
+        classes.join(" ")
+    )
+}
+
+/// The rules part of the text.
+fn render_rules(s: &mut String, rules: &[RuleRow]) {
     let _ = writeln!(
         s,
         "\n== Rules (in order: the first match decides, no match passes; UDP to port 53 of the rule's family)"
     );
-    for (index, rule) in analysis.rules.iter().enumerate() {
+    for (index, rule) in rules.iter().enumerate() {
         let _ = writeln!(
             s,
             "{}. {} {}   [{}; {} instructions]",
             index + 1,
-            rule.action.as_str(),
+            rule.action,
             quoted(&rule.bpfgen),
             rule.floods.join(", "),
             rule.instructions
         );
-        let flood: u64 = rule.matched_flood.values().sum();
+        let flood: u64 = rule.judged_flood.values().sum();
         let legit: Vec<String> = rule
-            .matched_legit
+            .judged_legit
             .iter()
             .map(|(why, n)| format!("{n} {why}"))
             .collect();
@@ -645,7 +366,7 @@ pub fn to_text(analysis: &Analysis, deploy_checks: &[String]) -> String {
             s,
             "   matched {}: judged flood {flood}, legitimate {}{}",
             rule.matched,
-            rule.matched_legit.values().sum::<u64>(),
+            rule.judged_legit.values().sum::<u64>(),
             if legit.is_empty() {
                 String::new()
             } else {
@@ -653,62 +374,109 @@ pub fn to_text(analysis: &Analysis, deploy_checks: &[String]) -> String {
             }
         );
         let _ = writeln!(s, "   {}", rule.note);
-        let _ = writeln!(s, "   check: {}", filter_command(rule, &analysis.inputs));
+        let _ = writeln!(s, "   check: {}", rule.check);
     }
-    let outcome = &analysis.outcome;
-    let (legit, dropped) = outcome.legit;
+}
+
+/// What a basis key means, in words.
+fn basis_text(basis: &str) -> &str {
+    match basis {
+        "unknown_nxdomain" => "no evidence either way, answered NXDOMAIN (judged flood)",
+        "unknown_unanswered" => "no evidence either way, no response seen (judged flood)",
+        other => crate::triage::Reason::from_key(other).map_or(other, |r| r.text()),
+    }
+}
+
+/// The cost part of the text.
+fn render_outcome(s: &mut String, report: &Report) {
+    let outcome = &report.outcome;
     let _ = writeln!(s, "\n== What the rules cost");
     let _ = writeln!(
         s,
-        "queries {}: {} proven flood (from sources that sent nothing else), {} judged legitimate of which {dropped} dropped ({:.3}%)",
+        "queries {}: {} proven flood (from sources that sent nothing else), {} judged legitimate of which {} dropped ({:.3}%)",
         outcome.queries,
         outcome.proven_flood,
-        legit,
-        share(dropped, legit) * 100.0
+        outcome.legit_packets,
+        outcome.legit_dropped,
+        outcome.legit_dropped_judged_share * 100.0
     );
+    let base = outcome.queries.saturating_sub(outcome.proven_flood);
+    let bound = if base == 0 {
+        0.0
+    } else {
+        (outcome.unproven_dropped as f64 / base as f64).min(1.0)
+    };
     let _ = writeln!(
         s,
-        "legitimate queries dropped, at most: {} of the {} queries not proven flood ({:.3}%)",
-        outcome.unproven_total(),
-        outcome.queries.saturating_sub(outcome.proven_flood),
-        outcome.legit_dropped_bound() * 100.0
+        "legitimate queries dropped, at most: {} of the {base} queries not proven flood ({:.3}%)",
+        outcome.unproven_dropped,
+        bound * 100.0
     );
-    for (basis, count) in &outcome.unproven_dropped {
-        let what = match *basis {
-            "unknown_nxdomain" => "no evidence either way, answered NXDOMAIN (judged flood)",
-            "unknown_unanswered" => "no evidence either way, no response seen (judged flood)",
-            other => crate::triage::Reason::from_key(other).map_or(other, |r| r.text()),
-        };
-        let _ = writeln!(s, "  {count:>8}  {what}");
+    for (basis, count) in &outcome.unproven_dropped_by_basis {
+        let _ = writeln!(s, "  {count:>8}  {}", basis_text(basis));
     }
-    if !outcome.top_unproven.is_empty() {
-        let _ = writeln!(s, "  dropped names that exist (most asked first):");
-        for (basis, name, count) in &outcome.top_unproven {
-            let _ = writeln!(s, "  {count:>8}  {name}  ({basis})");
+    if !outcome.top_dropped_names.is_empty() {
+        let _ = writeln!(s, "  most asked dropped names of each kind:");
+        for dropped in &outcome.top_dropped_names {
+            let _ = writeln!(
+                s,
+                "  {:>8}  {}  ({})",
+                dropped.queries, dropped.name, dropped.basis
+            );
         }
     }
-    if analysis
+    let random = report
         .floods
         .iter()
-        .any(|f| matches!(f.kind, FloodKind::RandomSubdomain { .. }))
-        && !analysis.has_zone
-    {
+        .any(|f| matches!(f.kind, KindReport::RandomSubdomain { .. }));
+    if random && !report.has_zone {
         let _ = writeln!(
             s,
             "  without --zone, names that exist but were not answered in the capture count as unknown: give the zone file to spare them"
         );
     }
+}
+
+/// Renders a report as text.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    render_summary(&mut s, &report.summary);
+    if !report.notes.is_empty() {
+        let _ = writeln!(s, "\n== Notes");
+        for note in &report.notes {
+            let _ = writeln!(s, "- {note}");
+        }
+    }
+    if report.floods.is_empty() {
+        let _ = writeln!(s, "\n== No flood found: nothing to block.");
+        return s;
+    }
+    let _ = writeln!(s, "\n== Floods");
+    for flood in &report.floods {
+        let _ = writeln!(s, "{}: {}", flood.id, flood.description);
+        let _ = writeln!(s, "  why: {}", flood.why);
+        let _ = writeln!(
+            s,
+            "  judged part of it: {} packets ({} over IPv6 by the first pass); the rules below drop {} ({:.2}%)",
+            flood.packets,
+            flood.ipv6,
+            flood.dropped,
+            flood.dropped_share * 100.0
+        );
+    }
+    render_rules(&mut s, &report.rules);
+    render_outcome(&mut s, report);
     let _ = writeln!(
         s,
         "\n== Deploy (the program for each rule: bpfgen ARGS as listed above)"
     );
-    for (command, check) in deploy_commands(analysis).iter().zip(deploy_checks) {
-        let _ = writeln!(s, "  {}", command_line(command));
+    for (command, check) in report.deploy.iter().zip(&report.deploy_checks) {
+        let _ = writeln!(s, "  {command}");
         if !check.is_empty() {
             let _ = writeln!(s, "    ({check})");
         }
     }
-    for skipped in &analysis.skipped {
+    for skipped in &report.skipped {
         let _ = writeln!(s, "note: candidate not built: {skipped}");
     }
     s

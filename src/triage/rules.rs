@@ -135,20 +135,32 @@ pub fn pattern_matches(pattern: &Pattern, name: &[u8]) -> bool {
     go(&pattern.parts, &labels)
 }
 
-/// Builds a candidate with the suite's generator; `Err` with the generator's message.
+/// Why a candidate could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The generator refused its arguments (e.g. a program over 64 instructions, tcpdump
+    /// missing).
+    #[error(transparent)]
+    Generate(#[from] crate::gen::GenError),
+    /// The program it made is not one the kernel accepts.
+    #[error(transparent)]
+    Validate(#[from] crate::vm::ValidationError),
+}
+
+/// Builds a candidate with the suite's generator.
 pub fn build(
     action: Action,
     family: Family,
     generator: Generator,
     note: String,
-) -> Result<Candidate, String> {
+) -> Result<Candidate, BuildError> {
     let opts = GenOptions {
         inet6: family == Family::V6,
         negate: false,
         offset: 0,
     };
-    let generated = generate(&generator, &opts).map_err(|e| e.to_string())?;
-    let program = Program::new(&generated.insns, Profile::Socket).map_err(|e| e.to_string())?;
+    let generated = generate(&generator, &opts)?;
+    let program = Program::new(&generated.insns, Profile::Socket)?;
     Ok(Candidate {
         action,
         family,
@@ -173,7 +185,7 @@ pub struct Candidates {
 impl Candidates {
     /// Adds a built candidate (or notes why it could not be built); the index of it, or of
     /// the same rule added before.
-    pub fn add(&mut self, candidate: Result<Candidate, String>, what: &str) -> Option<usize> {
+    pub fn add(&mut self, candidate: Result<Candidate, BuildError>, what: &str) -> Option<usize> {
         match candidate {
             Ok(c) => {
                 if let Some(index) = self
@@ -387,6 +399,226 @@ fn source_plans(index: usize, flood: &Flood, family: Family, out: &mut Candidate
     });
 }
 
+/// The header comparisons of a fingerprint rule: the flag bits compared, whether the query
+/// must have no additional record (no EDNS), whether its type is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeaderMatch {
+    mask: u16,
+    no_edns: bool,
+    with_type: bool,
+}
+
+/// The fewest header comparisons that leave no other query of the capture matched (or as few
+/// as can be): every flag bit whose value in the flood is rare elsewhere (the tool's marks),
+/// then, greedily, the comparison (one more bit, no EDNS, the type) that leaves the fewest
+/// other queries matched, while that number falls.
+fn narrowest_header_match(print: &Fingerprint, stats: &Stats) -> HeaderMatch {
+    let flags = print.header.flags;
+    let flag_bits: Vec<u16> = (0..16).rev().map(|bit| 1u16 << bit).collect();
+    let others: Vec<(Fingerprint, u64)> = stats
+        .prints
+        .iter()
+        .filter(|(p, _)| *p != print)
+        .map(|(p, c)| (*p, *c))
+        .collect();
+    let other_total: u64 = others.iter().map(|(_, c)| c).sum();
+    let mut best_so_far = HeaderMatch {
+        mask: flag_bits
+            .iter()
+            .filter(|&&bit| {
+                let same: u64 = others
+                    .iter()
+                    .filter(|(p, _)| p.header.flags & bit == flags & bit)
+                    .map(|(_, c)| c)
+                    .sum();
+                (same as f64) < 0.001 * other_total as f64
+            })
+            .fold(0u16, |mask, bit| mask | bit),
+        no_edns: false,
+        with_type: false,
+    };
+    let matched = |m: HeaderMatch| -> u64 {
+        others
+            .iter()
+            .filter(|(p, _)| {
+                p.header.flags & m.mask == flags & m.mask
+                    && (!m.no_edns || p.header.edns == Edns::None)
+                    && (!m.with_type || p.qtype == print.qtype)
+            })
+            .map(|(_, c)| c)
+            .sum()
+    };
+    let mut current = if best_so_far.mask == 0 {
+        u64::MAX
+    } else {
+        matched(best_so_far)
+    };
+    while current > 0 {
+        let here = best_so_far;
+        let mut steps: Vec<HeaderMatch> = flag_bits
+            .iter()
+            .filter(|&&bit| here.mask & bit == 0)
+            .map(|&bit| HeaderMatch {
+                mask: here.mask | bit,
+                ..here
+            })
+            .collect();
+        if !here.no_edns && print.header.edns == Edns::None {
+            steps.push(HeaderMatch {
+                no_edns: true,
+                ..here
+            });
+        }
+        if !here.with_type {
+            steps.push(HeaderMatch {
+                with_type: true,
+                ..here
+            });
+        }
+        // The first step with the fewest matches (ties keep the earlier one).
+        let mut best: Option<(u64, HeaderMatch)> = None;
+        for step in steps {
+            let m = matched(step);
+            if best.is_none_or(|b| m < b.0) {
+                best = Some((m, step));
+            }
+        }
+        match best {
+            Some((m, step)) if m < current => {
+                current = m;
+                best_so_far = step;
+            }
+            _ => break,
+        }
+    }
+    best_so_far
+}
+
+/// The tcpdump expression of a header match (none when it compares nothing).
+fn header_expression(
+    family: Family,
+    name: &[u8],
+    print: &Fingerprint,
+    m: HeaderMatch,
+) -> Option<String> {
+    let (base, udp) = match family {
+        Family::V4 => ("udp[", 0usize),
+        Family::V6 => ("ip6[", 40usize),
+    };
+    let at = |offset: usize| format!("{base}{}", udp + offset);
+    let mut terms = Vec::new();
+    if family == Family::V6 {
+        terms.push("ip6[6] = 17".to_string());
+    }
+    if m.mask != 0 {
+        terms.push(format!(
+            "{}:2] & 0x{:04x} = 0x{:04x}",
+            at(10),
+            m.mask,
+            print.header.flags & m.mask
+        ));
+    }
+    if m.no_edns {
+        terms.push(format!("{}:2] = 0", at(18)));
+    }
+    if m.with_type {
+        // The type follows the name; checking the name's length byte too keeps other names of
+        // other lengths from being read at the wrong place.
+        let first = name.first().copied().unwrap_or(0);
+        terms.push(format!("{}] = {first}", at(20)));
+        terms.push(format!("{}:2] = {}", at(20 + name.len() + 1), print.qtype));
+    }
+    (terms.len() > usize::from(family == Family::V6)).then(|| terms.join(" and "))
+}
+
+/// The drop candidates of a fingerprint flood, most preferred first, each with the name its
+/// generator is known by (for the skipped list).
+fn fingerprint_rules(
+    family: Family,
+    name: &[u8],
+    print: &Fingerprint,
+    upper: bool,
+    stats: &Stats,
+) -> Vec<(Result<Candidate, BuildError>, &'static str)> {
+    let drop = |generator, note: String| build(Action::Drop, family, generator, note);
+    let mut out = Vec::new();
+    // tcpdump: the fewest comparisons that leave no other query matched.
+    let matched = narrowest_header_match(print, stats);
+    if let Some(expr) = header_expression(family, name, print, matched) {
+        out.push((
+            drop(
+                Generator::Tcpdump(TcpdumpSpec { expr }),
+                "the flood's header fingerprint".into(),
+            ),
+            "tcpdump",
+        ));
+    }
+    // The question at the end of the packet, when nothing follows it.
+    if print.header.edns == Edns::None && !upper {
+        let mut tail = Vec::new();
+        tail.extend_from_slice(name);
+        tail.push(0);
+        tail.extend_from_slice(&print.qtype.to_be_bytes());
+        tail.extend_from_slice(&print.qclass.to_be_bytes());
+        out.push((
+            drop(
+                Generator::Suffix(SuffixSpec { bytes: tail }),
+                format!("queries ending with the question {}", name_text(name)),
+            ),
+            "suffix",
+        ));
+    }
+    // The OPT record at the end of the packet, when the flood's EDNS (size, DO bit) is its
+    // mark: a record without options, as tools send it.
+    if let Edns::Opt { size, dnssec_ok } = print.header.edns {
+        let mut opt = vec![0u8, 0, 41];
+        opt.extend_from_slice(&size.to_be_bytes());
+        opt.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        out.push((
+            drop(
+                Generator::Suffix(SuffixSpec { bytes: opt }),
+                format!(
+                    "queries ending with an OPT record of size {size}{}",
+                    if dnssec_ok { " and DO" } else { "" }
+                ),
+            ),
+            "suffix",
+        ));
+    }
+    // dns_validate, when the flags are ones it refuses.
+    let flags = print.header.flags;
+    let strict = if flags & 0xfe0f != 0 {
+        Some(false)
+    } else if flags & 0xff8f != 0 {
+        Some(true)
+    } else {
+        None
+    };
+    if let Some(strict) = strict {
+        out.push((
+            drop(
+                Generator::DnsValidate(DnsValidateSpec {
+                    strict,
+                    ext_headers: DEFAULT_EXT_HEADERS,
+                }),
+                if strict {
+                    "malformed requests (strict)"
+                } else {
+                    "malformed requests"
+                }
+                .into(),
+            ),
+            if strict {
+                "dns_validate --strict"
+            } else {
+                "dns_validate"
+            },
+        ));
+    }
+    out
+}
+
+/// The plans of a fingerprint flood: one rule each, in order of preference.
 fn fingerprint_plans(
     index: usize,
     flood: &Flood,
@@ -397,10 +629,11 @@ fn fingerprint_plans(
     let FloodKind::Fingerprint { name, print, upper } = &flood.kind else {
         return;
     };
-    let flags = print.header.flags;
-    let mut preference = 0;
-    let mut plan = |out: &mut Candidates, c: Option<usize>| {
-        if let Some(c) = c {
+    for (preference, (candidate, what)) in fingerprint_rules(family, name, print, *upper, stats)
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(c) = out.add(candidate, what) {
             out.plans.push(Plan {
                 flood: index,
                 family,
@@ -409,191 +642,6 @@ fn fingerprint_plans(
                 spares: false,
             });
         }
-        preference += 1;
-    };
-    // tcpdump: the fewest comparisons that leave no other query matched.
-    let (base, udp) = match family {
-        Family::V4 => ("udp[", 0usize),
-        Family::V6 => ("ip6[", 40usize),
-    };
-    let at = |offset: usize| format!("{base}{}", udp + offset);
-    let flag_bits: Vec<u16> = (0..16).rev().map(|bit| 1u16 << bit).collect();
-    // Greedy choice over the fingerprint table: bits first, then EDNS absence, then the type.
-    let others: Vec<(Fingerprint, u64)> = stats
-        .prints
-        .iter()
-        .filter(|(p, _)| *p != print)
-        .map(|(p, c)| (*p, *c))
-        .collect();
-    // Start from every flag bit whose value in the flood is rare in the other queries: the
-    // tool's marks (a reserved bit set, a usual bit missing), all of them, so the rule stays
-    // narrow; then add comparisons while they still leave other queries matched.
-    let other_total: u64 = others.iter().map(|(_, c)| c).sum();
-    let mut mask = flag_bits
-        .iter()
-        .filter(|&&bit| {
-            let same: u64 = others
-                .iter()
-                .filter(|(p, _)| p.header.flags & bit == flags & bit)
-                .map(|(_, c)| c)
-                .sum();
-            (same as f64) < 0.001 * other_total as f64
-        })
-        .fold(0u16, |mask, bit| mask | bit);
-    let mut no_edns = false;
-    let mut with_type = false;
-    let matched = |mask: u16, no_edns: bool, with_type: bool| -> u64 {
-        others
-            .iter()
-            .filter(|(p, _)| {
-                p.header.flags & mask == flags & mask
-                    && (!no_edns || p.header.edns == Edns::None)
-                    && (!with_type || p.qtype == print.qtype)
-            })
-            .map(|(_, c)| c)
-            .sum()
-    };
-    let mut current = if mask == 0 {
-        u64::MAX
-    } else {
-        matched(mask, false, false)
-    };
-    while current > 0 {
-        let mut best: Option<(u64, u16, bool, bool)> = None;
-        for &bit in &flag_bits {
-            if mask & bit == 0 {
-                let m = matched(mask | bit, no_edns, with_type);
-                if best.is_none_or(|b| m < b.0) {
-                    best = Some((m, mask | bit, no_edns, with_type));
-                }
-            }
-        }
-        if !no_edns && print.header.edns == Edns::None {
-            let m = matched(mask, true, with_type);
-            if best.is_none_or(|b| m < b.0) {
-                best = Some((m, mask, true, with_type));
-            }
-        }
-        if !with_type {
-            let m = matched(mask, no_edns, true);
-            if best.is_none_or(|b| m < b.0) {
-                best = Some((m, mask, no_edns, true));
-            }
-        }
-        match best {
-            Some((m, new_mask, new_edns, new_type)) if m < current => {
-                current = m;
-                mask = new_mask;
-                no_edns = new_edns;
-                with_type = new_type;
-                if m == 0 {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    let mut terms = Vec::new();
-    if family == Family::V6 {
-        terms.push("ip6[6] = 17".to_string());
-    }
-    if mask != 0 {
-        terms.push(format!(
-            "{}:2] & 0x{mask:04x} = 0x{:04x}",
-            at(10),
-            flags & mask
-        ));
-    }
-    if no_edns {
-        terms.push(format!("{}:2] = 0", at(18)));
-    }
-    if with_type {
-        // The type follows the name; checking the name's length byte too keeps other names of
-        // other lengths from being read at the wrong place.
-        let first = name.first().copied().unwrap_or(0);
-        terms.push(format!("{}] = {first}", at(20)));
-        terms.push(format!("{}:2] = {}", at(20 + name.len() + 1), print.qtype));
-    }
-    if terms.len() > usize::from(family == Family::V6) {
-        let expr = terms.join(" and ");
-        let c = out.add(
-            build(
-                Action::Drop,
-                family,
-                Generator::Tcpdump(TcpdumpSpec { expr }),
-                "the flood's header fingerprint".into(),
-            ),
-            "tcpdump",
-        );
-        plan(out, c);
-    }
-    // The question at the end of the packet, when nothing follows it.
-    if print.header.edns == Edns::None && !upper {
-        let mut tail = Vec::new();
-        tail.extend_from_slice(name);
-        tail.push(0);
-        tail.extend_from_slice(&print.qtype.to_be_bytes());
-        tail.extend_from_slice(&print.qclass.to_be_bytes());
-        let c = out.add(
-            build(
-                Action::Drop,
-                family,
-                Generator::Suffix(SuffixSpec { bytes: tail }),
-                format!("queries ending with the question {}", name_text(name)),
-            ),
-            "suffix",
-        );
-        plan(out, c);
-    }
-    // The OPT record at the end of the packet, when the flood's EDNS (size, DO bit) is its
-    // mark: a record without options, as tools send it.
-    if let Edns::Opt { size, dnssec_ok } = print.header.edns {
-        let mut opt = vec![0u8, 0, 41];
-        opt.extend_from_slice(&size.to_be_bytes());
-        opt.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
-        let c = out.add(
-            build(
-                Action::Drop,
-                family,
-                Generator::Suffix(SuffixSpec { bytes: opt }),
-                format!(
-                    "queries ending with an OPT record of size {size}{}",
-                    if dnssec_ok { " and DO" } else { "" }
-                ),
-            ),
-            "suffix",
-        );
-        plan(out, c);
-    }
-    // dns_validate, when the flags are ones it refuses.
-    if flags & 0xfe0f != 0 {
-        let c = out.add(
-            build(
-                Action::Drop,
-                family,
-                Generator::DnsValidate(DnsValidateSpec {
-                    strict: false,
-                    ext_headers: DEFAULT_EXT_HEADERS,
-                }),
-                "malformed requests".into(),
-            ),
-            "dns_validate",
-        );
-        plan(out, c);
-    } else if flags & 0xff8f != 0 {
-        let c = out.add(
-            build(
-                Action::Drop,
-                family,
-                Generator::DnsValidate(DnsValidateSpec {
-                    strict: true,
-                    ext_headers: DEFAULT_EXT_HEADERS,
-                }),
-                "malformed requests (strict)".into(),
-            ),
-            "dns_validate --strict",
-        );
-        plan(out, c);
     }
 }
 

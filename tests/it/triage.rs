@@ -1008,3 +1008,73 @@ fn the_check_line_counts_the_rule_on_a_vlan_capture() {
         String::from_utf8_lossy(&ran.stderr)
     );
 }
+
+#[test]
+fn text_and_json_report_the_same_figures() {
+    // One report model renders both: the text's figures are the JSON's.
+    let dir = temp_dir("lab-text-json");
+    let path = lab_capture(&dir, "example-net", "two-waves");
+    let text = stdout(&run("triage", &[path.to_str().unwrap()], b""));
+    let out = run("triage", &["--json", path.to_str().unwrap()], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let summary = &json["summary"];
+    assert!(text.contains(&format!(
+        "packets {}  (IPv4 {}, IPv6 {})  DNS {}  queries {}  responses {}",
+        summary["packets"],
+        summary["ip"]["ipv4"],
+        summary["ip"]["ipv6"],
+        summary["dns"],
+        summary["queries"],
+        summary["responses"]
+    )));
+    let floods = json["floods"].as_array().unwrap();
+    assert!(!floods.is_empty());
+    for flood in floods {
+        assert!(text.contains(&format!(
+            "{}: {}",
+            flood["id"].as_str().unwrap(),
+            flood["description"].as_str().unwrap()
+        )));
+        assert!(text.contains(&format!(
+            "judged part of it: {} packets ({} over IPv6 by the first pass); the rules below drop {} (",
+            flood["packets"], flood["ipv6"], flood["dropped"]
+        )));
+    }
+    for (index, rule) in json["rules"].as_array().unwrap().iter().enumerate() {
+        assert!(text.contains(&format!(
+            "{}. {} ",
+            index + 1,
+            rule["action"].as_str().unwrap()
+        )));
+        assert!(text.contains(&format!("   matched {}: ", rule["matched"])));
+        assert!(text.contains(rule["check"].as_str().unwrap()));
+    }
+    let outcome = &json["outcome"];
+    assert!(text.contains(&format!(
+        "legitimate queries dropped, at most: {} of the ",
+        outcome["unproven_dropped"]
+    )));
+    for command in json["deploy"].as_array().unwrap() {
+        assert!(text.contains(command.as_str().unwrap()));
+    }
+    // The most asked dropped names of each basis: at most five of each, most asked first.
+    let dropped = outcome["top_dropped_names"].as_array().unwrap();
+    assert!(!dropped.is_empty(), "{outcome}");
+    let mut per_basis: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for entry in dropped {
+        per_basis
+            .entry(entry["basis"].as_str().unwrap())
+            .or_default()
+            .push(entry["queries"].as_u64().unwrap());
+        assert!(text.contains(&format!(
+            "  {}  ({})",
+            entry["name"].as_str().unwrap(),
+            entry["basis"].as_str().unwrap()
+        )));
+    }
+    for counts in per_basis.values() {
+        assert!(counts.len() <= 5);
+        assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    }
+}
