@@ -1,6 +1,7 @@
 //! Integration tests: one test binary driving the built tools and the library with real inputs.
 
 mod asm;
+mod bpf_asm;
 mod capture;
 mod common;
 mod contracts;
