@@ -7,6 +7,7 @@ mod common;
 mod contracts;
 mod core;
 mod dns;
+mod dns_simple_dns;
 mod gen;
 mod iptables;
 mod kernel;
