@@ -6,7 +6,7 @@
 	ld [3]
 	ldb [x + 4]
 	ldh [%x + 5]
-	ld [x+6]
+	ld [ x + 6 ]
 	ldi #7
 	ldi 8
 	ld #9

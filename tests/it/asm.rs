@@ -124,6 +124,25 @@ fn every_mnemonic_and_operand_form_assembles_as_bpf_asm_does() {
     assert!(text.ends_with(",6 0 0 0,\n"), "{text}");
 }
 
+/// The bytecode of testdata/asm/extensions.s (forms Linux's bpf_asm refuses, see
+/// tests/it/bpf_asm.rs), derived by hand like [`EVERY_FORM`]: `ld [x+6]` = LD | W | IND = 0x40,
+/// `ldb [%x+7]` = LD | B | IND = 0x50, `ret a` = RET | A = 0x16, `jeq #1, t` with `t` next =
+/// JMP | JEQ | K = 0x15 with both offsets 0.
+const EXTENSIONS: &[(u16, u8, u8, u32)] = &[
+    (0x40, 0, 0, 6),
+    (0x16, 0, 0, 0),
+    (0x50, 0, 0, 7),
+    (0x16, 0, 0, 0),
+    (0x15, 0, 0, 1),
+    (0x16, 0, 0, 0),
+];
+
+#[test]
+fn extension_forms_assemble() {
+    let source = std::fs::read_to_string(testdata("asm/extensions.s")).unwrap();
+    assert_eq!(assemble(&source).unwrap(), raw_list(EXTENSIONS));
+}
+
 #[test]
 fn crlf_input_is_accepted() {
     let source = std::fs::read_to_string(testdata("asm/every-form.s"))

@@ -52,6 +52,35 @@ pub fn capture(name: &str) -> PathBuf {
     testdata("captures").join(name)
 }
 
+/// Every real capture of testdata/captures (see testdata/README.md), one of each link type
+/// and file format: the tests that run something over all captures read this list.
+pub const CAPTURES: [&str; 6] = [
+    "eth-flood-v4.pcap",
+    "eth-flood-v6.pcap",
+    "eth-vlan.pcap",
+    "any-sll1.pcap",
+    "any-sll2.pcap",
+    "eth-flood.pcapng",
+];
+
+#[test]
+fn the_capture_list_names_every_capture_in_testdata() {
+    let mut present: Vec<String> = std::fs::read_dir(testdata("captures"))
+        .expect("testdata/captures")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    present.sort();
+    let mut listed: Vec<String> = CAPTURES.iter().map(|name| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, present, "CAPTURES and testdata/captures differ");
+}
+
 /// A file from testdata/reference (what the original bpftools produced).
 pub fn reference(name: &str) -> PathBuf {
     testdata("reference").join(name)

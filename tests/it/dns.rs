@@ -10,17 +10,8 @@ use bpftools::cli::parsedns::{LinkLayer, Network, Origin, RecordBody, Report, Tr
 use simple_dns::rdata::{RData, A, MX, OPT};
 use simple_dns::{Name, Packet, Question, ResourceRecord, CLASS, TYPE};
 
-use crate::common::{bin, capture, run, stderr, stdout};
+use crate::common::{bin, capture, run, stderr, stdout, CAPTURES};
 use crate::packets::{ethernet, udp_packet, Shape};
-
-const CAPTURES: [&str; 6] = [
-    "eth-flood-v4.pcap",
-    "eth-flood-v6.pcap",
-    "eth-vlan.pcap",
-    "any-sll1.pcap",
-    "any-sll2.pcap",
-    "eth-flood.pcapng",
-];
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -8,7 +8,7 @@ use bpftools::insn::RawInsn;
 use bpftools::pcap::{link, Reader};
 use bpftools::vm::{Input, Profile, Program};
 
-use crate::common::{capture, reference, run, stderr, stdout};
+use crate::common::{capture, reference, run, stderr, stdout, CAPTURES};
 use crate::packets::{dns_query, ethernet, labels, udp_packet, Ext, Shape};
 use crate::rng::Rng;
 
@@ -91,15 +91,6 @@ fn run_at(program: &Program, frame: &[u8], start: usize) -> u32 {
         ctx: Default::default(),
     })
 }
-
-const CAPTURES: [&str; 6] = [
-    "eth-flood-v4.pcap",
-    "eth-flood-v6.pcap",
-    "eth-vlan.pcap",
-    "any-sll1.pcap",
-    "any-sll2.pcap",
-    "eth-flood.pcapng",
-];
 
 /// Concrete names near a pattern: wildcards filled at and around their bounds, case changes,
 /// one label more or less, one character changed.

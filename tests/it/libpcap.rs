@@ -20,7 +20,7 @@ use bpftools::insn::{AluOp, Ancillary, Insn, Operand, RawInsn};
 use bpftools::pcap::{link, Reader};
 use bpftools::vm::{trace, validate, Context, Input, Profile, Program};
 
-use crate::common::{capture, require, testdata};
+use crate::common::{capture, require, testdata, CAPTURES};
 use crate::randprog::{program, Mix};
 use crate::rng::Rng;
 
@@ -132,14 +132,7 @@ fn interpreter_agrees_with_libpcap_except_documented_differences() {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     let mut compared = 0u64;
     let mut unexplained = Vec::new();
-    for name in [
-        "eth-flood-v4.pcap",
-        "eth-flood-v6.pcap",
-        "eth-vlan.pcap",
-        "any-sll1.pcap",
-        "any-sll2.pcap",
-        "eth-flood.pcapng",
-    ] {
+    for name in CAPTURES {
         let frames = frames(name);
         let mut child = Command::new(&helper)
             .arg(capture(name))

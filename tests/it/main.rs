@@ -1,11 +1,13 @@
 //! Integration tests: one test binary driving the built tools and the library with real inputs.
 
 mod asm;
+mod bpf_asm;
 mod capture;
 mod common;
 mod contracts;
 mod core;
 mod dns;
+mod dns_simple_dns;
 mod gen;
 mod iptables;
 mod kernel;

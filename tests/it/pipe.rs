@@ -2,16 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::{capture, reference, require, run, stderr, stdout};
-
-const CAPTURES: [&str; 6] = [
-    "eth-flood-v4.pcap",
-    "eth-flood-v6.pcap",
-    "eth-vlan.pcap",
-    "any-sll1.pcap",
-    "any-sll2.pcap",
-    "eth-flood.pcapng",
-];
+use crate::common::{capture, reference, require, run, stderr, stdout, CAPTURES};
 
 fn read(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
