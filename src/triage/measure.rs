@@ -34,11 +34,21 @@ pub(super) struct Measured {
     pub(super) existing: FastMap<ExistingKey, (Reason, u64)>,
     /// Names judged flood with the candidates that matched them: whether NXDOMAIN was their
     /// answer, and how often (bounded like `existing`).
-    pub(super) unknown: FastMap<ExistingKey, (bool, u64)>,
+    /// Keyed by (family, candidates matched), then by name, so that a name already counted
+    /// is found without building a key (no allocation per flood packet).
+    pub(super) unknown: FastMap<(Family, u64), FastMap<Box<[u8]>, (bool, u64)>>,
+    /// Names in `unknown`.
+    pub(super) unknown_names: usize,
     /// Names judged flood: the flood, the first two source slots that asked them, whether
     /// they came over IPv4 and IPv6, and how often (bounded).
     pub(super) flood_names: FastMap<Box<[u8]>, FloodName>,
+    /// Per flood: its queries in each of the summary's time buckets
+    /// ([`crate::triage::report::qps_buckets`] with [`TIMELINE_BUCKETS`]).
+    pub(super) timeline: Vec<Vec<u64>>,
 }
+
+/// Time buckets of a flood's time line (those of the summary's sparkline).
+pub(super) const TIMELINE_BUCKETS: usize = 60;
 
 /// A name judged to exist, its family and the candidates that matched it.
 pub(super) type ExistingKey = (Box<[u8]>, Family, u64);
@@ -58,6 +68,9 @@ pub(super) const FLOOD_NAMES_CAP: usize = 300_000;
 /// Dropped names listed of each basis.
 pub(super) const TOP_DROPPED_EACH: usize = 5;
 
+/// Most names judged flood kept with their candidates (for the top dropped names).
+pub(super) const UNKNOWN_CAP: usize = 20_000;
+
 /// Most names judged to exist kept with their candidates (for the top dropped names).
 pub(super) const EXISTING_CAP: usize = 50_000;
 
@@ -74,8 +87,13 @@ pub(super) fn measure(
         hosts: Vec::new(),
         existing: FastMap::default(),
         unknown: FastMap::default(),
+        unknown_names: 0,
         flood_names: FastMap::default(),
+        timeline: Vec::new(),
     };
+    let (first_second, bucket_seconds, buckets) =
+        crate::triage::report::qps_buckets(stats, TIMELINE_BUCKETS);
+    measured.timeline = vec![vec![0; buckets.len()]; floods.len()];
     let mut slots: FastMap<IpAddr, u32> = FastMap::default();
     let mut name = Vec::with_capacity(256);
     let by_family: Vec<(Family, Vec<usize>)> = [Family::V4, Family::V6]
@@ -136,17 +154,25 @@ pub(super) fn measure(
                     }
                     match judged {
                         Judged::Flood(index) => {
+                            let bucket = packet.timestamp.as_secs().saturating_sub(first_second)
+                                / bucket_seconds;
+                            if let Some(n) =
+                                measured.timeline[usize::from(index)].get_mut(bucket as usize)
+                            {
+                                *n += 1;
+                            }
                             let map = &mut measured.destinations[usize::from(index)];
                             if map.len() < 1024 || map.contains_key(&ip.dst) {
                                 *map.entry(ip.dst).or_insert(0) += 1;
                             }
                             nx = stats.names.get(&name[..]).is_some_and(|s| s.nxdomain > 0);
                             if mask != 0 {
-                                let key = (name.clone().into_boxed_slice(), ip.family, mask);
-                                if measured.unknown.len() < EXISTING_CAP
-                                    || measured.unknown.contains_key(&key)
-                                {
-                                    measured.unknown.entry(key).or_insert((nx, 0)).1 += 1;
+                                let names = measured.unknown.entry((ip.family, mask)).or_default();
+                                if let Some(seen) = names.get_mut(&name[..]) {
+                                    seen.1 += 1;
+                                } else if measured.unknown_names < UNKNOWN_CAP {
+                                    names.insert(name.clone().into_boxed_slice(), (nx, 1));
+                                    measured.unknown_names += 1;
                                 }
                             }
                             let family = usize::from(ip.family == Family::V6);

@@ -174,6 +174,50 @@ impl Outcome {
     }
 }
 
+/// Where a flood begins within the capture: the step in its time line.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Onset {
+    /// Seconds from the capture's first second to the start of the time bucket where the
+    /// flood first reached a fifth of its peak rate.
+    pub at_seconds: u64,
+    /// The flood's queries per second before then.
+    pub before_qps: f64,
+    /// Its queries per second from then on.
+    pub after_qps: f64,
+}
+
+/// The onset of a flood from its queries per time bucket (`width` seconds each, the last
+/// bucket ending at `span` seconds): `None` when the flood runs from the first bucket or
+/// rises less than threefold (no step within the capture).
+pub fn onset(timeline: &[u64], width: u64, span: u64) -> Option<Onset> {
+    let n = timeline.len();
+    if n < 2 || width == 0 {
+        return None;
+    }
+    let seconds = |i: usize| {
+        if i + 1 == n {
+            span.saturating_sub(width * (n as u64 - 1)).max(1)
+        } else {
+            width
+        }
+    };
+    let rate = |i: usize| timeline[i] as f64 / seconds(i) as f64;
+    let peak = (0..n).map(rate).fold(0.0, f64::max);
+    let start = (0..n).find(|&i| rate(i) >= 0.2 * peak)?;
+    if start == 0 {
+        return None;
+    }
+    let at = width * start as u64;
+    let before = timeline[..start].iter().sum::<u64>() as f64 / at as f64;
+    let after =
+        timeline[start..].iter().sum::<u64>() as f64 / span.saturating_sub(at).max(1) as f64;
+    (after >= 3.0 * before).then_some(Onset {
+        at_seconds: at,
+        before_qps: (before * 10.0).round() / 10.0,
+        after_qps: (after * 10.0).round() / 10.0,
+    })
+}
+
 /// The analysis of one or more captures.
 pub struct Analysis {
     /// The capture's counters.
@@ -188,6 +232,8 @@ pub struct Analysis {
     /// for a family it did not reach while the server takes queries over it, the server's
     /// addresses of that family (for `iptables-bpf -i`).
     pub destinations: BTreeMap<String, Vec<IpAddr>>,
+    /// Per flood id: where it begins within the capture, when its time line has a step.
+    pub onsets: BTreeMap<String, Onset>,
     /// Candidates that could not be built, and why.
     pub skipped: Vec<String>,
     /// The inputs, as named on the command line.
@@ -368,7 +414,9 @@ pub fn analyze(
             hosts: Vec::new(),
             existing: FastMap::default(),
             unknown: FastMap::default(),
+            unknown_names: 0,
             flood_names: FastMap::default(),
+            timeline: Vec::new(),
         }
     } else {
         measure(sources, &stats, &floods, &known, &candidates)?
@@ -404,7 +452,16 @@ pub fn analyze(
             )
         })
         .collect();
+    let (_, width, _) = report::qps_buckets(&stats, measure::TIMELINE_BUCKETS);
+    let onsets = floods
+        .iter()
+        .zip(&measured.timeline)
+        .filter_map(|(flood, line)| {
+            onset(line, width, stats.seconds()).map(|o| (flood.id.clone(), o))
+        })
+        .collect();
     Ok(Analysis {
+        onsets,
         stats,
         floods,
         rules: reports,
@@ -549,8 +606,11 @@ fn tally(
         .collect();
     top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
     // Of each basis, the most asked few; names judged flood too.
-    for ((name, family, mask), (nx, count)) in &measured.unknown {
-        if decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
+    for ((family, mask), names) in &measured.unknown {
+        if !decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
+            continue;
+        }
+        for (name, (nx, count)) in names {
             let basis = if *nx {
                 "unknown_nxdomain"
             } else {
@@ -853,4 +913,31 @@ fn flood_destinations(
         out.extend(servers.into_iter().map(|(a, _)| a).take(MAX_DESTINATIONS));
     }
     out
+}
+
+#[cfg(test)]
+mod onset_tests {
+    use super::onset;
+
+    #[test]
+    fn a_step_within_the_capture_is_an_onset() {
+        // 10 buckets of 6 s: 2 queries a bucket, then 600 from the 4th on.
+        let mut line = vec![2u64; 10];
+        for n in &mut line[3..] {
+            *n = 600;
+        }
+        let o = onset(&line, 6, 60).unwrap();
+        assert_eq!(o.at_seconds, 18);
+        assert_eq!(o.before_qps, 0.3);
+        assert_eq!(o.after_qps, 100.0);
+    }
+
+    #[test]
+    fn a_flood_from_the_start_or_a_slow_rise_has_none() {
+        assert_eq!(onset(&[500, 600, 550, 580], 10, 40), None);
+        // One busy bucket, but no lasting rise: less than threefold before and after.
+        assert_eq!(onset(&[5, 30, 1, 1, 1, 1, 1, 1], 10, 80), None);
+        assert_eq!(onset(&[], 1, 0), None);
+        assert_eq!(onset(&[5], 1, 1), None);
+    }
 }

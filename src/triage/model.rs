@@ -215,6 +215,9 @@ pub struct FloodReport {
     pub dropped: u64,
     /// `dropped` over `packets`.
     pub dropped_share: f64,
+    /// Where it begins within the capture (`null`: it runs from the start, or rises less
+    /// than threefold).
+    pub onset: Option<crate::triage::Onset>,
     /// What kind of flood, with its facts.
     #[serde(flatten)]
     pub kind: KindReport,
@@ -549,6 +552,7 @@ impl FloodReport {
             packets,
             dropped,
             dropped_share: share(dropped, packets),
+            onset: analysis.onsets.get(&flood.id).copied(),
             kind,
         }
     }

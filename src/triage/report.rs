@@ -463,6 +463,21 @@ pub fn render(report: &Report) -> String {
             flood.dropped,
             flood.dropped_share * 100.0
         );
+        match flood.onset {
+            Some(onset) => {
+                let _ = writeln!(
+                    s,
+                    "  onset: {} s into the capture ({}/s before, {}/s from then on)",
+                    onset.at_seconds, onset.before_qps, onset.after_qps
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  onset: no step in its rate within the capture (it began before, or rose slowly; --baseline compares with earlier traffic)"
+                );
+            }
+        }
     }
     render_rules(&mut s, &report.rules);
     render_outcome(&mut s, report);
