@@ -36,7 +36,7 @@ pub(super) struct Measured {
     /// answer, and how often (bounded like `existing`).
     /// Keyed by (family, candidates matched), then by name, so that a name already counted
     /// is found without building a key (no allocation per flood packet).
-    pub(super) unknown: FastMap<(Family, u64), FastMap<Box<[u8]>, (bool, u64)>>,
+    pub(super) unknown: FastMap<(Family, u64), UnknownNames>,
     /// Names in `unknown`.
     pub(super) unknown_names: usize,
     /// Names judged flood: the flood, the first two source slots that asked them, whether
@@ -49,6 +49,9 @@ pub(super) struct Measured {
 
 /// Time buckets of a flood's time line (those of the summary's sparkline).
 pub(super) const TIMELINE_BUCKETS: usize = 60;
+
+/// Names judged flood: whether NXDOMAIN was their answer, and how often.
+pub(super) type UnknownNames = FastMap<Box<[u8]>, (bool, u64)>;
 
 /// A name judged to exist, its family and the candidates that matched it.
 pub(super) type ExistingKey = (Box<[u8]>, Family, u64);
