@@ -376,27 +376,28 @@ fn ethertype_text(ethertype: u16) -> String {
 /// The link layer of the link types found through [`link::network_header`] (cooked captures
 /// and loopback); the header is there, as `network_header` found what follows it.
 ///
-/// Linux cooked v1 is read here rather than with etherparse's `LinuxSllSlice`, which refuses
-/// the hardware types of loopback (772) and tun devices (65534), both common in `-i any`
-/// captures.
+/// Cooked headers are read through [`link::sll`] and [`link::sll2`], which read every
+/// hardware type (loopback and tun devices, common in `-i any` captures, included).
 fn cooked_link_layer(linktype: u32, frame: &[u8]) -> Option<LinkLayer> {
-    let be16 = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
     match linktype {
-        // Packet type, hardware type, address length, 8 bytes of address, protocol.
-        link::LINKTYPE_LINUX_SLL => Some(LinkLayer::Sll {
-            src: mac(&frame[6..6 + usize::from(be16(4)).min(8)]),
-            ethertype: ethertype_text(be16(14)),
-            packet_type: be16(0),
-            vlans: 0,
-        }),
-        // Protocol, reserved, interface index, hardware type, packet type, address length,
-        // 8 bytes of address.
-        link::LINKTYPE_LINUX_SLL2 => Some(LinkLayer::Sll2 {
-            src: mac(&frame[12..12 + usize::from(frame[11]).min(8)]),
-            ethertype: ethertype_text(be16(0)),
-            interface: u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
-            packet_type: frame[10],
-        }),
+        link::LINKTYPE_LINUX_SLL => {
+            let header = link::sll::Header::new_checked(frame)?;
+            Some(LinkLayer::Sll {
+                src: mac(header.address()),
+                ethertype: ethertype_text(header.protocol()),
+                packet_type: header.packet_type(),
+                vlans: 0,
+            })
+        }
+        link::LINKTYPE_LINUX_SLL2 => {
+            let header = link::sll2::Header::new_checked(frame)?;
+            Some(LinkLayer::Sll2 {
+                src: mac(header.address()),
+                ethertype: ethertype_text(header.protocol()),
+                interface: header.interface_index(),
+                packet_type: header.packet_type(),
+            })
+        }
         // The address family, in the capturing host's byte order.
         link::LINKTYPE_NULL => {
             let family = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
@@ -457,7 +458,7 @@ impl Report {
                     report.l2 = cooked_link_layer(other, frame);
                     if let Some(LinkLayer::Sll { vlans, .. }) = &mut report.l2 {
                         // Tags the driver left in the data, between the header and IP.
-                        *vlans = (net.offset - 16) / 4;
+                        *vlans = (net.offset - link::sll::HEADER_LEN) / 4;
                     }
                     Ok(LaxSlicedPacket::from_ether_type(
                         EtherType(net.ethertype),
