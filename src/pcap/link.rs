@@ -22,6 +22,7 @@
 
 use etherparse::{Ethernet2Slice, SingleVlanSlice};
 use pcap_file::DataLink;
+use thiserror::Error;
 
 /// BSD loopback.
 pub const LINKTYPE_NULL: u32 = 0;
@@ -317,9 +318,38 @@ pub fn by_number(linktype: u32) -> Option<&'static LinkType> {
     LINK_TYPES.iter().find(|t| t.number() == linktype)
 }
 
+/// Why [`parse`] refused a link type.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseLinkTypeError {
+    /// Neither a name of [`LINK_TYPES`] nor a number.
+    #[error(
+        "unknown link type '{text}': expected {} or a LINKTYPE number",
+        canonical_names()
+    )]
+    Unknown {
+        /// The text given.
+        text: String,
+        /// Why it is not a number.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A number above [`LINKTYPE_MAX_KNOWN`].
+    #[error("link type {number} is not one libpcap knows (0 to {LINKTYPE_MAX_KNOWN}): tcpdump would refuse the file")]
+    NotKnownToLibpcap {
+        /// The number given.
+        number: u32,
+    },
+}
+
+/// The canonical name of every link type of [`LINK_TYPES`], for messages.
+fn canonical_names() -> String {
+    let names: Vec<&str> = LINK_TYPES.iter().map(|t| t.names[0]).collect();
+    names.join(", ")
+}
+
 /// Reads a link type given by name (any case) or LINKTYPE number. Numbers tcpdump does not
 /// know (above [`LINKTYPE_MAX_KNOWN`]) are refused: it would refuse the file.
-pub fn parse(text: &str) -> Result<u32, String> {
+pub fn parse(text: &str) -> Result<u32, ParseLinkTypeError> {
     let lower = text.to_ascii_lowercase();
     if let Some(found) = LINK_TYPES
         .iter()
@@ -327,17 +357,12 @@ pub fn parse(text: &str) -> Result<u32, String> {
     {
         return Ok(found.number());
     }
-    let names: Vec<&str> = LINK_TYPES.iter().map(|t| t.names[0]).collect();
-    let number: u32 = text.parse().map_err(|_| {
-        format!(
-            "unknown link type '{text}': expected {} or a LINKTYPE number",
-            names.join(", ")
-        )
+    let number: u32 = text.parse().map_err(|source| ParseLinkTypeError::Unknown {
+        text: text.to_string(),
+        source,
     })?;
     if number > LINKTYPE_MAX_KNOWN {
-        return Err(format!(
-            "link type {number} is not one libpcap knows (0 to {LINKTYPE_MAX_KNOWN}): tcpdump would refuse the file"
-        ));
+        return Err(ParseLinkTypeError::NotKnownToLibpcap { number });
     }
     Ok(number)
 }
@@ -549,9 +574,17 @@ mod tests {
         }
         assert_eq!(parse("SLL2"), Ok(LINKTYPE_LINUX_SLL2));
         assert_eq!(parse("147"), Ok(147));
-        assert!(parse("65536").unwrap_err().contains("tcpdump would refuse"));
-        assert!(parse("290").is_err());
-        assert!(parse("bogus").unwrap_err().contains("ether, raw, ipv4"));
+        assert!(parse("65536")
+            .unwrap_err()
+            .to_string()
+            .contains("tcpdump would refuse"));
+        assert_eq!(
+            parse("290"),
+            Err(ParseLinkTypeError::NotKnownToLibpcap { number: 290 })
+        );
+        let unknown = parse("bogus").unwrap_err();
+        assert!(unknown.to_string().contains("ether, raw, ipv4"));
+        assert!(std::error::Error::source(&unknown).is_some());
         assert_eq!(for_header_len(16, false), Some(LINKTYPE_LINUX_SLL));
         assert_eq!(for_header_len(0, true), Some(LINKTYPE_IPV6));
         assert_eq!(for_header_len(18, false), None);
