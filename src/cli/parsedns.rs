@@ -21,7 +21,6 @@ use clap::Parser;
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 use serde::{Serialize, Serializer};
 
-use crate::cli::bpfasm::parse_hex_packet;
 use crate::cli::{for_each_line, hex_line_too_long, parse_args, CliError, LinesError, EXIT_OK};
 use crate::dns::{self, class_name, opcode_name, option_name, option_text, rcode_name, type_name};
 use crate::pcap::hex::{self, MAX_LINE, MAX_PACKET};
@@ -799,19 +798,7 @@ fn hex_line_packet(line: &[u8], packet: &mut Vec<u8>) -> Result<Option<Option<Du
         } => (timestamp, hex, column),
     };
     packet.clear();
-    hex::decode_into(text, packet).map_err(|e| match e {
-        hex::HexError::BadDigit { offset, found, .. } => {
-            let byte = text[offset];
-            let shown = if byte.is_ascii() {
-                format!("'{}'", found.escape_debug())
-            } else {
-                // Binary input or another encoding: the byte itself says more.
-                format!("byte {byte:#04x}")
-            };
-            format!("column {}: {shown} is not a hex digit", column + offset + 1)
-        }
-        other => other.to_string(),
-    })?;
+    hex::decode_into(text, packet).map_err(|e| e.in_line(text, column).to_string())?;
     if packet.len() > MAX_PACKET {
         return Err(format!(
             "a packet of {} bytes, more than the {MAX_PACKET} a pcap file holds",
@@ -933,7 +920,7 @@ pub fn main(
         } else if looks_like_hex(input) && !std::path::Path::new(input).exists() {
             let argument = index as u64 + 1;
             let packet =
-                parse_hex_packet(input).map_err(|e| format!("argument {argument}: {e}"))?;
+                hex::decode_packet(input).map_err(|e| format!("argument {argument}: {e}"))?;
             let mut report = Report::of_unknown_link(&packet);
             report.origin = Some(Origin::Argument { argument });
             output.emit(&report)?;

@@ -51,6 +51,70 @@ pub enum HexError {
     },
 }
 
+impl HexError {
+    /// This error of decoding `hex`, the packet part of a line that starts at byte `column`
+    /// of the line (as [`parse_line`] gives them), told by the line's column.
+    pub fn in_line(self, hex: &[u8], column: usize) -> LineHexError {
+        match self {
+            HexError::BadDigit { offset, found, .. } => LineHexError::BadDigit {
+                column: column + offset + 1,
+                found,
+                byte: hex[offset],
+            },
+            other => LineHexError::Digits(other),
+        }
+    }
+
+    /// This error of decoding a whole packet given as hex (a command-line argument).
+    pub fn in_packet(self) -> PacketHexError {
+        PacketHexError(self)
+    }
+}
+
+/// A decoding error in a line of hex text (see [`HexError::in_line`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LineHexError {
+    /// A character that is neither a hex digit nor a separator. It is shown as the byte
+    /// itself when it is not ASCII: in binary input or another encoding the byte says more
+    /// than the character it may start.
+    #[error("column {column}: {} is not a hex digit", shown_character(*.found, *.byte))]
+    BadDigit {
+        /// Its column in the line, from 1.
+        column: usize,
+        /// The character (U+FFFD when the text is not UTF-8 there).
+        found: char,
+        /// The byte it starts with.
+        byte: u8,
+    },
+    /// Any other error: the decoder's own message says it.
+    #[error(transparent)]
+    Digits(HexError),
+}
+
+fn shown_character(found: char, byte: u8) -> String {
+    if byte.is_ascii() {
+        format!("'{}'", found.escape_debug())
+    } else {
+        format!("byte {byte:#04x}")
+    }
+}
+
+/// A decoding error of a packet given whole as hex, told by digit (see [`decode_packet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("bad packet hex: {}", packet_message(&.0))]
+pub struct PacketHexError(pub HexError);
+
+fn packet_message(error: &HexError) -> String {
+    match error {
+        HexError::BadDigit { digit, found, .. } => {
+            format!("'{found}' at digit {digit} is not a hex digit")
+        }
+        HexError::OddDigits { digits } => {
+            format!("{digits} digits, expected an even number (two per byte)")
+        }
+    }
+}
+
 const SEPARATOR: u8 = 0x10;
 const INVALID: u8 = 0xff;
 
@@ -179,6 +243,11 @@ pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     let mut out = Vec::with_capacity(text.len() / 2);
     decode_into(text.as_bytes(), &mut out)?;
     Ok(out)
+}
+
+/// Decodes a packet given whole as hex, as a command-line argument (see the module rules).
+pub fn decode_packet(text: &str) -> Result<Vec<u8>, PacketHexError> {
+    decode(text).map_err(HexError::in_packet)
 }
 
 /// Appends `bytes` as lower-case hex digits to `out`.
@@ -390,6 +459,35 @@ mod tests {
         let mut text = Vec::new();
         encode_into(&[0, 0xab, 0xff], &mut text);
         assert_eq!(text, b"00abff");
+    }
+
+    #[test]
+    fn errors_told_by_line_column_or_packet_digit() {
+        let line = b"0011 22\xc3\xa9";
+        let err = decode_into(&line[2..], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.clone().in_line(&line[2..], 2).to_string(),
+            "column 8: byte 0xc3 is not a hex digit"
+        );
+        let err = decode_into(b"0g", &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.in_line(b"0g", 4).to_string(),
+            "column 6: 'g' is not a hex digit"
+        );
+        let err = decode_into(b"001", &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.in_line(b"001", 0).to_string(),
+            "3 hex digits: expected an even number (two per byte)"
+        );
+        assert_eq!(
+            decode_packet("00 1z").unwrap_err().to_string(),
+            "bad packet hex: 'z' at digit 3 is not a hex digit"
+        );
+        assert_eq!(
+            decode_packet("001").unwrap_err().to_string(),
+            "bad packet hex: 3 digits, expected an even number (two per byte)"
+        );
+        assert_eq!(decode_packet("00:ff").unwrap(), [0, 0xff]);
     }
 
     #[test]
