@@ -828,23 +828,16 @@ impl<R: Read> Read for Watched<R> {
 
 /// Reports every packet of a stream: a capture (told by its magic number) or hex lines.
 /// `name` (`<stdin>` for standard input) prefixes error messages.
-fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(), CliError> {
+fn run_stream(name: &str, input: impl Read, output: &mut Output) -> Result<(), CliError> {
     let place = |what: String| -> CliError { format!("{name}: {what}").into() };
-    let mut start = [0u8; 4];
-    let mut got = 0;
-    while got < start.len() {
-        match input.read(&mut start[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(place(format!("cannot read: {e}"))),
-        }
-    }
     let drained = Rc::new(Cell::new(false));
-    let input = io::Cursor::new(start).take(got as u64).chain(Watched {
+    let (kind, input) = hex::sniff(Watched {
         inner: input,
         drained: Rc::clone(&drained),
-    });
+    })
+    .map_err(|e| place(format!("cannot read: {e}")))?;
+    // Reading ahead is not a drained input.
+    drained.set(false);
     let emit = |output: &mut Output, report: &Report| -> Result<(), CliError> {
         output.emit(report)?;
         if drained.replace(false) {
@@ -852,7 +845,7 @@ fn run_stream(name: &str, mut input: impl Read, output: &mut Output) -> Result<(
         }
         Ok(())
     };
-    if pcap::starts_like_capture(&start[..got]) {
+    if kind == hex::StreamKind::Capture {
         let mut reader = pcap::Reader::new(input).map_err(|e| place(e.to_string()))?;
         while let Some(packet) = reader.next_packet().map_err(|e| place(e.to_string()))? {
             let mut report = Report::of_frame(packet.linktype, packet.data);

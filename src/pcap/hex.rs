@@ -13,10 +13,14 @@
 //!   followed by a blank, as `pcap2hex --timestamps` prints it. A packet's hex never holds a
 //!   `.`, so the column is recognised without an option.
 //!
+//! Telling hex lines from a capture ([`sniff`]): by the first bytes of the stream, the one
+//! routine of every tool that reads either.
+//!
 //! Offset-column hexdumps ([`parse_offset_line`]), as `od -Ax -tx1`, `hexdump -C` and
 //! text2pcap's input: a hex offset of 4 or more digits, then bytes as 2-digit tokens; the
 //! first token that is not a byte ends the bytes (an ASCII column).
 
+use std::io::{self, Read};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -261,6 +265,42 @@ pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// What a stream of packets holds, told by its first bytes (see [`sniff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A pcap or pcapng capture, or the start of one (or a gzip-compressed file, which the
+    /// reader names): for [`crate::pcap::Reader`], which refuses it if it is not whole.
+    Capture,
+    /// Anything else: hex lines (see [`parse_line`]).
+    HexLines,
+}
+
+/// The stream [`sniff`] hands back: the bytes it read ahead, then the rest of the input.
+pub type Sniffed<R> = io::Chain<io::Take<io::Cursor<[u8; 4]>>, R>;
+
+/// Tells a capture from hex lines by the first bytes of `input`
+/// ([`crate::pcap::starts_like_capture`]), and hands back the input whole, those bytes
+/// included. Up to 4 bytes are read ahead, in as many reads as it takes (a pipe may deliver
+/// fewer at a time); a shorter input is judged by what it has.
+pub fn sniff<R: Read>(mut input: R) -> io::Result<(StreamKind, Sniffed<R>)> {
+    let mut start = [0u8; 4];
+    let mut got = 0;
+    while got < start.len() {
+        match input.read(&mut start[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let kind = if crate::pcap::starts_like_capture(&start[..got]) {
+        StreamKind::Capture
+    } else {
+        StreamKind::HexLines
+    };
+    Ok((kind, io::Cursor::new(start).take(got as u64).chain(input)))
+}
+
 /// What a line of hex text holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line<'a> {
@@ -488,6 +528,40 @@ mod tests {
             "bad packet hex: 3 digits, expected an even number (two per byte)"
         );
         assert_eq!(decode_packet("00:ff").unwrap(), [0, 0xff]);
+    }
+
+    /// A reader that hands out one byte per read, as a slow pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn sniffing_tells_captures_from_hex_and_keeps_every_byte() {
+        let pcapng = [0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0];
+        let ns_pcap = [0x4d, 0x3c, 0xb2, 0xa1, 2, 0];
+        let cases: [(&[u8], StreamKind); 6] = [
+            (&pcapng, StreamKind::Capture),
+            (&ns_pcap, StreamKind::Capture),
+            (&[0x1f, 0x8b, 8, 0], StreamKind::Capture),
+            // A hex file whose first line is blank starts like pcapng, but not for 4 bytes.
+            (b"\n4500", StreamKind::HexLines),
+            (b"# packets\n", StreamKind::HexLines),
+            (b"", StreamKind::HexLines),
+        ];
+        for (input, kind) in cases {
+            let (found, mut stream) = sniff(Trickle(input)).unwrap();
+            assert_eq!(found, kind, "{input:02x?}");
+            let mut all = Vec::new();
+            stream.read_to_end(&mut all).unwrap();
+            assert_eq!(all, input);
+        }
     }
 
     #[test]
