@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asm;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod dns;
 pub mod gen;
