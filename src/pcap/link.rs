@@ -47,9 +47,12 @@ pub type Field = std::ops::Range<usize>;
 /// Linux cooked capture v1 (`LINKTYPE_LINUX_SLL`, what `tcpdump -i any` writes): a 16-byte
 /// header, all fields big-endian.
 ///
-/// The view checks only the header's length: every hardware type is read, loopback (772) and
-/// tun (65534) included, which etherparse's `LinuxSllHeaderSlice` refuses though both are
-/// common in `-i any` captures.
+/// This module keeps the header's layout (the [`field`] ranges, [`HEADER_LEN`]) and the view
+/// that reads and changes it; it must not judge what follows the header (VLAN tags and the
+/// network header are [`super::network_header`]'s) nor refuse a header for its values. The
+/// view checks only the header's length: every hardware type is read, loopback (772) and tun
+/// (65534) included, which etherparse's `LinuxSllHeaderSlice` refuses though both are common
+/// in `-i any` captures.
 pub mod sll {
     /// Where each field of the header is.
     pub mod field {
@@ -132,7 +135,9 @@ pub mod sll {
 /// Linux cooked capture v2 (`LINKTYPE_LINUX_SLL2`, `tcpdump -i any` since libpcap 1.10): a
 /// 20-byte header, all fields big-endian, the protocol first and the interface index added.
 ///
-/// As for [`sll`], the view checks only the header's length.
+/// As [`sll`] does for v1, this module keeps the header's layout and its view, and must not
+/// judge what follows the header nor refuse a header for its values: the view checks only the
+/// header's length.
 pub mod sll2 {
     /// Where each field of the header is.
     pub mod field {
