@@ -47,12 +47,12 @@ pub type Field = std::ops::Range<usize>;
 /// Linux cooked capture v1 (`LINKTYPE_LINUX_SLL`, what `tcpdump -i any` writes): a 16-byte
 /// header, all fields big-endian.
 ///
-/// This module keeps the header's layout (the [`field`] ranges, [`HEADER_LEN`]) and the view
-/// that reads and changes it; it must not judge what follows the header (VLAN tags and the
-/// network header are [`super::network_header`]'s) nor refuse a header for its values. The
-/// view checks only the header's length: every hardware type is read, loopback (772) and tun
-/// (65534) included, which etherparse's `LinuxSllHeaderSlice` refuses though both are common
-/// in `-i any` captures.
+/// This module keeps the header's layout (the [`sll::field`] ranges, [`sll::HEADER_LEN`])
+/// and the view that reads and changes it; it must not judge what follows the header (VLAN
+/// tags and the network header are [`network_header`]'s) nor refuse a header for its values.
+/// The view checks only the header's length: every hardware type is read, loopback (772) and
+/// tun (65534) included, which etherparse's `LinuxSllHeaderSlice` refuses though both are
+/// common in `-i any` captures.
 pub mod sll {
     /// Where each field of the header is.
     pub mod field {
