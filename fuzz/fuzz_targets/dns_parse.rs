@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
             let _ = bpftools::dns::option_text(option);
         }
     }
-    let _ = bpftools::cli::parsedns::report(data);
+    let _ = bpftools::dns::dissect::report(data);
 });

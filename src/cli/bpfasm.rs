@@ -96,19 +96,6 @@ fn profile_value_parser() -> impl clap::builder::TypedValueParser<Value = Profil
     named_value_parser(&Profile::ALL, Profile::name, Profile::description)
 }
 
-/// Decodes a packet given as hex ([`crate::pcap::hex`]'s rules: blanks and colons between
-/// digits are ignored).
-pub fn parse_hex_packet(text: &str) -> Result<Vec<u8>, String> {
-    crate::pcap::hex::decode(text).map_err(|e| match e {
-        crate::pcap::hex::HexError::BadDigit { digit, found, .. } => {
-            format!("bad packet hex: '{found}' at digit {digit} is not a hex digit")
-        }
-        crate::pcap::hex::HexError::OddDigits { digits } => {
-            format!("bad packet hex: {digits} digits, expected an even number (two per byte)")
-        }
-    })
-}
-
 /// Runs `bpfasm` with `args` (including the program name).
 pub fn main(
     args: impl IntoIterator<Item = OsString>,
@@ -165,7 +152,7 @@ pub fn main(
     }
 
     if let Some(hex_text) = &args.trace {
-        let packet = parse_hex_packet(hex_text)?;
+        let packet = crate::pcap::hex::decode_packet(hex_text)?;
         let program = Program::new(&prog, args.profile)?;
         // Ancillary loads read socket metadata a hex packet does not carry.
         let ancillary: Vec<String> = prog

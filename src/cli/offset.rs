@@ -9,15 +9,15 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::asm::quote;
 use crate::cli::{for_each_line, parse_args, CliError, LinesError, EXIT_NO_MATCH, EXIT_OK};
-use crate::pcap::hex::{self, Line, MAX_LINE};
-use crate::pcap::{link, starts_like_capture, Reader};
+use crate::pcap::hex::{self, Line, StreamKind, MAX_LINE};
+use crate::pcap::{link, Reader};
 
 const EXAMPLES: &str = "\
 Output: one line per packet, tab-separated: the packet number, the offset of the first
@@ -207,11 +207,8 @@ impl Search<'_> {
         input: &mut dyn Read,
         out: &mut dyn Write,
     ) -> Result<(), CliError> {
-        let mut input = BufReader::with_capacity(1 << 16, input);
-        let start = input
-            .fill_buf()
-            .map_err(|e| format!("{name}: cannot read: {e}"))?;
-        if starts_like_capture(start) {
+        let (kind, input) = hex::sniff(input).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        if kind == StreamKind::Capture {
             let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
             while let Some(packet) = reader.next_packet().map_err(|e| format!("{name}: {e}"))? {
                 let (number, linktype, fcs_len) = (packet.number, packet.linktype, packet.fcs_len);
@@ -220,6 +217,7 @@ impl Search<'_> {
             return Ok(());
         }
         // Hex lines, one packet each, numbered as the packets in the input.
+        let mut input = BufReader::with_capacity(1 << 16, input);
         let mut frame = Vec::new();
         let mut number = 0u64;
         for_each_line(&mut input, MAX_LINE, |line_number, text| {

@@ -18,6 +18,8 @@ use std::ops::Range;
 
 use thiserror::Error;
 
+pub mod dissect;
+
 /// Field offsets within the DNS header (RFC 1035 4.1.1), from the first byte of the message
 /// (the first byte of the UDP payload). Generators add the UDP header's 8 bytes to them.
 pub mod field {

@@ -13,10 +13,14 @@
 //!   followed by a blank, as `pcap2hex --timestamps` prints it. A packet's hex never holds a
 //!   `.`, so the column is recognised without an option.
 //!
+//! Telling hex lines from a capture ([`sniff`]): by the first bytes of the stream, the one
+//! routine of every tool that reads either.
+//!
 //! Offset-column hexdumps ([`parse_offset_line`]), as `od -Ax -tx1`, `hexdump -C` and
 //! text2pcap's input: a hex offset of 4 or more digits, then bytes as 2-digit tokens; the
 //! first token that is not a byte ends the bytes (an ASCII column).
 
+use std::io::{self, Read};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -49,6 +53,70 @@ pub enum HexError {
         /// How many digits there were.
         digits: usize,
     },
+}
+
+impl HexError {
+    /// This error of decoding `hex`, the packet part of a line that starts at byte `column`
+    /// of the line (as [`parse_line`] gives them), told by the line's column.
+    pub fn in_line(self, hex: &[u8], column: usize) -> LineHexError {
+        match self {
+            HexError::BadDigit { offset, found, .. } => LineHexError::BadDigit {
+                column: column + offset + 1,
+                found,
+                byte: hex[offset],
+            },
+            other => LineHexError::Digits(other),
+        }
+    }
+
+    /// This error of decoding a whole packet given as hex (a command-line argument).
+    pub fn in_packet(self) -> PacketHexError {
+        PacketHexError(self)
+    }
+}
+
+/// A decoding error in a line of hex text (see [`HexError::in_line`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LineHexError {
+    /// A character that is neither a hex digit nor a separator. It is shown as the byte
+    /// itself when it is not ASCII: in binary input or another encoding the byte says more
+    /// than the character it may start.
+    #[error("column {column}: {} is not a hex digit", shown_character(*.found, *.byte))]
+    BadDigit {
+        /// Its column in the line, from 1.
+        column: usize,
+        /// The character (U+FFFD when the text is not UTF-8 there).
+        found: char,
+        /// The byte it starts with.
+        byte: u8,
+    },
+    /// Any other error: the decoder's own message says it.
+    #[error(transparent)]
+    Digits(HexError),
+}
+
+fn shown_character(found: char, byte: u8) -> String {
+    if byte.is_ascii() {
+        format!("'{}'", found.escape_debug())
+    } else {
+        format!("byte {byte:#04x}")
+    }
+}
+
+/// A decoding error of a packet given whole as hex, told by digit (see [`decode_packet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("bad packet hex: {}", packet_message(&.0))]
+pub struct PacketHexError(pub HexError);
+
+fn packet_message(error: &HexError) -> String {
+    match error {
+        HexError::BadDigit { digit, found, .. } => {
+            format!("'{found}' at digit {digit} is not a hex digit")
+        }
+        HexError::OddDigits { digits } => {
+            format!("{digits} digits, expected an even number (two per byte)")
+        }
+    }
 }
 
 const SEPARATOR: u8 = 0x10;
@@ -181,6 +249,11 @@ pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     Ok(out)
 }
 
+/// Decodes a packet given whole as hex, as a command-line argument (see the module rules).
+pub fn decode_packet(text: &str) -> Result<Vec<u8>, PacketHexError> {
+    decode(text).map_err(HexError::in_packet)
+}
+
 /// Appends `bytes` as lower-case hex digits to `out`.
 pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -190,6 +263,42 @@ pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0xf)];
     }
+}
+
+/// What a stream of packets holds, told by its first bytes (see [`sniff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A pcap or pcapng capture, or the start of one (or a gzip-compressed file, which the
+    /// reader names): for [`crate::pcap::Reader`], which refuses it if it is not whole.
+    Capture,
+    /// Anything else: hex lines (see [`parse_line`]).
+    HexLines,
+}
+
+/// The stream [`sniff`] hands back: the bytes it read ahead, then the rest of the input.
+pub type Sniffed<R> = io::Chain<io::Take<io::Cursor<[u8; 4]>>, R>;
+
+/// Tells a capture from hex lines by the first bytes of `input`
+/// ([`crate::pcap::starts_like_capture`]), and hands back the input whole, those bytes
+/// included. Up to 4 bytes are read ahead, in as many reads as it takes (a pipe may deliver
+/// fewer at a time); a shorter input is judged by what it has.
+pub fn sniff<R: Read>(mut input: R) -> io::Result<(StreamKind, Sniffed<R>)> {
+    let mut start = [0u8; 4];
+    let mut got = 0;
+    while got < start.len() {
+        match input.read(&mut start[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let kind = if crate::pcap::starts_like_capture(&start[..got]) {
+        StreamKind::Capture
+    } else {
+        StreamKind::HexLines
+    };
+    Ok((kind, io::Cursor::new(start).take(got as u64).chain(input)))
 }
 
 /// What a line of hex text holds.
@@ -390,6 +499,69 @@ mod tests {
         let mut text = Vec::new();
         encode_into(&[0, 0xab, 0xff], &mut text);
         assert_eq!(text, b"00abff");
+    }
+
+    #[test]
+    fn errors_told_by_line_column_or_packet_digit() {
+        let line = b"0011 22\xc3\xa9";
+        let err = decode_into(&line[2..], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.clone().in_line(&line[2..], 2).to_string(),
+            "column 8: byte 0xc3 is not a hex digit"
+        );
+        let err = decode_into(b"0g", &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.in_line(b"0g", 4).to_string(),
+            "column 6: 'g' is not a hex digit"
+        );
+        let err = decode_into(b"001", &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.in_line(b"001", 0).to_string(),
+            "3 hex digits: expected an even number (two per byte)"
+        );
+        assert_eq!(
+            decode_packet("00 1z").unwrap_err().to_string(),
+            "bad packet hex: 'z' at digit 3 is not a hex digit"
+        );
+        assert_eq!(
+            decode_packet("001").unwrap_err().to_string(),
+            "bad packet hex: 3 digits, expected an even number (two per byte)"
+        );
+        assert_eq!(decode_packet("00:ff").unwrap(), [0, 0xff]);
+    }
+
+    /// A reader that hands out one byte per read, as a slow pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn sniffing_tells_captures_from_hex_and_keeps_every_byte() {
+        let pcapng = [0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0];
+        let ns_pcap = [0x4d, 0x3c, 0xb2, 0xa1, 2, 0];
+        let cases: [(&[u8], StreamKind); 6] = [
+            (&pcapng, StreamKind::Capture),
+            (&ns_pcap, StreamKind::Capture),
+            (&[0x1f, 0x8b, 8, 0], StreamKind::Capture),
+            // A hex file whose first line is blank starts like pcapng, but not for 4 bytes.
+            (b"\n4500", StreamKind::HexLines),
+            (b"# packets\n", StreamKind::HexLines),
+            (b"", StreamKind::HexLines),
+        ];
+        for (input, kind) in cases {
+            let (found, mut stream) = sniff(Trickle(input)).unwrap();
+            assert_eq!(found, kind, "{input:02x?}");
+            let mut all = Vec::new();
+            stream.read_to_end(&mut all).unwrap();
+            assert_eq!(all, input);
+        }
     }
 
     #[test]

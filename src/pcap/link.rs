@@ -15,9 +15,14 @@
 //! bytes long, ethertype = the cooked header's protocol) followed by the network header; VLAN
 //! tags are removed; raw IP and loopback get zero addresses and the ethertype of their IP
 //! version.
+//!
+//! The cooked headers are read through their views, [`sll::Header`] and [`sll2::Header`],
+//! whose field byte ranges are named once ([`sll::field`], [`sll2::field`]); no other place
+//! spells their offsets.
 
 use etherparse::{Ethernet2Slice, SingleVlanSlice};
 use pcap_file::DataLink;
+use thiserror::Error;
 
 /// BSD loopback.
 pub const LINKTYPE_NULL: u32 = 0;
@@ -35,6 +40,188 @@ pub const LINKTYPE_IPV6: u32 = 229;
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 /// Raw IP as DLT_RAW is numbered on Linux and most BSDs (files should say 101, some say 12).
 pub const LINKTYPE_DLT_RAW: u32 = 12;
+
+/// The byte range of a header field.
+pub type Field = std::ops::Range<usize>;
+
+/// Linux cooked capture v1 (`LINKTYPE_LINUX_SLL`, what `tcpdump -i any` writes): a 16-byte
+/// header, all fields big-endian.
+///
+/// This module keeps the header's layout (the [`sll::field`] ranges, [`sll::HEADER_LEN`])
+/// and the view that reads and changes it; it must not judge what follows the header (VLAN
+/// tags and the network header are [`network_header`]'s) nor refuse a header for its values.
+/// The view checks only the header's length: every hardware type is read, loopback (772) and
+/// tun (65534) included, which etherparse's `LinuxSllHeaderSlice` refuses though both are
+/// common in `-i any` captures.
+pub mod sll {
+    /// Where each field of the header is.
+    pub mod field {
+        use crate::pcap::link::Field;
+
+        /// Packet type: 0 to this host, 1 broadcast, 2 multicast, 3 to another host, 4 sent
+        /// by this host.
+        pub const PACKET_TYPE: Field = 0..2;
+        /// The `ARPHRD_` type of the interface (1 Ethernet, 772 loopback, ...).
+        pub const HARDWARE_TYPE: Field = 2..4;
+        /// Length of the sender's link-layer address.
+        pub const ADDRESS_LEN: Field = 4..6;
+        /// Room for the sender's link-layer address: its first [`ADDRESS_LEN`] bytes, at
+        /// most all 8, hold it.
+        pub const ADDRESS: Field = 6..14;
+        /// The protocol of what follows: an ethertype for the network layers read here.
+        pub const PROTOCOL: Field = 14..16;
+    }
+
+    /// Length of the header: the network header (or a VLAN tag) follows it.
+    pub const HEADER_LEN: usize = field::PROTOCOL.end;
+
+    /// A view of an SLL header at the start of a buffer.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Header<T: AsRef<[u8]>> {
+        buffer: T,
+    }
+
+    impl<T: AsRef<[u8]>> Header<T> {
+        /// The view of `buffer`, or `None` when it is shorter than [`HEADER_LEN`].
+        pub fn new_checked(buffer: T) -> Option<Header<T>> {
+            (buffer.as_ref().len() >= HEADER_LEN).then_some(Header { buffer })
+        }
+
+        fn be16(&self, field: crate::pcap::link::Field) -> u16 {
+            let bytes = &self.buffer.as_ref()[field];
+            u16::from_be_bytes([bytes[0], bytes[1]])
+        }
+
+        /// The packet type (see [`field::PACKET_TYPE`]).
+        pub fn packet_type(&self) -> u16 {
+            self.be16(field::PACKET_TYPE)
+        }
+
+        /// The interface's hardware type.
+        pub fn hardware_type(&self) -> u16 {
+            self.be16(field::HARDWARE_TYPE)
+        }
+
+        /// The length the header gives its address (it may exceed the 8 bytes of room).
+        pub fn address_len(&self) -> u16 {
+            self.be16(field::ADDRESS_LEN)
+        }
+
+        /// The sender's link-layer address: [`Header::address_len`] bytes, 8 at most.
+        pub fn address(&self) -> &[u8] {
+            &self.buffer.as_ref()[address_range(self.address_len())]
+        }
+
+        /// The protocol (an ethertype).
+        pub fn protocol(&self) -> u16 {
+            self.be16(field::PROTOCOL)
+        }
+    }
+
+    impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+        /// The sender's link-layer address, to change in place.
+        pub fn address_mut(&mut self) -> &mut [u8] {
+            let range = address_range(self.address_len());
+            &mut self.buffer.as_mut()[range]
+        }
+    }
+
+    fn address_range(address_len: u16) -> crate::pcap::link::Field {
+        let len = usize::from(address_len).min(field::ADDRESS.len());
+        field::ADDRESS.start..field::ADDRESS.start + len
+    }
+}
+
+/// Linux cooked capture v2 (`LINKTYPE_LINUX_SLL2`, `tcpdump -i any` since libpcap 1.10): a
+/// 20-byte header, all fields big-endian, the protocol first and the interface index added.
+///
+/// As [`sll`] does for v1, this module keeps the header's layout and its view, and must not
+/// judge what follows the header nor refuse a header for its values: the view checks only the
+/// header's length.
+pub mod sll2 {
+    /// Where each field of the header is.
+    pub mod field {
+        use crate::pcap::link::Field;
+
+        /// The protocol of what follows: an ethertype for the network layers read here.
+        pub const PROTOCOL: Field = 0..2;
+        /// Reserved (zero).
+        pub const RESERVED: Field = 2..4;
+        /// The index of the interface the packet was seen on.
+        pub const INTERFACE_INDEX: Field = 4..8;
+        /// The `ARPHRD_` type of the interface.
+        pub const HARDWARE_TYPE: Field = 8..10;
+        /// Packet type, as in SLL v1 (one byte here).
+        pub const PACKET_TYPE: usize = 10;
+        /// Length of the sender's link-layer address (one byte).
+        pub const ADDRESS_LEN: usize = 11;
+        /// Room for the sender's link-layer address: its first [`ADDRESS_LEN`] bytes, at
+        /// most all 8, hold it.
+        pub const ADDRESS: Field = 12..20;
+    }
+
+    /// Length of the header: the network header (or a VLAN tag) follows it.
+    pub const HEADER_LEN: usize = field::ADDRESS.end;
+
+    /// A view of an SLL2 header at the start of a buffer.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Header<T: AsRef<[u8]>> {
+        buffer: T,
+    }
+
+    impl<T: AsRef<[u8]>> Header<T> {
+        /// The view of `buffer`, or `None` when it is shorter than [`HEADER_LEN`].
+        pub fn new_checked(buffer: T) -> Option<Header<T>> {
+            (buffer.as_ref().len() >= HEADER_LEN).then_some(Header { buffer })
+        }
+
+        /// The protocol (an ethertype).
+        pub fn protocol(&self) -> u16 {
+            let bytes = &self.buffer.as_ref()[field::PROTOCOL];
+            u16::from_be_bytes([bytes[0], bytes[1]])
+        }
+
+        /// The interface index.
+        pub fn interface_index(&self) -> u32 {
+            let bytes = &self.buffer.as_ref()[field::INTERFACE_INDEX];
+            u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+        }
+
+        /// The interface's hardware type.
+        pub fn hardware_type(&self) -> u16 {
+            let bytes = &self.buffer.as_ref()[field::HARDWARE_TYPE];
+            u16::from_be_bytes([bytes[0], bytes[1]])
+        }
+
+        /// The packet type.
+        pub fn packet_type(&self) -> u8 {
+            self.buffer.as_ref()[field::PACKET_TYPE]
+        }
+
+        /// The length the header gives its address (it may exceed the 8 bytes of room).
+        pub fn address_len(&self) -> u8 {
+            self.buffer.as_ref()[field::ADDRESS_LEN]
+        }
+
+        /// The sender's link-layer address: [`Header::address_len`] bytes, 8 at most.
+        pub fn address(&self) -> &[u8] {
+            &self.buffer.as_ref()[address_range(self.address_len())]
+        }
+    }
+
+    impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+        /// The sender's link-layer address, to change in place.
+        pub fn address_mut(&mut self) -> &mut [u8] {
+            let range = address_range(self.address_len());
+            &mut self.buffer.as_mut()[range]
+        }
+    }
+
+    fn address_range(address_len: u8) -> crate::pcap::link::Field {
+        let len = usize::from(address_len).min(field::ADDRESS.len());
+        field::ADDRESS.start..field::ADDRESS.start + len
+    }
+}
 
 /// The largest link type libpcap 1.10 knows: tcpdump refuses files with a larger one.
 pub const LINKTYPE_MAX_KNOWN: u32 = 289;
@@ -102,7 +289,7 @@ pub const LINK_TYPES: &[LinkType] = &[
         names: &["sll", "linux_sll"],
         tcpdump_name: "LINUX_SLL",
         description: "Linux cooked (SLL)",
-        header_len: Some(16),
+        header_len: Some(sll::HEADER_LEN as u32),
         ip_version: None,
     },
     LinkType {
@@ -110,7 +297,7 @@ pub const LINK_TYPES: &[LinkType] = &[
         names: &["sll2", "linux_sll2"],
         tcpdump_name: "LINUX_SLL2",
         description: "Linux cooked v2 (SLL2)",
-        header_len: Some(20),
+        header_len: Some(sll2::HEADER_LEN as u32),
         ip_version: None,
     },
     LinkType {
@@ -136,9 +323,38 @@ pub fn by_number(linktype: u32) -> Option<&'static LinkType> {
     LINK_TYPES.iter().find(|t| t.number() == linktype)
 }
 
+/// Why [`parse`] refused a link type.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseLinkTypeError {
+    /// Neither a name of [`LINK_TYPES`] nor a number.
+    #[error(
+        "unknown link type '{text}': expected {} or a LINKTYPE number",
+        canonical_names()
+    )]
+    Unknown {
+        /// The text given.
+        text: String,
+        /// Why it is not a number.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A number above [`LINKTYPE_MAX_KNOWN`].
+    #[error("link type {number} is not one libpcap knows (0 to {LINKTYPE_MAX_KNOWN}): tcpdump would refuse the file")]
+    NotKnownToLibpcap {
+        /// The number given.
+        number: u32,
+    },
+}
+
+/// The canonical name of every link type of [`LINK_TYPES`], for messages.
+fn canonical_names() -> String {
+    let names: Vec<&str> = LINK_TYPES.iter().map(|t| t.names[0]).collect();
+    names.join(", ")
+}
+
 /// Reads a link type given by name (any case) or LINKTYPE number. Numbers tcpdump does not
 /// know (above [`LINKTYPE_MAX_KNOWN`]) are refused: it would refuse the file.
-pub fn parse(text: &str) -> Result<u32, String> {
+pub fn parse(text: &str) -> Result<u32, ParseLinkTypeError> {
     let lower = text.to_ascii_lowercase();
     if let Some(found) = LINK_TYPES
         .iter()
@@ -146,17 +362,12 @@ pub fn parse(text: &str) -> Result<u32, String> {
     {
         return Ok(found.number());
     }
-    let names: Vec<&str> = LINK_TYPES.iter().map(|t| t.names[0]).collect();
-    let number: u32 = text.parse().map_err(|_| {
-        format!(
-            "unknown link type '{text}': expected {} or a LINKTYPE number",
-            names.join(", ")
-        )
+    let number: u32 = text.parse().map_err(|source| ParseLinkTypeError::Unknown {
+        text: text.to_string(),
+        source,
     })?;
     if number > LINKTYPE_MAX_KNOWN {
-        return Err(format!(
-            "link type {number} is not one libpcap knows (0 to {LINKTYPE_MAX_KNOWN}): tcpdump would refuse the file"
-        ));
+        return Err(ParseLinkTypeError::NotKnownToLibpcap { number });
     }
     Ok(number)
 }
@@ -274,13 +485,12 @@ fn any_network_header(linktype: u32, frame: &[u8]) -> Option<NetworkHeader> {
         }
         // Cooked captures keep a VLAN tag in the data when the driver did not strip it.
         LINKTYPE_LINUX_SLL => {
-            let protocol = frame.get(14..16)?;
-            skip_vlan_tags(frame, 16, u16::from_be_bytes([protocol[0], protocol[1]]))
+            let header = sll::Header::new_checked(frame)?;
+            skip_vlan_tags(frame, sll::HEADER_LEN, header.protocol())
         }
         LINKTYPE_LINUX_SLL2 => {
-            let protocol = frame.get(0..2)?;
-            frame.get(..20)?;
-            skip_vlan_tags(frame, 20, u16::from_be_bytes([protocol[0], protocol[1]]))
+            let header = sll2::Header::new_checked(frame)?;
+            skip_vlan_tags(frame, sll2::HEADER_LEN, header.protocol())
         }
         LINKTYPE_RAW | LINKTYPE_DLT_RAW => Some(NetworkHeader {
             offset: 0,
@@ -317,6 +527,13 @@ fn any_network_header(linktype: u32, frame: &[u8]) -> Option<NetworkHeader> {
     }
 }
 
+/// Appends the addresses of an Ethernet header made from a cooked one: a zero destination,
+/// and the cooked header's address as the source when it is a MAC address (else zero).
+fn ethernet_addresses(address: Option<&[u8]>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0; 6]);
+    out.extend_from_slice(address.unwrap_or(&[0; 6]));
+}
+
 /// Appends to `out` the frame as plain Ethernet (see the module docs). Returns false (and
 /// appends nothing) when the network header cannot be found.
 pub fn to_ethernet(linktype: u32, frame: &[u8], out: &mut Vec<u8>) -> bool {
@@ -326,21 +543,14 @@ pub fn to_ethernet(linktype: u32, frame: &[u8], out: &mut Vec<u8>) -> bool {
     match linktype {
         LINKTYPE_ETHERNET => out.extend_from_slice(&frame[..12]),
         LINKTYPE_LINUX_SLL => {
-            out.extend_from_slice(&[0; 6]);
-            let addr_len = u16::from_be_bytes([frame[4], frame[5]]);
-            if addr_len == 6 {
-                out.extend_from_slice(&frame[6..12]);
-            } else {
-                out.extend_from_slice(&[0; 6]);
-            }
+            let header = sll::Header::new_checked(frame);
+            let mac = header.as_ref().filter(|h| h.address_len() == 6);
+            ethernet_addresses(mac.map(|h| h.address()), out);
         }
         LINKTYPE_LINUX_SLL2 => {
-            out.extend_from_slice(&[0; 6]);
-            if frame[11] == 6 {
-                out.extend_from_slice(&frame[12..18]);
-            } else {
-                out.extend_from_slice(&[0; 6]);
-            }
+            let header = sll2::Header::new_checked(frame);
+            let mac = header.as_ref().filter(|h| h.address_len() == 6);
+            ethernet_addresses(mac.map(|h| h.address()), out);
         }
         _ => out.extend_from_slice(&[0; 12]),
     }
@@ -369,9 +579,17 @@ mod tests {
         }
         assert_eq!(parse("SLL2"), Ok(LINKTYPE_LINUX_SLL2));
         assert_eq!(parse("147"), Ok(147));
-        assert!(parse("65536").unwrap_err().contains("tcpdump would refuse"));
-        assert!(parse("290").is_err());
-        assert!(parse("bogus").unwrap_err().contains("ether, raw, ipv4"));
+        assert!(parse("65536")
+            .unwrap_err()
+            .to_string()
+            .contains("tcpdump would refuse"));
+        assert_eq!(
+            parse("290"),
+            Err(ParseLinkTypeError::NotKnownToLibpcap { number: 290 })
+        );
+        let unknown = parse("bogus").unwrap_err();
+        assert!(unknown.to_string().contains("ether, raw, ipv4"));
+        assert!(std::error::Error::source(&unknown).is_some());
         assert_eq!(for_header_len(16, false), Some(LINKTYPE_LINUX_SLL));
         assert_eq!(for_header_len(0, true), Some(LINKTYPE_IPV6));
         assert_eq!(for_header_len(18, false), None);
@@ -411,6 +629,40 @@ mod tests {
         let mut out = Vec::new();
         assert!(to_ethernet(LINKTYPE_LINUX_SLL2, &sll2, &mut out));
         assert_eq!(&out[12..], &[0x86, 0xdd, 0x60]);
+    }
+
+    #[test]
+    fn cooked_header_views_read_their_fields() {
+        // SLL from a loopback device (hardware type 772), sent by this host, 6-byte address.
+        let sll = [
+            0, 4, 0x03, 0x04, 0, 6, 1, 2, 3, 4, 5, 6, 0xaa, 0xbb, 0x86, 0xdd,
+        ];
+        let header = sll::Header::new_checked(&sll[..]).unwrap();
+        assert_eq!(header.packet_type(), 4);
+        assert_eq!(header.hardware_type(), 772);
+        assert_eq!(header.address_len(), 6);
+        assert_eq!(header.address(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(header.protocol(), ETHERTYPE_IPV6);
+        assert!(sll::Header::new_checked(&sll[..15]).is_none());
+        // An address length past the room is cut to the 8 bytes there are.
+        let mut long = sll;
+        long[5] = 20;
+        let mut header = sll::Header::new_checked(&mut long[..]).unwrap();
+        assert_eq!(header.address().len(), 8);
+        header.address_mut().fill(0);
+        assert_eq!(&long[6..16], [0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xdd]);
+
+        let sll2 = [
+            0x08, 0x00, 0, 0, 0, 0, 0x01, 0x02, 0xff, 0xfe, 3, 2, 9, 8, 0, 0, 0, 0, 0, 0,
+        ];
+        let header = sll2::Header::new_checked(&sll2[..]).unwrap();
+        assert_eq!(header.protocol(), ETHERTYPE_IPV4);
+        assert_eq!(header.interface_index(), 258);
+        assert_eq!(header.hardware_type(), 65534);
+        assert_eq!(header.packet_type(), 3);
+        assert_eq!(header.address_len(), 2);
+        assert_eq!(header.address(), [9, 8]);
+        assert!(sll2::Header::new_checked(&sll2[..19]).is_none());
     }
 
     #[test]

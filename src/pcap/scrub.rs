@@ -162,16 +162,17 @@ pub fn scrub_frame(linktype: u32, frame: &mut [u8]) {
             scrub_mac(&mut frame[0..6]);
             scrub_mac(&mut frame[6..12]);
         }
-        // Cooked headers carry the sender's link-layer address (up to 8 bytes). Read here
-        // rather than with etherparse's LinuxSllHeaderSlice, which refuses the hardware types
-        // of loopback and tun devices, whose addresses must be scrubbed all the same.
-        LINKTYPE_LINUX_SLL if frame.len() >= 16 => {
-            let len = usize::from(u16::from_be_bytes([frame[4], frame[5]])).min(8);
-            scrub_link_address(&mut frame[6..6 + len]);
+        // Cooked headers carry the sender's link-layer address (up to 8 bytes), of loopback
+        // and tun devices too (which the views read, unlike etherparse's reader).
+        LINKTYPE_LINUX_SLL => {
+            if let Some(mut header) = link::sll::Header::new_checked(&mut *frame) {
+                scrub_link_address(header.address_mut());
+            }
         }
-        LINKTYPE_LINUX_SLL2 if frame.len() >= 20 => {
-            let len = usize::from(frame[11]).min(8);
-            scrub_link_address(&mut frame[12..12 + len]);
+        LINKTYPE_LINUX_SLL2 => {
+            if let Some(mut header) = link::sll2::Header::new_checked(&mut *frame) {
+                scrub_link_address(header.address_mut());
+            }
         }
         _ => {}
     }
@@ -419,8 +420,10 @@ mod tests {
         frame.extend_from_slice(&ip);
         let original = frame.clone();
         scrub_frame(crate::pcap::link::LINKTYPE_LINUX_SLL, &mut frame);
-        assert_ne!(&frame[6..12], &original[6..12]);
-        assert_ne!(&frame[16 + 12..16 + 20], &original[16 + 12..16 + 20]);
-        assert!(checksums_hold(&frame[16..]));
+        let address = link::sll::field::ADDRESS.start..link::sll::field::ADDRESS.start + 6;
+        assert_ne!(&frame[address.clone()], &original[address]);
+        let ip = link::sll::HEADER_LEN;
+        assert_ne!(&frame[ip + 12..ip + 20], &original[ip + 12..ip + 20]);
+        assert!(checksums_hold(&frame[ip..]));
     }
 }

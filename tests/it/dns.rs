@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bpftools::cli::parsedns::{LinkLayer, Network, Origin, RecordBody, Report, Transport};
+use bpftools::dns::dissect::{LinkLayer, Network, Origin, RecordBody, Report, Transport};
 use simple_dns::rdata::{RData, A, MX, OPT};
 use simple_dns::{Name, Packet, Question, ResourceRecord, CLASS, TYPE};
 

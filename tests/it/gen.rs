@@ -306,7 +306,7 @@ fn flood_capture_keeps_exactly_the_packets_the_original_kept() {
     // Exactly the flood queries and their answers: first question ends in .www.example.net,
     // with at least one label before www.
     for (i, (frame, net)) in frames.iter().enumerate() {
-        let report = bpftools::cli::parsedns::report(&frame[..]);
+        let report = bpftools::dns::dissect::report(&frame[..]);
         let name = report["dns"]["questions"][0]["name"]
             .as_str()
             .unwrap_or("")

@@ -178,7 +178,7 @@ fn is_flood(line: &str, v6: bool) -> bool {
     if (&line[24..28] == "86dd") != v6 {
         return false;
     }
-    let report = bpftools::cli::parsedns::report(&hex::decode(line).unwrap());
+    let report = bpftools::dns::dissect::report(&hex::decode(line).unwrap());
     let name = report["dns"]["questions"][0]["name"]
         .as_str()
         .unwrap_or("")
