@@ -23,6 +23,9 @@ else
     BIN=$(release_dir) || exit 1
 fi
 TMP=$(mktemp -d)
+# The scripts' lock (LOCK_FILE, default /run/bpftools-iptables.lock) is this run's own: runs
+# of this test serialize with each other as in production, but never wait on the host's.
+export LOCK_FILE=$TMP/deploy.lock
 PASSED=0
 FAILED=0
 SRV=
