@@ -154,25 +154,25 @@ pub fn dns_view(msg: &[u8], name: &mut Vec<u8>) -> Option<DnsView> {
     let Some(Ok(Entry::Question(question))) = entries.next() else {
         return None;
     };
-    // The name again, label by label, to copy it: written in place (a real query never
-    // compresses its question) and at most 255 bytes with its root byte.
-    let mut fits = true;
-    crate::dns::walk_name(msg, question.name.start, |label, inline| {
-        let len = label.len();
-        if !inline || name.len() + 1 + len > 254 {
-            fits = false;
-            return;
+    // The name again, label by label, to copy it (the walker checked its bounds): written in
+    // place (a real query never compresses its question) and at most 255 bytes with its root
+    // byte.
+    let mut pos = question.name.start;
+    loop {
+        let len = usize::from(msg[pos]);
+        if len == 0 {
+            break;
+        }
+        if len > 63 || name.len() + 1 + len > 254 {
+            name.clear();
+            return None;
         }
         name.push(len as u8);
-        for &b in &msg[label] {
+        for &b in &msg[pos + 1..pos + 1 + len] {
             view.upper |= b.is_ascii_uppercase();
             name.push(b.to_ascii_lowercase());
         }
-    })
-    .ok()?;
-    if !fits {
-        name.clear();
-        return None;
+        pos += 1 + len;
     }
     view.qtype = question.qtype;
     view.qclass = question.qclass;
