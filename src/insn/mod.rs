@@ -16,10 +16,15 @@
 //!
 //! What is not here, and must not come back: the tcpdump dialect's names (in `tcpdump`, behind
 //! [`Dialect::Tcpdump`]); parsing text (the assembler's, [`crate::asm`]); resolving labels.
+//! [`Insn::effects`] says what each instruction reads and writes: passes over programs ask it
+//! rather than listing instructions themselves.
 
 use std::fmt;
 
+mod effects;
 mod tcpdump;
+
+pub use effects::{Effects, Regs};
 
 /// Instruction class: load into A.
 pub const BPF_LD: u16 = 0x00;
