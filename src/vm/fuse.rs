@@ -16,7 +16,7 @@
 //! The instructions inside a superinstruction keep their own ops for jumps that land on them,
 //! and the tracer runs the instructions one by one, so it shows every step.
 
-use crate::insn::{AluOp, Insn, JumpCond, Operand, Size};
+use crate::insn::{AluOp, Insn, JumpCond, Operand, Regs, Size};
 
 /// Most jumps one check takes in (which bounds the work of preparing a program).
 const MAX_CHECK_JUMPS: u16 = 16;
@@ -501,41 +501,15 @@ pub(crate) fn a_read_before_written(insns: &[Insn]) -> Vec<bool> {
                 .copied()
         };
         let insn = insns[pc];
-        let out = match (insn, insn.jump_targets(pc)) {
+        let effects = insn.effects();
+        let out = match insn.jump_targets(pc) {
             // A return ends the run: nothing after it reads A.
-            (Insn::RetK(_) | Insn::RetA | Insn::RetX, _) => false,
-            (_, Some((t, f))) => after(t).unwrap_or(true) || after(f).unwrap_or(true),
-            (_, None) => live.get(pc + 1).copied().unwrap_or(false),
+            _ if effects.returns => false,
+            Some((t, f)) => after(t).unwrap_or(true) || after(f).unwrap_or(true),
+            None => live.get(pc + 1).copied().unwrap_or(false),
         };
-        let (reads, writes) = match insn {
-            Insn::LoadAbs { offset, .. } => match crate::insn::Ancillary::from_offset(offset) {
-                // nla, nlan and the XOR of A and X read A.
-                Some(
-                    crate::insn::Ancillary::NlAttr
-                    | crate::insn::Ancillary::NlAttrNest
-                    | crate::insn::Ancillary::AluXorX,
-                ) => (true, true),
-                _ => (false, true),
-            },
-            Insn::LoadInd { .. }
-            | Insn::LoadImm(_)
-            | Insn::LoadMem(_)
-            | Insn::LoadLen
-            | Insn::Txa => (false, true),
-            Insn::Alu { .. } | Insn::Neg => (true, true),
-            Insn::Jump { .. } | Insn::RetA | Insn::Tax | Insn::Store(_) => (true, false),
-            Insn::RetK(_) => (false, false),
-            // Anything else (X loads and stores, ja, and what validation refuses) leaves A
-            // to what follows; unknown ones count as reading it.
-            Insn::LoadXImm(_)
-            | Insn::LoadXMem(_)
-            | Insn::LoadXLen
-            | Insn::LoadXMsh(_)
-            | Insn::StoreX(_)
-            | Insn::Ja(_) => (false, false),
-            Insn::RetX | Insn::Raw(_) => (true, false),
-        };
-        live[pc] = reads || (!writes && out);
+        // An unknown opcode reads everything, so A is live there.
+        live[pc] = effects.reads.contains(Regs::A) || (!effects.writes.contains(Regs::A) && out);
     }
     live
 }
