@@ -9,9 +9,13 @@
 
 pub mod analysis;
 mod fuse;
+mod op;
 pub mod run;
 pub mod trace;
 pub mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use run::{Context, Exit, Input, Program};
 pub use trace::{trace, Step, Trace};
