@@ -5,10 +5,10 @@
 //! bounds, allocates nothing and cannot fail.
 //!
 //! Kept here: the program's input ([`Input`], [`Context`]), the packet loads, and running ops
-//! (the dispatch loop). Not here: what an instruction decodes to ([`crate::vm::op`]), which
-//! sequences become superinstructions ([`crate::vm::fuse`]), the kernel's rules
-//! ([`crate::vm::validate`]). The dispatch loop must stay one `match` over [`crate::vm::op`]'s
-//! ops, allocate nothing and never panic on a validated program.
+//! (the dispatch loop). Not here: what an instruction decodes to (`vm::op`), which sequences
+//! become superinstructions (`vm::fuse`), the kernel's rules (`vm::validate`). The
+//! dispatch loop must stay one `match` over the ops, allocate nothing and never panic on a
+//! validated program.
 //!
 //! Semantics (checked against this machine's kernel through `SO_ATTACH_FILTER`, see
 //! tests/it/kernel.rs):
