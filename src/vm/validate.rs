@@ -13,6 +13,10 @@
 //!   and what falls through from the instruction before it).
 //!
 //! Unlike the kernel, which stops at the first problem, every violation is reported.
+//!
+//! Kept here: the kernel's acceptance rules and nothing else. What each instruction reads and
+//! writes comes from [`Insn::effects`], not from a list of its own; running a program is the
+//! interpreter's. Validation never fails on input: any bytes give a list of violations.
 
 use std::fmt;
 
