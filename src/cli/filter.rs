@@ -13,6 +13,7 @@ use crate::gen::tcpdump;
 use crate::insn::RawInsn;
 use crate::pcap::link::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 use crate::pcap::{linktype_field, split_linktype_field, Container, Reader, Writer, MAX_SNAPLEN};
+use crate::vm::analysis::Expects;
 use crate::vm::{Context, Input, Profile, Program};
 
 const EXAMPLES: &str = "\
@@ -125,149 +126,11 @@ impl Filter {
         let expr = self.expr.clone().unwrap_or_default();
         let target = if self.l3 { LINKTYPE_RAW } else { linktype };
         let insns = tcpdump::compile(std::slice::from_ref(&expr), target)?;
-        self.warnings.expects = expects(&insns);
+        self.warnings.expects = Expects::of(&insns);
         self.warnings.expr = Some(expr);
         self.program = Some(Program::new(&insns, Profile::Socket)?);
         Ok(())
     }
-}
-
-/// What a program's instructions say about the packets it expects: where it reads an IP
-/// header (the IHL through `ldx 4*([k]&0xf)`, or the version through `ldb [k]` then
-/// `and #0xf0` / `rsh #4`), and which IP versions it tests for (the version nibble, or an
-/// ethertype 0x0800 / 0x86dd). Found by looking at each instruction and the one before, which
-/// is how generators and tcpdump write these tests.
-#[derive(Debug, Default)]
-struct Expects {
-    /// (instruction index, offset k) of each IP-header read.
-    ip_header_at: Vec<(usize, u32)>,
-    /// (instruction index, offset k) of each IPv4 header length read.
-    ihl_at: Vec<(usize, u32)>,
-    /// (instruction index, IP version) of each version test.
-    versions: Vec<(usize, u8)>,
-    /// (instruction index, offset k, value) of each `ldb [k]` compared with a constant.
-    byte_tests: Vec<(usize, u32, u32)>,
-}
-
-impl Expects {
-    /// The IP versions the program looks for when the IP header is at `ip`, with the first
-    /// instruction that says so: a version or ethertype test, the IPv4 header length
-    /// (`ldx 4*([ip]&0xf)`), the IPv4 protocol (`ldb [ip + 9]`) or the IPv6 next header
-    /// (`ldb [ip + 6]`) compared with a transport or extension header number.
-    fn versions_at(&self, ip: u32) -> Vec<(u8, usize)> {
-        const NEXT_HEADERS: [u32; 8] = [0x11, 0x06, 0x01, 0x3a, 0x2c, 0x00, 0x2b, 0x3c];
-        let mut found: Vec<(u8, usize)> = self.versions.iter().map(|&(i, v)| (v, i)).collect();
-        found.extend(
-            self.ihl_at
-                .iter()
-                .filter(|&&(_, k)| k == ip)
-                .map(|&(i, _)| (4, i)),
-        );
-        for &(index, k, value) in &self.byte_tests {
-            if k == ip + 9 && [0x11, 0x06, 0x01].contains(&value) {
-                found.push((4, index));
-            }
-            if k == ip + 6 && NEXT_HEADERS.contains(&value) {
-                found.push((6, index));
-            }
-        }
-        found.sort_by_key(|&(_, i)| i);
-        found
-    }
-}
-
-fn expects(insns: &[RawInsn]) -> Expects {
-    use crate::insn::{AluOp, Insn, JumpCond, Operand, Size, SKF_AD_OFF};
-    #[derive(Clone, Copy, PartialEq)]
-    enum Holds {
-        Other,
-        /// A byte at offset k.
-        Byte(u32),
-        /// The version nibble, in the high (true) or low bits.
-        Version {
-            high: bool,
-        },
-        /// A 16-bit field that may be an ethertype.
-        Ethertype,
-    }
-    let mut found = Expects::default();
-    let mut holds = Holds::Other;
-    for (index, raw) in insns.iter().enumerate() {
-        let insn = Insn::decode(*raw);
-        holds = match insn {
-            Insn::LoadXMsh(k) => {
-                found.ip_header_at.push((index, k));
-                found.ihl_at.push((index, k));
-                holds
-            }
-            Insn::LoadAbs {
-                size: Size::Byte,
-                offset,
-            } if offset < SKF_AD_OFF => Holds::Byte(offset),
-            Insn::LoadAbs {
-                size: Size::Half,
-                offset,
-            } if offset < SKF_AD_OFF => Holds::Ethertype,
-            // ldh/ld #proto: the skb's protocol, an ethertype.
-            Insn::LoadAbs { offset, .. } if offset == SKF_AD_OFF => Holds::Ethertype,
-            Insn::Alu {
-                op: AluOp::And,
-                operand: Operand::K(0xf0),
-            } => match holds {
-                Holds::Byte(k) => {
-                    found.ip_header_at.push((index - 1, k));
-                    Holds::Version { high: true }
-                }
-                _ => Holds::Other,
-            },
-            Insn::Alu {
-                op: AluOp::Rsh,
-                operand: Operand::K(4),
-            } => match holds {
-                Holds::Byte(k) => {
-                    found.ip_header_at.push((index - 1, k));
-                    Holds::Version { high: false }
-                }
-                Holds::Version { high: true } => Holds::Version { high: false },
-                _ => Holds::Other,
-            },
-            Insn::Jump {
-                cond: JumpCond::Eq,
-                operand: Operand::K(value),
-                ..
-            } => {
-                let version =
-                    match (holds, value) {
-                        (Holds::Version { high: true }, 0x40)
-                        | (Holds::Version { high: false }, 4) => Some(4),
-                        (Holds::Version { high: true }, 0x60)
-                        | (Holds::Version { high: false }, 6) => Some(6),
-                        (Holds::Ethertype, 0x0800) => Some(4),
-                        (Holds::Ethertype, 0x86dd) => Some(6),
-                        _ => None,
-                    };
-                if let Some(version) = version {
-                    found.versions.push((index, version));
-                }
-                if let Holds::Byte(k) = holds {
-                    found.byte_tests.push((index, k, value));
-                }
-                // A jump leaves A as it was.
-                holds
-            }
-            // Jumps, X and scratch memory leave A as it was.
-            Insn::Jump { .. }
-            | Insn::Ja(_)
-            | Insn::LoadXImm(_)
-            | Insn::LoadXMem(_)
-            | Insn::LoadXLen
-            | Insn::Tax
-            | Insn::Store(_)
-            | Insn::StoreX(_) => holds,
-            _ => Holds::Other,
-        };
-    }
-    found
 }
 
 /// The warnings filter gives about the program and the capture, each at most once.
@@ -442,7 +305,7 @@ pub fn main(
     };
     let program = match load_program(&args)? {
         Some(insns) => {
-            warnings.expects = expects(&insns);
+            warnings.expects = Expects::of(&insns);
             Some(Program::new(&insns, Profile::Socket)?)
         }
         None => None,

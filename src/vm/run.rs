@@ -4,6 +4,12 @@
 //! with absolute jump targets, so running it needs no decoding and no checks beyond the packet
 //! bounds, allocates nothing and cannot fail.
 //!
+//! Kept here: the program's input ([`Input`], [`Context`]), the packet loads, and running ops
+//! (the dispatch loop). Not here: what an instruction decodes to (`vm::op`), which sequences
+//! become superinstructions (`vm::fuse`), the kernel's rules (`vm::validate`). The
+//! dispatch loop must stay one `match` over the ops, allocate nothing and never panic on a
+//! validated program.
+//!
 //! Semantics (checked against this machine's kernel through `SO_ATTACH_FILTER`, see
 //! tests/it/kernel.rs):
 //! - A = X = 0 and scratch memory zero at the start; u32 wrapping arithmetic; unsigned compares;
@@ -20,12 +26,9 @@
 //!   x/net/bpf give 0 for counts >= 32);
 //! - `#len` is the packet length the program sees ([`Input::wire_len`]).
 
-use std::num::NonZeroU32;
-
-use crate::insn::{
-    AluOp, Ancillary, Insn, JumpCond, Operand, RawInsn, Size, SKF_LL_OFF, SKF_NET_OFF,
-};
-use crate::vm::fuse::{self, Check, Load, Segment, Span};
+use crate::insn::{Ancillary, Insn, RawInsn, Size, SKF_LL_OFF, SKF_NET_OFF};
+use crate::vm::fuse::{self, Load, Segment, Side};
+use crate::vm::op::{decode, load_jump_ops, Op};
 use crate::vm::validate::{validate, Profile, ValidationError};
 
 /// Values the kernel would give ancillary loads. All zero by default.
@@ -102,124 +105,6 @@ pub enum Exit {
     DivisionByZero(usize),
 }
 
-/// A pre-decoded instruction: one variant per operation and operand kind, so running one
-/// needs a single dispatch. Offsets known non-negative (as `i32`) at decode time take the fast
-/// variants; jump targets are absolute instruction indexes (a validated program has at most
-/// 4096 instructions, so they fit in `u16`); scratch indexes are below 16.
-///
-/// The fast path also has ops for several instructions at once, standing at the first one's
-/// index, while the others keep their own ops for the jumps that land on them: a packet load
-/// followed by a conditional jump on a constant (`Ld*J*`), `add x; add #k; tax`, and the
-/// checks and spans of [`crate::vm::fuse`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Op {
-    LdAbsW(u32),
-    LdAbsH(u32),
-    LdAbsB(u32),
-    LdIndW(u32),
-    LdIndH(u32),
-    LdIndB(u32),
-    /// `[k]` with a negative offset: relative to the network or link-layer header.
-    LdAbsNeg(Size, u32),
-    LdAnc(Ancillary),
-    LdImm(u32),
-    LdMem(u8),
-    LdLen,
-    LdxImm(u32),
-    LdxMem(u8),
-    LdxLen,
-    LdxMsh(u32),
-    LdxMshNeg(u32),
-    St(u8),
-    Stx(u8),
-    AddK(u32),
-    SubK(u32),
-    MulK(u32),
-    DivK(NonZeroU32),
-    ModK(NonZeroU32),
-    AndK(u32),
-    OrK(u32),
-    XorK(u32),
-    LshK(u32),
-    RshK(u32),
-    AddX,
-    SubX,
-    MulX,
-    DivX,
-    ModX,
-    AndX,
-    OrX,
-    XorX,
-    LshX,
-    RshX,
-    Neg,
-    Ja(u16),
-    JeqK(u32, u16, u16),
-    JgtK(u32, u16, u16),
-    JgeK(u32, u16, u16),
-    JsetK(u32, u16, u16),
-    JeqX(u16, u16),
-    JgtX(u16, u16),
-    JgeX(u16, u16),
-    JsetX(u16, u16),
-    RetK(u32),
-    RetA,
-    Tax,
-    Txa,
-    // Fused load + conditional jump on a constant: (load offset, constant, jt, jf).
-    LdAbsWJeq(u32, u32, u16, u16),
-    LdAbsHJeq(u32, u32, u16, u16),
-    LdAbsBJeq(u32, u32, u16, u16),
-    LdIndWJeq(u32, u32, u16, u16),
-    LdIndHJeq(u32, u32, u16, u16),
-    LdIndBJeq(u32, u32, u16, u16),
-    LdAbsWJgt(u32, u32, u16, u16),
-    LdAbsHJgt(u32, u32, u16, u16),
-    LdAbsBJgt(u32, u32, u16, u16),
-    LdIndWJgt(u32, u32, u16, u16),
-    LdIndHJgt(u32, u32, u16, u16),
-    LdIndBJgt(u32, u32, u16, u16),
-    LdAbsWJge(u32, u32, u16, u16),
-    LdAbsHJge(u32, u32, u16, u16),
-    LdAbsBJge(u32, u32, u16, u16),
-    LdIndWJge(u32, u32, u16, u16),
-    LdIndHJge(u32, u32, u16, u16),
-    LdIndBJge(u32, u32, u16, u16),
-    LdAbsWJset(u32, u32, u16, u16),
-    LdAbsHJset(u32, u32, u16, u16),
-    LdAbsBJset(u32, u32, u16, u16),
-    LdIndWJset(u32, u32, u16, u16),
-    LdIndHJset(u32, u32, u16, u16),
-    LdIndBJset(u32, u32, u16, u16),
-    /// `add x; add #k; tax`.
-    AddXKTax(u32),
-    /// A check without a mask whose value goes on when it is in an interval, by its load
-    /// (`[k]` word, half, byte, then `[x + k]`): (load offset, lowest value, width of the
-    /// interval, failure target, instructions from the load to the one after the last jump).
-    RangeAbsW(u32, u32, u32, u16, u8),
-    RangeAbsH(u32, u32, u32, u16, u8),
-    RangeAbsB(u32, u32, u32, u16, u8),
-    RangeIndW(u32, u32, u32, u16, u8),
-    RangeIndH(u32, u32, u32, u16, u8),
-    RangeIndB(u32, u32, u32, u16, u8),
-    /// The step over one label of a DNS name: a check of `ldb [x + k]` whose value goes on
-    /// when it is in an interval, followed by `add x; add #n; tax`:
-    /// (k, n, lowest value, width of the interval, failure target, instructions in all).
-    StepLabel(u32, u32, u8, u8, u16, u8),
-    /// `ldx 4*([m]&0xf)` (an IPv4 header's length) followed by a [`Op::StepLabel`]:
-    /// (k, n, m, lowest value, width, failure target, instructions of the step).
-    MshStepLabel(u32, u32, u16, u8, u8, u16, u8),
-    /// Any other check (index into `Side::checks`).
-    Check(u16),
-    /// A span on `[k]` loads (index into `Side::spans`).
-    SpanAbs(u16),
-    /// A span on `[x + k]` loads (index into `Side::spans`).
-    SpanInd(u16),
-}
-
-// Ops stay 16 bytes: four to a cache line.
-const _: () = assert!(std::mem::size_of::<Op>() == 16);
-
 /// A validated, pre-decoded program.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -230,13 +115,6 @@ pub struct Program {
     /// The checks and spans the fast ops refer to.
     pub(crate) side: Box<Side>,
     raw: Vec<RawInsn>,
-}
-
-/// The superinstructions' tables, behind one pointer.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Side {
-    pub(crate) checks: Vec<Check>,
-    pub(crate) spans: Vec<Span>,
 }
 
 /// What a step changed, for the tracer.
@@ -399,153 +277,20 @@ fn ancillary(anc: Ancillary, input: &Input<'_>, a: u32, x: u32) -> u32 {
     }
 }
 
-/// The op of one validated instruction standing at `pc`, not fused.
-fn decode(insn: Insn, pc: usize) -> Op {
-    // Validation keeps every target inside a program of at most 4096 instructions.
-    let (t, f) = insn
-        .jump_targets(pc)
-        .map_or((0, 0), |(t, f)| (t as u16, f as u16));
-    let non_negative = |k: u32| (k as i32) >= 0;
-    let cell = |k: u32| (k & 15) as u8;
-    match insn {
-        Insn::LoadAbs { size, offset } => match Ancillary::from_offset(offset) {
-            Some(anc) => Op::LdAnc(anc),
-            None if !non_negative(offset) => Op::LdAbsNeg(size, offset),
-            None => match size {
-                Size::Word => Op::LdAbsW(offset),
-                Size::Half => Op::LdAbsH(offset),
-                Size::Byte => Op::LdAbsB(offset),
-            },
-        },
-        Insn::LoadInd { size, offset } => match size {
-            Size::Word => Op::LdIndW(offset),
-            Size::Half => Op::LdIndH(offset),
-            Size::Byte => Op::LdIndB(offset),
-        },
-        Insn::LoadImm(k) => Op::LdImm(k),
-        Insn::LoadMem(k) => Op::LdMem(cell(k)),
-        Insn::LoadLen => Op::LdLen,
-        Insn::LoadXImm(k) => Op::LdxImm(k),
-        Insn::LoadXMem(k) => Op::LdxMem(cell(k)),
-        Insn::LoadXLen => Op::LdxLen,
-        Insn::LoadXMsh(k) if non_negative(k) => Op::LdxMsh(k),
-        Insn::LoadXMsh(k) => Op::LdxMshNeg(k),
-        Insn::Store(k) => Op::St(cell(k)),
-        Insn::StoreX(k) => Op::Stx(cell(k)),
-        Insn::Alu {
-            op,
-            operand: Operand::K(k),
-        } => match op {
-            AluOp::Add => Op::AddK(k),
-            AluOp::Sub => Op::SubK(k),
-            AluOp::Mul => Op::MulK(k),
-            // Validation refuses division and modulo by the constant 0.
-            AluOp::Div => NonZeroU32::new(k).map_or(Op::RetK(0), Op::DivK),
-            AluOp::Mod => NonZeroU32::new(k).map_or(Op::RetK(0), Op::ModK),
-            AluOp::And => Op::AndK(k),
-            AluOp::Or => Op::OrK(k),
-            AluOp::Xor => Op::XorK(k),
-            // Validation refuses constant shifts of 32 or more.
-            AluOp::Lsh => Op::LshK(k & 31),
-            AluOp::Rsh => Op::RshK(k & 31),
-        },
-        Insn::Alu {
-            op,
-            operand: Operand::X,
-        } => match op {
-            AluOp::Add => Op::AddX,
-            AluOp::Sub => Op::SubX,
-            AluOp::Mul => Op::MulX,
-            AluOp::Div => Op::DivX,
-            AluOp::Mod => Op::ModX,
-            AluOp::And => Op::AndX,
-            AluOp::Or => Op::OrX,
-            AluOp::Xor => Op::XorX,
-            AluOp::Lsh => Op::LshX,
-            AluOp::Rsh => Op::RshX,
-        },
-        Insn::Neg => Op::Neg,
-        Insn::Ja(_) => Op::Ja(t),
-        Insn::Jump { cond, operand, .. } => match (cond, operand) {
-            (JumpCond::Eq, Operand::K(k)) => Op::JeqK(k, t, f),
-            (JumpCond::Gt, Operand::K(k)) => Op::JgtK(k, t, f),
-            (JumpCond::Ge, Operand::K(k)) => Op::JgeK(k, t, f),
-            (JumpCond::Set, Operand::K(k)) => Op::JsetK(k, t, f),
-            (JumpCond::Eq, Operand::X) => Op::JeqX(t, f),
-            (JumpCond::Gt, Operand::X) => Op::JgtX(t, f),
-            (JumpCond::Ge, Operand::X) => Op::JgeX(t, f),
-            (JumpCond::Set, Operand::X) => Op::JsetX(t, f),
-        },
-        Insn::RetK(k) => Op::RetK(k),
-        Insn::RetA => Op::RetA,
-        Insn::Tax => Op::Tax,
-        Insn::Txa => Op::Txa,
-        // Refused by validate().
-        Insn::RetX | Insn::Raw(_) => Op::RetK(0),
-    }
-}
-
-/// A packet load followed by a conditional jump on a constant, as one op.
-fn fuse(load: Op, jump: Op) -> Option<Op> {
-    use Op::*;
-    Some(match (load, jump) {
-        (LdAbsW(o), JeqK(k, t, f)) => LdAbsWJeq(o, k, t, f),
-        (LdAbsH(o), JeqK(k, t, f)) => LdAbsHJeq(o, k, t, f),
-        (LdAbsB(o), JeqK(k, t, f)) => LdAbsBJeq(o, k, t, f),
-        (LdIndW(o), JeqK(k, t, f)) => LdIndWJeq(o, k, t, f),
-        (LdIndH(o), JeqK(k, t, f)) => LdIndHJeq(o, k, t, f),
-        (LdIndB(o), JeqK(k, t, f)) => LdIndBJeq(o, k, t, f),
-        (LdAbsW(o), JgtK(k, t, f)) => LdAbsWJgt(o, k, t, f),
-        (LdAbsH(o), JgtK(k, t, f)) => LdAbsHJgt(o, k, t, f),
-        (LdAbsB(o), JgtK(k, t, f)) => LdAbsBJgt(o, k, t, f),
-        (LdIndW(o), JgtK(k, t, f)) => LdIndWJgt(o, k, t, f),
-        (LdIndH(o), JgtK(k, t, f)) => LdIndHJgt(o, k, t, f),
-        (LdIndB(o), JgtK(k, t, f)) => LdIndBJgt(o, k, t, f),
-        (LdAbsW(o), JgeK(k, t, f)) => LdAbsWJge(o, k, t, f),
-        (LdAbsH(o), JgeK(k, t, f)) => LdAbsHJge(o, k, t, f),
-        (LdAbsB(o), JgeK(k, t, f)) => LdAbsBJge(o, k, t, f),
-        (LdIndW(o), JgeK(k, t, f)) => LdIndWJge(o, k, t, f),
-        (LdIndH(o), JgeK(k, t, f)) => LdIndHJge(o, k, t, f),
-        (LdIndB(o), JgeK(k, t, f)) => LdIndBJge(o, k, t, f),
-        (LdAbsW(o), JsetK(k, t, f)) => LdAbsWJset(o, k, t, f),
-        (LdAbsH(o), JsetK(k, t, f)) => LdAbsHJset(o, k, t, f),
-        (LdAbsB(o), JsetK(k, t, f)) => LdAbsBJset(o, k, t, f),
-        (LdIndW(o), JsetK(k, t, f)) => LdIndWJset(o, k, t, f),
-        (LdIndH(o), JsetK(k, t, f)) => LdIndHJset(o, k, t, f),
-        (LdIndB(o), JsetK(k, t, f)) => LdIndBJset(o, k, t, f),
-        _ => return None,
-    })
-}
-
-/// The [`Op::StepLabel`] standing at `pc`, if there is one.
-fn step_label(insns: &[Insn], pc: usize) -> Option<Op> {
-    let check = fuse::check_at(insns, pc)?;
-    let segment = check.segment;
-    let (Load::Ind(Size::Byte, k), u32::MAX, fuse::Test::Range { lo, width }) =
-        (segment.load, segment.mask, segment.test)
-    else {
-        return None;
+/// A conditional jump's comparison of `a` with `k`, by its [`JumpCond`] variant's name.
+macro_rules! compare {
+    (Eq, $a:expr, $k:expr) => {
+        $a == $k
     };
-    let next = usize::from(segment.next);
-    let (
-        Some(Insn::Alu {
-            op: AluOp::Add,
-            operand: Operand::X,
-        }),
-        Some(&Insn::Alu {
-            op: AluOp::Add,
-            operand: Operand::K(n),
-        }),
-        Some(Insn::Tax),
-    ) = (insns.get(next), insns.get(next + 1), insns.get(next + 2))
-    else {
-        return None;
+    (Gt, $a:expr, $k:expr) => {
+        $a > $k
     };
-    // A byte is at most 255: the interval's part above it does not count.
-    let lo = u8::try_from(lo).ok()?;
-    let width = width.min(u32::from(255 - lo)) as u8;
-    let skip = u8::try_from(next + 3 - pc).ok()?;
-    Some(Op::StepLabel(k, n, lo, width, check.fail, skip))
+    (Ge, $a:expr, $k:expr) => {
+        $a >= $k
+    };
+    (Set, $a:expr, $k:expr) => {
+        $a & $k != 0
+    };
 }
 
 impl Program {
@@ -558,67 +303,11 @@ impl Program {
             .enumerate()
             .map(|(pc, &insn)| decode(insn, pc))
             .collect();
-        let a_read = fuse::a_read_before_written(&insns);
-        let mut checks = Vec::new();
-        let mut spans = Vec::new();
-        // At most 4096 instructions, so at most 4096 checks and spans: indexes fit u16.
-        let mut fast = Vec::with_capacity(plain.len());
-        for (pc, &op) in plain.iter().enumerate() {
-            let op = if let Some(span) = fuse::span_at(&insns, pc, &a_read) {
-                let indirect = span.indirect;
-                spans.push(span);
-                let index = (spans.len() - 1) as u16;
-                if indirect {
-                    Op::SpanInd(index)
-                } else {
-                    Op::SpanAbs(index)
-                }
-            } else if let Some(step) = step_label(&insns, pc) {
-                step
-            } else if let Some(check) = fuse::check_at(&insns, pc).filter(Check::is_compound) {
-                let segment = check.segment;
-                // A check spans at most a load, an and and MAX_CHECK_JUMPS jumps.
-                let skip = (usize::from(segment.next) - pc) as u8;
-                match (segment.mask, segment.test) {
-                    (u32::MAX, fuse::Test::Range { lo, width }) => {
-                        let fail = check.fail;
-                        match segment.load {
-                            Load::Abs(Size::Word, k) => Op::RangeAbsW(k, lo, width, fail, skip),
-                            Load::Abs(Size::Half, k) => Op::RangeAbsH(k, lo, width, fail, skip),
-                            Load::Abs(Size::Byte, k) => Op::RangeAbsB(k, lo, width, fail, skip),
-                            Load::Ind(Size::Word, k) => Op::RangeIndW(k, lo, width, fail, skip),
-                            Load::Ind(Size::Half, k) => Op::RangeIndH(k, lo, width, fail, skip),
-                            Load::Ind(Size::Byte, k) => Op::RangeIndB(k, lo, width, fail, skip),
-                        }
-                    }
-                    _ => {
-                        checks.push(check);
-                        Op::Check((checks.len() - 1) as u16)
-                    }
-                }
-            } else if let (Op::LdxMsh(m), Some(Op::StepLabel(k, n, lo, width, fail, skip))) =
-                (op, step_label(&insns, pc + 1))
-            {
-                match (u16::try_from(m), skip.checked_add(1)) {
-                    (Ok(m), Some(skip)) => Op::MshStepLabel(k, n, m, lo, width, fail, skip),
-                    _ => op,
-                }
-            } else if let (Op::AddX, Some(&Op::AddK(k)), Some(Op::Tax)) =
-                (op, plain.get(pc + 1), plain.get(pc + 2))
-            {
-                Op::AddXKTax(k)
-            } else {
-                plain
-                    .get(pc + 1)
-                    .and_then(|&jump| fuse(op, jump))
-                    .unwrap_or(op)
-            };
-            fast.push(op);
-        }
+        let (fast, side) = fuse::select(&insns, &plain);
         Ok(Program {
             plain,
             fast,
-            side: Box::new(Side { checks, spans }),
+            side: Box::new(side),
             raw: prog.to_vec(),
         })
     }
@@ -713,15 +402,36 @@ impl Program {
                 pc = usize::from(if $taken { $t } else { not_taken($f) });
             }};
         }
-        // A fused load (at `pc`) and conditional jump (at `pc + 1`).
+        // A fused load (at `pc`) and conditional jump on `$k` (at `pc + 1`).
         macro_rules! load_branch {
-            ($value:expr, $cmp:expr, $t:expr, $f:expr) => {{
+            ($value:expr, $cond:ident, $k:expr, $t:expr, $f:expr) => {{
                 a = loaded!($value);
                 obs.step(pc, a, x, None);
                 obs.step(pc + 1, a, x, None);
-                let taken: bool = $cmp(a);
+                let taken: bool = compare!($cond, a, $k);
                 pc = usize::from(if taken { $t } else { not_taken($f) });
             }};
+        }
+        // The packet load of a fused op: `[k]` (abs) or `[x + k]` (ind), of a size.
+        macro_rules! read {
+            (abs, Word, $k:expr) => {
+                word(data, $k as usize)
+            };
+            (abs, Half, $k:expr) => {
+                half(data, $k as usize)
+            };
+            (abs, Byte, $k:expr) => {
+                byte(data, $k as usize)
+            };
+            (ind, Word, $k:expr) => {
+                load_ind(input, data, x, $k, Size::Word, word)
+            };
+            (ind, Half, $k:expr) => {
+                load_ind(input, data, x, $k, Size::Half, half)
+            };
+            (ind, Byte, $k:expr) => {
+                load_ind(input, data, x, $k, Size::Byte, byte)
+            };
         }
 
         // A check of an interval: on to `pc + skip` or to `fail`.
@@ -795,240 +505,158 @@ impl Program {
             }};
         }
 
+        // The loop's one match, with an arm per fused load-and-jump op of the table.
+        macro_rules! dispatch {
+            ($(($fused:ident, $load:ident, $jump:ident, $base:ident, $size:ident, $cond:ident),)*) => {
+                match ops[pc] {
+                    Op::LdAbsW(k) => step!(a = loaded!(word(data, k as usize))),
+                    Op::LdAbsH(k) => step!(a = loaded!(half(data, k as usize))),
+                    Op::LdAbsB(k) => step!(a = loaded!(byte(data, k as usize))),
+                    Op::LdIndW(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Word, word))),
+                    Op::LdIndH(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Half, half))),
+                    Op::LdIndB(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Byte, byte))),
+                    Op::LdAbsNeg(size, k) => step!(a = loaded!(load(input, k, size))),
+                    Op::LdAnc(anc) => step!(a = ancillary(anc, input, a, x)),
+                    Op::LdImm(k) => step!(a = k),
+                    Op::LdMem(i) => step!(a = mem[usize::from(i)]),
+                    Op::LdLen => step!(a = input.wire_len),
+                    Op::LdxImm(k) => step!(x = k),
+                    Op::LdxMem(i) => step!(x = mem[usize::from(i)]),
+                    Op::LdxLen => step!(x = input.wire_len),
+                    Op::LdxMsh(k) => step!(x = 4 * (loaded!(byte(data, k as usize)) & 0xf)),
+                    Op::LdxMshNeg(k) => step!(x = 4 * (loaded!(load(input, k, Size::Byte)) & 0xf)),
+                    Op::St(i) => {
+                        mem[usize::from(i)] = a;
+                        obs.step(pc, a, x, Some((usize::from(i), a)));
+                        pc += 1;
+                    }
+                    Op::Stx(i) => {
+                        mem[usize::from(i)] = x;
+                        obs.step(pc, a, x, Some((usize::from(i), x)));
+                        pc += 1;
+                    }
+                    Op::AddK(k) => step!(a = a.wrapping_add(k)),
+                    Op::SubK(k) => step!(a = a.wrapping_sub(k)),
+                    Op::MulK(k) => step!(a = a.wrapping_mul(k)),
+                    Op::DivK(k) => step!(a /= k),
+                    Op::ModK(k) => step!(a %= k),
+                    Op::AndK(k) => step!(a &= k),
+                    Op::OrK(k) => step!(a |= k),
+                    Op::XorK(k) => step!(a ^= k),
+                    Op::LshK(k) => step!(a = a.wrapping_shl(k)),
+                    Op::RshK(k) => step!(a = a.wrapping_shr(k)),
+                    Op::AddX => step!(a = a.wrapping_add(x)),
+                    Op::SubX => step!(a = a.wrapping_sub(x)),
+                    Op::MulX => step!(a = a.wrapping_mul(x)),
+                    Op::DivX => match a.checked_div(x) {
+                        Some(v) => step!(a = v),
+                        None => return (0, Exit::DivisionByZero(pc)),
+                    },
+                    Op::ModX => match a.checked_rem(x) {
+                        Some(v) => step!(a = v),
+                        None => return (0, Exit::DivisionByZero(pc)),
+                    },
+                    Op::AndX => step!(a &= x),
+                    Op::OrX => step!(a |= x),
+                    Op::XorX => step!(a ^= x),
+                    // The kernel masks the shift count with 31.
+                    Op::LshX => step!(a = a.wrapping_shl(x & 31)),
+                    Op::RshX => step!(a = a.wrapping_shr(x & 31)),
+                    Op::Neg => step!(a = a.wrapping_neg()),
+                    Op::Ja(target) => {
+                        obs.step(pc, a, x, None);
+                        pc = usize::from(target);
+                    }
+                    Op::JeqK(k, t, f) => branch!(a == k, t, f),
+                    Op::JgtK(k, t, f) => branch!(a > k, t, f),
+                    Op::JgeK(k, t, f) => branch!(a >= k, t, f),
+                    Op::JsetK(k, t, f) => branch!(a & k != 0, t, f),
+                    Op::JeqX(t, f) => branch!(a == x, t, f),
+                    Op::JgtX(t, f) => branch!(a > x, t, f),
+                    Op::JgeX(t, f) => branch!(a >= x, t, f),
+                    Op::JsetX(t, f) => branch!(a & x != 0, t, f),
+                    Op::RetK(k) => {
+                        obs.step(pc, a, x, None);
+                        return (k, Exit::Return(pc));
+                    }
+                    Op::RetA => {
+                        obs.step(pc, a, x, None);
+                        return (a, Exit::Return(pc));
+                    }
+                    Op::Tax => step!(x = a),
+                    Op::Txa => step!(a = x),
+                    $(Op::$fused(o, k, t, f) => load_branch!(read!($base, $size, o), $cond, k, t, f),)*
+                    // The ops below are only in the fast path, which has no recording observer.
+                    Op::AddXKTax(k) => {
+                        a = a.wrapping_add(x).wrapping_add(k);
+                        x = a;
+                        pc += 3;
+                    }
+                    // Bound by reference, the op's fields are read where they are used, after the
+                    // load's bounds test, rather than all at once.
+                    Op::RangeAbsW(k, ref lo, ref w, ref f, ref n) => {
+                        range!(word(data, k as usize), *lo, *w, *f, *n)
+                    }
+                    Op::RangeAbsH(k, ref lo, ref w, ref f, ref n) => {
+                        range!(half(data, k as usize), *lo, *w, *f, *n)
+                    }
+                    Op::RangeAbsB(k, ref lo, ref w, ref f, ref n) => {
+                        range!(byte(data, k as usize), *lo, *w, *f, *n)
+                    }
+                    Op::RangeIndW(k, ref lo, ref w, ref f, ref n) => {
+                        range!(
+                            load_ind(input, data, x, k, Size::Word, word),
+                            *lo,
+                            *w,
+                            *f,
+                            *n
+                        )
+                    }
+                    Op::RangeIndH(k, ref lo, ref w, ref f, ref n) => {
+                        range!(
+                            load_ind(input, data, x, k, Size::Half, half),
+                            *lo,
+                            *w,
+                            *f,
+                            *n
+                        )
+                    }
+                    Op::RangeIndB(k, ref lo, ref w, ref f, ref n) => {
+                        range!(
+                            load_ind(input, data, x, k, Size::Byte, byte),
+                            *lo,
+                            *w,
+                            *f,
+                            *n
+                        )
+                    }
+                    Op::StepLabel(k, ref n, ref lo, ref w, ref f, ref skip) => {
+                        step_label!(pc, k, *n, *lo, *w, *f, *skip)
+                    }
+                    Op::MshStepLabel(k, ref n, ref m, ref lo, ref w, ref f, ref skip) => {
+                        x = 4 * (loaded!(byte(data, usize::from(*m))) & 0xf);
+                        step_label!(pc + 1, k, *n, *lo, *w, *f, *skip)
+                    }
+                    Op::Check(i) => {
+                        let check = &self.side.checks[usize::from(i)];
+                        let segment = &check.segment;
+                        a = loaded!(segment_value(segment, input, data, x));
+                        pc = usize::from(if segment.test.passes(a) {
+                            segment.next
+                        } else {
+                            not_taken(check.fail)
+                        });
+                    }
+                    Op::SpanAbs(i) => span!(i, 0),
+                    Op::SpanInd(i) => span!(i, x as usize),
+                }
+            };
+        }
+
         // Validation guarantees every jump lands inside the program and the last instruction
         // returns, so `pc` always indexes `ops`.
         loop {
-            match ops[pc] {
-                Op::LdAbsW(k) => step!(a = loaded!(word(data, k as usize))),
-                Op::LdAbsH(k) => step!(a = loaded!(half(data, k as usize))),
-                Op::LdAbsB(k) => step!(a = loaded!(byte(data, k as usize))),
-                Op::LdIndW(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Word, word))),
-                Op::LdIndH(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Half, half))),
-                Op::LdIndB(k) => step!(a = loaded!(load_ind(input, data, x, k, Size::Byte, byte))),
-                Op::LdAbsNeg(size, k) => step!(a = loaded!(load(input, k, size))),
-                Op::LdAnc(anc) => step!(a = ancillary(anc, input, a, x)),
-                Op::LdImm(k) => step!(a = k),
-                Op::LdMem(i) => step!(a = mem[usize::from(i)]),
-                Op::LdLen => step!(a = input.wire_len),
-                Op::LdxImm(k) => step!(x = k),
-                Op::LdxMem(i) => step!(x = mem[usize::from(i)]),
-                Op::LdxLen => step!(x = input.wire_len),
-                Op::LdxMsh(k) => step!(x = 4 * (loaded!(byte(data, k as usize)) & 0xf)),
-                Op::LdxMshNeg(k) => step!(x = 4 * (loaded!(load(input, k, Size::Byte)) & 0xf)),
-                Op::St(i) => {
-                    mem[usize::from(i)] = a;
-                    obs.step(pc, a, x, Some((usize::from(i), a)));
-                    pc += 1;
-                }
-                Op::Stx(i) => {
-                    mem[usize::from(i)] = x;
-                    obs.step(pc, a, x, Some((usize::from(i), x)));
-                    pc += 1;
-                }
-                Op::AddK(k) => step!(a = a.wrapping_add(k)),
-                Op::SubK(k) => step!(a = a.wrapping_sub(k)),
-                Op::MulK(k) => step!(a = a.wrapping_mul(k)),
-                Op::DivK(k) => step!(a /= k),
-                Op::ModK(k) => step!(a %= k),
-                Op::AndK(k) => step!(a &= k),
-                Op::OrK(k) => step!(a |= k),
-                Op::XorK(k) => step!(a ^= k),
-                Op::LshK(k) => step!(a = a.wrapping_shl(k)),
-                Op::RshK(k) => step!(a = a.wrapping_shr(k)),
-                Op::AddX => step!(a = a.wrapping_add(x)),
-                Op::SubX => step!(a = a.wrapping_sub(x)),
-                Op::MulX => step!(a = a.wrapping_mul(x)),
-                Op::DivX => match a.checked_div(x) {
-                    Some(v) => step!(a = v),
-                    None => return (0, Exit::DivisionByZero(pc)),
-                },
-                Op::ModX => match a.checked_rem(x) {
-                    Some(v) => step!(a = v),
-                    None => return (0, Exit::DivisionByZero(pc)),
-                },
-                Op::AndX => step!(a &= x),
-                Op::OrX => step!(a |= x),
-                Op::XorX => step!(a ^= x),
-                // The kernel masks the shift count with 31.
-                Op::LshX => step!(a = a.wrapping_shl(x & 31)),
-                Op::RshX => step!(a = a.wrapping_shr(x & 31)),
-                Op::Neg => step!(a = a.wrapping_neg()),
-                Op::Ja(target) => {
-                    obs.step(pc, a, x, None);
-                    pc = usize::from(target);
-                }
-                Op::JeqK(k, t, f) => branch!(a == k, t, f),
-                Op::JgtK(k, t, f) => branch!(a > k, t, f),
-                Op::JgeK(k, t, f) => branch!(a >= k, t, f),
-                Op::JsetK(k, t, f) => branch!(a & k != 0, t, f),
-                Op::JeqX(t, f) => branch!(a == x, t, f),
-                Op::JgtX(t, f) => branch!(a > x, t, f),
-                Op::JgeX(t, f) => branch!(a >= x, t, f),
-                Op::JsetX(t, f) => branch!(a & x != 0, t, f),
-                Op::RetK(k) => {
-                    obs.step(pc, a, x, None);
-                    return (k, Exit::Return(pc));
-                }
-                Op::RetA => {
-                    obs.step(pc, a, x, None);
-                    return (a, Exit::Return(pc));
-                }
-                Op::Tax => step!(x = a),
-                Op::Txa => step!(a = x),
-                Op::LdAbsWJeq(o, k, t, f) => load_branch!(word(data, o as usize), |a| a == k, t, f),
-                Op::LdAbsHJeq(o, k, t, f) => load_branch!(half(data, o as usize), |a| a == k, t, f),
-                Op::LdAbsBJeq(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a == k, t, f),
-                Op::LdIndWJeq(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Word, word),
-                    |a| a == k,
-                    t,
-                    f
-                ),
-                Op::LdIndHJeq(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Half, half),
-                    |a| a == k,
-                    t,
-                    f
-                ),
-                Op::LdIndBJeq(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Byte, byte),
-                    |a| a == k,
-                    t,
-                    f
-                ),
-                Op::LdAbsWJgt(o, k, t, f) => load_branch!(word(data, o as usize), |a| a > k, t, f),
-                Op::LdAbsHJgt(o, k, t, f) => load_branch!(half(data, o as usize), |a| a > k, t, f),
-                Op::LdAbsBJgt(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a > k, t, f),
-                Op::LdIndWJgt(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Word, word),
-                    |a| a > k,
-                    t,
-                    f
-                ),
-                Op::LdIndHJgt(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Half, half),
-                    |a| a > k,
-                    t,
-                    f
-                ),
-                Op::LdIndBJgt(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Byte, byte),
-                    |a| a > k,
-                    t,
-                    f
-                ),
-                Op::LdAbsWJge(o, k, t, f) => load_branch!(word(data, o as usize), |a| a >= k, t, f),
-                Op::LdAbsHJge(o, k, t, f) => load_branch!(half(data, o as usize), |a| a >= k, t, f),
-                Op::LdAbsBJge(o, k, t, f) => load_branch!(byte(data, o as usize), |a| a >= k, t, f),
-                Op::LdIndWJge(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Word, word),
-                    |a| a >= k,
-                    t,
-                    f
-                ),
-                Op::LdIndHJge(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Half, half),
-                    |a| a >= k,
-                    t,
-                    f
-                ),
-                Op::LdIndBJge(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Byte, byte),
-                    |a| a >= k,
-                    t,
-                    f
-                ),
-                Op::LdAbsWJset(o, k, t, f) => {
-                    load_branch!(word(data, o as usize), |a| a & k != 0, t, f)
-                }
-                Op::LdAbsHJset(o, k, t, f) => {
-                    load_branch!(half(data, o as usize), |a| a & k != 0, t, f)
-                }
-                Op::LdAbsBJset(o, k, t, f) => {
-                    load_branch!(byte(data, o as usize), |a| a & k != 0, t, f)
-                }
-                Op::LdIndWJset(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Word, word),
-                    |a| a & k != 0,
-                    t,
-                    f
-                ),
-                Op::LdIndHJset(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Half, half),
-                    |a| a & k != 0,
-                    t,
-                    f
-                ),
-                Op::LdIndBJset(o, k, t, f) => load_branch!(
-                    load_ind(input, data, x, o, Size::Byte, byte),
-                    |a| a & k != 0,
-                    t,
-                    f
-                ),
-                // The ops below are only in the fast path, which has no recording observer.
-                Op::AddXKTax(k) => {
-                    a = a.wrapping_add(x).wrapping_add(k);
-                    x = a;
-                    pc += 3;
-                }
-                // Bound by reference, the op's fields are read where they are used, after the
-                // load's bounds test, rather than all at once.
-                Op::RangeAbsW(k, ref lo, ref w, ref f, ref n) => {
-                    range!(word(data, k as usize), *lo, *w, *f, *n)
-                }
-                Op::RangeAbsH(k, ref lo, ref w, ref f, ref n) => {
-                    range!(half(data, k as usize), *lo, *w, *f, *n)
-                }
-                Op::RangeAbsB(k, ref lo, ref w, ref f, ref n) => {
-                    range!(byte(data, k as usize), *lo, *w, *f, *n)
-                }
-                Op::RangeIndW(k, ref lo, ref w, ref f, ref n) => {
-                    range!(
-                        load_ind(input, data, x, k, Size::Word, word),
-                        *lo,
-                        *w,
-                        *f,
-                        *n
-                    )
-                }
-                Op::RangeIndH(k, ref lo, ref w, ref f, ref n) => {
-                    range!(
-                        load_ind(input, data, x, k, Size::Half, half),
-                        *lo,
-                        *w,
-                        *f,
-                        *n
-                    )
-                }
-                Op::RangeIndB(k, ref lo, ref w, ref f, ref n) => {
-                    range!(
-                        load_ind(input, data, x, k, Size::Byte, byte),
-                        *lo,
-                        *w,
-                        *f,
-                        *n
-                    )
-                }
-                Op::StepLabel(k, ref n, ref lo, ref w, ref f, ref skip) => {
-                    step_label!(pc, k, *n, *lo, *w, *f, *skip)
-                }
-                Op::MshStepLabel(k, ref n, ref m, ref lo, ref w, ref f, ref skip) => {
-                    x = 4 * (loaded!(byte(data, usize::from(*m))) & 0xf);
-                    step_label!(pc + 1, k, *n, *lo, *w, *f, *skip)
-                }
-                Op::Check(i) => {
-                    let check = &self.side.checks[usize::from(i)];
-                    let segment = &check.segment;
-                    a = loaded!(segment_value(segment, input, data, x));
-                    pc = usize::from(if segment.test.passes(a) {
-                        segment.next
-                    } else {
-                        not_taken(check.fail)
-                    });
-                }
-                Op::SpanAbs(i) => span!(i, 0),
-                Op::SpanInd(i) => span!(i, x as usize),
-            }
+            load_jump_ops!(dispatch)
         }
     }
 }

@@ -13,6 +13,10 @@
 //!   and what falls through from the instruction before it).
 //!
 //! Unlike the kernel, which stops at the first problem, every violation is reported.
+//!
+//! Kept here: the kernel's acceptance rules and nothing else. What each instruction reads and
+//! writes comes from [`Insn::effects`], not from a list of its own; running a program is the
+//! interpreter's. Validation never fails on input: any bytes give a list of violations.
 
 use std::fmt;
 
@@ -278,36 +282,35 @@ pub fn validate(prog: &[RawInsn], profile: Profile) -> Result<(), ValidationErro
     }
 }
 
-/// The kernel's conservative scratch-memory pass (`check_load_and_stores`).
+/// The kernel's conservative scratch-memory pass (`check_load_and_stores`), on what each
+/// instruction reads and writes ([`Insn::effects`]).
 fn scratch_reads(prog: &[RawInsn], violations: &mut Vec<Violation>) {
     // One bit per cell: known written on every path reaching the instruction.
     let mut incoming = vec![u16::MAX; prog.len()];
     let mut written: u16 = 0;
     for (pc, raw) in prog.iter().enumerate() {
         written &= incoming[pc];
-        let cell_bit = |k: u32| if k < BPF_MEMWORDS { 1u16 << k } else { 0 };
-        match Insn::decode(*raw) {
-            Insn::Store(k) | Insn::StoreX(k) => written |= cell_bit(k),
-            Insn::LoadMem(k) | Insn::LoadXMem(k)
-                if k < BPF_MEMWORDS && written & cell_bit(k) == 0 =>
-            {
+        let insn = Insn::decode(*raw);
+        // An unknown opcode is refused already; what it might touch says nothing here.
+        if !matches!(insn, Insn::Raw(_)) {
+            let effects = insn.effects();
+            let unwritten = effects.reads.cells() & !written;
+            if unwritten != 0 {
                 violations.push(Violation {
                     index: Some(pc),
                     insn: Some(*raw),
-                    rule: Rule::ScratchNotWritten(k),
+                    rule: Rule::ScratchNotWritten(unwritten.trailing_zeros()),
                 });
-                // The kernel stops here; keep going as if the cell were written, so one missing
-                // store is reported once.
-                written |= cell_bit(k);
+                // The kernel stops here; keep going as if the cell were written, so one
+                // missing store is reported once.
+                written |= unwritten;
             }
-            insn @ (Insn::Ja(_) | Insn::Jump { .. }) => {
-                if let Some((taken, not_taken)) = insn.jump_targets(pc) {
-                    incoming[taken as usize] &= written;
-                    incoming[not_taken as usize] &= written;
-                }
-                written = u16::MAX;
-            }
-            _ => {}
+            written |= effects.writes.cells();
+        }
+        if let Some((taken, not_taken)) = insn.jump_targets(pc) {
+            incoming[taken as usize] &= written;
+            incoming[not_taken as usize] &= written;
+            written = u16::MAX;
         }
     }
 }

@@ -13,8 +13,18 @@
 //! - Display prints `bpf_asm` syntax. Jumps need to know where they stand to name their targets,
 //!   so [`Insn::display_at`] prints them with labels `L<index>`; plain `Display` prints jump
 //!   offsets relative to the next instruction (`+N`).
+//!
+//! What is not here, and must not come back: the tcpdump dialect's names (in `tcpdump`, behind
+//! [`Dialect::Tcpdump`]); parsing text (the assembler's, [`crate::asm`]); resolving labels.
+//! [`Insn::effects`] says what each instruction reads and writes: passes over programs ask it
+//! rather than listing instructions themselves.
 
 use std::fmt;
+
+mod effects;
+mod tcpdump;
+
+pub use effects::{Effects, Regs};
 
 /// Instruction class: load into A.
 pub const BPF_LD: u16 = 0x00;
@@ -319,28 +329,6 @@ impl Ancillary {
             Ancillary::PayOffset => Some("poff"),
             Ancillary::Random => Some("rand"),
             Ancillary::VlanTpid => Some("vlan_tpid"),
-        }
-    }
-
-    /// The name `tcpdump -d` prints for this field (`[proto]`, `[vlanp]`, ...).
-    pub const fn tcpdump_name(self) -> &'static str {
-        match self {
-            Ancillary::Protocol => "proto",
-            Ancillary::PktType => "type",
-            Ancillary::IfIndex => "ifidx",
-            Ancillary::NlAttr => "nla",
-            Ancillary::NlAttrNest => "nlan",
-            Ancillary::Mark => "mark",
-            Ancillary::Queue => "queue",
-            Ancillary::HaType => "hatype",
-            Ancillary::RxHash => "rxhash",
-            Ancillary::Cpu => "cpu",
-            Ancillary::AluXorX => "xor_x",
-            Ancillary::VlanTag => "vlan_tci",
-            Ancillary::VlanTagPresent => "vlanp",
-            Ancillary::PayOffset => "poff",
-            Ancillary::Random => "random",
-            Ancillary::VlanTpid => "vlan_tpid",
         }
     }
 }
@@ -706,16 +694,18 @@ impl Insn {
     /// jump's operand is what A is compared with; `ja` has none). An unknown opcode is shown as
     /// a `bpf_asm` comment, since no mnemonic produces it.
     pub fn mnemonic_and_operand(&self, dialect: Dialect) -> (&'static str, String) {
-        let tcpdump = dialect == Dialect::Tcpdump;
-        let len = if tcpdump { "#pktlen" } else { "#len" };
+        match dialect {
+            Dialect::BpfAsm => self.bpf_asm_mnemonic_and_operand(),
+            Dialect::Tcpdump => tcpdump::mnemonic_and_operand(self),
+        }
+    }
+
+    /// [`Insn::mnemonic_and_operand`] in `bpf_asm` syntax.
+    fn bpf_asm_mnemonic_and_operand(&self) -> (&'static str, String) {
         match *self {
             Insn::LoadAbs { size, offset } => {
-                let operand = match Ancillary::from_offset(offset) {
-                    Some(anc) if tcpdump => format!("[{}]", anc.tcpdump_name()),
-                    Some(anc) => match anc.keyword() {
-                        Some(word) => format!("#{word}"),
-                        None => format!("[{}]", signed_offset(offset)),
-                    },
+                let operand = match Ancillary::from_offset(offset).and_then(Ancillary::keyword) {
+                    Some(word) => format!("#{word}"),
                     None => format!("[{}]", signed_offset(offset)),
                 };
                 (size.load_mnemonic(), operand)
@@ -726,43 +716,22 @@ impl Insn {
             ),
             Insn::LoadImm(k) => ("ld", format!("#{k:#x}")),
             Insn::LoadMem(k) => ("ld", format!("M[{k}]")),
-            Insn::LoadLen => ("ld", len.to_string()),
+            Insn::LoadLen => ("ld", "#len".to_string()),
             Insn::LoadXImm(k) => ("ldx", format!("#{k:#x}")),
             Insn::LoadXMem(k) => ("ldx", format!("M[{k}]")),
-            Insn::LoadXLen => ("ldx", len.to_string()),
-            Insn::LoadXMsh(k) => (
-                if tcpdump { "ldxb" } else { "ldx" },
-                format!("4*([{}]&0xf)", signed_offset(k)),
-            ),
+            Insn::LoadXLen => ("ldx", "#len".to_string()),
+            Insn::LoadXMsh(k) => ("ldx", format!("4*([{}]&0xf)", signed_offset(k))),
             Insn::Store(k) => ("st", format!("M[{k}]")),
             Insn::StoreX(k) => ("stx", format!("M[{k}]")),
-            // tcpdump shows arithmetic constants in decimal (signed) and bit masks in hex.
-            Insn::Alu {
-                op:
-                    op @ (AluOp::Add
-                    | AluOp::Sub
-                    | AluOp::Mul
-                    | AluOp::Div
-                    | AluOp::Mod
-                    | AluOp::Lsh
-                    | AluOp::Rsh),
-                operand: Operand::K(k),
-            } if tcpdump => (op.mnemonic(), format!("#{}", k as i32)),
             Insn::Alu { op, operand } => (op.mnemonic(), operand.to_string()),
             Insn::Neg => ("neg", String::new()),
             Insn::Ja(_) => ("ja", String::new()),
             Insn::Jump { cond, operand, .. } => (cond.mnemonic(), operand.to_string()),
             Insn::RetK(k) => ("ret", format!("#{k}")),
-            // tcpdump lists `ret a` as a bare `ret`.
-            Insn::RetA if tcpdump => ("ret", String::new()),
             Insn::RetA => ("ret", "a".to_string()),
             Insn::RetX => ("ret", "x".to_string()),
             Insn::Tax => ("tax", String::new()),
             Insn::Txa => ("txa", String::new()),
-            Insn::Raw(RawInsn { code, jt, jf, k }) if tcpdump => (
-                "unknown",
-                format!("code={code:#x} jt={jt} jf={jf} k={k:#x}"),
-            ),
             Insn::Raw(RawInsn { code, jt, jf, k }) => (
                 ";",
                 format!("unknown opcode {code:#06x} jt={jt} jf={jf} k={k:#x}"),
