@@ -43,7 +43,6 @@
 //! chunk non-zero); `N+D` TTLs are read; a version 4 signature with `-6`, a version 6 one
 //! without, an option a field needs missing from `olayout`, and quirks that can never hold
 //! together are refused.
-
 //!
 //! Layout: this file keeps the signature's types, what a signature says about the packets
 //! (option offsets, padding, the per-family signature), its printing, and the check of its
