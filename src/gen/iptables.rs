@@ -148,9 +148,20 @@ pub enum ScriptError {
     TooLong {
         /// The pattern.
         pattern: String,
-        /// Its size ("70 instructions"), or why it could not even be built.
-        size: String,
+        /// Its size, or why it could not even be built.
+        size: PatternSize,
     },
+}
+
+/// The size of a pattern's program that does not fit in one rule.
+#[derive(Debug, Error)]
+pub enum PatternSize {
+    /// Built, with this many instructions.
+    #[error("{0} instructions")]
+    Instructions(usize),
+    /// Not even built.
+    #[error("its program cannot be built: {0}")]
+    Unbuildable(#[source] Box<GenError>),
 }
 
 fn family_name(inet6: &bool) -> &'static str {

@@ -10,7 +10,7 @@ use crate::asm::{format_program, Format};
 use crate::gen::{build, DnsSpec, GenError, GenOptions, Generated, Generator};
 use crate::vm::{validate, Profile, ValidationError};
 
-use super::{ChainSpec, ScriptError, Spec, RESTORE_PARAM_MAX};
+use super::{ChainSpec, PatternSize, ScriptError, Spec, RESTORE_PARAM_MAX};
 
 /// One rule of the script: optional program and a target.
 pub(super) struct Rule {
@@ -112,8 +112,8 @@ fn dns_groups(
         }
         let Some(program) = fitted else {
             let size = match build(&Generator::Dns(alone), opts) {
-                Ok(program) => format!("{} instructions", program.insns.len()),
-                Err(e) => format!("its program cannot be built: {e}"),
+                Ok(program) => PatternSize::Instructions(program.insns.len()),
+                Err(e) => PatternSize::Unbuildable(Box::new(e)),
             };
             return Err(ScriptError::TooLong {
                 pattern: pattern.clone(),
