@@ -3,24 +3,24 @@
 //! Streaming: each line is read (at most [`MAX_LINE`] bytes), checked and decoded before its
 //! packet is written, so memory stays constant whatever the input. Output is collected in a
 //! buffer of [`PENDING`] bytes and handed on only in whole records: an error drops what is
-//! still pending. With `-w FILE` the output goes to a temporary file renamed over FILE on
+//! still pending. With `-w FILE` the output goes to an [`AtomicFile`], renamed over FILE on
 //! success; when standard output is a regular file, [`StdoutRollback`] cuts it back on error.
 //! Only a pipe that already received more than [`PENDING`] bytes keeps the packets before a
 //! bad line (a valid pcap, cut after the last good packet).
 //!
-//! While the temporary file of `-w` exists, SIGINT, SIGTERM and SIGHUP are held by the calling
-//! thread and taken by a thread of their own, which removes the file before the process dies of
-//! the signal. Without `-w`, a terminal as standard output is refused (a pcap file is binary).
+//! While the temporary file of `-w` exists, SIGINT, SIGTERM and SIGHUP remove it before the
+//! process dies of the signal (the guard's `remove_on_signal`). Without `-w`, a terminal as standard output is refused (a pcap file is binary).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cli::output::AtomicFile;
 use crate::cli::{for_each_line, hex_line_too_long, parse_args, CliError, LinesError, EXIT_OK};
 use crate::pcap::hex::{self, Line, MAX_LINE, MAX_PACKET};
 use crate::pcap::{link, Writer};
@@ -390,115 +390,6 @@ impl StdoutRollback {
     }
 }
 
-/// A temporary file beside `path`, renamed over it by [`TempOutput::persist`], removed if
-/// dropped before, or when the process is stopped by SIGINT, SIGTERM or SIGHUP in between.
-struct TempOutput {
-    /// The temporary file's path while it is not renamed: shared with the thread that waits
-    /// for the stopping signals, so that whichever comes first (rename or signal) wins.
-    temp: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>>,
-    target: PathBuf,
-}
-
-/// The signals that stop a run and must not leave the temporary file behind.
-fn stopping_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set
-}
-
-/// Holds the stopping signals for this thread and hands them to a thread that removes the
-/// temporary file, then dies of the signal as it would have (the shell sees the same status).
-fn remove_on_signal(temp: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>>) -> Result<(), String> {
-    let set = stopping_signals();
-    set.thread_block()
-        .map_err(|e| format!("cannot hold signals while writing: {e}"))?;
-    std::thread::Builder::new()
-        .name("hex2pcap-signals".into())
-        .spawn(move || {
-            let Ok(signal) = set.wait() else { return };
-            let mut temp = temp.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(path) = temp.take() {
-                let _ = std::fs::remove_file(path);
-            }
-            // The stopping signals keep their default action (die) unless ignored, and an
-            // ignored signal never reaches `wait`: raised again here, it ends the process.
-            let _ = set.thread_unblock();
-            let _ = nix::sys::signal::raise(signal);
-            std::process::exit(128 + signal as i32);
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    Ok(())
-}
-
-impl TempOutput {
-    fn create(target: &Path) -> Result<(TempOutput, File), String> {
-        let dir = target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = target
-            .file_name()
-            .ok_or_else(|| format!("-w {}: not a file name", target.display()))?;
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".hex2pcap-{}.tmp", std::process::id()));
-        let temp = dir.join(temp_name);
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(None));
-        remove_on_signal(shared.clone())?;
-        let mut slot = shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| format!("cannot create '{}': {e}", temp.display()))?;
-        *slot = Some(temp);
-        drop(slot);
-        Ok((
-            TempOutput {
-                temp: shared,
-                target: target.to_path_buf(),
-            },
-            file,
-        ))
-    }
-
-    fn persist(self) -> Result<(), String> {
-        let mut slot = self
-            .temp
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(temp) = slot.as_ref() else {
-            return Err("stopped before the output was complete".into());
-        };
-        std::fs::rename(temp, &self.target).map_err(|e| {
-            format!(
-                "cannot rename '{}' to '{}': {e}",
-                temp.display(),
-                self.target.display()
-            )
-        })?;
-        *slot = None;
-        Ok(())
-    }
-}
-
-impl Drop for TempOutput {
-    fn drop(&mut self) {
-        let mut slot = self
-            .temp
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(temp) = slot.take() {
-            let _ = std::fs::remove_file(temp);
-        }
-    }
-}
-
 /// Runs `hex2pcap` with `args` (including the program name).
 pub fn main(
     args: impl IntoIterator<Item = OsString>,
@@ -526,7 +417,7 @@ pub fn main(
     let mut file_sink;
     let sink: &mut dyn Write = match &args.write {
         Some(path) => {
-            let (t, file) = TempOutput::create(path)?;
+            let (t, file) = AtomicFile::create(path, 0o666, true)?;
             temp = Some(t);
             file_sink = file;
             &mut file_sink

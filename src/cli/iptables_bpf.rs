@@ -1,14 +1,15 @@
 //! `iptables-bpf`: generate a bash script that deploys a BPF rule with ipset and iptables.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::gen_args::{normalize_argv, GeneratorArgs};
+use crate::cli::output::{AtomicFile, OutputError};
 use crate::cli::{parse_args, CliError, EXIT_OK};
 use crate::gen::iptables::{default_file_name, render, ChainSpec, Spec};
 use crate::gen::Generator;
@@ -205,9 +206,30 @@ pub fn main(
     Ok(ExitCode::from(EXIT_OK))
 }
 
-/// Writes the script with mode 0750: to a temporary file beside it, then renamed into place,
-/// so no half-written script is ever left; an existing file is kept unless `force`.
+/// Writes the script with mode 0750 through an [`AtomicFile`], so no half-written script is
+/// ever left; an existing file is kept unless `force`, and never replaced when it is not a
+/// regular file (looked at before writing and again before the rename).
 fn write_script(path: &str, text: &str, force: bool) -> Result<(), CliError> {
+    check_replaceable(path, force)?;
+    let cannot_write = |e: &dyn std::fmt::Display| format!("cannot write '{path}': {e}");
+    let (guard, mut file) =
+        AtomicFile::create(Path::new(path), 0o750, false).map_err(|e| match e {
+            OutputError::Create { source, .. } => cannot_write(&source),
+            other => cannot_write(&other),
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| cannot_write(&e))?;
+    check_replaceable(path, force)?;
+    guard.persist().map_err(|e| match e {
+        OutputError::Rename { source, .. } => cannot_write(&source),
+        other => cannot_write(&other),
+    })?;
+    Ok(())
+}
+
+/// Refuses to replace an existing `path` unless `force`, and one that is not a regular file.
+fn check_replaceable(path: &str, force: bool) -> Result<(), CliError> {
     if let Ok(meta) = fs::symlink_metadata(path) {
         if !force {
             return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
@@ -219,39 +241,6 @@ fn write_script(path: &str, text: &str, force: bool) -> Result<(), CliError> {
             .into());
         }
     }
-    let temp = format!("{path}.tmp{}", std::process::id());
-    let written = (|| -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o750)
-            .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(format!("cannot write '{path}': {e}").into());
-    }
-    match fs::symlink_metadata(path) {
-        Ok(_) if !force => {
-            let _ = fs::remove_file(&temp);
-            return Err(format!("'{path}' exists: not overwriting it (use --force)").into());
-        }
-        Ok(meta) if !meta.file_type().is_file() => {
-            let _ = fs::remove_file(&temp);
-            return Err(format!(
-                "'{path}' is not a regular file: not replacing it, even with --force"
-            )
-            .into());
-        }
-        _ => {}
-    }
-    fs::rename(&temp, path).map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        format!("cannot write '{path}': {e}")
-    })?;
     Ok(())
 }
 

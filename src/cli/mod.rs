@@ -515,6 +515,7 @@ pub mod gen_args;
 pub mod hex2pcap;
 pub mod iptables_bpf;
 pub mod offset;
+pub mod output;
 pub mod parsedns;
 pub mod pcap2hex;
 pub mod triage;

@@ -256,9 +256,9 @@ pub fn build(generator: &Generator, opts: &GenOptions) -> Result<Generated, GenE
             return Ok(Generated { insns, assembly });
         }
         Generator::P0f(spec) => {
-            p0f::check_family(spec, opts).map_err(|message| GenError::Invalid {
+            p0f::check_family(spec, opts).map_err(|e| GenError::Invalid {
                 generator: "p0f",
-                message,
+                message: e.to_string(),
             })?;
             p0f::build(spec, opts, &mut b);
         }
