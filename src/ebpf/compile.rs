@@ -783,3 +783,134 @@ impl Compiler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::assemble;
+    use crate::ebpf::disassemble;
+
+    fn xdp(src: &str, base: u32) -> Compiled {
+        compile(
+            &assemble(src).unwrap(),
+            Target::Xdp(XdpLayout::ethernet(base)),
+            Verdicts::XDP_DROP_MATCHED,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_load_is_bounds_checked_before_it_reads_and_a_return_maps_its_verdict() {
+        let out = xdp(
+            "ldh [12]\njeq #0x86dd, L1, L2\nL1: ret #65535\nL2: ret #0",
+            14,
+        );
+        let expected = "   0: (61) r8 = *(u32 *)(r1 +0)
+   1: (61) r9 = *(u32 *)(r1 +4)
+   2: (b4) w6 = 0
+   3: (b4) w7 = 0
+   4: (bf) r1 = r8
+   5: (07) r1 += 28
+   6: (2d) if r1 > r9 goto pc+7
+   7: (69) r6 = *(u16 *)(r1 -2)
+   8: (dc) r6 = be16 r6
+   9: (56) if w6 != 0x86dd goto pc+2
+  10: (b4) w0 = 1
+  11: (95) exit
+  12: (b4) w0 = 2
+  13: (95) exit
+  14: (b4) w0 = 2
+  15: (95) exit
+";
+        assert_eq!(disassemble(&out.insns), expected);
+        assert_eq!(out.starts, [Some(4), Some(9), Some(10), Some(12)]);
+    }
+
+    #[test]
+    fn unreachable_instructions_and_an_unused_exit_are_left_out() {
+        // After `ret`, and after a load no XDP buffer reaches.
+        let out = xdp("ld #1\nja L3\nret #5\nL3: ret a", 14);
+        assert_eq!(out.starts, [Some(4), Some(5), None, Some(6)]);
+        // Prologue 4, `ld #1` 1, `ja` 1, `ret a` 4; no `ret #5`, no exit with verdict 0.
+        assert_eq!(out.insns.len(), 10, "{}", disassemble(&out.insns));
+        let out = xdp("ldb [70000]\nret a", 14);
+        assert_eq!(out.starts, [Some(4), None]);
+        // The load is a jump to the one exit with verdict 0.
+        assert_eq!(out.insns[4], Insn::ja(0));
+        assert_eq!(out.insns.len(), 7);
+    }
+
+    #[test]
+    fn scratch_words_read_are_zeroed_and_division_by_x_checks_x() {
+        let out = xdp(
+            "ldx #0\nst M[3]\nstx M[15]\nld M[3]\ndiv x\nldx M[15]\nret a",
+            0,
+        );
+        let listing = disassemble(&out.insns);
+        assert!(listing.contains("*(u32 *)(r10 -52) = 0\n"), "{listing}");
+        assert!(listing.contains("*(u32 *)(r10 -4) = 0\n"), "{listing}");
+        assert!(listing.contains("if w7 == 0x0 goto"), "{listing}");
+        assert!(listing.contains("w6 /= w7"), "{listing}");
+    }
+
+    #[test]
+    fn indirect_loads_bound_x_plus_k_and_go_out_of_line_for_negative_ranges() {
+        let out = xdp("ldx #1\nldb [x + 13]\nret a", 14);
+        let listing = disassemble(&out.insns);
+        // The fast path: 0xffff - 14 - 1.
+        assert!(listing.contains("if r1 > 0xfff0 goto"), "{listing}");
+        assert!(listing.contains("if w1 s>= 0x0 goto"), "{listing}");
+        // Without header offsets no out-of-line path.
+        let layout = XdpLayout {
+            base: 14,
+            network: None,
+            link: None,
+        };
+        let prog = assemble("ldx #1\nldb [x + 13]\nret a").unwrap();
+        let out = compile(&prog, Target::Xdp(layout), Verdicts::Value).unwrap();
+        assert!(!disassemble(&out.insns).contains("s>="));
+    }
+
+    #[test]
+    fn socket_filters_use_the_legacy_packet_loads() {
+        let prog = assemble("ldx 4*([0]&0xf)\nldh [x + 2]\nld #len\nret a").unwrap();
+        let out = compile(&prog, Target::SocketFilter, Verdicts::Value).unwrap();
+        let listing = disassemble(&out.insns);
+        assert!(listing.contains("r0 = *(u8 *)skb[0]"), "{listing}");
+        assert!(listing.contains("r0 = *(u16 *)skb[r7 + 2]"), "{listing}");
+        assert!(listing.contains("r8 = *(u32 *)(r6 +0)"), "{listing}");
+    }
+
+    #[test]
+    fn layouts_out_of_reach_and_jumps_too_long_are_refused() {
+        let prog = assemble("ret #0").unwrap();
+        let layout = XdpLayout::ethernet(70000);
+        let err = compile(&prog, Target::Xdp(layout), Verdicts::Value).unwrap_err();
+        assert!(matches!(
+            err,
+            CompileError::Layout {
+                what: "base",
+                value: 70000
+            }
+        ));
+        // `ja` over 4000 indirect loads of 9 eBPF instructions each.
+        let mut src = String::from("jeq #0, start\nja end\nstart:\n");
+        for _ in 0..4000 {
+            src.push_str("ld [x + 0]\n");
+        }
+        src.push_str("end: ret #0\n");
+        let prog = assemble(&src).unwrap();
+        let err = compile(&prog, Target::Xdp(XdpLayout::ethernet(14)), Verdicts::Value);
+        assert!(
+            matches!(err, Err(CompileError::JumpTooFar { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn verdict_mappings() {
+        assert_eq!(Verdicts::XDP_DROP_MATCHED.of(65535), XDP_DROP);
+        assert_eq!(Verdicts::XDP_DROP_MATCHED.of(0), XDP_PASS);
+        assert_eq!(Verdicts::Value.of(7), 7);
+    }
+}
