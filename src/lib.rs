@@ -34,6 +34,7 @@ pub mod asm;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod dns;
+pub mod ebpf;
 pub mod gen;
 pub mod insn;
 pub mod pcap;

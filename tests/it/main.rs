@@ -8,6 +8,7 @@ mod contracts;
 mod core;
 mod dns;
 mod dns_simple_dns;
+mod ebpf;
 mod gen;
 mod iptables;
 mod kernel;

@@ -1,0 +1,23 @@
+//! eBPF: the instruction model and its encoding, a disassembler, and the compiler from
+//! classic BPF.
+//!
+//! - [`insn`]: the 8-byte instruction (`struct bpf_insn`), the 16-byte `lddw`, the opcode's
+//!   parts as types and constants, bytes in and out;
+//! - [`disasm`]: listings in the style of `bpftool prog dump xlated` and the kernel's verifier
+//!   log, for `-s`-style output and error messages;
+//! - [`compile`]: a classic program the validator accepts -> an eBPF program with the kernel's
+//!   classic semantics, for XDP (direct packet access, every load bounds-checked where the
+//!   verifier can see it) or a socket filter.
+//!
+//! Rules kept here: the library never calls bpf(2) (loading needs `unsafe` system calls, which
+//! the library forbids; the tests load programs with libc); compiled programs are proven equal
+//! to the VM by running both on real packets with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
+//! Nothing here parses command lines or prints.
+
+pub mod compile;
+pub mod disasm;
+pub mod insn;
+
+pub use compile::{compile, CompileError, Compiled, Target, Verdicts, XdpLayout};
+pub use disasm::disassemble;
+pub use insn::{Insn, Reg};
