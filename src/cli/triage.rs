@@ -1,7 +1,7 @@
 //! `triage`: what a DNS flood is, and the rules that drop it, counted on the capture.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,9 +58,10 @@ struct Args {
     captures: Vec<String>,
 }
 
-/// A copy of standard input in a temporary file (mode 0600) that is unlinked as soon as it is
-/// created: nothing is left behind whatever ends the process (Ctrl-C included). It is read
-/// again through `/proc/self/fd`, which reaches the open file.
+/// A copy of standard input in an anonymous temporary file (`tempfile::tempfile`: mode 0600,
+/// never linked into a directory, or unlinked as soon as it is created where the system
+/// cannot make it unnamed): nothing is left behind whatever ends the process (Ctrl-C
+/// included). It is read again through `/proc/self/fd`, which reaches the open file.
 struct Spool {
     path: PathBuf,
     _file: File,
@@ -69,22 +70,9 @@ struct Spool {
 impl Spool {
     fn new(stdin: &mut dyn Read) -> Result<Spool, CliError> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = std::env::temp_dir();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let named = dir.join(format!("triage-{}-{stamp}.spool", std::process::id()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&named)
-            .map_err(|e| format!("cannot create '{}': {e}", named.display()))?;
-        std::fs::remove_file(&named)
-            .map_err(|e| format!("cannot unlink '{}': {e}", named.display()))?;
+        let mut file = tempfile::tempfile_in(&dir)
+            .map_err(|e| format!("cannot create a spool in '{}': {e}", dir.display()))?;
         std::io::copy(stdin, &mut file).map_err(|e| {
             format!(
                 "cannot copy standard input to a spool in '{}': {e}",

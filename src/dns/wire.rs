@@ -310,7 +310,8 @@ pub fn walk_name(
                     return Err(error(pos, Problem::LabelRunsPast { len }));
                 }
                 wire_len += 1 + usize::from(len);
-                if wire_len > 255 {
+                // RFC 1035 3.1: 255 bytes at most, the root label's byte included.
+                if wire_len + 1 > 255 {
                     return Err(error(pos, Problem::NameTooLong));
                 }
                 on_label(pos + 1..end, after.is_none());

@@ -77,9 +77,31 @@ fn fields(line: &str, mut open: bool) -> (Vec<String>, bool) {
     (out, open)
 }
 
+/// Why a name in zone-file text cannot be a DNS name (each names the text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Two dots in a row, or a leading dot.
+    #[error("empty label in '{0}'")]
+    EmptyLabel(String),
+    /// A label over 63 bytes.
+    #[error("label longer than 63 bytes in '{0}'")]
+    LongLabel(String),
+    /// A `\DDD` escape above 255.
+    #[error("escape \\{digits} above 255 in '{text}'")]
+    BadEscape {
+        /// The three digits.
+        digits: String,
+        /// The name.
+        text: String,
+    },
+    /// Over 255 bytes in wire form.
+    #[error("name longer than 255 bytes: '{0}'")]
+    TooLong(String),
+}
+
 /// Turns a name in zone-file text into lowercase wire form (without the root byte),
 /// relative to `origin` unless it ends with a dot.
-fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
+fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, NameError> {
     if text == "@" {
         return Ok(origin.to_vec());
     }
@@ -90,12 +112,12 @@ fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
     let mut wire = Vec::new();
     let mut label = Vec::new();
     let mut chars = text.chars().peekable();
-    let flush = |label: &mut Vec<u8>, wire: &mut Vec<u8>| -> Result<(), String> {
+    let flush = |label: &mut Vec<u8>, wire: &mut Vec<u8>| -> Result<(), NameError> {
         if label.is_empty() {
-            return Err(format!("empty label in '{text}'"));
+            return Err(NameError::EmptyLabel(text.to_string()));
         }
         if label.len() > 63 {
-            return Err(format!("label longer than 63 bytes in '{text}'"));
+            return Err(NameError::LongLabel(text.to_string()));
         }
         wire.push(label.len() as u8);
         wire.extend(label.iter().map(u8::to_ascii_lowercase));
@@ -109,8 +131,10 @@ fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
                 let digits: String = chars.clone().take(3).collect();
                 if digits.len() == 3 && digits.chars().all(|d| d.is_ascii_digit()) {
                     let value: u32 = digits.parse().expect("three digits");
-                    let byte = u8::try_from(value)
-                        .map_err(|_| format!("escape \\{digits} above 255 in '{text}'"))?;
+                    let byte = u8::try_from(value).map_err(|_| NameError::BadEscape {
+                        digits: digits.clone(),
+                        text: text.to_string(),
+                    })?;
                     label.push(byte);
                     for _ in 0..3 {
                         chars.next();
@@ -133,7 +157,7 @@ fn to_wire(text: &str, origin: &[u8]) -> Result<Vec<u8>, String> {
         wire.extend_from_slice(origin);
     }
     if wire.len() > 254 {
-        return Err(format!("name longer than 255 bytes: '{text}'"));
+        return Err(NameError::TooLong(text.to_string()));
     }
     Ok(wire)
 }
@@ -251,8 +275,12 @@ impl Zone {
         let mut zone = Zone::default();
         let mut known_origin: Option<Vec<u8>> = match origin {
             Some(text) => Some(
-                to_wire(&format!("{}.", text.trim_end_matches('.')), &[])
-                    .map_err(|message| ZoneError { line: 0, message })?,
+                to_wire(&format!("{}.", text.trim_end_matches('.')), &[]).map_err(|e| {
+                    ZoneError {
+                        line: 0,
+                        message: e.to_string(),
+                    }
+                })?,
             ),
             None => None,
         };
@@ -299,7 +327,7 @@ impl Zone {
                         )));
                     }
                     let base = known_origin.clone().unwrap_or_default();
-                    known_origin = Some(to_wire(name, &base).map_err(err)?);
+                    known_origin = Some(to_wire(name, &base).map_err(|e| err(e.to_string()))?);
                     continue;
                 }
                 "$TTL" => continue,
@@ -340,8 +368,8 @@ impl Zone {
                 let text = &words[0];
                 let absolute = text.ends_with('.') && !text.ends_with("\\.");
                 match (&known_origin, absolute) {
-                    (_, true) => to_wire(text, &[]).map_err(err)?,
-                    (Some(origin), false) => to_wire(text, origin).map_err(err)?,
+                    (_, true) => to_wire(text, &[]).map_err(|e| err(e.to_string()))?,
+                    (Some(origin), false) => to_wire(text, origin).map_err(|e| err(e.to_string()))?,
                     (None, false) => {
                         return Err(err(format!(
                             "relative name '{}' and no origin: add $ORIGIN to the file or give --zone-origin",

@@ -20,9 +20,8 @@
 //!   itself (and stops loops by the name's length), `parse` follows only pointers to before
 //!   where the walk last jumped from, which alone rules out loops, and refuses this one.
 //!
-//! One difference is not deliberate and is only recorded here: a name whose labels take
-//! exactly 255 bytes (256 with the root label, one more than RFC 1035 allows) is refused by
-//! simple-dns; `parse` counts the labels but not the root label against the limit and reads it.
+//! Both refuse a name whose labels take 255 bytes (256 with the root label, one more than
+//! RFC 1035 allows).
 
 use bpftools::dns::{parse, DnsProblem, Message};
 use proptest::prelude::*;
@@ -404,11 +403,16 @@ fn check(model: &MessageModel, damage: &Damage, bytes: &[u8]) -> Result<(), Test
                 prop_assert_eq!(simple_dns_name(&theirs.questions[0].qname), "x\\000y.");
             }
             NameShape::Long { total: 255 } => {
-                // The recorded difference (module documentation): simple-dns refuses, parse
-                // reads a 256-byte name today.
+                // 256 bytes with the root label: one over RFC 1035's limit; both refuse.
                 prop_assert!(
                     theirs.is_err(),
                     "simple-dns reads a 256-byte name\n{}",
+                    context()
+                );
+                prop_assert_eq!(
+                    ours.error.as_ref().map(|e| e.problem.clone()),
+                    Some(DnsProblem::NameTooLong),
+                    "{}",
                     context()
                 );
             }
@@ -687,8 +691,8 @@ fn both_parsers_draw_the_name_length_limit_in_the_same_place_but_one_byte() {
     let (ours, theirs) = read(256);
     assert_eq!(ours.error.unwrap().problem, DnsProblem::NameTooLong);
     assert!(theirs.is_err());
-    // 256 bytes: simple-dns refuses; parse reads it (the recorded difference, see the module
-    // documentation), so this only pins simple-dns's side.
-    let (_, theirs) = read(255);
+    // 256 bytes: one over RFC 1035's limit; both refuse.
+    let (ours, theirs) = read(255);
+    assert_eq!(ours.error.unwrap().problem, DnsProblem::NameTooLong);
     assert!(theirs.is_err());
 }
