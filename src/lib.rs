@@ -19,11 +19,13 @@
 //! - [`dns`]: DNS wire view, and the layer-by-layer dissection `parsedns` prints
 //!   ([`dns::dissect`]);
 //! - [`triage`]: capture -> floods -> rules, measured by the VM, one typed report;
+//! - [`ebpf`]: the eBPF instruction model, its encoding and disassembly, and the compiler
+//!   from validated cBPF to verifier-safe eBPF (XDP or socket filter) with cBPF's semantics;
 //! - `cli` (with the default feature `cli`): what the binaries share (errors and exit codes,
 //!   SIGPIPE, common arguments) and one module per tool; clap lives only there, so a library
 //!   user who turns the feature off gets no argument parser.
 //!
-//! Dependency direction: `insn` <- `asm`, `vm`, `gen` <- `triage` <- `cli` <- binaries, with
+//! Dependency direction: `insn` <- `asm`, `vm`, `gen`, `ebpf` <- `triage` <- `cli` <- binaries, with
 //! `pcap` and `dns` read wherever packets are. No module but `cli` parses command lines or
 //! writes to a terminal.
 
