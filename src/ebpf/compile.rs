@@ -1,4 +1,4 @@
-//! The cBPF -> eBPF compiler: a program [`crate::vm::validate`] accepts (socket filter
+//! The cBPF -> eBPF compiler: a program [`crate::vm::validate()`] accepts (socket filter
 //! profile) becomes an eBPF program with the kernel's classic semantics, as
 //! [`crate::vm::Program`] runs them.
 //!

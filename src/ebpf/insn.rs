@@ -14,7 +14,7 @@
 //!   number and is shown as such.
 //!
 //! This module does not check programs (the kernel's verifier does that) and knows nothing of
-//! classic BPF: the compiler ([`crate::ebpf::compile`]) is the one place the two meet.
+//! classic BPF: the compiler ([`crate::ebpf::compile()`]) is the one place the two meet.
 
 use std::fmt;
 

@@ -5,7 +5,7 @@
 //!   parts as types and constants, bytes in and out;
 //! - [`disasm`]: listings in the style of `bpftool prog dump xlated` and the kernel's verifier
 //!   log, for `-s`-style output and error messages;
-//! - [`compile`]: a classic program the validator accepts -> an eBPF program with the kernel's
+//! - [`compile`](mod@compile): a classic program the validator accepts -> an eBPF program with the kernel's
 //!   classic semantics, for XDP (direct packet access, every load bounds-checked where the
 //!   verifier can see it) or a socket filter.
 //!

@@ -1,7 +1,7 @@
 //! iptables deployment scripts: an ipset plus `iptables -m bpf` rules, converged atomically.
 //!
 //! Rules of this module:
-//! - every program is checked once, by [`fit`], against the kernel's xt_bpf rules (at most 64
+//! - every program is checked once, by `fit`, against the kernel's xt_bpf rules (at most 64
 //!   instructions) and `iptables-restore`'s parameter limit (1023 characters of bytecode text)
 //!   before it is written: no rule the kernel or iptables would refuse is ever emitted;
 //! - a `p0f` signature of version `*` is built for the script's family (its IPv4 program for
@@ -26,8 +26,8 @@
 //!   shellcheck checks on its own); only its data block is generated.
 //!
 //! Layout: this file keeps the public types (what to deploy, the script, the errors) and
-//! the limits; [`checks`] refuses unsafe or meaningless input, [`rules`] builds and fits the
-//! programs, [`naming`] derives every name and id, [`render`] writes the script text. This file
+//! the limits; `checks` refuses unsafe or meaningless input, `rules` builds and fits the
+//! programs, `naming` derives every name and id, [`render`] writes the script text. This file
 //! must not build programs nor write script text itself.
 
 mod checks;

@@ -46,7 +46,7 @@
 //!
 //! Layout: this file keeps the signature's types, what a signature says about the packets
 //! (option offsets, padding, the per-family signature), its printing, and the check of its
-//! version against the generator's options; [`signature`] parses and checks the text, and
+//! version against the generator's options; `signature` parses and checks the text, and
 //! `emit` writes the program. This file must not parse text nor emit instructions.
 
 mod emit;

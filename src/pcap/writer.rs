@@ -32,7 +32,7 @@ pub struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     /// Writes the file header: the link-type field (a LINKTYPE number, with the FCS bits of
-    /// [`linktype_field`] if any), nanosecond or microsecond timestamps.
+    /// `linktype_field` if any), nanosecond or microsecond timestamps.
     pub fn new(mut output: W, linktype_field: u32, nanoseconds: bool) -> io::Result<Writer<W>> {
         let magic: u32 = if nanoseconds {
             0xa1b2_3c4d

@@ -7,7 +7,7 @@
 //!   it) for which nothing says they exist — the server never answered them NOERROR, the
 //!   zone has neither them nor a wildcard above them, the baseline did not see them, and they
 //!   are not asked more often than random labels repeat by chance (a Poisson bound on the
-//!   flood's own repetition, [`established_threshold`]). Such names must be mostly distinct,
+//!   flood's own repetition, `established_threshold`). Such names must be mostly distinct,
 //!   at least as many queries as the parent's names that do exist get, and (with a baseline)
 //!   at several times their rate in normal times: a parent whose rare names arrive as before,
 //!   or a zone whose wildcard children are asked now and then, is no flood.

@@ -1,6 +1,6 @@
 //! The interpreter, with the Linux kernel's run-time semantics.
 //!
-//! A [`Program`] is validated once ([`crate::vm::validate`]) and pre-decoded into a compact form
+//! A [`Program`] is validated once ([`crate::vm::validate()`]) and pre-decoded into a compact form
 //! with absolute jump targets, so running it needs no decoding and no checks beyond the packet
 //! bounds, allocates nothing and cannot fail.
 //!

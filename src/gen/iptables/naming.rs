@@ -73,7 +73,7 @@ fn words_key(words: &[String]) -> String {
 }
 
 /// The deployment id of the deployment named `name` in `family` (`ip4` or `ip6`): the hash of
-/// `FAMILY|` followed by [`words_key`] of the name alone. Set and chain names end with it and
+/// `FAMILY|` followed by `words_key` of the name alone. Set and chain names end with it and
 /// rule comments carry it: a script touches only objects with its id.
 pub fn deployment_id(family: &str, name: &str) -> String {
     name_hash(&format!(

@@ -509,7 +509,7 @@ impl Emitter<'_> {
     }
 }
 
-/// Builds the program for `spec` (its version checked against `opts` by [`check_family`]).
+/// Builds the program for `spec` (its version checked against `opts` by `check_family`).
 pub fn build(spec: &P0fSpec, opts: &GenOptions, b: &mut Builder) {
     let (yes, no) = if opts.negate { (0, 65535) } else { (65535, 0) };
     let nomatch = b.new_label("nomatch");
