@@ -236,9 +236,15 @@ fn write_pcap(path: &Path, packets: &[Labelled], linktype: u32) {
         let data = match linktype {
             LINKTYPE_RAW => p.frame[14..].to_vec(),
             LINKTYPE_LINUX_SLL2 => {
-                let mut sll2 = vec![p.frame[12], p.frame[13], 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
-                sll2.extend_from_slice(&p.frame[6..12]);
-                sll2.extend_from_slice(&[0, 0]);
+                // The cooked header, written by its named fields: the ethertype, interface 2,
+                // Ethernet, "to us", the 6-byte source MAC.
+                use bpftools::pcap::link::sll2::{field, HEADER_LEN};
+                let mut sll2 = vec![0u8; HEADER_LEN];
+                sll2[field::PROTOCOL].copy_from_slice(&p.frame[12..14]);
+                sll2[field::INTERFACE_INDEX].copy_from_slice(&2u32.to_be_bytes());
+                sll2[field::HARDWARE_TYPE].copy_from_slice(&1u16.to_be_bytes());
+                sll2[field::ADDRESS_LEN] = 6;
+                sll2[field::ADDRESS][..6].copy_from_slice(&p.frame[6..12]);
                 sll2.extend_from_slice(&p.frame[14..]);
                 sll2
             }
