@@ -137,9 +137,7 @@ impl<R: Read> Reader<R> {
             }
         }
         if !self.more()? && left > 0 {
-            return Err(self.error(format!(
-                "truncated record: the input ends {left} bytes into it"
-            )));
+            return Err(self.cut_short(left));
         }
         Ok(())
     }

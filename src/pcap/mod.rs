@@ -60,6 +60,9 @@ pub struct ReadError {
     /// The I/O error, when the input itself failed.
     #[source]
     pub io: Option<io::Error>,
+    /// The input ends inside this record (a capture still being written, a full disk): the
+    /// bytes of it that are there. Everything before the record was read.
+    pub cut: Option<usize>,
 }
 
 /// One packet.

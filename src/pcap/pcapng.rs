@@ -189,9 +189,7 @@ impl<R: Read> Reader<R> {
                 Err(pcap_file::PcapError::IncompleteBuffer) => {
                     if !self.more()? {
                         let left = self.end - self.pos;
-                        return Err(self.error(format!(
-                            "truncated record: the input ends {left} bytes into it"
-                        )));
+                        return Err(self.cut_short(left));
                     }
                 }
                 Err(e) => {

@@ -168,7 +168,17 @@ impl<R: Read> Reader<R> {
             offset: self.base + self.pos as u64,
             message,
             io: None,
+            cut: None,
         }
+    }
+
+    /// The error of an input that ends `left` bytes into a record.
+    pub(super) fn cut_short(&self, left: usize) -> ReadError {
+        let mut err = self.error(format!(
+            "truncated record: the input ends {left} bytes into it"
+        ));
+        err.cut = Some(left);
+        err
     }
 
     /// Makes at least `want` unread bytes available if the input has them.

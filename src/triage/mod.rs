@@ -101,9 +101,24 @@ pub enum Judged {
 /// An error of the analysis, naming the input.
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
+    /// A capture could not be opened.
+    #[error("cannot open '{name}': {source}")]
+    Open {
+        /// The input, as named.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A capture could not be read.
-    #[error("{0}")]
-    Input(String),
+    #[error("{name}: {source}")]
+    Read {
+        /// The input, as named.
+        name: String,
+        /// Where and why.
+        #[source]
+        source: crate::pcap::ReadError,
+    },
 }
 
 /// One rule of the final list, with its counts.
@@ -257,8 +272,10 @@ fn read_all(
     source: &Source,
     mut each: impl FnMut(&crate::pcap::Packet<'_>),
 ) -> Result<Option<String>, TriageError> {
-    let file = File::open(&source.path)
-        .map_err(|e| TriageError::Input(format!("cannot open '{}': {e}", source.name)))?;
+    let file = File::open(&source.path).map_err(|e| TriageError::Open {
+        name: source.name.clone(),
+        source: e,
+    })?;
     read_stream(
         &source.name,
         BufReader::with_capacity(1 << 16, file),
@@ -274,18 +291,20 @@ fn read_stream<R: Read>(
     input: R,
     each: &mut dyn FnMut(&crate::pcap::Packet<'_>),
 ) -> Result<Option<String>, TriageError> {
-    let mut reader = Reader::new(input).map_err(|e| TriageError::Input(format!("{name}: {e}")))?;
+    let read_error = |source| TriageError::Read {
+        name: name.to_string(),
+        source,
+    };
+    let mut reader = Reader::new(input).map_err(read_error)?;
     loop {
         match reader.next_packet() {
             Ok(Some(packet)) => each(&packet),
             Ok(None) => return Ok(None),
-            Err(e) if e.io.is_none() && e.message.starts_with("truncated record") => {
-                return Ok(Some(format!(
-                    "{name}: the last record is cut ({e}): the report covers the {} packets before it",
-                    e.packet - 1
-                )))
-            }
-            Err(e) => return Err(TriageError::Input(format!("{name}: {e}"))),
+            Err(e) if e.cut.is_some() => return Ok(Some(format!(
+                "{name}: the last record is cut ({e}): the report covers the {} packets before it",
+                e.packet - 1
+            ))),
+            Err(e) => return Err(read_error(e)),
         }
     }
 }
