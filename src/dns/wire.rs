@@ -537,6 +537,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
+    /// The walker resumed after the first question, which ends at `offset` (its name walked
+    /// with [`walk_name`] and its type and class read, as a reader of the question alone does):
+    /// the other questions, then the records. With no question, the same as
+    /// [`Packet::entries`].
+    pub fn entries_after_first_question(&self, offset: usize) -> Entries<'_> {
+        let mut entries = self.entries();
+        if entries.remaining[0] > 0 {
+            entries.remaining[0] -= 1;
+            entries.pos = offset;
+        }
+        entries
+    }
+
     /// The walker: the questions, then the records of each section as the counts say. Each
     /// name is walked whole (with the loop guard) and each record's data must lie inside the
     /// message. Yields an error and stops at the first problem, and at the end when bytes

@@ -34,11 +34,6 @@ pub(super) struct Measured {
     pub(super) existing: FastMap<ExistingKey, (Reason, u64)>,
     /// Names judged flood with the candidates that matched them: whether NXDOMAIN was their
     /// answer, and how often (bounded like `existing`).
-    /// Keyed by (family, candidates matched), then by name, so that a name already counted
-    /// is found without building a key (no allocation per flood packet).
-    pub(super) unknown: FastMap<(Family, u64), UnknownNames>,
-    /// Names in `unknown`.
-    pub(super) unknown_names: usize,
     /// Names judged flood: the flood, the first two source slots that asked them, whether
     /// they came over IPv4 and IPv6, and how often (bounded).
     pub(super) flood_names: FastMap<Box<[u8]>, FloodName>,
@@ -50,9 +45,6 @@ pub(super) struct Measured {
 /// Time buckets of a flood's time line (those of the summary's sparkline).
 pub(super) const TIMELINE_BUCKETS: usize = 60;
 
-/// Names judged flood: whether NXDOMAIN was their answer, and how often.
-pub(super) type UnknownNames = FastMap<Box<[u8]>, (bool, u64)>;
-
 /// A name judged to exist, its family and the candidates that matched it.
 pub(super) type ExistingKey = (Box<[u8]>, Family, u64);
 
@@ -62,7 +54,13 @@ pub(super) struct FloodName {
     pub(super) flood: u8,
     pub(super) slots: [u32; 2],
     pub(super) families: [bool; 2],
-    pub(super) queries: u64,
+    /// The server answered it NXDOMAIN.
+    pub(super) nx: bool,
+    /// The family of its first query (1 for IPv6), and the candidates that matched that
+    /// query (for the top dropped names).
+    pub(super) first_family: u8,
+    pub(super) first_mask: u64,
+    pub(super) queries: u32,
 }
 
 /// Most names judged flood kept with their sources.
@@ -70,9 +68,6 @@ pub(super) const FLOOD_NAMES_CAP: usize = 300_000;
 
 /// Dropped names listed of each basis.
 pub(super) const TOP_DROPPED_EACH: usize = 5;
-
-/// Most names judged flood kept with their candidates (for the top dropped names).
-pub(super) const UNKNOWN_CAP: usize = 20_000;
 
 /// Most names judged to exist kept with their candidates (for the top dropped names).
 pub(super) const EXISTING_CAP: usize = 50_000;
@@ -89,8 +84,6 @@ pub(super) fn measure(
         destinations: vec![FastMap::default(); floods.len()],
         hosts: Vec::new(),
         existing: FastMap::default(),
-        unknown: FastMap::default(),
-        unknown_names: 0,
         flood_names: FastMap::default(),
         timeline: Vec::new(),
     };
@@ -169,22 +162,13 @@ pub(super) fn measure(
                                 *map.entry(ip.dst).or_insert(0) += 1;
                             }
                             nx = stats.names.get(&name[..]).is_some_and(|s| s.nxdomain > 0);
-                            if mask != 0 {
-                                let names = measured.unknown.entry((ip.family, mask)).or_default();
-                                if let Some(seen) = names.get_mut(&name[..]) {
-                                    seen.1 += 1;
-                                } else if measured.unknown_names < UNKNOWN_CAP {
-                                    names.insert(name.clone().into_boxed_slice(), (nx, 1));
-                                    measured.unknown_names += 1;
-                                }
-                            }
                             let family = usize::from(ip.family == Family::V6);
                             if let Some(seen) = measured.flood_names.get_mut(&name[..]) {
                                 if seen.slots[0] != slot && seen.slots[1] == NO_SLOT {
                                     seen.slots[1] = slot;
                                 }
                                 seen.families[family] = true;
-                                seen.queries += 1;
+                                seen.queries = seen.queries.saturating_add(1);
                             } else if measured.flood_names.len() < FLOOD_NAMES_CAP {
                                 let mut families = [false; 2];
                                 families[family] = true;
@@ -194,6 +178,9 @@ pub(super) fn measure(
                                         flood: index,
                                         slots: [slot, NO_SLOT],
                                         families,
+                                        nx,
+                                        first_family: family as u8,
+                                        first_mask: mask,
                                         queries: 1,
                                     },
                                 );

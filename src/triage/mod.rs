@@ -300,10 +300,12 @@ fn read_stream<R: Read>(
         match reader.next_packet() {
             Ok(Some(packet)) => each(&packet),
             Ok(None) => return Ok(None),
-            Err(e) if e.cut.is_some() => return Ok(Some(format!(
+            Err(e) if e.cut.is_some() => {
+                return Ok(Some(format!(
                 "{name}: the last record is cut ({e}): the report covers the {} packets before it",
                 e.packet - 1
-            ))),
+            )))
+            }
             Err(e) => return Err(read_error(e)),
         }
     }
@@ -432,8 +434,6 @@ pub fn analyze(
             destinations: Vec::new(),
             hosts: Vec::new(),
             existing: FastMap::default(),
-            unknown: FastMap::default(),
-            unknown_names: 0,
             flood_names: FastMap::default(),
             timeline: Vec::new(),
         }
@@ -611,7 +611,6 @@ fn tally(
     }
     // The names that exist and are dropped, most asked first.
     let mut dropped_names: BTreeMap<(&'static str, Vec<u8>), u64> = BTreeMap::new();
-    let mut dropped_unknown: BTreeMap<(&'static str, Vec<u8>), u64> = BTreeMap::new();
     for ((name, family, mask), (reason, count)) in &measured.existing {
         if decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
             *dropped_names
@@ -625,25 +624,44 @@ fn tally(
         .collect();
     top.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
     // Of each basis, the most asked few; names judged flood too.
-    for ((family, mask), names) in &measured.unknown {
-        if !decide(*family, *mask).is_some_and(|p| reports[p].action == Action::Drop) {
+    // The names judged flood are many: of each basis, the few most asked are kept while
+    // they are scanned (no sort of them all).
+    let mut dropped_unknown: BTreeMap<&'static str, Vec<(u64, &[u8])>> = BTreeMap::new();
+    for (name, seen) in &measured.flood_names {
+        let family = if seen.first_family == 1 {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let dropped = seen.first_mask != 0
+            && decide(family, seen.first_mask).is_some_and(|p| reports[p].action == Action::Drop);
+        if !dropped {
             continue;
         }
-        for (name, (nx, count)) in names {
-            let basis = if *nx {
-                "unknown_nxdomain"
-            } else {
-                "unknown_unanswered"
-            };
-            *dropped_unknown.entry((basis, name.to_vec())).or_insert(0) += count;
+        let basis = if seen.nx {
+            "unknown_nxdomain"
+        } else {
+            "unknown_unanswered"
+        };
+        let kept = dropped_unknown.entry(basis).or_default();
+        let entry = (u64::from(seen.queries), &name[..]);
+        // Most asked first, then by name; at most TOP_DROPPED_EACH.
+        let before = |a: &(u64, &[u8]), b: &(u64, &[u8])| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
+        if kept.len() == TOP_DROPPED_EACH && !before(&entry, &kept[TOP_DROPPED_EACH - 1]) {
+            continue;
         }
+        let at = kept
+            .iter()
+            .position(|k| before(&entry, k))
+            .unwrap_or(kept.len());
+        kept.insert(at, entry);
+        kept.truncate(TOP_DROPPED_EACH);
     }
     let mut each: Vec<(&'static str, String, u64)> = top.clone();
-    each.extend(
-        dropped_unknown
-            .into_iter()
-            .map(|((basis, name), count)| (basis, packet::name_text(&name), count)),
-    );
+    each.extend(dropped_unknown.into_iter().flat_map(|(basis, kept)| {
+        kept.into_iter()
+            .map(move |(count, name)| (basis, packet::name_text(name), count))
+    }));
     each.sort_by(|a, b| a.0.cmp(b.0).then(b.2.cmp(&a.2)).then(a.1.cmp(&b.1)));
     let mut kept: BTreeMap<&'static str, usize> = BTreeMap::new();
     each.retain(|(basis, _, _)| {
@@ -826,7 +844,7 @@ fn spare(
                         && !n.slots.iter().any(|&s| s != NO_SLOT && is_dedicated(s))
                         && n.slots[0] != NO_SLOT
                 })
-                .map(|(name, n)| (&name[..], n.queries))
+                .map(|(name, n)| (&name[..], u64::from(n.queries)))
                 .collect();
             let spared: u64 = names.iter().map(|(_, q)| q).sum();
             if names.is_empty() || names.len() > MAX_SPARED || spared as f64 > 0.01 * total as f64 {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use etherparse::{IpNumber, IpSlice, UdpSlice};
 
-use crate::dns::{Entries, Entry, Packet, Section};
+use crate::dns::{field, walk_name, Entries, Entry, Packet, Section};
 use crate::pcap::link::{self, NetworkHeader};
 
 /// The DNS port.
@@ -150,34 +150,38 @@ pub fn dns_view(msg: &[u8], name: &mut Vec<u8>) -> Option<DnsView> {
     if view.qdcount == 0 {
         return None;
     }
-    let mut entries = packet.entries();
-    let Some(Ok(Entry::Question(question))) = entries.next() else {
+    // The first question through the library's name walker, copied as it is walked: written
+    // in place (a real query never compresses its question) and at most 255 bytes with its
+    // root byte.
+    let mut fits = true;
+    let end = walk_name(msg, field::QUESTIONS, |label, inline| {
+        let len = label.len();
+        if !inline || name.len() + 1 + len > 254 {
+            fits = false;
+        } else if fits {
+            name.push(len as u8);
+            for &b in &msg[label] {
+                view.upper |= b.is_ascii_uppercase();
+                name.push(b.to_ascii_lowercase());
+            }
+        }
+    })
+    .ok();
+    let Some(end) = end.filter(|_| fits) else {
+        name.clear();
         return None;
     };
-    // The name again, label by label, to copy it (the walker checked its bounds): written in
-    // place (a real query never compresses its question) and at most 255 bytes with its root
-    // byte.
-    let mut pos = question.name.start;
-    loop {
-        let len = usize::from(msg[pos]);
-        if len == 0 {
-            break;
-        }
-        if len > 63 || name.len() + 1 + len > 254 {
-            name.clear();
-            return None;
-        }
-        name.push(len as u8);
-        for &b in &msg[pos + 1..pos + 1 + len] {
-            view.upper |= b.is_ascii_uppercase();
-            name.push(b.to_ascii_lowercase());
-        }
-        pos += 1 + len;
-    }
-    view.qtype = question.qtype;
-    view.qclass = question.qclass;
+    let fixed = msg.get(end..end + field::question::LEN)?;
+    view.qtype = u16::from_be_bytes([
+        fixed[field::question::TYPE],
+        fixed[field::question::TYPE + 1],
+    ]);
+    view.qclass = u16::from_be_bytes([
+        fixed[field::question::CLASS],
+        fixed[field::question::CLASS + 1],
+    ]);
     if !view.is_response() && view.arcount > 0 {
-        view.edns = find_opt(entries);
+        view.edns = find_opt(packet.entries_after_first_question(end + field::question::LEN));
     }
     Some(view)
 }
