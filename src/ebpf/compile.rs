@@ -224,7 +224,7 @@ fn scratch(cell: u32) -> i16 {
 }
 
 /// A jump target in the code being emitted.
-type Label = usize;
+pub(crate) type Label = usize;
 
 struct Fixup {
     slot: usize,
@@ -232,29 +232,39 @@ struct Fixup {
     pc: usize,
 }
 
-/// The code being emitted, with jumps to labels resolved at the end.
-struct Emitter {
+/// The code being emitted, with jumps to labels resolved at the end (the one place eBPF jump
+/// offsets are computed, for the compiler and the DNS matcher).
+#[derive(Default)]
+pub(crate) struct Emitter {
     code: Vec<Insn>,
     bound: Vec<Option<usize>>,
     fixups: Vec<Fixup>,
 }
 
 impl Emitter {
-    fn label(&mut self) -> Label {
+    /// A new label, bound later with [`Emitter::bind`].
+    pub(crate) fn label(&mut self) -> Label {
         self.bound.push(None);
         self.bound.len() - 1
     }
 
-    fn bind(&mut self, label: Label) {
+    /// Binds `label` to the next instruction emitted.
+    pub(crate) fn bind(&mut self, label: Label) {
         self.bound[label] = Some(self.code.len());
     }
 
-    fn emit(&mut self, insn: Insn) {
+    /// The number of instruction slots emitted so far.
+    pub(crate) fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Appends an instruction.
+    pub(crate) fn emit(&mut self, insn: Insn) {
         self.code.push(insn);
     }
 
     /// A jump (its `off` ignored) to `label`, for classic instruction `pc`.
-    fn jump(&mut self, insn: Insn, label: Label, pc: usize) {
+    pub(crate) fn jump(&mut self, insn: Insn, label: Label, pc: usize) {
         self.fixups.push(Fixup {
             slot: self.code.len(),
             label,
@@ -267,7 +277,8 @@ impl Emitter {
         self.fixups.iter().any(|f| f.label == label)
     }
 
-    fn resolve(mut self) -> Result<Vec<Insn>, CompileError> {
+    /// The instructions with every jump's offset set; a jump too long names its `pc`.
+    pub(crate) fn resolve(mut self) -> Result<Vec<Insn>, CompileError> {
         for fixup in &self.fixups {
             // Every label a jump names is bound before resolution.
             let target = self.bound[fixup.label].unwrap_or(self.code.len()) as i64;

@@ -64,6 +64,10 @@ pub const BPF_TO_LE: u8 = 0x00;
 /// For `BPF_END`: convert to big-endian.
 pub const BPF_TO_BE: u8 = 0x08;
 
+/// `lddw`'s source register when its immediate is a map's file descriptor, which
+/// `BPF_PROG_LOAD` replaces with the map's address.
+pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+
 /// `bpf_insn.code` for `exit`.
 pub const EXIT: u8 = BPF_JMP | 0x90;
 /// `bpf_insn.code` for `lddw` (`BPF_LD | BPF_DW | BPF_IMM`).
@@ -596,6 +600,15 @@ impl Insn {
         [
             Insn::new(LDDW, dst, Reg::R0, 0, value as u32 as i32),
             Insn::new(0, Reg::R0, Reg::R0, 0, (value >> 32) as u32 as i32),
+        ]
+    }
+
+    /// `lddw` of a map: `dst` = the map whose file descriptor is `fd` (source register
+    /// [`BPF_PSEUDO_MAP_FD`]); two slots.
+    pub const fn ld_map_fd(dst: Reg, fd: i32) -> [Insn; 2] {
+        [
+            Insn::new(LDDW, dst, Reg(BPF_PSEUDO_MAP_FD), 0, fd),
+            Insn::new(0, Reg::R0, Reg::R0, 0, 0),
         ]
     }
 

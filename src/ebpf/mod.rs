@@ -7,7 +7,9 @@
 //!   log, for `-s`-style output and error messages;
 //! - [`compile`](mod@compile): a classic program the validator accepts -> an eBPF program with the kernel's
 //!   classic semantics, for XDP (direct packet access, every load bounds-checked where the
-//!   verifier can see it) or a socket filter.
+//!   verifier can see it) or a socket filter;
+//! - [`matcher`]: the native DNS matcher, one XDP program for any number of `dns` patterns
+//!   deciding by map lookups, and the map contents for a rule list.
 //!
 //! Rules kept here: the library never calls bpf(2) (loading needs `unsafe` system calls, which
 //! the library forbids; the tests load programs with libc); compiled programs are proven equal
@@ -17,6 +19,7 @@
 pub mod compile;
 pub mod disasm;
 pub mod insn;
+pub mod matcher;
 
 pub use compile::{compile, CompileError, Compiled, Target, Verdicts, XdpLayout};
 pub use disasm::disassemble;

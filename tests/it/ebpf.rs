@@ -32,7 +32,7 @@ use crate::rng::Rng;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-const BPF_PROG_TYPE_XDP: u32 = 6;
+pub(crate) const BPF_PROG_TYPE_XDP: u32 = 6;
 
 /// `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
 #[repr(C)]
@@ -74,7 +74,7 @@ struct TestRunAttr {
     _pad: u32,
 }
 
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
+pub(crate) fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
     // SAFETY: attr is a live, initialised bpf_attr prefix of the size passed; every pointer in
     // it refers to memory the caller keeps alive across the call.
     unsafe {
@@ -89,7 +89,7 @@ fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
 
 /// Raises RLIMIT_MEMLOCK's soft limit to its hard limit when it is lower (kernels before 5.11
 /// charge BPF programs to it; later ones to the memory cgroup, and the call is harmless).
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -117,13 +117,13 @@ fn raise_memlock() {
 
 /// A refusal by `BPF_PROG_LOAD`: the error and the verifier's log.
 #[derive(Debug)]
-struct LoadError {
-    error: io::Error,
-    log: String,
+pub(crate) struct LoadError {
+    pub(crate) error: io::Error,
+    pub(crate) log: String,
 }
 
 /// Loads `prog` as `prog_type`; on refusal, loads again with the verifier's log on.
-fn load(prog_type: u32, prog: &[ebpf::Insn]) -> Result<OwnedFd, LoadError> {
+pub(crate) fn load(prog_type: u32, prog: &[ebpf::Insn]) -> Result<OwnedFd, LoadError> {
     let bytes = ebpf::insn::encode(prog);
     let license = b"GPL\0";
     let attempt = |log: Option<&mut Vec<u8>>| {
@@ -160,7 +160,7 @@ fn load(prog_type: u32, prog: &[ebpf::Insn]) -> Result<OwnedFd, LoadError> {
 }
 
 /// Runs a loaded program once on `packet`; its return value.
-fn test_run(fd: &OwnedFd, packet: &[u8]) -> io::Result<u32> {
+pub(crate) fn test_run(fd: &OwnedFd, packet: &[u8]) -> io::Result<u32> {
     let mut attr = TestRunAttr {
         prog_fd: fd.as_raw_fd() as u32,
         data_size_in: packet.len() as u32,
@@ -193,16 +193,16 @@ fn compile_and_load(prog: &[RawInsn], target: Target, verdicts: Verdicts) -> Own
 }
 
 /// One real packet as plain Ethernet and where its network header is.
-struct Frame {
-    origin: String,
-    bytes: Vec<u8>,
-    network: u32,
+pub(crate) struct Frame {
+    pub(crate) origin: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) network: u32,
 }
 
 /// Every packet of every capture, as Ethernet (cooked captures through the one conversion),
 /// without frame check sequences; those XDP's test run cannot take (under 14 bytes, over 3000)
 /// are left out.
-fn frames() -> Vec<Frame> {
+pub(crate) fn frames() -> Vec<Frame> {
     let mut out = Vec::new();
     for name in CAPTURES {
         let file = File::open(capture(name)).expect("capture");

@@ -1,0 +1,792 @@
+//! The native DNS matcher: one XDP program for any number of `dns` patterns, deciding by map
+//! lookups instead of comparing the name pattern by pattern.
+//!
+//! What the program does with a frame ([`program`]):
+//! - Ethernet with up to two VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100, as the capture reader
+//!   knows them), then IPv4 (any header length; a fragment other than the first passes; the
+//!   protocol must be UDP) or IPv6 (the next header must be UDP: this first version does not
+//!   walk extension headers, so a query behind one passes), UDP to port 53, a whole DNS header
+//!   with QR = 0 (a query) and QDCOUNT >= 1. Anything else passes (`XDP_PASS`).
+//! - The first question's name is copied, label by label, into a fixed 256-byte key in a
+//!   per-CPU scratch map ([`MapRole::Scratch`]), with ASCII letters folded to lower case when
+//!   the matcher ignores case ([`MatcherOptions::ignore_case`]). The loop reads at most 255
+//!   bytes, labels of 1 to 63 bytes; a compression pointer, a longer label, a name longer than
+//!   255 bytes or the packet's end stops it.
+//! - Lookups, all in hash maps keyed by [`Key`] (a kind byte, a length byte, the wire bytes
+//!   without the root, zeros after):
+//!   - at every label boundary, including the start and the root, the name's prefix up to it
+//!     ([`KeyKind::Prefix`], for `lit.lit.**`; the empty prefix is `**`), in
+//!     [`MapRole::Names`];
+//!   - once the name is whole, the name ([`KeyKind::Exact`]) in [`MapRole::Names`], and the
+//!     name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`) in
+//!     [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
+//!
+//!   Keys start and end at label boundaries, so a rule never matches across one
+//!   (`xwww.example.net` is not under `www.example.net`).
+//! - Each value is a rank ([`rank`]): rules earlier in the list rank higher, and the lowest
+//!   bit is the action. The highest rank over the lookups made decides: drop -> `XDP_DROP`,
+//!   accept or no match -> `XDP_PASS`. That is the chain mode's rule: in order, the first
+//!   match decides, no match passes.
+//!
+//! This is exactly what the `dns` generator's programs match, rule by rule, for the packets the
+//! program reads (`-p udp --dport 53` queries): prefixes are looked up before the bytes after
+//! them are read, as the classic programs stop comparing at `**`, so a `**` rule matches a name
+//! cut short or ending in a compression pointer after its prefix, as they do.
+//!
+//! Map contents come from [`MapContents::new`]: the patterns of the `dns` generator, parsed by
+//! [`crate::gen::dns::parse_pattern`], in the forms the maps express: all literal labels; one
+//! `*` or `*{m-n}` first label over literal labels; literal labels then `**`. Refused with
+//! [`RuleError::Unsupported`] (those need the compiled classic program): `?`, `%XX` inside a
+//! label, a `*` label after the first, `*` with `**`. Case folding is one setting for the
+//! program and its maps, like `-i` for a generated program.
+//!
+//! Nothing here calls bpf(2): the program refers to its maps by [`MapRole`], and the caller
+//! puts the file descriptors in with [`MatcherProgram::with_map_fds`].
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::asm::quote;
+use crate::ebpf::compile::{Emitter, XDP_DROP, XDP_PASS};
+use crate::ebpf::insn::{AluOp, Insn, JmpOp, Operand, Reg, Size};
+use crate::gen::dns::{parse_pattern, Part, PatternError, MAX_LABEL};
+
+/// The bytes of a key ([`Key`]).
+pub const KEY_SIZE: usize = 256;
+/// The longest name the keys hold: 255 bytes on the wire, less the root's.
+pub const MAX_KEY_NAME: usize = KEY_SIZE - 2;
+/// The number of ranks in a suffix value, indexed by the first label's length (0 unused).
+pub const SUFFIX_RANKS: usize = 64;
+
+/// `BPF_MAP_TYPE_HASH`.
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// The helper `bpf_map_lookup_elem`.
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+
+/// Scratch value layout: the name's key, the suffix key, the state words.
+const NAME_KEY: i16 = 0;
+const SUFFIX_KEY: i16 = 264;
+const STATE: i16 = 528;
+/// Scratch bytes: the suffix key's writes reach `SUFFIX_KEY + 2 + 255`; the state words after.
+pub const SCRATCH_SIZE: u32 = 544;
+
+/// What a key holds (its first byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum KeyKind {
+    /// A whole name (without its root), for all-literal patterns.
+    Exact = 1,
+    /// The labels a name starts with, for `lit.lit.**` (none for `**`).
+    Prefix = 2,
+    /// A name after its first label, for `*.lit` and `*{m-n}.lit`.
+    Suffix = 3,
+}
+
+/// A map key: kind, length of the wire bytes, the wire bytes (length-prefixed labels, no
+/// root), zeros up to [`KEY_SIZE`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(pub [u8; KEY_SIZE]);
+
+impl Key {
+    /// The key of `kind` for the wire bytes `labels` (length-prefixed labels, no root);
+    /// `None` past [`MAX_KEY_NAME`] bytes.
+    pub fn new(kind: KeyKind, labels: &[u8]) -> Option<Key> {
+        if labels.len() > MAX_KEY_NAME {
+            return None;
+        }
+        let mut key = [0u8; KEY_SIZE];
+        key[0] = kind as u8;
+        key[1] = labels.len() as u8;
+        key[2..2 + labels.len()].copy_from_slice(labels);
+        Some(Key(key))
+    }
+
+    /// The key for a name the parser or the model bounded to 255 bytes on the wire.
+    fn bounded(kind: KeyKind, labels: &[u8]) -> Key {
+        Key::new(kind, labels).expect("names are at most 255 bytes on the wire, root included")
+    }
+
+    /// The kind byte.
+    pub fn kind(&self) -> u8 {
+        self.0[0]
+    }
+
+    /// The wire bytes the key holds.
+    pub fn labels(&self) -> &[u8] {
+        &self.0[2..2 + usize::from(self.0[1])]
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Key({}, {:?})",
+            self.0[0],
+            self.labels().escape_ascii().to_string()
+        )
+    }
+}
+
+/// What a rule does with the queries it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Let them through (and stop looking at later rules).
+    Accept,
+    /// Drop them.
+    Drop,
+}
+
+/// The rank of the rule at `order` (0 = first) with `action`: higher for earlier rules, the
+/// lowest bit set for [`Action::Drop`]; 0 is "no rule". `None` past the 2^31 - 2 rules ranks
+/// can tell apart.
+pub fn rank(order: usize, action: Action) -> Option<u32> {
+    let order = u32::try_from(order).ok().filter(|&o| o < MAX_RULES)?;
+    Some(((MAX_RULES - order) << 1) | u32::from(action == Action::Drop))
+}
+
+/// The most rules a rule list may have (ranks are 31 bits).
+pub const MAX_RULES: u32 = (1 << 31) - 1;
+
+/// The action a rank stands for; `None` for 0 (no rule matched).
+pub fn action_of(rank: u32) -> Option<Action> {
+    match rank {
+        0 => None,
+        r if r & 1 == 1 => Some(Action::Drop),
+        _ => Some(Action::Accept),
+    }
+}
+
+/// Why a pattern cannot go into the maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// `?` inside a label.
+    AnyCharacter,
+    /// `%XX` inside a label.
+    Escape,
+    /// A `*` or `*{m-n}` label that is not the first.
+    WildcardNotFirst,
+    /// A `*` label together with `**`.
+    WildcardAndAnySuffix,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unsupported::AnyCharacter => "'?' inside a label",
+            Unsupported::Escape => "'%XX' inside a label",
+            Unsupported::WildcardNotFirst => "a '*' label after the first (or more than one)",
+            Unsupported::WildcardAndAnySuffix => "a '*' label together with '**'",
+        })
+    }
+}
+
+/// Why a rule list cannot become map contents.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RuleError {
+    /// The pattern is not valid in the `dns` pattern language.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// Valid, but not a form the maps express: it needs the compiled classic program.
+    #[error(
+        "pattern '{}': {what} cannot be matched by map lookups (expected literal labels, \
+         one '*' or '*{{m-n}}' first label over literal labels, or literal labels then '**')",
+        quote(pattern)
+    )]
+    Unsupported {
+        /// The pattern as given.
+        pattern: String,
+        /// What in it.
+        what: Unsupported,
+    },
+    /// More rules than ranks.
+    #[error("{count} rules: at most {MAX_RULES} fit the ranks")]
+    TooManyRules {
+        /// The number given.
+        count: usize,
+    },
+}
+
+/// The matcher's one setting, shared by the program and its map contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatcherOptions {
+    /// Fold ASCII letters to lower case in names and patterns (the generators' `-i`).
+    pub ignore_case: bool,
+}
+
+/// The contents of the lookup maps for a rule list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MapContents {
+    /// [`MapRole::Names`]: exact names and prefixes, with their rank.
+    pub names: BTreeMap<Key, u32>,
+    /// [`MapRole::Suffixes`]: names after the first label, with a rank per first-label
+    /// length.
+    pub suffixes: BTreeMap<Key, [u32; SUFFIX_RANKS]>,
+}
+
+/// The form a pattern takes in the maps.
+enum Form {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix { labels: Vec<u8>, min: u8, max: u8 },
+}
+
+fn form(text: &str, options: MatcherOptions) -> Result<Form, RuleError> {
+    let pattern = parse_pattern(text, options.ignore_case)?;
+    let unsupported = |what| RuleError::Unsupported {
+        pattern: text.to_string(),
+        what,
+    };
+    let trimmed = text.trim_matches('.');
+    if trimmed.split('.').any(|label| label.contains('%')) {
+        return Err(unsupported(Unsupported::Escape));
+    }
+    let mut wire = Vec::new();
+    let mut first = None;
+    let mut any_suffix = false;
+    for (index, part) in pattern.parts.iter().enumerate() {
+        match part {
+            Part::Literal(bytes) => {
+                if bytes.iter().any(|b| b.mask == 0xff) {
+                    return Err(unsupported(Unsupported::AnyCharacter));
+                }
+                wire.push(bytes.len() as u8);
+                // Under ignore_case letters come lower case (with the 0x20 bit as the mask).
+                wire.extend(bytes.iter().map(|b| b.value));
+            }
+            Part::Any(bounds) if index == 0 => {
+                first = Some(bounds.map_or((1, MAX_LABEL), |b| (b.min, b.max)));
+            }
+            Part::Any(_) => return Err(unsupported(Unsupported::WildcardNotFirst)),
+            Part::AnySuffix => any_suffix = true,
+        }
+    }
+    Ok(match (first, any_suffix) {
+        (Some(_), true) => return Err(unsupported(Unsupported::WildcardAndAnySuffix)),
+        (Some((min, max)), false) => Form::Suffix {
+            labels: wire,
+            min,
+            max,
+        },
+        (None, true) => Form::Prefix(wire),
+        (None, false) => Form::Exact(wire),
+    })
+}
+
+impl MapContents {
+    /// The map contents for `rules`, in order (the first match decides). A pattern the maps
+    /// cannot express is refused, named in the error.
+    pub fn new<S: AsRef<str>>(
+        rules: &[(Action, S)],
+        options: MatcherOptions,
+    ) -> Result<MapContents, RuleError> {
+        let mut out = MapContents::default();
+        for (order, (action, text)) in rules.iter().enumerate() {
+            let rank =
+                rank(order, *action).ok_or(RuleError::TooManyRules { count: rules.len() })?;
+            match form(text.as_ref(), options)? {
+                Form::Exact(labels) => {
+                    let slot = out
+                        .names
+                        .entry(Key::bounded(KeyKind::Exact, &labels))
+                        .or_insert(0);
+                    *slot = (*slot).max(rank);
+                }
+                Form::Prefix(labels) => {
+                    let slot = out
+                        .names
+                        .entry(Key::bounded(KeyKind::Prefix, &labels))
+                        .or_insert(0);
+                    *slot = (*slot).max(rank);
+                }
+                Form::Suffix { labels, min, max } => {
+                    let ranks = out
+                        .suffixes
+                        .entry(Key::bounded(KeyKind::Suffix, &labels))
+                        .or_insert([0; SUFFIX_RANKS]);
+                    for slot in &mut ranks[usize::from(min)..=usize::from(max)] {
+                        *slot = (*slot).max(rank);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rank map lookups give `name` (wire form with its root; letters already folded when
+    /// the matcher ignores case), as the program computes it: the Rust model of the program's
+    /// decision, for tests and for tools that explain a verdict.
+    pub fn decide(&self, name: &[u8]) -> u32 {
+        let mut best = 0;
+        let mut pos = 0;
+        let mut first_label = None;
+        loop {
+            if pos >= 255 {
+                return best;
+            }
+            if let Some(&r) = self.names.get(&Key::bounded(KeyKind::Prefix, &name[..pos])) {
+                best = best.max(r);
+            }
+            let Some(&len) = name.get(pos) else {
+                return best;
+            };
+            if len == 0 {
+                break;
+            }
+            if len > MAX_LABEL || pos + 1 + usize::from(len) > name.len() {
+                return best;
+            }
+            first_label.get_or_insert(pos + 1 + usize::from(len));
+            pos += 1 + usize::from(len);
+        }
+        if let Some(&r) = self.names.get(&Key::bounded(KeyKind::Exact, &name[..pos])) {
+            best = best.max(r);
+        }
+        if let Some(start) = first_label {
+            if let Some(ranks) = self
+                .suffixes
+                .get(&Key::bounded(KeyKind::Suffix, &name[start..pos]))
+            {
+                best = best.max(ranks[usize::from(name[0])]);
+            }
+        }
+        best
+    }
+}
+
+/// The bytes of a suffix value as the map stores them (host byte order).
+pub fn suffix_value_bytes(ranks: &[u32; SUFFIX_RANKS]) -> Vec<u8> {
+    ranks.iter().flat_map(|r| r.to_ne_bytes()).collect()
+}
+
+/// The maps a matcher program uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapRole {
+    /// Hash map, [`Key`] -> `u32` rank: exact names and prefixes.
+    Names,
+    /// Hash map, [`Key`] -> `[u32; 64]` ranks by first-label length: suffixes.
+    Suffixes,
+    /// Per-CPU array of one [`SCRATCH_SIZE`]-byte value: the keys being built.
+    Scratch,
+}
+
+/// How to create a map for `BPF_MAP_CREATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSpec {
+    /// Which map.
+    pub role: MapRole,
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    /// Key bytes.
+    pub key_size: u32,
+    /// Value bytes.
+    pub value_size: u32,
+    /// Entries.
+    pub max_entries: u32,
+}
+
+impl MapRole {
+    /// Every role, in the order [`MatcherProgram::with_map_fds`] is usually given them.
+    pub const ALL: [MapRole; 3] = [MapRole::Names, MapRole::Suffixes, MapRole::Scratch];
+
+    /// The map's shape; `capacity` is the entries of the lookup maps.
+    pub const fn spec(self, capacity: u32) -> MapSpec {
+        let (map_type, key_size, value_size, max_entries) = match self {
+            MapRole::Names => (BPF_MAP_TYPE_HASH, KEY_SIZE as u32, 4, capacity),
+            MapRole::Suffixes => (
+                BPF_MAP_TYPE_HASH,
+                KEY_SIZE as u32,
+                4 * SUFFIX_RANKS as u32,
+                capacity,
+            ),
+            MapRole::Scratch => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, SCRATCH_SIZE, 1),
+        };
+        MapSpec {
+            role: self,
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+        }
+    }
+}
+
+/// The matcher's XDP program, its maps still to be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatcherProgram {
+    /// The instructions; each map `lddw` holds -1 until [`MatcherProgram::with_map_fds`].
+    pub insns: Vec<Insn>,
+    /// The `lddw` slots that load a map, and which.
+    pub map_slots: Vec<(usize, MapRole)>,
+}
+
+impl MatcherProgram {
+    /// The instructions with each map's file descriptor in place, ready for `BPF_PROG_LOAD`.
+    pub fn with_map_fds(&self, fd: impl Fn(MapRole) -> i32) -> Vec<Insn> {
+        let mut insns = self.insns.clone();
+        for &(slot, role) in &self.map_slots {
+            insns[slot].imm = fd(role);
+        }
+        insns
+    }
+}
+
+/// Stack slots (offsets from r10) of the loop's state.
+const REMAINING: i16 = -8;
+const SUFFIX_LEN: i16 = -16;
+const BEST: i16 = -24;
+const LABELS: i16 = -32;
+const SCRATCH_INDEX: i16 = -40;
+const BYTE_MASK: i16 = -48;
+const WORD_MASK: i16 = -56;
+
+/// Registers kept across helper calls.
+const SCRATCH: Reg = Reg::R6;
+const NAME: Reg = Reg::R7;
+const DATA_END: Reg = Reg::R8;
+const POS: Reg = Reg::R9;
+
+struct Gen {
+    e: Emitter,
+    map_slots: Vec<(usize, MapRole)>,
+}
+
+fn imm(value: i32) -> Operand {
+    Operand::Imm(value)
+}
+
+impl Gen {
+    fn emit(&mut self, insn: Insn) {
+        self.e.emit(insn);
+    }
+
+    fn jump(&mut self, op: JmpOp, reg: Reg, operand: Operand, label: usize) {
+        self.e.jump(Insn::jmp(op, reg, operand, 0), label, 0);
+    }
+
+    fn goto(&mut self, label: usize) {
+        self.e.jump(Insn::ja(0), label, 0);
+    }
+
+    fn load_map(&mut self, dst: Reg, role: MapRole) {
+        let [lo, hi] = Insn::ld_map_fd(dst, -1);
+        self.map_slots.push((self.e.len(), role));
+        self.emit(lo);
+        self.emit(hi);
+    }
+
+    /// `dst = ptr + size_after`, then to `fail` when that is past `data_end`.
+    fn check_room(&mut self, dst: Reg, ptr: Reg, size_after: i32, fail: usize) {
+        self.emit(Insn::mov64_reg(dst, ptr));
+        self.emit(Insn::alu64(AluOp::Add, dst, imm(size_after)));
+        self.jump(JmpOp::Jgt, dst, Operand::Reg(DATA_END), fail);
+    }
+
+    /// `dst = be16 *(ptr + off)` in host order.
+    fn load_be16(&mut self, dst: Reg, ptr: Reg, off: i16) {
+        self.emit(Insn::load(Size::H, dst, ptr, off));
+        self.emit(Insn::endian(true, dst, 16));
+    }
+
+    /// Looks up the key at `SCRATCH + key_at` in `role`; to `miss` when absent, else r0 is
+    /// the value.
+    fn lookup(&mut self, role: MapRole, key_at: i16, miss: usize) {
+        self.load_map(Reg::R1, role);
+        self.emit(Insn::mov64_reg(Reg::R2, SCRATCH));
+        if key_at != 0 {
+            self.emit(Insn::alu64(AluOp::Add, Reg::R2, imm(i32::from(key_at))));
+        }
+        self.emit(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM));
+        self.jump(JmpOp::Jeq, Reg::R0, imm(0), miss);
+    }
+
+    /// best = max(best, *(u32 *)(r0 + 0)).
+    fn keep_best(&mut self) {
+        let done = self.e.label();
+        self.emit(Insn::load(Size::W, Reg::R1, Reg::R0, 0));
+        self.emit(Insn::load(Size::DW, Reg::R2, Reg::FP, BEST));
+        self.jump(JmpOp::Jle, Reg::R1, Operand::Reg(Reg::R2), done);
+        // The compare told the verifier that the new best is above the old one: AND-ed with
+        // a word of ones it only knows as a word, the best is again "any u32" on every path,
+        // and the final test of it (== 0) never looks decided.
+        self.emit(Insn::load(Size::DW, Reg::R2, Reg::FP, WORD_MASK));
+        self.emit(Insn::alu64(AluOp::And, Reg::R1, Operand::Reg(Reg::R2)));
+        self.emit(Insn::store(Size::DW, Reg::FP, BEST, Reg::R1));
+        self.e.bind(done);
+    }
+}
+
+/// The matcher's XDP program (see the module docs). The same program serves any rule list:
+/// only the maps change.
+pub fn program(options: MatcherOptions) -> MatcherProgram {
+    let mut g = Gen {
+        e: Emitter::default(),
+        map_slots: Vec::new(),
+    };
+    let pass = g.e.label();
+    let decide = g.e.label();
+
+    // --- Headers. r7 = data, r8 = data_end; r5 = the link-layer header's length.
+    g.emit(Insn::load(Size::W, Reg::R7, Reg::R1, 0));
+    g.emit(Insn::load(Size::W, DATA_END, Reg::R1, 4));
+    g.check_room(Reg::R3, Reg::R7, 14, pass);
+    g.load_be16(Reg::R4, Reg::R7, 12);
+    g.emit(Insn::mov32_imm(Reg::R5, 14));
+    let l3 = g.e.label();
+    for tag in 0..2i16 {
+        let tagged = g.e.label();
+        for tpid in [0x8100, 0x88a8] {
+            g.jump(JmpOp::Jeq, Reg::R4, imm(tpid), tagged);
+        }
+        g.jump(JmpOp::Jne, Reg::R4, imm(0x9100), l3);
+        g.e.bind(tagged);
+        let end = 14 + 4 * (tag + 1);
+        g.check_room(Reg::R3, Reg::R7, i32::from(end), pass);
+        g.load_be16(Reg::R4, Reg::R7, end - 2);
+        g.emit(Insn::mov32_imm(Reg::R5, end as u32));
+    }
+    g.e.bind(l3);
+    // r3 = the IP header; r9 = its length.
+    g.emit(Insn::mov64_reg(Reg::R3, Reg::R7));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R5)));
+    let ipv4 = g.e.label();
+    let ipv6 = g.e.label();
+    let udp = g.e.label();
+    g.jump(JmpOp::Jeq, Reg::R4, imm(0x0800), ipv4);
+    g.jump(JmpOp::Jeq, Reg::R4, imm(0x86dd), ipv6);
+    g.goto(pass);
+
+    g.e.bind(ipv4);
+    g.check_room(Reg::R4, Reg::R3, 20, pass);
+    g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 0));
+    g.emit(Insn::mov64_reg(Reg::R0, Reg::R4));
+    g.emit(Insn::alu64(AluOp::Rsh, Reg::R0, imm(4)));
+    g.jump(JmpOp::Jne, Reg::R0, imm(4), pass);
+    g.emit(Insn::alu64(AluOp::And, Reg::R4, imm(0x0f)));
+    g.emit(Insn::alu64(AluOp::Lsh, Reg::R4, imm(2)));
+    g.jump(JmpOp::Jlt, Reg::R4, imm(20), pass);
+    g.emit(Insn::load(Size::B, Reg::R0, Reg::R3, 9));
+    g.jump(JmpOp::Jne, Reg::R0, imm(17), pass);
+    // Only the first fragment (offset 0) carries the question.
+    g.load_be16(Reg::R0, Reg::R3, 6);
+    g.emit(Insn::alu64(AluOp::And, Reg::R0, imm(0x1fff)));
+    g.jump(JmpOp::Jne, Reg::R0, imm(0), pass);
+    g.emit(Insn::mov64_reg(POS, Reg::R4));
+    g.goto(udp);
+
+    g.e.bind(ipv6);
+    g.check_room(Reg::R4, Reg::R3, 40, pass);
+    g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 0));
+    g.emit(Insn::alu64(AluOp::Rsh, Reg::R4, imm(4)));
+    g.jump(JmpOp::Jne, Reg::R4, imm(6), pass);
+    // No extension-header walk in this version: UDP must follow the fixed header.
+    g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 6));
+    g.jump(JmpOp::Jne, Reg::R4, imm(17), pass);
+    g.emit(Insn::mov32_imm(POS, 40));
+
+    g.e.bind(udp);
+    g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(POS)));
+    // UDP header (8) and DNS header (12).
+    g.check_room(Reg::R4, Reg::R3, 20, pass);
+    g.load_be16(Reg::R4, Reg::R3, 2);
+    g.jump(JmpOp::Jne, Reg::R4, imm(53), pass);
+    g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 10));
+    g.jump(JmpOp::Jset, Reg::R4, imm(0x80), pass);
+    g.load_be16(Reg::R4, Reg::R3, 12);
+    g.jump(JmpOp::Jeq, Reg::R4, imm(0), pass);
+    // r9 = the name's offset from data: link layer + IP header + 20 (at most 22 + 60 + 20).
+    g.emit(Insn::alu64(AluOp::Add, POS, Operand::Reg(Reg::R5)));
+    g.emit(Insn::alu64(AluOp::Add, POS, imm(20)));
+
+    // --- The scratch value.
+    g.emit(Insn::store_imm(Size::W, Reg::FP, SCRATCH_INDEX, 0));
+    g.load_map(Reg::R1, MapRole::Scratch);
+    g.emit(Insn::mov64_reg(Reg::R2, Reg::FP));
+    g.emit(Insn::alu64(
+        AluOp::Add,
+        Reg::R2,
+        imm(i32::from(SCRATCH_INDEX)),
+    ));
+    g.emit(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM));
+    g.jump(JmpOp::Jeq, Reg::R0, imm(0), pass);
+    g.emit(Insn::mov64_reg(SCRATCH, Reg::R0));
+    for off in (0..SCRATCH_SIZE as i16).step_by(8) {
+        g.emit(Insn::store_imm(Size::DW, SCRATCH, off, 0));
+    }
+    // The name's offset goes through the map value, and the loop's state starts from bytes
+    // read back from it (all zero): the verifier then sees values it cannot tell apart on
+    // the paths that reach the loop (one per header layout), and checks the loop once.
+    g.emit(Insn::store(Size::H, SCRATCH, STATE, POS));
+    g.emit(Insn::load(Size::H, POS, SCRATCH, STATE));
+    g.emit(Insn::alu64(AluOp::And, POS, imm(0x7f)));
+    g.emit(Insn::alu64(AluOp::Add, NAME, Operand::Reg(POS)));
+    for (slot, at) in [(REMAINING, 2), (SUFFIX_LEN, 3), (BEST, 4), (LABELS, 5)] {
+        g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, STATE + at));
+        g.emit(Insn::store(Size::DW, Reg::FP, slot, Reg::R1));
+    }
+    // 0xff, which the verifier only knows as a byte: AND-ed into the label counters, it keeps
+    // their ranges what they are at the start (0..=255), so that no later test of them looks
+    // decided to the verifier, which would then tell apart (and check again) every value.
+    g.emit(Insn::store_imm(Size::B, SCRATCH, STATE + 6, 0xff));
+    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, STATE + 6));
+    g.emit(Insn::store(Size::DW, Reg::FP, BYTE_MASK, Reg::R1));
+    g.emit(Insn::store_imm(Size::W, SCRATCH, STATE + 8, -1));
+    g.emit(Insn::load(Size::W, Reg::R1, SCRATCH, STATE + 8));
+    g.emit(Insn::store(Size::DW, Reg::FP, WORD_MASK, Reg::R1));
+    g.emit(Insn::mov32_imm(POS, 0));
+
+    // --- The name, one byte per turn (r9 = its offset in the name).
+    let top = g.e.label();
+    let character = g.e.label();
+    let store = g.e.label();
+    let next = g.e.label();
+    let whole = g.e.label();
+    g.e.bind(top);
+    g.jump(JmpOp::Jge, POS, imm(255), decide);
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, REMAINING));
+    g.jump(JmpOp::Jne, Reg::R1, imm(0), character);
+    // A label boundary: first the prefix up to here, then the length byte.
+    g.emit(Insn::store_imm(
+        Size::B,
+        SCRATCH,
+        NAME_KEY,
+        KeyKind::Prefix as i32,
+    ));
+    g.emit(Insn::store(Size::B, SCRATCH, NAME_KEY + 1, POS));
+    let length = g.e.label();
+    g.lookup(MapRole::Names, NAME_KEY, length);
+    g.keep_best();
+    g.e.bind(length);
+    g.emit(Insn::mov64_reg(Reg::R1, NAME));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(POS)));
+    g.check_room(Reg::R2, Reg::R1, 1, decide);
+    g.emit(Insn::load(Size::B, Reg::R1, Reg::R1, 0));
+    g.jump(JmpOp::Jeq, Reg::R1, imm(0), whole);
+    // A compression pointer or a label too long: the name ends here for the rules.
+    g.jump(JmpOp::Jgt, Reg::R1, imm(i32::from(MAX_LABEL)), decide);
+    g.emit(Insn::load(Size::DW, Reg::R3, Reg::FP, BYTE_MASK));
+    g.emit(Insn::mov64_reg(Reg::R2, Reg::R1));
+    g.emit(Insn::alu64(AluOp::And, Reg::R2, Operand::Reg(Reg::R3)));
+    g.emit(Insn::store(Size::DW, Reg::FP, REMAINING, Reg::R2));
+    g.emit(Insn::load(Size::DW, Reg::R2, Reg::FP, LABELS));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R2, imm(1)));
+    g.emit(Insn::alu64(AluOp::And, Reg::R2, Operand::Reg(Reg::R3)));
+    g.emit(Insn::store(Size::DW, Reg::FP, LABELS, Reg::R2));
+    g.goto(store);
+
+    g.e.bind(character);
+    g.emit(Insn::alu64(AluOp::Sub, Reg::R1, imm(1)));
+    g.emit(Insn::store(Size::DW, Reg::FP, REMAINING, Reg::R1));
+    g.emit(Insn::mov64_reg(Reg::R1, NAME));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(POS)));
+    g.check_room(Reg::R2, Reg::R1, 1, decide);
+    g.emit(Insn::load(Size::B, Reg::R1, Reg::R1, 0));
+    if options.ignore_case {
+        g.jump(JmpOp::Jlt, Reg::R1, imm(i32::from(b'A')), store);
+        g.jump(JmpOp::Jgt, Reg::R1, imm(i32::from(b'Z')), store);
+        g.emit(Insn::alu64(AluOp::Or, Reg::R1, imm(0x20)));
+    }
+
+    g.e.bind(store);
+    g.emit(Insn::mov64_reg(Reg::R2, SCRATCH));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R2, Operand::Reg(POS)));
+    g.emit(Insn::store(Size::B, Reg::R2, NAME_KEY + 2, Reg::R1));
+    // From the second label's length byte on, the byte is also the suffix key's.
+    g.emit(Insn::load(Size::DW, Reg::R2, Reg::FP, LABELS));
+    g.jump(JmpOp::Jlt, Reg::R2, imm(2), next);
+    g.emit(Insn::load(Size::DW, Reg::R2, Reg::FP, SUFFIX_LEN));
+    g.emit(Insn::mov64_reg(Reg::R3, SCRATCH));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R2)));
+    g.emit(Insn::store(Size::B, Reg::R3, SUFFIX_KEY + 2, Reg::R1));
+    // Kept within 0..=255 on every path, so that the verifier's views of it stay the same.
+    g.emit(Insn::alu64(AluOp::Add, Reg::R2, imm(1)));
+    g.emit(Insn::alu64(AluOp::And, Reg::R2, imm(0xff)));
+    g.emit(Insn::store(Size::DW, Reg::FP, SUFFIX_LEN, Reg::R2));
+    g.e.bind(next);
+    g.emit(Insn::alu64(AluOp::Add, POS, imm(1)));
+    g.goto(top);
+
+    // --- A whole name of r9 bytes before its root.
+    g.e.bind(whole);
+    g.emit(Insn::store_imm(
+        Size::B,
+        SCRATCH,
+        NAME_KEY,
+        KeyKind::Exact as i32,
+    ));
+    g.emit(Insn::store(Size::B, SCRATCH, NAME_KEY + 1, POS));
+    let suffix = g.e.label();
+    g.lookup(MapRole::Names, NAME_KEY, suffix);
+    g.keep_best();
+    g.e.bind(suffix);
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, LABELS));
+    g.jump(JmpOp::Jeq, Reg::R1, imm(0), decide);
+    g.emit(Insn::store_imm(
+        Size::B,
+        SCRATCH,
+        SUFFIX_KEY,
+        KeyKind::Suffix as i32,
+    ));
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, SUFFIX_LEN));
+    g.emit(Insn::store(Size::B, SCRATCH, SUFFIX_KEY + 1, Reg::R1));
+    g.lookup(MapRole::Suffixes, SUFFIX_KEY, decide);
+    // The rank for the first label's length (the name's first byte).
+    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, NAME_KEY + 2));
+    g.emit(Insn::alu64(AluOp::And, Reg::R1, imm(i32::from(MAX_LABEL))));
+    g.emit(Insn::alu64(AluOp::Lsh, Reg::R1, imm(2)));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R0, Operand::Reg(Reg::R1)));
+    g.keep_best();
+
+    // --- The highest rank decides.
+    g.e.bind(decide);
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, BEST));
+    g.jump(JmpOp::Jeq, Reg::R1, imm(0), pass);
+    let drop = g.e.label();
+    g.jump(JmpOp::Jset, Reg::R1, imm(1), drop);
+    g.goto(pass);
+    g.e.bind(drop);
+    g.emit(Insn::mov32_imm(Reg::R0, XDP_DROP));
+    g.emit(Insn::exit());
+    g.e.bind(pass);
+    g.emit(Insn::mov32_imm(Reg::R0, XDP_PASS));
+    g.emit(Insn::exit());
+
+    let map_slots = g.map_slots;
+    // The program's shape does not depend on its input: its jumps (a few hundred
+    // instructions) always fit.
+    let insns = g.e.resolve().expect("the matcher's jumps fit 16 bits");
+    MatcherProgram { insns, map_slots }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_loads_are_marked_and_take_their_descriptors() {
+        let program = program(MatcherOptions { ignore_case: true });
+        assert_eq!(program.insns.last(), Some(&Insn::exit()));
+        let roles: Vec<MapRole> = program.map_slots.iter().map(|&(_, role)| role).collect();
+        assert_eq!(
+            roles,
+            [
+                MapRole::Scratch,
+                MapRole::Names,
+                MapRole::Names,
+                MapRole::Suffixes
+            ]
+        );
+        let insns = program.with_map_fds(|role| 10 + role as i32);
+        for &(slot, role) in &program.map_slots {
+            assert!(insns[slot].is_lddw());
+            assert_eq!(insns[slot].src, Reg(crate::ebpf::insn::BPF_PSEUDO_MAP_FD));
+            assert_eq!(insns[slot].imm, 10 + role as i32);
+        }
+        // Folding letters costs three instructions.
+        let plain = super::program(MatcherOptions::default());
+        assert_eq!(plain.insns.len() + 3, program.insns.len());
+    }
+}
