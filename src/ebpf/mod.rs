@@ -7,16 +7,20 @@
 //!   log, for `-s`-style output and error messages;
 //! - [`compile`](mod@compile): a classic program the validator accepts -> an eBPF program with the kernel's
 //!   classic semantics, for XDP (direct packet access, every load bounds-checked where the
-//!   verifier can see it) or a socket filter.
+//!   verifier can see it) or a socket filter;
+//! - [`sys`]: bpf(2) and rtnetlink through libc: maps, loading with the verifier's log,
+//!   test runs, bpffs pins, attaching at XDP.
 //!
-//! Rules kept here: the library never calls bpf(2) (loading needs `unsafe` system calls, which
-//! the library forbids; the tests load programs with libc); compiled programs are proven equal
-//! to the VM by running both on real packets with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
+//! Rules kept here: only [`sys`] calls the kernel (it is the library's one module allowed
+//! `unsafe`); compiled programs are proven equal to the VM by running both on real packets
+//! with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
 //! Nothing here parses command lines or prints.
 
 pub mod compile;
 pub mod disasm;
 pub mod insn;
+#[allow(unsafe_code)]
+pub mod sys;
 
 pub use compile::{compile, CompileError, Compiled, Target, Verdicts, XdpLayout};
 pub use disasm::disassemble;
