@@ -9,6 +9,7 @@ mod core;
 mod dns;
 mod dns_simple_dns;
 mod ebpf;
+mod ebpf_sys;
 mod gen;
 mod iptables;
 mod kernel;
