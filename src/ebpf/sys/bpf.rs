@@ -45,8 +45,28 @@ pub const BPF_FS_PATH: &str = "/sys/fs/bpf";
 /// `BPF_FS_MAGIC`: statfs(2)'s `f_type` on bpffs.
 pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// Calls bpf(2) with `attr` as the command's `union bpf_attr`.
+/// Calls bpf(2) with `attr` as the command's `union bpf_attr`, again when a signal
+/// interrupted it (a test run's repeat loop and the verifier stop for pending signals; the
+/// call did nothing then), and for a program load, up to 5 times when the verifier says
+/// EAGAIN (its way of saying it was interrupted).
 fn sys_bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    let mut eagain = 0;
+    loop {
+        match sys_bpf_once(command, attr) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e)
+                if command == BPF_PROG_LOAD
+                    && e.raw_os_error() == Some(libc::EAGAIN)
+                    && eagain < 5 =>
+            {
+                eagain += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn sys_bpf_once<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, initialised, `#[repr(C)]` prefix of `union bpf_attr` for this
     // command, and its size is passed, so the kernel reads and writes only inside it; every
     // pointer it holds is into memory the caller borrows across this call, sized as the
