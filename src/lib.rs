@@ -30,7 +30,7 @@
 //! writes to a terminal.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod asm;
 #[cfg(feature = "cli")]

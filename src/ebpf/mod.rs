@@ -10,16 +10,20 @@
 //!   verifier can see it) or a socket filter;
 //! - [`matcher`]: the native DNS matcher, one XDP program for any number of `dns` patterns
 //!   deciding by map lookups, and the map contents for a rule list.
+//! - [`sys`]: bpf(2) and rtnetlink through libc: maps, loading with the verifier's log,
+//!   test runs, bpffs pins, attaching at XDP.
 //!
-//! Rules kept here: the library never calls bpf(2) (loading needs `unsafe` system calls, which
-//! the library forbids; the tests load programs with libc); compiled programs are proven equal
-//! to the VM by running both on real packets with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
+//! Rules kept here: only [`sys`] calls the kernel (it is the library's one module allowed
+//! `unsafe`); compiled programs are proven equal to the VM by running both on real packets
+//! with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
 //! Nothing here parses command lines or prints.
 
 pub mod compile;
 pub mod disasm;
 pub mod insn;
 pub mod matcher;
+#[allow(unsafe_code)]
+pub mod sys;
 
 pub use compile::{compile, CompileError, Compiled, Target, Verdicts, XdpLayout};
 pub use disasm::disassemble;

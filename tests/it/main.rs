@@ -10,6 +10,7 @@ mod dns;
 mod dns_simple_dns;
 mod ebpf;
 mod ebpf_match;
+mod ebpf_sys;
 mod gen;
 mod iptables;
 mod kernel;
