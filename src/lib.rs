@@ -19,8 +19,10 @@
 //! - [`dns`]: DNS wire view, and the layer-by-layer dissection `parsedns` prints
 //!   ([`dns::dissect`]);
 //! - [`triage`]: capture -> floods -> rules, measured by the VM, one typed report;
-//! - [`ebpf`]: the eBPF instruction model, its encoding and disassembly, and the compiler
-//!   from validated cBPF to verifier-safe eBPF (XDP or socket filter) with cBPF's semantics;
+//! - [`ebpf`]: the eBPF instruction model, its encoding and disassembly, the compiler from
+//!   validated cBPF to verifier-safe eBPF (XDP or socket filter) with cBPF's semantics, the
+//!   native DNS matcher (one XDP program, rules in maps), and bpf(2)/rtnetlink calls
+//!   ([`ebpf::sys`], the one module allowed `unsafe`);
 //! - `cli` (with the default feature `cli`): what the binaries share (errors and exit codes,
 //!   SIGPIPE, common arguments) and one module per tool; clap lives only there, so a library
 //!   user who turns the feature off gets no argument parser.
