@@ -283,7 +283,7 @@ pub fn query_xdp(ifindex: u32) -> Result<XdpAttached, SysError> {
         .get(IFINFOMSG_LEN..)
         .ok_or_else(|| malformed("shorter than struct ifinfomsg"))?;
     let Some(xdp) = attributes(attrs)
-        .map_err(|why| malformed(&why))?
+        .map_err(|why| malformed(&why.to_string()))?
         .into_iter()
         .find(|(kind, _)| *kind == IFLA_XDP)
         .map(|(_, value)| value)
@@ -292,7 +292,7 @@ pub fn query_xdp(ifindex: u32) -> Result<XdpAttached, SysError> {
     };
     let (mut attached, mut prog_id) = (0u8, None);
     let (mut native, mut generic, mut offload) = (None, None, None);
-    for (kind, value) in attributes(xdp).map_err(|why| malformed(&why))? {
+    for (kind, value) in attributes(xdp).map_err(|why| malformed(&why.to_string()))? {
         let word = || {
             value
                 .get(..4)
@@ -415,17 +415,27 @@ impl Message {
     }
 }
 
+/// An attribute whose length does not fit what is left of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("attribute {kind} of length {len} in {left} bytes")]
+struct BadAttribute {
+    kind: u16,
+    len: usize,
+    left: usize,
+}
+
 /// Attributes `(type without flags, value)` of `bytes`.
-fn attributes(mut bytes: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
+fn attributes(mut bytes: &[u8]) -> Result<Vec<(u16, &[u8])>, BadAttribute> {
     let mut out = Vec::new();
     while bytes.len() >= 4 {
         let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
         let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & NLA_TYPE_MASK;
         if len < 4 || len > bytes.len() {
-            return Err(format!(
-                "attribute {kind} of length {len} in {} bytes",
-                bytes.len()
-            ));
+            return Err(BadAttribute {
+                kind,
+                len,
+                left: bytes.len(),
+            });
         }
         out.push((kind, &bytes[4..len]));
         bytes = &bytes[align4(len).min(bytes.len())..];
