@@ -61,8 +61,44 @@ pub const SUFFIX_RANKS: usize = 64;
 
 /// `BPF_MAP_TYPE_HASH`.
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_PROG_ARRAY`.
+pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_LPM_TRIE`.
+pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+/// `BPF_F_NO_PREALLOC`: elements allocated as they are added (an LPM trie requires it; the
+/// name maps use it so that a large capacity costs nothing until it is used).
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// The most classic rules (run as compiled programs by tail calls) a rule list may have:
+/// the kernel allows 33 tail calls per packet, one goes from the matcher to the first.
+pub const MAX_CLASSIC_RULES: u32 = 32;
+/// The VLAN tag counts the matcher reads (0, 1, 2): each classic rule is compiled once per
+/// count, for the network header at 14, 18 and 22 bytes.
+pub const VLAN_DEPTHS: u32 = 3;
+/// The slot in [`MapRole::Programs`] of classic rule `index` (0 = the first classic rule in
+/// the list's order) compiled for `vlan_tags` tags: `vlan_tags * MAX_CLASSIC_RULES + index`.
+/// The matcher tail-calls slot `vlan_tags * MAX_CLASSIC_RULES` (the first rule for the
+/// frame's tag count); rule `index` tail-calls the slot after its own; an empty slot ends
+/// the chain, and the program that found it decides.
+pub const fn program_slot(vlan_tags: u32, index: u32) -> u32 {
+    vlan_tags * MAX_CLASSIC_RULES + index
+}
+
+/// A [`MapRole::Counters`] value, per CPU: packets then bytes (the frame's length), each
+/// a `u64` in host order, of the rule that decided.
+pub const COUNTER_SIZE: u32 = 16;
+
+/// The [`MapRole::Counters`] index of the rule of rank `rank`: its order in the list (0 =
+/// first), `MAX_RULES - (rank >> 1)`.
+pub const fn counter_index(rank: u32) -> u32 {
+    MAX_RULES - (rank >> 1)
+}
+
+/// A [`MapRole::Addr4`] / [`MapRole::Addr6`] value: one byte, 1 (any present key protects
+/// its prefix; the value is not read).
+pub const ADDR_VALUE_SIZE: u32 = 1;
 /// The helper `bpf_map_lookup_elem`.
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 
@@ -70,8 +106,13 @@ const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const NAME_KEY: i16 = 0;
 const SUFFIX_KEY: i16 = 264;
 const STATE: i16 = 528;
-/// Scratch bytes: the suffix key's writes reach `SUFFIX_KEY + 2 + 255`; the state words after.
-pub const SCRATCH_SIZE: u32 = 544;
+/// The offset in the scratch value of the best rank so far (`u32`, host order), which the
+/// matcher writes before it tail-calls the first classic rule and each classic rule reads,
+/// raises when it matches with a higher rank, and passes on.
+pub const SCRATCH_BEST: i16 = 544;
+/// Scratch bytes: the suffix key's writes reach `SUFFIX_KEY + 2 + 255`; the state words
+/// after, then the best rank ([`SCRATCH_BEST`]) and 4 spare bytes.
+pub const SCRATCH_SIZE: u32 = 552;
 
 /// What a key holds (its first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -369,8 +410,19 @@ pub enum MapRole {
     Names,
     /// Hash map, [`Key`] -> `[u32; 64]` ranks by first-label length: suffixes.
     Suffixes,
-    /// Per-CPU array of one [`SCRATCH_SIZE`]-byte value: the keys being built.
+    /// Per-CPU array of one [`SCRATCH_SIZE`]-byte value: the keys being built, the best rank
+    /// carried across tail calls.
     Scratch,
+    /// LPM trie, [`crate::ebpf::sys::lpm_key`] of an IPv4 prefix -> 1: the protected
+    /// destinations (a frame to any other address passes). `0.0.0.0/0` protects all.
+    Addr4,
+    /// LPM trie as [`MapRole::Addr4`], for IPv6 (`::/0` protects all).
+    Addr6,
+    /// Per-CPU array indexed by [`counter_index`]: [`COUNTER_SIZE`] bytes of packets and bytes
+    /// per rule, counted for the rule whose rank decided.
+    Counters,
+    /// Program array of the classic rules' compiled programs, at [`program_slot`].
+    Programs,
 }
 
 /// How to create a map for `BPF_MAP_CREATE`.
@@ -380,6 +432,8 @@ pub struct MapSpec {
     pub role: MapRole,
     /// `BPF_MAP_TYPE_*`.
     pub map_type: u32,
+    /// `map_flags` (`BPF_F_NO_PREALLOC` for the hash maps and the tries).
+    pub flags: u32,
     /// Key bytes.
     pub key_size: u32,
     /// Value bytes.
@@ -390,19 +444,65 @@ pub struct MapSpec {
 
 impl MapRole {
     /// Every role, in the order [`MatcherProgram::with_map_fds`] is usually given them.
-    pub const ALL: [MapRole; 3] = [MapRole::Names, MapRole::Suffixes, MapRole::Scratch];
+    pub const ALL: [MapRole; 7] = [
+        MapRole::Names,
+        MapRole::Suffixes,
+        MapRole::Scratch,
+        MapRole::Addr4,
+        MapRole::Addr6,
+        MapRole::Counters,
+        MapRole::Programs,
+    ];
 
-    /// The map's shape; `capacity` is the entries of the lookup maps.
+    /// The map's name under bpffs and for the kernel.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MapRole::Names => "names",
+            MapRole::Suffixes => "suffixes",
+            MapRole::Scratch => "scratch",
+            MapRole::Addr4 => "addr4",
+            MapRole::Addr6 => "addr6",
+            MapRole::Counters => "counters",
+            MapRole::Programs => "programs",
+        }
+    }
+
+    /// The map's shape; `capacity` is the entries of the lookup maps, of the address tries
+    /// and the rule slots of the counters.
     pub const fn spec(self, capacity: u32) -> MapSpec {
-        let (map_type, key_size, value_size, max_entries) = match self {
-            MapRole::Names => (BPF_MAP_TYPE_HASH, KEY_SIZE as u32, 4, capacity),
+        let no_prealloc = BPF_F_NO_PREALLOC;
+        let (map_type, key_size, value_size, max_entries, flags) = match self {
+            MapRole::Names => (BPF_MAP_TYPE_HASH, KEY_SIZE as u32, 4, capacity, no_prealloc),
             MapRole::Suffixes => (
                 BPF_MAP_TYPE_HASH,
                 KEY_SIZE as u32,
                 4 * SUFFIX_RANKS as u32,
                 capacity,
+                no_prealloc,
             ),
-            MapRole::Scratch => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, SCRATCH_SIZE, 1),
+            MapRole::Scratch => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, SCRATCH_SIZE, 1, 0),
+            MapRole::Addr4 => (
+                BPF_MAP_TYPE_LPM_TRIE,
+                8,
+                ADDR_VALUE_SIZE,
+                capacity,
+                no_prealloc,
+            ),
+            MapRole::Addr6 => (
+                BPF_MAP_TYPE_LPM_TRIE,
+                20,
+                ADDR_VALUE_SIZE,
+                capacity,
+                no_prealloc,
+            ),
+            MapRole::Counters => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, COUNTER_SIZE, capacity, 0),
+            MapRole::Programs => (
+                BPF_MAP_TYPE_PROG_ARRAY,
+                4,
+                4,
+                VLAN_DEPTHS * MAX_CLASSIC_RULES,
+                0,
+            ),
         };
         MapSpec {
             role: self,
@@ -410,6 +510,7 @@ impl MapRole {
             key_size,
             value_size,
             max_entries,
+            flags,
         }
     }
 }

@@ -108,6 +108,7 @@ fn load_matcher(contents: &MapContents, options: MatcherOptions) -> Loaded {
         MapRole::Names => names.as_raw_fd(),
         MapRole::Suffixes => suffixes.as_raw_fd(),
         MapRole::Scratch => scratch.as_raw_fd(),
+        other => panic!("this version of the matcher has no {other:?} map"),
     });
     let prog = load(BPF_PROG_TYPE_XDP, &insns).unwrap_or_else(|refusal| {
         let log = &refusal.log;
