@@ -519,6 +519,7 @@ pub mod output;
 pub mod parsedns;
 pub mod pcap2hex;
 pub mod triage;
+pub mod xdp_bpf;
 
 /// Reads a whole text input: the file `path`, or stdin when it is `None` or `-`.
 /// Returns the name to use in messages (`<stdin>` or the path) and the text.
@@ -636,11 +637,20 @@ pub fn parse_args<T: clap::Parser>(
     stdout: &mut dyn io::Write,
     stderr: &mut dyn io::Write,
 ) -> Result<Result<T, ExitCode>, CliError> {
+    Ok(parse_args_matches(args, stdout, stderr)?.map(|(parsed, _)| parsed))
+}
+
+/// [`parse_args`], also returning clap's matches (for the order of interleaved options).
+pub fn parse_args_matches<T: clap::Parser>(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> Result<Result<(T, clap::ArgMatches), ExitCode>, CliError> {
     let mut command = with_generate_option(T::command());
     let parsed = command.try_get_matches_from_mut(args).and_then(|matches| {
         match matches.get_one::<String>(GENERATE) {
             Some(kind) => Ok(Err(kind.clone())),
-            None => T::from_arg_matches(&matches).map(Ok),
+            None => T::from_arg_matches(&matches).map(|parsed| Ok((parsed, matches))),
         }
     });
     match parsed {

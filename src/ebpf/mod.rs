@@ -19,6 +19,7 @@
 //! Nothing here parses command lines or prints.
 
 pub mod compile;
+pub mod deploy;
 pub mod disasm;
 pub mod insn;
 pub mod matcher;

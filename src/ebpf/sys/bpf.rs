@@ -255,7 +255,8 @@ impl MapKind {
         }
     }
 
-    fn from_number(number: u32) -> MapKind {
+    /// The kind of the kernel's `enum bpf_map_type` `number`.
+    pub fn from_number(number: u32) -> MapKind {
         [
             MapKind::Hash,
             MapKind::Array,

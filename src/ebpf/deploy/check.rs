@@ -1,0 +1,301 @@
+//! `xdp-bpf test`: a capture run through a deployment's program with `BPF_PROG_TEST_RUN` and
+//! through the reference, packet by packet.
+//!
+//! The reference ([`Reference`]) is what an iptables deployment of the same rules in chain
+//! mode does, computed by the VM: the packets the rules apply to (UDP to port 53 of a
+//! protected address, as `-p udp --dport 53 -m set --match-set SET dst` selects them; IPv4
+//! not a later fragment; IPv6 after the extension headers the `dns` generator's programs
+//! skip), then each rule's classic program in order (a native pattern as the `dns`
+//! generator's program for it, `-i` unless the deployment matches case; a generator rule as
+//! its program of the packet's family), run at the network header; the first that matches
+//! decides, and no match passes. A packet of another link type is made Ethernet first
+//! ([`crate::pcap::link::to_ethernet`]), as the XDP program needs it.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::ebpf::compile::{XDP_DROP, XDP_PASS};
+use crate::ebpf::deploy::ops::{materialize, state_of};
+use crate::ebpf::deploy::{DeployError, Prefix, RuleBody, Spec};
+use crate::ebpf::matcher::Action;
+use crate::ebpf::sys::Program;
+use crate::gen::{build, DnsSpec, GenOptions, Generator, DEFAULT_EXT_HEADERS};
+use crate::insn::RawInsn;
+use crate::pcap::link::to_ethernet;
+use crate::pcap::Reader;
+use crate::vm::{self, Input, Profile};
+
+/// The VLAN TPIDs the matcher reads.
+const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// IPv6 extension headers the walk skips before UDP, as the `dns` generator's programs do.
+const EXT_HEADERS: usize = DEFAULT_EXT_HEADERS as usize;
+
+/// A packet the program and the reference decided differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disagreement {
+    /// The packet's number in the capture, from 1.
+    pub number: u64,
+    /// What the program returned (`XDP_*`).
+    pub program: u32,
+    /// What the reference says (`XDP_DROP` or `XDP_PASS`).
+    pub reference: u32,
+    /// The rule that decided in the reference (its number in the list, from 1).
+    pub rule: Option<usize>,
+}
+
+/// What a test run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestReport {
+    /// Packets read.
+    pub packets: u64,
+    /// Packets run both ways.
+    pub compared: u64,
+    /// Packets without a network header the link layer shows (not run).
+    pub skipped: u64,
+    /// Packets both dropped.
+    pub dropped: u64,
+    /// Packets decided by each rule in the reference (by list position).
+    pub by_rule: Vec<u64>,
+    /// Every disagreement.
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// A rule's programs for each family, run by the VM.
+struct RuleProgram {
+    action: Action,
+    v4: Option<vm::Program>,
+    v6: Option<vm::Program>,
+}
+
+/// The reference verdicts of a spec.
+pub struct Reference {
+    rules: Vec<RuleProgram>,
+    addresses: Vec<Prefix>,
+}
+
+fn vm_program(insns: &[RawInsn]) -> Option<vm::Program> {
+    vm::Program::new(insns, Profile::Socket).ok()
+}
+
+impl Reference {
+    /// The reference of `spec`: each rule's classic programs.
+    pub fn new(spec: &Spec) -> Result<Reference, DeployError> {
+        let mut rules = Vec::new();
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let (v4, v6) = match &rule.body {
+                RuleBody::Pattern(pattern) => {
+                    let generator = Generator::Dns(DnsSpec {
+                        patterns: vec![pattern.clone()],
+                        ignore_case: !spec.match_case,
+                        ext_headers: DEFAULT_EXT_HEADERS,
+                    });
+                    let family = |inet6| {
+                        build(
+                            &generator,
+                            &GenOptions {
+                                inet6,
+                                negate: false,
+                                offset: 0,
+                            },
+                        )
+                        .map_err(|e| DeployError::Classic {
+                            index: i + 1,
+                            rule: rule.to_string(),
+                            message: e.to_string(),
+                        })
+                    };
+                    (
+                        vm_program(&family(false)?.insns),
+                        vm_program(&family(true)?.insns),
+                    )
+                }
+                RuleBody::Program { v4, v6, .. } => (
+                    v4.as_deref().and_then(vm_program),
+                    v6.as_deref().and_then(vm_program),
+                ),
+            };
+            rules.push(RuleProgram {
+                action: rule.action,
+                v4,
+                v6,
+            });
+        }
+        Ok(Reference {
+            rules,
+            addresses: spec.addresses.clone(),
+        })
+    }
+
+    fn protected(&self, addr: IpAddr) -> bool {
+        if self.addresses.is_empty() {
+            return true;
+        }
+        self.addresses.iter().any(|p| contains(p, addr))
+    }
+
+    /// The verdict (`XDP_DROP` or `XDP_PASS`) for an Ethernet frame, and the rule that decided
+    /// (its index in the list).
+    pub fn verdict(&self, frame: &[u8]) -> (u32, Option<usize>) {
+        let Some((net, inet6)) = self.gate(frame) else {
+            return (XDP_PASS, None);
+        };
+        let input = Input {
+            frame,
+            start: net,
+            net: Some(net),
+            link: Some(0),
+            wire_len: (frame.len() - net) as u32,
+            ctx: vm::Context {
+                protocol: if inet6 { 0x86dd } else { 0x0800 },
+                ..vm::Context::default()
+            },
+        };
+        for (i, rule) in self.rules.iter().enumerate() {
+            let program = if inet6 { &rule.v6 } else { &rule.v4 };
+            if program.as_ref().is_some_and(|p| p.run_with(&input) != 0) {
+                let verdict = match rule.action {
+                    Action::Drop => XDP_DROP,
+                    Action::Accept => XDP_PASS,
+                };
+                return (verdict, Some(i));
+            }
+        }
+        (XDP_PASS, None)
+    }
+
+    /// The network header's offset and family of a frame the rules apply to.
+    fn gate(&self, frame: &[u8]) -> Option<(usize, bool)> {
+        let be16 = |at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+        };
+        let mut ethertype = be16(12)?;
+        let mut net = 14;
+        for _ in 0..2 {
+            if !VLAN_TPIDS.contains(&ethertype) {
+                break;
+            }
+            ethertype = be16(net + 2)?;
+            net += 4;
+        }
+        match ethertype {
+            0x0800 => {
+                let ip = frame.get(net..net + 20)?;
+                if ip[0] >> 4 != 4 || ip[0] & 0x0f < 5 || ip[9] != 17 {
+                    return None;
+                }
+                if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+                    return None;
+                }
+                let dst = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?);
+                let udp = net + usize::from(ip[0] & 0x0f) * 4;
+                (be16(udp + 2)? == 53 && self.protected(dst)).then_some((net, false))
+            }
+            0x86dd => {
+                let ip = frame.get(net..net + 40)?;
+                if ip[0] >> 4 != 6 {
+                    return None;
+                }
+                let dst = IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
+                let mut next = ip[6];
+                let mut at = net + 40;
+                for _ in 0..EXT_HEADERS {
+                    match next {
+                        0 | 43 | 60 => {
+                            let header = frame.get(at..at + 2)?;
+                            next = header[0];
+                            at += 8 + usize::from(header[1]) * 8;
+                        }
+                        44 => {
+                            let header = frame.get(at..at + 4)?;
+                            if u16::from_be_bytes([header[2], header[3]]) & 0xfff8 != 0 {
+                                return None;
+                            }
+                            next = header[0];
+                            at += 8;
+                        }
+                        _ => break,
+                    }
+                }
+                (next == 17 && be16(at + 2)? == 53 && self.protected(dst)).then_some((net, true))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether `prefix` holds `addr`.
+pub fn contains(prefix: &Prefix, addr: IpAddr) -> bool {
+    let (have, want) = match (prefix.addr, addr) {
+        (IpAddr::V4(p), IpAddr::V4(a)) => (p.octets().to_vec(), a.octets().to_vec()),
+        (IpAddr::V6(p), IpAddr::V6(a)) => (p.octets().to_vec(), a.octets().to_vec()),
+        _ => return false,
+    };
+    let bits = usize::from(prefix.len);
+    have.iter().zip(&want).enumerate().all(|(i, (h, w))| {
+        let keep = bits.saturating_sub(8 * i).min(8);
+        let mask = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+        h & mask == w & mask
+    })
+}
+
+/// Why a test run failed.
+fn read_error(e: crate::pcap::ReadError) -> DeployError {
+    DeployError::File {
+        what: "capture",
+        path: "-".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Runs every packet of `capture` through `program` (test runs) and through the reference
+/// of `spec`.
+pub fn test_program(
+    program: &Program,
+    spec: &Spec,
+    capture: impl Read,
+) -> Result<TestReport, DeployError> {
+    let reference = Reference::new(spec)?;
+    let mut reader = Reader::new(capture).map_err(read_error)?;
+    let mut report = TestReport {
+        by_rule: vec![0; spec.rules.len()],
+        ..TestReport::default()
+    };
+    let mut frame = Vec::new();
+    while let Some(packet) = reader.next_packet().map_err(read_error)? {
+        report.packets += 1;
+        frame.clear();
+        let data = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
+        if !to_ethernet(packet.linktype, data, &mut frame) {
+            report.skipped += 1;
+            continue;
+        }
+        let run = program.test_run(&frame, 1)?;
+        let (want, rule) = reference.verdict(&frame);
+        report.compared += 1;
+        if let Some(rule) = rule {
+            report.by_rule[rule] += 1;
+        }
+        if run.retval == want {
+            if want == XDP_DROP {
+                report.dropped += 1;
+            }
+        } else {
+            report.disagreements.push(Disagreement {
+                number: packet.number,
+                program: run.retval,
+                reference: want,
+                rule: rule.map(|r| r + 1),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Builds `spec`'s program and maps (not attached, not pinned) and runs the capture through
+/// it as [`test_program`] does.
+pub fn test_spec(spec: &Spec, capture: impl Read) -> Result<TestReport, DeployError> {
+    let state = state_of(spec, "test", 0);
+    let built = materialize(&state, Path::new("(the rules given)"))?;
+    test_program(&built.prog, spec, capture)
+}
