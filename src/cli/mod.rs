@@ -559,6 +559,27 @@ fn usage_hint(command: &clap::Command, err: &clap::Error) -> Option<String> {
     if generators.is_empty() {
         return None;
     }
+    if command.get_subcommand_value_name() == Some("COMMAND") {
+        // A tool of commands (xdp-bpf), not of generators.
+        return match err.kind() {
+            ErrorKind::MissingSubcommand => Some(format!(
+                "no command given: expected one of {}",
+                generators.join(", ")
+            )),
+            ErrorKind::InvalidSubcommand => {
+                let invalid = match err.get(ContextKind::InvalidSubcommand) {
+                    Some(ContextValue::String(arg)) => arg.clone(),
+                    _ => return None,
+                };
+                Some(format!(
+                    "unknown command '{}': expected {}",
+                    one_line_message(&invalid),
+                    generators.join(", ")
+                ))
+            }
+            _ => None,
+        };
+    }
     if err.kind() == ErrorKind::MissingSubcommand {
         return Some(format!(
             "no generator given: expected one of {} (e.g. '{} dns -- PATTERN')",

@@ -51,10 +51,12 @@ Examples:
 
 /// Deploy DNS flood rules at XDP: one eBPF program, its rules in maps, changed live.
 #[derive(Debug, Parser)]
-#[command(name = "xdp-bpf", version, after_help = EXAMPLES, disable_help_subcommand = true)]
+#[command(name = "xdp-bpf", version, after_help = EXAMPLES, disable_help_subcommand = true,
+    arg_required_else_help = false,
+    subcommand_value_name = "COMMAND")]
 struct Args {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -173,17 +175,19 @@ pub fn main(
         Ok(parsed) => parsed,
         Err(code) => return Ok(code),
     };
-    let sub = matches
-        .subcommand()
-        .map(|(_, m)| m.clone())
-        .ok_or("no command: expected apply, add, remove, status, delete or test")?;
+    let (Some(command), Some((_, sub))) = (args.command, matches.subcommand()) else {
+        return Err(
+            "no command given: expected one of apply, add, remove, status, delete, test".into(),
+        );
+    };
+    let sub = sub.clone();
     let waiting = |stderr: &mut dyn Write, dev: &str| {
         let _ = writeln!(
             stderr,
             "xdp-bpf: {dev}: another xdp-bpf holds the interface's lock: waiting"
         );
     };
-    match args.command {
+    match command {
         Command::Apply {
             target,
             rules,

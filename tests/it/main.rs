@@ -23,3 +23,4 @@ mod rng;
 mod stdout;
 mod support;
 mod triage;
+mod xdp_bpf;
