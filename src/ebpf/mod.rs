@@ -10,6 +10,8 @@
 //!   verifier can see it) or a socket filter;
 //! - [`matcher`]: the native DNS matcher, one XDP program for any number of `dns` patterns
 //!   deciding by map lookups, and the map contents for a rule list.
+//! - [`classic`]: the rules the matcher's maps cannot express, compiled classic programs
+//!   reached by tail calls from the matcher and from one another.
 //! - [`sys`]: bpf(2) and rtnetlink through libc: maps, loading with the verifier's log,
 //!   test runs, bpffs pins, attaching at XDP.
 //!
@@ -18,6 +20,7 @@
 //! with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
 //! Nothing here parses command lines or prints.
 
+pub mod classic;
 pub mod compile;
 pub mod deploy;
 pub mod disasm;

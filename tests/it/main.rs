@@ -9,6 +9,7 @@ mod core;
 mod dns;
 mod dns_simple_dns;
 mod ebpf;
+mod ebpf_classic;
 mod ebpf_match;
 mod ebpf_sys;
 mod gen;
