@@ -9,12 +9,12 @@ use clap::{ArgMatches, Parser, Subcommand};
 
 use crate::cli::gen_args::{parse_generator, GenArgsError};
 use crate::cli::{parse_args_matches, CliError, EXIT_OK};
+use crate::ebpf::classic::ClassicRule;
 use crate::ebpf::deploy::{
     check, Applied, Change, Place, Prefix, Rule, RuleBody, Session, Spec, Status,
 };
 use crate::ebpf::matcher::Action;
 use crate::ebpf::sys::XdpMode;
-use crate::gen::{build, GenOptions};
 
 /// Exit status of `status` when the deployment is not as described.
 pub const EXIT_NOT_AS_DESCRIBED: u8 = 3;
@@ -26,7 +26,7 @@ addresses (-a; none given: every address), IPv4 and IPv6, untagged or with up to
 tags. Patterns are the dns generator's ('bpfgen dns --help'); they ignore case unless
 --match-case. Exact names, a '*' or '*{m-n}' first label over literal labels, and literal
 labels then '**' are matched by map lookups, at the same cost for any number of them; other
-patterns ('?', '%XX' inside a label) and --drop-bpf rules run as compiled programs (at most 16
+patterns ('?', '%XX' inside a label) and --drop-bpf rules run as compiled programs (at most 32
 per deployment). --drop any drops every query no earlier rule accepts.
 
 A rules file (--rules FILE, '-' for standard input) holds one rule per line: 'accept PATTERN',
@@ -468,26 +468,17 @@ fn program_rule(text: &str) -> Result<Rule, CliError> {
         GenArgsError::Help(_) => format!("--drop-bpf '{text}': asks for help"),
         GenArgsError::Usage(message) => format!("--drop-bpf '{text}': {message}"),
     })?;
-    let family = |inet6| {
-        build(
-            &generator,
-            &GenOptions {
-                inet6,
-                negate: false,
-                offset: 0,
-            },
-        )
-    };
-    let (v4, v6) = (family(false), family(true));
-    if let (Err(e), Err(_)) = (&v4, &v6) {
-        return Err(format!("--drop-bpf '{text}': {e}").into());
+    let classic = ClassicRule::from_generator(&generator, false)
+        .map_err(|e| format!("--drop-bpf '{text}': {e}"))?;
+    if classic.ipv4.is_none() && classic.ipv6.is_none() {
+        return Err(format!("--drop-bpf '{text}': no program for IPv4 or IPv6").into());
     }
     Ok(Rule {
         action: Action::Drop,
         body: RuleBody::Program {
             text: words.join(" "),
-            v4: v4.ok().map(|g| g.insns),
-            v6: v6.ok().map(|g| g.insns),
+            v4: classic.ipv4,
+            v6: classic.ipv6,
         },
     })
 }

@@ -262,7 +262,7 @@ pub enum DeployError {
     /// More classic rules than tail calls reach.
     #[error(
         "{count} rules need compiled programs (patterns with '?' or '%XX', generator rules): \
-         at most {max} fit a deployment (each takes one program per family)"
+         at most {max} fit a deployment"
     )]
     TooManyClassic {
         /// Programs needed.
@@ -333,18 +333,57 @@ pub enum DeployError {
 
 /// The compiled programs of the classic rules (`(order, rule)` in list order; `positions`
 /// gives each order's number in the list, for errors), by their slot in
-/// [`MapRole::Programs`](crate::ebpf::matcher::MapRole::Programs).
+/// [`MapRole::Programs`](crate::ebpf::matcher::MapRole::Programs): one program per rule and
+/// VLAN tag count.
 pub(crate) fn classic_programs(
     classic: &[(u32, Rule)],
     positions: &std::collections::BTreeMap<u32, usize>,
-    _maps: &maps::Maps,
+    maps: &maps::Maps,
+    match_case: bool,
 ) -> Result<Vec<(u32, crate::ebpf::sys::Program)>, DeployError> {
-    match classic.first() {
-        None => Ok(Vec::new()),
-        Some((order, rule)) => Err(DeployError::Classic {
+    use crate::ebpf::classic::{rule_program, ClassicRule};
+    use crate::ebpf::matcher::{program_slot, rank, MAX_CLASSIC_RULES, VLAN_DEPTHS};
+    use crate::ebpf::sys::{Program, ProgramKind};
+    use crate::gen::{DnsSpec, Generator, DEFAULT_EXT_HEADERS};
+    use std::os::fd::{AsFd, AsRawFd};
+
+    if classic.len() > MAX_CLASSIC_RULES as usize {
+        return Err(DeployError::TooManyClassic {
+            count: classic.len(),
+            max: MAX_CLASSIC_RULES as usize,
+        });
+    }
+    let mut out = Vec::new();
+    for (index, (order, rule)) in classic.iter().enumerate() {
+        let fail = |message: String| DeployError::Classic {
             index: positions.get(order).copied().unwrap_or(0),
             rule: rule.to_string(),
-            message: "compiled rules are not wired yet".into(),
-        }),
+            message,
+        };
+        let classic_rule = match &rule.body {
+            RuleBody::Pattern(pattern) => {
+                let generator = Generator::Dns(DnsSpec {
+                    patterns: vec![pattern.clone()],
+                    ignore_case: !match_case,
+                    ext_headers: DEFAULT_EXT_HEADERS,
+                });
+                ClassicRule::from_generator(&generator, false).map_err(|e| fail(e.to_string()))?
+            }
+            RuleBody::Program { text, v4, v6 } => ClassicRule {
+                name: text.clone(),
+                ipv4: v4.clone(),
+                ipv6: v6.clone(),
+            },
+        };
+        let rank = rank(*order as usize, rule.action)
+            .ok_or_else(|| fail("no rank for this order".into()))?;
+        for tags in 0..VLAN_DEPTHS {
+            let program = rule_program(&classic_rule, rank, tags, index as u32)
+                .map_err(|e| fail(e.to_string()))?;
+            let insns = program.with_map_fds(|role| maps[&role].as_fd().as_raw_fd());
+            let loaded = Program::load(ProgramKind::Xdp, "bpftools_rule", &insns)?;
+            out.push((program_slot(tags, index as u32), loaded));
+        }
     }
+    Ok(out)
 }

@@ -841,7 +841,7 @@ pub(crate) fn materialize(state: &State, path: &Path) -> Result<Built, DeployErr
         .enumerate()
         .map(|(i, (order, _))| (*order, i + 1))
         .collect();
-    let programs = classic_programs(&classic, &positions, &maps)?;
+    let programs = classic_programs(&classic, &positions, &maps, state.match_case)?;
     for (slot, program) in &programs {
         maps[&MapRole::Programs].set_program(*slot, program)?;
     }
