@@ -21,8 +21,9 @@
 //! - [`triage`]: capture -> floods -> rules, measured by the VM, one typed report;
 //! - [`ebpf`]: the eBPF instruction model, its encoding and disassembly, the compiler from
 //!   validated cBPF to verifier-safe eBPF (XDP or socket filter) with cBPF's semantics, the
-//!   native DNS matcher (one XDP program, rules in maps), and bpf(2)/rtnetlink calls
-//!   ([`ebpf::sys`], the one module allowed `unsafe`);
+//!   native DNS matcher (one XDP program, rules in maps), the classic rules it reaches by
+//!   tail calls, deployments at XDP ([`ebpf::deploy`], what `xdp-bpf` runs), and
+//!   bpf(2)/rtnetlink calls ([`ebpf::sys`], the one module allowed `unsafe`);
 //! - `cli` (with the default feature `cli`): what the binaries share (errors and exit codes,
 //!   SIGPIPE, common arguments) and one module per tool; clap lives only there, so a library
 //!   user who turns the feature off gets no argument parser.

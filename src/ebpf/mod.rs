@@ -12,6 +12,9 @@
 //!   deciding by map lookups, and the map contents for a rule list.
 //! - [`classic`]: the rules the matcher's maps cannot express, compiled classic programs
 //!   reached by tail calls from the matcher and from one another.
+//! - [`deploy`]: deployments at XDP (what `xdp-bpf` runs): generations pinned under bpffs,
+//!   their rule lists, apply/change/status/delete under a lock, and the test of a capture
+//!   against the VM's reference ([`deploy::check`]).
 //! - [`sys`]: bpf(2) and rtnetlink through libc: maps, loading with the verifier's log,
 //!   test runs, bpffs pins, attaching at XDP.
 //!
