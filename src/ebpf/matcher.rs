@@ -1,44 +1,89 @@
 //! The native DNS matcher: one XDP program for any number of `dns` patterns, deciding by map
-//! lookups instead of comparing the name pattern by pattern.
+//! lookups instead of comparing the name pattern by pattern; the patterns the maps cannot
+//! express run after it as compiled classic programs, by tail calls.
 //!
-//! What the program does with a frame ([`program`]):
-//! - Ethernet with up to two VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100, as the capture reader
-//!   knows them), then IPv4 (any header length; a fragment other than the first passes; the
-//!   protocol must be UDP) or IPv6 (the next header must be UDP: this first version does not
-//!   walk extension headers, so a query behind one passes), UDP to port 53, a whole DNS header
-//!   with QR = 0 (a query) and QDCOUNT >= 1. Anything else passes (`XDP_PASS`).
-//! - The first question's name is copied, label by label, into a fixed 256-byte key in a
-//!   per-CPU scratch map ([`MapRole::Scratch`]), with ASCII letters folded to lower case when
-//!   the matcher ignores case ([`MatcherOptions::ignore_case`]). The loop reads at most 255
-//!   bytes, labels of 1 to 63 bytes; a compression pointer, a longer label, a name longer than
-//!   255 bytes or the packet's end stops it.
-//! - Lookups, all in hash maps keyed by [`Key`] (a kind byte, a length byte, the wire bytes
-//!   without the root, zeros after):
-//!   - at every label boundary, including the start and the root, the name's prefix up to it
-//!     ([`KeyKind::Prefix`], for `lit.lit.**`; the empty prefix is `**`), in
-//!     [`MapRole::Names`];
-//!   - once the name is whole, the name ([`KeyKind::Exact`]) in [`MapRole::Names`], and the
-//!     name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`) in
-//!     [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
+//! What the program does with a frame ([`program`]), in order:
 //!
-//!   Keys start and end at label boundaries, so a rule never matches across one
-//!   (`xwww.example.net` is not under `www.example.net`).
-//! - Each value is a rank ([`rank`]): rules earlier in the list rank higher, and the lowest
-//!   bit is the action. The highest rank over the lookups made decides: drop -> `XDP_DROP`,
-//!   accept or no match -> `XDP_PASS`. That is the chain mode's rule: in order, the first
-//!   match decides, no match passes.
+//! 1. **The gate**: it takes the packets an `iptables -p udp --dport 53 -m set --match-set
+//!    SET dst` rule hands its program. Any other frame passes (`XDP_PASS`) at once: no tail
+//!    call, no counter.
+//!    - Ethernet with up to two VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100, as the capture
+//!      reader knows them); the tag count (0, 1, 2) is kept for the hook.
+//!    - IPv4: version 4, any header length (IHL >= 5), protocol UDP, fragment offset 0 (a
+//!      later fragment passes: `--dport` never matches one).
+//!    - IPv6: version 6, then the extension headers as ip6tables walks them to find UDP:
+//!      hop-by-hop (0), routing (43) and destination options (60), of (length + 1) * 8
+//!      bytes; authentication (51), of (length + 2) * 4 bytes; fragment (44), 8 bytes, and
+//!      the frame passes when its offset is not 0. Any other next header (TCP, ESP, no next
+//!      header, ...) passes, and so does a header without its first 8 bytes in the frame or
+//!      one past [`MAX_HEADER_OFFSET`]. At most [`GATE_EXT_HEADERS`] headers are walked:
+//!      when one more extension header follows them, the frame is taken through the gate
+//!      without reading further (UDP, the port and the DNS header unseen), with the first
+//!      rule's rank (see 2). That is the one place the gate can take a frame iptables would
+//!      not hand over (not UDP to port 53, behind more than [`GATE_EXT_HEADERS`] extension
+//!      headers); the `dns` programs would match it.
+//!    - A whole UDP header with destination port 53.
+//!    - The destination address in [`MapRole::Addr4`] / [`MapRole::Addr6`]: an LPM trie
+//!      lookup of the whole address (key [`crate::ebpf::sys::lpm_key`]`(32 | 128, address)`,
+//!      built on the stack); a miss passes. `0.0.0.0/0` and `::/0` protect every address.
+//! 2. **The native rank** of a frame through the gate (0 = no rule): what the chain of `dns`
+//!    programs gives it, rule by rule, with the same default IPv6 walk as theirs (two
+//!    extension headers of the kinds 0, 43, 44 and 60, [`IPV6_EXTENSION_HEADERS`]):
+//!    - an authentication header among the first three headers: they match nothing, rank 0;
+//!    - past [`GATE_EXT_HEADERS`] (see 1): the first rule's rank;
+//!    - otherwise only a query is read: a whole DNS header with QR = 0 and QDCOUNT >= 1; for
+//!      anything else (a response, no question, a DNS header cut short) the rank is 0;
+//!    - a query behind a third extension header of the walked kinds (the programs then
+//!      match whatever follows): the first rule's rank, the value of the key of
+//!      [`KeyKind::First`] in [`MapRole::Names`] (the highest rank in the maps);
+//!    - any other query: its first question's name, by the lookups below.
 //!
-//! This is exactly what the `dns` generator's programs match, rule by rule, for the packets the
-//! program reads (`-p udp --dport 53` queries): prefixes are looked up before the bytes after
-//! them are read, as the classic programs stop comparing at `**`, so a `**` rule matches a name
-//! cut short or ending in a compression pointer after its prefix, as they do.
+//!    The name is copied, label by label, into a fixed 256-byte key in a per-CPU scratch map
+//!    ([`MapRole::Scratch`]), with ASCII letters folded to lower case when the matcher
+//!    ignores case ([`MatcherOptions::ignore_case`]). The loop reads at most 255 bytes,
+//!    labels of 1 to 63 bytes; a compression pointer, a longer label, a name longer than 255
+//!    bytes or the packet's end stops it. Lookups, all in hash maps keyed by [`Key`] (a kind
+//!    byte, a length byte, the wire bytes without the root, zeros after):
+//!    - at every label boundary, including the start and the root, the name's prefix up to
+//!      it ([`KeyKind::Prefix`], for `lit.lit.**`; the empty prefix is `**`), in
+//!      [`MapRole::Names`];
+//!    - once the name is whole, the name ([`KeyKind::Exact`]) in [`MapRole::Names`], and
+//!      the name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`)
+//!      in [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
 //!
-//! Map contents come from [`MapContents::new`]: the patterns of the `dns` generator, parsed by
-//! [`crate::gen::dns::parse_pattern`], in the forms the maps express: all literal labels; one
-//! `*` or `*{m-n}` first label over literal labels; literal labels then `**`. Refused with
-//! [`RuleError::Unsupported`] (those need the compiled classic program): `?`, `%XX` inside a
-//! label, a `*` label after the first, `*` with `**`. Case folding is one setting for the
-//! program and its maps, like `-i` for a generated program.
+//!    Keys start and end at label boundaries, so a rule never matches across one
+//!    (`xwww.example.net` is not under `www.example.net`). Each value is a rank ([`rank`]):
+//!    rules of lower order rank higher, and the lowest bit is the action; the rank is the
+//!    highest over the lookups made. That is the chain mode's rule: in order, the first match
+//!    decides.
+//! 3. **The hook**, for every frame through the gate: the rank is stored at [`SCRATCH_BEST`]
+//!    in the scratch value (a `u32`), then `bpf_tail_call(ctx, Programs,
+//!    program_slot(tags, 0))` ([`program_slot`], [`MapRole::Programs`]) runs the first
+//!    classic rule compiled for the frame's tag count. Each classic rule raises the rank at
+//!    [`SCRATCH_BEST`] to its own when it matches with a higher one and tail-calls the slot
+//!    after its own; the program that finds its next slot empty (the call returns) decides.
+//! 4. **The decision** ([`decision`]: the same code ends the matcher and each classic rule):
+//!    when the rank is not 0, the rule's per-CPU counter in [`MapRole::Counters`], at
+//!    [`counter_index`]`(rank)` (its order), gets one packet and the frame's length
+//!    (`data_end - data`) in bytes; then `XDP_DROP` when the rank's lowest bit is set
+//!    ([`Action::Drop`]), else `XDP_PASS`.
+//!
+//! This is exactly what the `dns` generator's programs match, rule by rule, for the queries
+//! the program reads: prefixes are looked up before the bytes after them are read, as the
+//! classic programs stop comparing at `**`, so a `**` rule matches a name cut short or ending
+//! in a compression pointer after its prefix, as they do. (The classic programs do not read
+//! QR or QDCOUNT: the matcher's rules apply to queries only.)
+//!
+//! Map contents come from [`MapContents::new`] (orders 0, 1, ... in list order),
+//! [`MapContents::with_orders`] (explicit orders: a rule's keys and rank depend only on its
+//! own pattern, order and action, so adding or removing one rule live leaves the others'
+//! alone) or [`MapContents::split`] (a mixed list: the rules the maps cannot express become
+//! [`ClassicRule`]s). Patterns are those of the `dns` generator, parsed by
+//! [`crate::gen::dns::parse_pattern`], in the forms the maps express: all literal labels;
+//! one `*` or `*{m-n}` first label over literal labels; literal labels then `**`. Refused
+//! with [`RuleError::Unsupported`] (those need the compiled classic program): `?`, `%XX`
+//! inside a label, a `*` label after the first, `*` with `**`. Case folding is one setting
+//! for the program and its maps, like `-i` for a generated program.
 //!
 //! Nothing here calls bpf(2): the program refers to its maps by [`MapRole`], and the caller
 //! puts the file descriptors in with [`MatcherProgram::with_map_fds`].
@@ -555,7 +600,8 @@ pub fn suffix_value_bytes(ranks: &[u32; SUFFIX_RANKS]) -> Vec<u8> {
 /// The maps a matcher program uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MapRole {
-    /// Hash map, [`Key`] -> `u32` rank: exact names and prefixes.
+    /// Hash map, [`Key`] -> `u32` rank: exact names, prefixes, and the first rule's rank
+    /// ([`KeyKind::First`]).
     Names,
     /// Hash map, [`Key`] -> `[u32; 64]` ranks by first-label length: suffixes.
     Suffixes,
@@ -664,7 +710,8 @@ impl MapRole {
     }
 }
 
-/// The matcher's XDP program, its maps still to be given.
+/// eBPF code with its map loads still to be given: the matcher's XDP program
+/// ([`program`]) or the decision that ends every program of a deployment ([`decision`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatcherProgram {
     /// The instructions; each map `lddw` holds -1 until [`MatcherProgram::with_map_fds`].

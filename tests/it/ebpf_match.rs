@@ -949,7 +949,7 @@ fn adversarial_frames() -> Vec<(String, Vec<u8>)> {
         ),
         (
             "v6 walk + 1",
-            v6_frame(&vec![HOP; GATE_EXT_HEADERS + 1], 17, &payload, TO),
+            v6_frame(&[HOP; GATE_EXT_HEADERS + 1], 17, &payload, TO),
         ),
     ] {
         for cut in 14..frame.len() {
