@@ -1,44 +1,89 @@
 //! The native DNS matcher: one XDP program for any number of `dns` patterns, deciding by map
-//! lookups instead of comparing the name pattern by pattern.
+//! lookups instead of comparing the name pattern by pattern; the patterns the maps cannot
+//! express run after it as compiled classic programs, by tail calls.
 //!
-//! What the program does with a frame ([`program`]):
-//! - Ethernet with up to two VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100, as the capture reader
-//!   knows them), then IPv4 (any header length; a fragment other than the first passes; the
-//!   protocol must be UDP) or IPv6 (the next header must be UDP: this first version does not
-//!   walk extension headers, so a query behind one passes), UDP to port 53, a whole DNS header
-//!   with QR = 0 (a query) and QDCOUNT >= 1. Anything else passes (`XDP_PASS`).
-//! - The first question's name is copied, label by label, into a fixed 256-byte key in a
-//!   per-CPU scratch map ([`MapRole::Scratch`]), with ASCII letters folded to lower case when
-//!   the matcher ignores case ([`MatcherOptions::ignore_case`]). The loop reads at most 255
-//!   bytes, labels of 1 to 63 bytes; a compression pointer, a longer label, a name longer than
-//!   255 bytes or the packet's end stops it.
-//! - Lookups, all in hash maps keyed by [`Key`] (a kind byte, a length byte, the wire bytes
-//!   without the root, zeros after):
-//!   - at every label boundary, including the start and the root, the name's prefix up to it
-//!     ([`KeyKind::Prefix`], for `lit.lit.**`; the empty prefix is `**`), in
-//!     [`MapRole::Names`];
-//!   - once the name is whole, the name ([`KeyKind::Exact`]) in [`MapRole::Names`], and the
-//!     name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`) in
-//!     [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
+//! What the program does with a frame ([`program`]), in order:
 //!
-//!   Keys start and end at label boundaries, so a rule never matches across one
-//!   (`xwww.example.net` is not under `www.example.net`).
-//! - Each value is a rank ([`rank`]): rules earlier in the list rank higher, and the lowest
-//!   bit is the action. The highest rank over the lookups made decides: drop -> `XDP_DROP`,
-//!   accept or no match -> `XDP_PASS`. That is the chain mode's rule: in order, the first
-//!   match decides, no match passes.
+//! 1. **The gate**: it takes the packets an `iptables -p udp --dport 53 -m set --match-set
+//!    SET dst` rule hands its program. Any other frame passes (`XDP_PASS`) at once: no tail
+//!    call, no counter.
+//!    - Ethernet with up to two VLAN tags (TPIDs 0x8100, 0x88a8, 0x9100, as the capture
+//!      reader knows them); the tag count (0, 1, 2) is kept for the hook.
+//!    - IPv4: version 4, any header length (IHL >= 5), protocol UDP, fragment offset 0 (a
+//!      later fragment passes: `--dport` never matches one).
+//!    - IPv6: version 6, then the extension headers as ip6tables walks them to find UDP:
+//!      hop-by-hop (0), routing (43) and destination options (60), of (length + 1) * 8
+//!      bytes; authentication (51), of (length + 2) * 4 bytes; fragment (44), 8 bytes, and
+//!      the frame passes when its offset is not 0. Any other next header (TCP, ESP, no next
+//!      header, ...) passes, and so does a header without its first 8 bytes in the frame or
+//!      one past [`MAX_HEADER_OFFSET`]. At most [`GATE_EXT_HEADERS`] headers are walked:
+//!      when one more extension header follows them, the frame is taken through the gate
+//!      without reading further (UDP, the port and the DNS header unseen), with the first
+//!      rule's rank (see 2). That is the one place the gate can take a frame iptables would
+//!      not hand over (not UDP to port 53, behind more than [`GATE_EXT_HEADERS`] extension
+//!      headers); the `dns` programs would match it.
+//!    - A whole UDP header with destination port 53.
+//!    - The destination address in [`MapRole::Addr4`] / [`MapRole::Addr6`]: an LPM trie
+//!      lookup of the whole address (key [`crate::ebpf::sys::lpm_key`]`(32 | 128, address)`,
+//!      built on the stack); a miss passes. `0.0.0.0/0` and `::/0` protect every address.
+//! 2. **The native rank** of a frame through the gate (0 = no rule): what the chain of `dns`
+//!    programs gives it, rule by rule, with the same default IPv6 walk as theirs (two
+//!    extension headers of the kinds 0, 43, 44 and 60, [`IPV6_EXTENSION_HEADERS`]):
+//!    - an authentication header among the first three headers: they match nothing, rank 0;
+//!    - past [`GATE_EXT_HEADERS`] (see 1): the first rule's rank;
+//!    - otherwise only a query is read: a whole DNS header with QR = 0 and QDCOUNT >= 1; for
+//!      anything else (a response, no question, a DNS header cut short) the rank is 0;
+//!    - a query behind a third extension header of the walked kinds (the programs then
+//!      match whatever follows): the first rule's rank, the value of the key of
+//!      [`KeyKind::First`] in [`MapRole::Names`] (the highest rank in the maps);
+//!    - any other query: its first question's name, by the lookups below.
 //!
-//! This is exactly what the `dns` generator's programs match, rule by rule, for the packets the
-//! program reads (`-p udp --dport 53` queries): prefixes are looked up before the bytes after
-//! them are read, as the classic programs stop comparing at `**`, so a `**` rule matches a name
-//! cut short or ending in a compression pointer after its prefix, as they do.
+//!    The name is copied, label by label, into a fixed 256-byte key in a per-CPU scratch map
+//!    ([`MapRole::Scratch`]), with ASCII letters folded to lower case when the matcher
+//!    ignores case ([`MatcherOptions::ignore_case`]). The loop reads at most 255 bytes,
+//!    labels of 1 to 63 bytes; a compression pointer, a longer label, a name longer than 255
+//!    bytes or the packet's end stops it. Lookups, all in hash maps keyed by [`Key`] (a kind
+//!    byte, a length byte, the wire bytes without the root, zeros after):
+//!    - at every label boundary, including the start and the root, the name's prefix up to
+//!      it ([`KeyKind::Prefix`], for `lit.lit.**`; the empty prefix is `**`), in
+//!      [`MapRole::Names`];
+//!    - once the name is whole, the name ([`KeyKind::Exact`]) in [`MapRole::Names`], and
+//!      the name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`)
+//!      in [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
 //!
-//! Map contents come from [`MapContents::new`]: the patterns of the `dns` generator, parsed by
-//! [`crate::gen::dns::parse_pattern`], in the forms the maps express: all literal labels; one
-//! `*` or `*{m-n}` first label over literal labels; literal labels then `**`. Refused with
-//! [`RuleError::Unsupported`] (those need the compiled classic program): `?`, `%XX` inside a
-//! label, a `*` label after the first, `*` with `**`. Case folding is one setting for the
-//! program and its maps, like `-i` for a generated program.
+//!    Keys start and end at label boundaries, so a rule never matches across one
+//!    (`xwww.example.net` is not under `www.example.net`). Each value is a rank ([`rank`]):
+//!    rules of lower order rank higher, and the lowest bit is the action; the rank is the
+//!    highest over the lookups made. That is the chain mode's rule: in order, the first match
+//!    decides.
+//! 3. **The hook**, for every frame through the gate: the rank is stored at [`SCRATCH_BEST`]
+//!    in the scratch value (a `u32`), then `bpf_tail_call(ctx, Programs,
+//!    program_slot(tags, 0))` ([`program_slot`], [`MapRole::Programs`]) runs the first
+//!    classic rule compiled for the frame's tag count. Each classic rule raises the rank at
+//!    [`SCRATCH_BEST`] to its own when it matches with a higher one and tail-calls the slot
+//!    after its own; the program that finds its next slot empty (the call returns) decides.
+//! 4. **The decision** ([`decision`]: the same code ends the matcher and each classic rule):
+//!    when the rank is not 0, the rule's per-CPU counter in [`MapRole::Counters`], at
+//!    [`counter_index`]`(rank)` (its order), gets one packet and the frame's length
+//!    (`data_end - data`) in bytes; then `XDP_DROP` when the rank's lowest bit is set
+//!    ([`Action::Drop`]), else `XDP_PASS`.
+//!
+//! This is exactly what the `dns` generator's programs match, rule by rule, for the queries
+//! the program reads: prefixes are looked up before the bytes after them are read, as the
+//! classic programs stop comparing at `**`, so a `**` rule matches a name cut short or ending
+//! in a compression pointer after its prefix, as they do. (The classic programs do not read
+//! QR or QDCOUNT: the matcher's rules apply to queries only.)
+//!
+//! Map contents come from [`MapContents::new`] (orders 0, 1, ... in list order),
+//! [`MapContents::with_orders`] (explicit orders: a rule's keys and rank depend only on its
+//! own pattern, order and action, so adding or removing one rule live leaves the others'
+//! alone) or [`MapContents::split`] (a mixed list: the rules the maps cannot express become
+//! [`ClassicRule`]s). Patterns are those of the `dns` generator, parsed by
+//! [`crate::gen::dns::parse_pattern`], in the forms the maps express: all literal labels;
+//! one `*` or `*{m-n}` first label over literal labels; literal labels then `**`. Refused
+//! with [`RuleError::Unsupported`] (those need the compiled classic program): `?`, `%XX`
+//! inside a label, a `*` label after the first, `*` with `**`. Case folding is one setting
+//! for the program and its maps, like `-i` for a generated program.
 //!
 //! Nothing here calls bpf(2): the program refers to its maps by [`MapRole`], and the caller
 //! puts the file descriptors in with [`MatcherProgram::with_map_fds`].
@@ -50,7 +95,7 @@ use thiserror::Error;
 use crate::asm::quote;
 use crate::ebpf::compile::{Emitter, XDP_DROP, XDP_PASS};
 use crate::ebpf::insn::{AluOp, Insn, JmpOp, Operand, Reg, Size};
-use crate::gen::dns::{parse_pattern, Part, PatternError, MAX_LABEL};
+use crate::gen::dns::{parse_pattern, Part, PatternError, IPV6_EXTENSION_HEADERS, MAX_LABEL};
 
 /// The bytes of a key ([`Key`]).
 pub const KEY_SIZE: usize = 256;
@@ -101,11 +146,35 @@ pub const fn counter_index(rank: u32) -> u32 {
 pub const ADDR_VALUE_SIZE: u32 = 1;
 /// The helper `bpf_map_lookup_elem`.
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+/// The helper `bpf_tail_call`.
+const BPF_FUNC_TAIL_CALL: i32 = 12;
+
+/// The IPv6 extension headers the gate walks looking for UDP (hop-by-hop, routing,
+/// destination options, a first fragment, authentication): a frame with more is taken as
+/// one the rules see, decided by the first rule (see the module docs).
+pub const GATE_EXT_HEADERS: usize = 8;
+/// The offset from the frame's start past which the gate stops reading headers (the frame
+/// passes): offsets stay in a range the verifier can bound.
+pub const MAX_HEADER_OFFSET: u32 = 0x3fff;
 
 /// Scratch value layout: the name's key, the suffix key, the state words.
 const NAME_KEY: i16 = 0;
 const SUFFIX_KEY: i16 = 264;
 const STATE: i16 = 528;
+/// State words (private to the matcher): the offset of the header being read (`u16`, from
+/// the frame's start; the UDP header's once the gate has found it), four bytes written zero,
+/// a byte of ones, the mode bits, a word of ones, the VLAN tag count.
+const OFF: i16 = STATE;
+const ZEROS: i16 = STATE + 2;
+const BYTE_ONES: i16 = STATE + 6;
+const MODE: i16 = STATE + 7;
+const WORD_ONES: i16 = STATE + 8;
+const TAGS: i16 = STATE + 12;
+/// Mode bits: the `dns` programs' walk ended on an extension header (the first rule
+/// decides); they refuse the frame (no rule matches); the gate could not see past its walk.
+const MODE_FIRST: i32 = 1;
+const MODE_NONE: i32 = 2;
+const MODE_BLIND: i32 = 4;
 /// The offset in the scratch value of the best rank so far (`u32`, host order), which the
 /// matcher writes before it tail-calls the first classic rule and each classic rule reads,
 /// raises when it matches with a higher rank, and passes on.
@@ -124,6 +193,10 @@ pub enum KeyKind {
     Prefix = 2,
     /// A name after its first label, for `*.lit` and `*{m-n}.lit`.
     Suffix = 3,
+    /// No name (the key's length is 0): the rank of the list's first rule, which decides a
+    /// query behind more IPv6 extension headers than the `dns` programs walk (they match
+    /// it whatever its name).
+    First = 4,
 }
 
 /// A map key: kind, length of the wire bytes, the wire bytes (length-prefixed labels, no
@@ -249,6 +322,27 @@ pub enum RuleError {
         /// The number given.
         count: usize,
     },
+    /// An explicit order past the ranks.
+    #[error("rule order {order}: orders go from 0 to {}", MAX_RULES - 1)]
+    OrderTooLarge {
+        /// The order given.
+        order: u32,
+    },
+    /// Two rules with the same explicit order: their ranks would be the same.
+    #[error("rule order {order} is given to two rules: each rule needs its own order")]
+    DuplicateOrder {
+        /// The order given twice.
+        order: u32,
+    },
+    /// More rules the maps cannot express than tail calls can run.
+    #[error(
+        "{count} rules need their compiled classic program: at most {MAX_CLASSIC_RULES} \
+         can run after the map lookups"
+    )]
+    TooManyClassicRules {
+        /// The number of such rules.
+        count: usize,
+    },
 }
 
 /// The matcher's one setting, shared by the program and its map contents.
@@ -317,44 +411,130 @@ fn form(text: &str, options: MatcherOptions) -> Result<Form, RuleError> {
     })
 }
 
+/// A rule the maps cannot express, which runs as its compiled classic program
+/// ([`MapContents::split`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicRule {
+    /// Its explicit order in the list.
+    pub order: u32,
+    /// Its action.
+    pub action: Action,
+    /// Its rank ([`rank`] of its order and action), which its program raises the best rank
+    /// to when it matches.
+    pub rank: u32,
+    /// The pattern as given.
+    pub pattern: String,
+    /// Why the maps cannot express it.
+    pub why: Unsupported,
+}
+
+/// A rule list split between the maps and the classic programs ([`MapContents::split`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SplitRules {
+    /// The map contents of the rules the maps express.
+    pub contents: MapContents,
+    /// The others, by order: the `index` of [`program_slot`] is the place in this list.
+    pub classic: Vec<ClassicRule>,
+}
+
 impl MapContents {
-    /// The map contents for `rules`, in order (the first match decides). A pattern the maps
-    /// cannot express is refused, named in the error.
+    /// The map contents for `rules`, in order (the first match decides): the rule at index
+    /// `i` has order `i`. A pattern the maps cannot express is refused, named in the error.
     pub fn new<S: AsRef<str>>(
         rules: &[(Action, S)],
         options: MatcherOptions,
     ) -> Result<MapContents, RuleError> {
+        if rules.len() > MAX_RULES as usize {
+            return Err(RuleError::TooManyRules { count: rules.len() });
+        }
+        let ordered: Vec<(u32, Action, &str)> = rules
+            .iter()
+            .enumerate()
+            .map(|(order, (action, text))| (order as u32, *action, text.as_ref()))
+            .collect();
+        MapContents::with_orders(&ordered, options)
+    }
+
+    /// The map contents for rules with explicit orders (0 = first; gaps are fine): a rule's
+    /// rank depends only on its own order and action, so adding or removing one rule changes
+    /// no other rule's keys or ranks (only the [`KeyKind::First`] key follows the lowest
+    /// order). A pattern the maps cannot express is refused, named in the error; so are an
+    /// order past [`MAX_RULES`] - 1 and an order given twice.
+    pub fn with_orders<S: AsRef<str>>(
+        rules: &[(u32, Action, S)],
+        options: MatcherOptions,
+    ) -> Result<MapContents, RuleError> {
+        check_orders(rules)?;
         let mut out = MapContents::default();
-        for (order, (action, text)) in rules.iter().enumerate() {
-            let rank =
-                rank(order, *action).ok_or(RuleError::TooManyRules { count: rules.len() })?;
-            match form(text.as_ref(), options)? {
-                Form::Exact(labels) => {
-                    let slot = out
-                        .names
-                        .entry(Key::bounded(KeyKind::Exact, &labels))
-                        .or_insert(0);
+        for (order, action, text) in rules {
+            out.add(*order, *action, form(text.as_ref(), options)?);
+        }
+        Ok(out)
+    }
+
+    /// Splits a mixed rule list: the rules the maps express go into the map contents, those
+    /// that are valid patterns but [`RuleError::Unsupported`] by the maps become
+    /// [`ClassicRule`]s, by order. Refused: a pattern that is not valid, an order past
+    /// [`MAX_RULES`] - 1 or given twice, more than [`MAX_CLASSIC_RULES`] classic rules.
+    pub fn split<S: AsRef<str>>(
+        rules: &[(u32, Action, S)],
+        options: MatcherOptions,
+    ) -> Result<SplitRules, RuleError> {
+        check_orders(rules)?;
+        let mut out = SplitRules::default();
+        for (order, action, text) in rules {
+            match form(text.as_ref(), options) {
+                Ok(form) => out.contents.add(*order, *action, form),
+                Err(RuleError::Unsupported { pattern, what }) => out.classic.push(ClassicRule {
+                    order: *order,
+                    action: *action,
+                    rank: rank(*order as usize, *action)
+                        .ok_or(RuleError::OrderTooLarge { order: *order })?,
+                    pattern,
+                    why: what,
+                }),
+                Err(other) => return Err(other),
+            }
+        }
+        if out.classic.len() > MAX_CLASSIC_RULES as usize {
+            return Err(RuleError::TooManyClassicRules {
+                count: out.classic.len(),
+            });
+        }
+        out.classic.sort_by_key(|rule| rule.order);
+        Ok(out)
+    }
+
+    /// Adds one rule of a checked order.
+    fn add(&mut self, order: u32, action: Action, form: Form) {
+        let rank = rank(order as usize, action).expect("orders are checked below MAX_RULES");
+        let mut raise = |key: Key| {
+            let slot = self.names.entry(key).or_insert(0);
+            *slot = (*slot).max(rank);
+        };
+        raise(Key::bounded(KeyKind::First, &[]));
+        match form {
+            Form::Exact(labels) => raise(Key::bounded(KeyKind::Exact, &labels)),
+            Form::Prefix(labels) => raise(Key::bounded(KeyKind::Prefix, &labels)),
+            Form::Suffix { labels, min, max } => {
+                let ranks = self
+                    .suffixes
+                    .entry(Key::bounded(KeyKind::Suffix, &labels))
+                    .or_insert([0; SUFFIX_RANKS]);
+                for slot in &mut ranks[usize::from(min)..=usize::from(max)] {
                     *slot = (*slot).max(rank);
-                }
-                Form::Prefix(labels) => {
-                    let slot = out
-                        .names
-                        .entry(Key::bounded(KeyKind::Prefix, &labels))
-                        .or_insert(0);
-                    *slot = (*slot).max(rank);
-                }
-                Form::Suffix { labels, min, max } => {
-                    let ranks = out
-                        .suffixes
-                        .entry(Key::bounded(KeyKind::Suffix, &labels))
-                        .or_insert([0; SUFFIX_RANKS]);
-                    for slot in &mut ranks[usize::from(min)..=usize::from(max)] {
-                        *slot = (*slot).max(rank);
-                    }
                 }
             }
         }
-        Ok(out)
+    }
+
+    /// The rank of the first rule (the highest), 0 without rules: what the program gives a
+    /// query whose name the `dns` programs do not reach (see the module docs).
+    pub fn first_rank(&self) -> u32 {
+        self.names
+            .get(&Key::bounded(KeyKind::First, &[]))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The rank map lookups give `name` (wire form with its root; letters already folded when
@@ -398,6 +578,20 @@ impl MapContents {
     }
 }
 
+/// Orders below [`MAX_RULES`], each given once.
+fn check_orders<S>(rules: &[(u32, Action, S)]) -> Result<(), RuleError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (order, _, _) in rules {
+        if *order >= MAX_RULES {
+            return Err(RuleError::OrderTooLarge { order: *order });
+        }
+        if !seen.insert(*order) {
+            return Err(RuleError::DuplicateOrder { order: *order });
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of a suffix value as the map stores them (host byte order).
 pub fn suffix_value_bytes(ranks: &[u32; SUFFIX_RANKS]) -> Vec<u8> {
     ranks.iter().flat_map(|r| r.to_ne_bytes()).collect()
@@ -406,7 +600,8 @@ pub fn suffix_value_bytes(ranks: &[u32; SUFFIX_RANKS]) -> Vec<u8> {
 /// The maps a matcher program uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MapRole {
-    /// Hash map, [`Key`] -> `u32` rank: exact names and prefixes.
+    /// Hash map, [`Key`] -> `u32` rank: exact names, prefixes, and the first rule's rank
+    /// ([`KeyKind::First`]).
     Names,
     /// Hash map, [`Key`] -> `[u32; 64]` ranks by first-label length: suffixes.
     Suffixes,
@@ -515,7 +710,8 @@ impl MapRole {
     }
 }
 
-/// The matcher's XDP program, its maps still to be given.
+/// eBPF code with its map loads still to be given: the matcher's XDP program
+/// ([`program`]) or the decision that ends every program of a deployment ([`decision`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatcherProgram {
     /// The instructions; each map `lddw` holds -1 until [`MatcherProgram::with_map_fds`].
@@ -535,19 +731,28 @@ impl MatcherProgram {
     }
 }
 
-/// Stack slots (offsets from r10) of the loop's state.
-const REMAINING: i16 = -8;
-const SUFFIX_LEN: i16 = -16;
-const BEST: i16 = -24;
-const LABELS: i16 = -32;
-const SCRATCH_INDEX: i16 = -40;
-const BYTE_MASK: i16 = -48;
-const WORD_MASK: i16 = -56;
+/// Stack slots (offsets from r10).
+const CTX: i16 = -8;
+const FRAME_LEN: i16 = -16;
+const REMAINING: i16 = -24;
+const SUFFIX_LEN: i16 = -32;
+const BEST: i16 = -40;
+const LABELS: i16 = -48;
+const BYTE_MASK: i16 = -56;
+const WORD_MASK: i16 = -64;
+/// A `u32` map key: the scratch value's index, then the counter's.
+const MAP_KEY: i16 = -72;
+/// An address trie's key: the prefix length, then 4 or 16 address bytes.
+const ADDR_KEY: i16 = -96;
 
 /// Registers kept across helper calls.
 const SCRATCH: Reg = Reg::R6;
+/// The frame's start, then (in the name loop) the name's.
+const DATA: Reg = Reg::R7;
 const NAME: Reg = Reg::R7;
 const DATA_END: Reg = Reg::R8;
+/// The network header until the gate is passed, then the offset in the name.
+const L3: Reg = Reg::R9;
 const POS: Reg = Reg::R9;
 
 struct Gen {
@@ -560,6 +765,23 @@ fn imm(value: i32) -> Operand {
 }
 
 impl Gen {
+    fn new() -> Gen {
+        Gen {
+            e: Emitter::default(),
+            map_slots: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> MatcherProgram {
+        // The code's shape does not depend on its input: its jumps (a few hundred
+        // instructions) always fit.
+        let insns = self.e.resolve().expect("the matcher's jumps fit 16 bits");
+        MatcherProgram {
+            insns,
+            map_slots: self.map_slots,
+        }
+    }
+
     fn emit(&mut self, insn: Insn) {
         self.e.emit(insn);
     }
@@ -604,6 +826,37 @@ impl Gen {
         self.jump(JmpOp::Jeq, Reg::R0, imm(0), miss);
     }
 
+    /// Looks up the key at `r10 + key_at` in `role`; to `miss` when absent, else r0 is the
+    /// value.
+    fn lookup_stack(&mut self, role: MapRole, key_at: i16, miss: usize) {
+        self.load_map(Reg::R1, role);
+        self.emit(Insn::mov64_reg(Reg::R2, Reg::FP));
+        self.emit(Insn::alu64(AluOp::Add, Reg::R2, imm(i32::from(key_at))));
+        self.emit(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM));
+        self.jump(JmpOp::Jeq, Reg::R0, imm(0), miss);
+    }
+
+    /// Sets `bits` in the scratch's mode byte (clobbers r1).
+    fn set_mode(&mut self, bits: i32) {
+        self.emit(Insn::load(Size::B, Reg::R1, SCRATCH, MODE));
+        self.emit(Insn::alu64(AluOp::Or, Reg::R1, imm(bits)));
+        self.emit(Insn::store(Size::B, SCRATCH, MODE, Reg::R1));
+    }
+
+    /// `dst` = the frame's start + the offset kept in the scratch (clobbers r1). Read back
+    /// from the map value, the offset is one the verifier cannot tell apart on the paths that
+    /// stored it (one per header layout): the code after is checked once for all of them.
+    fn header_at_off(&mut self, dst: Reg) {
+        self.emit(Insn::load(Size::H, Reg::R1, SCRATCH, OFF));
+        self.emit(Insn::alu64(
+            AluOp::And,
+            Reg::R1,
+            imm(MAX_HEADER_OFFSET as i32),
+        ));
+        self.emit(Insn::mov64_reg(dst, DATA));
+        self.emit(Insn::alu64(AluOp::Add, dst, Operand::Reg(Reg::R1)));
+    }
+
     /// best = max(best, *(u32 *)(r0 + 0)).
     fn keep_best(&mut self) {
         let done = self.e.label();
@@ -618,24 +871,84 @@ impl Gen {
         self.emit(Insn::store(Size::DW, Reg::FP, BEST, Reg::R1));
         self.e.bind(done);
     }
+
+    /// The decision ([`decision`]): r6 = the best rank, r7 = the frame's length.
+    fn decision(&mut self, key_at: i16) {
+        let pass = self.e.label();
+        let verdict = self.e.label();
+        let drop = self.e.label();
+        self.jump(JmpOp::Jeq, Reg::R6, imm(0), pass);
+        // counter_index(best) = MAX_RULES - (best >> 1): the rule's order.
+        self.emit(Insn::mov64_reg(Reg::R1, Reg::R6));
+        self.emit(Insn::alu64(AluOp::Rsh, Reg::R1, imm(1)));
+        self.emit(Insn::mov32_imm(Reg::R2, MAX_RULES));
+        self.emit(Insn::alu32(AluOp::Sub, Reg::R2, Operand::Reg(Reg::R1)));
+        self.emit(Insn::store(Size::W, Reg::FP, key_at, Reg::R2));
+        self.lookup_stack(MapRole::Counters, key_at, verdict);
+        // A per-CPU value: no other CPU writes it, plain adds are exact.
+        self.emit(Insn::load(Size::DW, Reg::R1, Reg::R0, 0));
+        self.emit(Insn::alu64(AluOp::Add, Reg::R1, imm(1)));
+        self.emit(Insn::store(Size::DW, Reg::R0, 0, Reg::R1));
+        self.emit(Insn::load(Size::DW, Reg::R1, Reg::R0, 8));
+        self.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R7)));
+        self.emit(Insn::store(Size::DW, Reg::R0, 8, Reg::R1));
+        self.e.bind(verdict);
+        self.jump(JmpOp::Jset, Reg::R6, imm(1), drop);
+        self.e.bind(pass);
+        self.emit(Insn::mov32_imm(Reg::R0, XDP_PASS));
+        self.emit(Insn::exit());
+        self.e.bind(drop);
+        self.emit(Insn::mov32_imm(Reg::R0, XDP_DROP));
+        self.emit(Insn::exit());
+    }
+}
+
+/// The decision every program of a deployment ends with, the matcher's and each classic
+/// rule's (when the next slot of [`MapRole::Programs`] is empty): its contract.
+///
+/// On entry r6 holds the best rank (a `u32`, zero-extended) and r7 the frame's length in
+/// bytes (`data_end - data`). When the rank is not 0, the [`MapRole::Counters`] element at
+/// [`counter_index`]`(rank)` (this CPU's) gets 1 added to its packets and the length to its
+/// bytes (nothing when the lookup misses); then the program returns `XDP_DROP` when the
+/// rank's lowest bit is set, else `XDP_PASS`. The code writes the `u32` key at `r10 + key_at`
+/// (a 4-byte aligned stack slot it may overwrite), clobbers r0-r5, and ends in `exit` on
+/// every path. Append the instructions at the end of a program (their jumps are relative)
+/// and give the map its descriptor at the `map_slots` (shifted by where they go).
+pub fn decision(key_at: i16) -> MatcherProgram {
+    let mut g = Gen::new();
+    g.decision(key_at);
+    g.finish()
 }
 
 /// The matcher's XDP program (see the module docs). The same program serves any rule list:
 /// only the maps change.
 pub fn program(options: MatcherOptions) -> MatcherProgram {
-    let mut g = Gen {
-        e: Emitter::default(),
-        map_slots: Vec::new(),
-    };
+    let mut g = Gen::new();
+    // Not a frame the rules see.
     let pass = g.e.label();
-    let decide = g.e.label();
+    // A frame the rules see, with its best rank at BEST / 0.
+    let gated = g.e.label();
+    let unmatched = g.e.label();
+    let hook = g.e.label();
 
-    // --- Headers. r7 = data, r8 = data_end; r5 = the link-layer header's length.
-    g.emit(Insn::load(Size::W, Reg::R7, Reg::R1, 0));
+    // --- The context (kept for the tail call), the scratch value, the frame.
+    g.emit(Insn::store(Size::DW, Reg::FP, CTX, Reg::R1));
+    g.emit(Insn::store_imm(Size::W, Reg::FP, MAP_KEY, 0));
+    g.lookup_stack(MapRole::Scratch, MAP_KEY, pass);
+    g.emit(Insn::mov64_reg(SCRATCH, Reg::R0));
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
+    g.emit(Insn::load(Size::W, DATA, Reg::R1, 0));
     g.emit(Insn::load(Size::W, DATA_END, Reg::R1, 4));
-    g.check_room(Reg::R3, Reg::R7, 14, pass);
-    g.load_be16(Reg::R4, Reg::R7, 12);
+    g.emit(Insn::mov64_reg(Reg::R1, DATA_END));
+    g.emit(Insn::alu64(AluOp::Sub, Reg::R1, Operand::Reg(DATA)));
+    g.emit(Insn::store(Size::DW, Reg::FP, FRAME_LEN, Reg::R1));
+    g.emit(Insn::store_imm(Size::B, SCRATCH, MODE, 0));
+
+    // --- Link layer: r4 = the EtherType, r5 = the header's length, the tag count kept.
+    g.check_room(Reg::R3, DATA, 14, pass);
+    g.load_be16(Reg::R4, DATA, 12);
     g.emit(Insn::mov32_imm(Reg::R5, 14));
+    g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, 0));
     let l3 = g.e.label();
     for tag in 0..2i16 {
         let tagged = g.e.label();
@@ -645,23 +958,24 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
         g.jump(JmpOp::Jne, Reg::R4, imm(0x9100), l3);
         g.e.bind(tagged);
         let end = 14 + 4 * (tag + 1);
-        g.check_room(Reg::R3, Reg::R7, i32::from(end), pass);
-        g.load_be16(Reg::R4, Reg::R7, end - 2);
+        g.check_room(Reg::R3, DATA, i32::from(end), pass);
+        g.load_be16(Reg::R4, DATA, end - 2);
         g.emit(Insn::mov32_imm(Reg::R5, end as u32));
+        g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, i32::from(tag + 1)));
     }
     g.e.bind(l3);
-    // r3 = the IP header; r9 = its length.
-    g.emit(Insn::mov64_reg(Reg::R3, Reg::R7));
+    g.emit(Insn::mov64_reg(Reg::R3, DATA));
     g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R5)));
     let ipv4 = g.e.label();
     let ipv6 = g.e.label();
-    let udp = g.e.label();
     g.jump(JmpOp::Jeq, Reg::R4, imm(0x0800), ipv4);
     g.jump(JmpOp::Jeq, Reg::R4, imm(0x86dd), ipv6);
     g.goto(pass);
 
+    // --- IPv4: any header length, UDP, the first fragment, port 53, a protected address.
     g.e.bind(ipv4);
     g.check_room(Reg::R4, Reg::R3, 20, pass);
+    g.emit(Insn::mov64_reg(L3, Reg::R3));
     g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 0));
     g.emit(Insn::mov64_reg(Reg::R0, Reg::R4));
     g.emit(Insn::alu64(AluOp::Rsh, Reg::R0, imm(4)));
@@ -671,72 +985,162 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.jump(JmpOp::Jlt, Reg::R4, imm(20), pass);
     g.emit(Insn::load(Size::B, Reg::R0, Reg::R3, 9));
     g.jump(JmpOp::Jne, Reg::R0, imm(17), pass);
-    // Only the first fragment (offset 0) carries the question.
+    // Only the first fragment (offset 0) carries the UDP header.
     g.load_be16(Reg::R0, Reg::R3, 6);
     g.emit(Insn::alu64(AluOp::And, Reg::R0, imm(0x1fff)));
     g.jump(JmpOp::Jne, Reg::R0, imm(0), pass);
-    g.emit(Insn::mov64_reg(POS, Reg::R4));
-    g.goto(udp);
+    // The UDP header's offset: link layer + IPv4 header (at most 22 + 60).
+    g.emit(Insn::mov64_reg(Reg::R1, Reg::R5));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R4)));
+    g.emit(Insn::store(Size::H, SCRATCH, OFF, Reg::R1));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(Reg::R4)));
+    g.check_room(Reg::R2, Reg::R3, 8, pass);
+    g.load_be16(Reg::R2, Reg::R3, 2);
+    g.jump(JmpOp::Jne, Reg::R2, imm(53), pass);
+    g.emit(Insn::store_imm(Size::W, Reg::FP, ADDR_KEY, 32));
+    g.emit(Insn::load(Size::W, Reg::R1, L3, 16));
+    g.emit(Insn::store(Size::W, Reg::FP, ADDR_KEY + 4, Reg::R1));
+    g.lookup_stack(MapRole::Addr4, ADDR_KEY, pass);
+    g.goto(gated);
 
+    // --- IPv6: the extension headers to UDP, port 53, a protected address.
     g.e.bind(ipv6);
     g.check_room(Reg::R4, Reg::R3, 40, pass);
+    g.emit(Insn::mov64_reg(L3, Reg::R3));
     g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 0));
     g.emit(Insn::alu64(AluOp::Rsh, Reg::R4, imm(4)));
     g.jump(JmpOp::Jne, Reg::R4, imm(6), pass);
-    // No extension-header walk in this version: UDP must follow the fixed header.
     g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 6));
-    g.jump(JmpOp::Jne, Reg::R4, imm(17), pass);
-    g.emit(Insn::mov32_imm(POS, 40));
+    g.emit(Insn::mov64_reg(Reg::R1, Reg::R5));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R1, imm(40)));
+    g.emit(Insn::store(Size::H, SCRATCH, OFF, Reg::R1));
+    let udp6 = g.e.label();
+    let addr6 = g.e.label();
+    let blind = g.e.label();
+    // Header `position` (0 = what the fixed header names) of type r4, at OFF.
+    for position in 0..=GATE_EXT_HEADERS {
+        g.header_at_off(Reg::R3);
+        g.jump(JmpOp::Jeq, Reg::R4, imm(17), udp6);
+        if position == GATE_EXT_HEADERS {
+            for header in [0, 43, 44, 51, 60] {
+                g.jump(JmpOp::Jeq, Reg::R4, imm(header), blind);
+            }
+            g.goto(pass);
+            break;
+        }
+        let options_header = g.e.label();
+        let fragment = g.e.label();
+        let auth = g.e.label();
+        let advance = g.e.label();
+        let next = g.e.label();
+        // The `dns` programs walk two headers of the kinds 0, 43, 44 and 60, then match
+        // whatever follows one more of them: authentication before that is refused.
+        let refused = (position <= IPV6_EXTENSION_HEADERS).then(|| g.e.label());
+        g.jump(JmpOp::Jeq, Reg::R4, imm(51), refused.unwrap_or(auth));
+        g.jump(JmpOp::Jeq, Reg::R4, imm(44), fragment);
+        g.jump(JmpOp::Jeq, Reg::R4, imm(0), options_header);
+        g.jump(JmpOp::Jeq, Reg::R4, imm(43), options_header);
+        g.jump(JmpOp::Jne, Reg::R4, imm(60), pass);
+        g.e.bind(options_header);
+        g.check_room(Reg::R2, Reg::R3, 8, pass);
+        g.emit(Insn::load(Size::B, Reg::R0, Reg::R3, 1));
+        g.emit(Insn::alu64(AluOp::Lsh, Reg::R0, imm(3)));
+        g.emit(Insn::alu64(AluOp::Add, Reg::R0, imm(8)));
+        g.goto(advance);
+        g.e.bind(fragment);
+        g.check_room(Reg::R2, Reg::R3, 8, pass);
+        g.load_be16(Reg::R0, Reg::R3, 2);
+        g.emit(Insn::alu64(AluOp::And, Reg::R0, imm(0xfff8)));
+        g.jump(JmpOp::Jne, Reg::R0, imm(0), pass);
+        g.emit(Insn::mov32_imm(Reg::R0, 8));
+        g.goto(advance);
+        if let Some(refused) = refused {
+            g.e.bind(refused);
+            g.set_mode(MODE_NONE);
+        }
+        g.e.bind(auth);
+        g.check_room(Reg::R2, Reg::R3, 8, pass);
+        g.emit(Insn::load(Size::B, Reg::R0, Reg::R3, 1));
+        g.emit(Insn::alu64(AluOp::Add, Reg::R0, imm(2)));
+        g.emit(Insn::alu64(AluOp::Lsh, Reg::R0, imm(2)));
+        g.goto(next);
+        g.e.bind(advance);
+        if position == IPV6_EXTENSION_HEADERS {
+            g.set_mode(MODE_FIRST);
+        }
+        g.e.bind(next);
+        // r0 = the header's length; its first byte is the type of the one after it.
+        g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 0));
+        g.emit(Insn::load(Size::H, Reg::R1, SCRATCH, OFF));
+        g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(Reg::R0)));
+        g.jump(JmpOp::Jgt, Reg::R1, imm(MAX_HEADER_OFFSET as i32), pass);
+        g.emit(Insn::store(Size::H, SCRATCH, OFF, Reg::R1));
+    }
+    g.e.bind(blind);
+    g.set_mode(MODE_BLIND | MODE_FIRST);
+    g.goto(addr6);
+    g.e.bind(udp6);
+    g.check_room(Reg::R2, Reg::R3, 8, pass);
+    g.load_be16(Reg::R2, Reg::R3, 2);
+    g.jump(JmpOp::Jne, Reg::R2, imm(53), pass);
+    g.e.bind(addr6);
+    g.emit(Insn::store_imm(Size::W, Reg::FP, ADDR_KEY, 128));
+    for word in 0..4 {
+        g.emit(Insn::load(Size::W, Reg::R1, L3, 24 + 4 * word));
+        g.emit(Insn::store(
+            Size::W,
+            Reg::FP,
+            ADDR_KEY + 4 + 4 * word,
+            Reg::R1,
+        ));
+    }
+    g.lookup_stack(MapRole::Addr6, ADDR_KEY, pass);
 
-    g.e.bind(udp);
-    g.emit(Insn::alu64(AluOp::Add, Reg::R3, Operand::Reg(POS)));
+    // --- Through the gate: queries (QR = 0, QDCOUNT >= 1) are read.
+    g.e.bind(gated);
+    let prepare = g.e.label();
+    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, MODE));
+    g.jump(JmpOp::Jset, Reg::R1, imm(MODE_NONE), unmatched);
+    g.jump(JmpOp::Jset, Reg::R1, imm(MODE_BLIND), prepare);
+    g.header_at_off(Reg::R3);
     // UDP header (8) and DNS header (12).
-    g.check_room(Reg::R4, Reg::R3, 20, pass);
-    g.load_be16(Reg::R4, Reg::R3, 2);
-    g.jump(JmpOp::Jne, Reg::R4, imm(53), pass);
+    g.check_room(Reg::R2, Reg::R3, 20, unmatched);
     g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 10));
-    g.jump(JmpOp::Jset, Reg::R4, imm(0x80), pass);
+    g.jump(JmpOp::Jset, Reg::R4, imm(0x80), unmatched);
     g.load_be16(Reg::R4, Reg::R3, 12);
-    g.jump(JmpOp::Jeq, Reg::R4, imm(0), pass);
-    // r9 = the name's offset from data: link layer + IP header + 20 (at most 22 + 60 + 20).
-    g.emit(Insn::alu64(AluOp::Add, POS, Operand::Reg(Reg::R5)));
-    g.emit(Insn::alu64(AluOp::Add, POS, imm(20)));
+    g.jump(JmpOp::Jeq, Reg::R4, imm(0), unmatched);
 
-    // --- The scratch value.
-    g.emit(Insn::store_imm(Size::W, Reg::FP, SCRATCH_INDEX, 0));
-    g.load_map(Reg::R1, MapRole::Scratch);
-    g.emit(Insn::mov64_reg(Reg::R2, Reg::FP));
-    g.emit(Insn::alu64(
-        AluOp::Add,
-        Reg::R2,
-        imm(i32::from(SCRATCH_INDEX)),
-    ));
-    g.emit(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM));
-    g.jump(JmpOp::Jeq, Reg::R0, imm(0), pass);
-    g.emit(Insn::mov64_reg(SCRATCH, Reg::R0));
-    for off in (0..SCRATCH_SIZE as i16).step_by(8) {
+    // --- The keys zeroed, the loop's state.
+    g.e.bind(prepare);
+    for off in (0..STATE).step_by(8) {
         g.emit(Insn::store_imm(Size::DW, SCRATCH, off, 0));
     }
-    // The name's offset goes through the map value, and the loop's state starts from bytes
-    // read back from it (all zero): the verifier then sees values it cannot tell apart on
-    // the paths that reach the loop (one per header layout), and checks the loop once.
-    g.emit(Insn::store(Size::H, SCRATCH, STATE, POS));
-    g.emit(Insn::load(Size::H, POS, SCRATCH, STATE));
-    g.emit(Insn::alu64(AluOp::And, POS, imm(0x7f)));
-    g.emit(Insn::alu64(AluOp::Add, NAME, Operand::Reg(POS)));
-    for (slot, at) in [(REMAINING, 2), (SUFFIX_LEN, 3), (BEST, 4), (LABELS, 5)] {
-        g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, STATE + at));
+    g.emit(Insn::store_imm(Size::H, SCRATCH, ZEROS, 0));
+    g.emit(Insn::store_imm(Size::H, SCRATCH, ZEROS + 2, 0));
+    // The loop's state starts from bytes read back from the map value (all zero): the
+    // verifier then sees values it cannot tell apart on the paths that reach the loop (one
+    // per header layout), and checks the loop once.
+    for (slot, at) in [(REMAINING, 0), (SUFFIX_LEN, 1), (BEST, 2), (LABELS, 3)] {
+        g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, ZEROS + at));
         g.emit(Insn::store(Size::DW, Reg::FP, slot, Reg::R1));
     }
     // 0xff, which the verifier only knows as a byte: AND-ed into the label counters, it keeps
     // their ranges what they are at the start (0..=255), so that no later test of them looks
     // decided to the verifier, which would then tell apart (and check again) every value.
-    g.emit(Insn::store_imm(Size::B, SCRATCH, STATE + 6, 0xff));
-    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, STATE + 6));
+    g.emit(Insn::store_imm(Size::B, SCRATCH, BYTE_ONES, 0xff));
+    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, BYTE_ONES));
     g.emit(Insn::store(Size::DW, Reg::FP, BYTE_MASK, Reg::R1));
-    g.emit(Insn::store_imm(Size::W, SCRATCH, STATE + 8, -1));
-    g.emit(Insn::load(Size::W, Reg::R1, SCRATCH, STATE + 8));
+    g.emit(Insn::store_imm(Size::W, SCRATCH, WORD_ONES, -1));
+    g.emit(Insn::load(Size::W, Reg::R1, SCRATCH, WORD_ONES));
     g.emit(Insn::store(Size::DW, Reg::FP, WORD_MASK, Reg::R1));
+    let first = g.e.label();
+    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, MODE));
+    g.jump(JmpOp::Jset, Reg::R1, imm(MODE_FIRST), first);
+    // r7 = the name: the UDP header's offset (read back, as above) + 8 + 12.
+    g.emit(Insn::load(Size::H, POS, SCRATCH, OFF));
+    g.emit(Insn::alu64(AluOp::And, POS, imm(MAX_HEADER_OFFSET as i32)));
+    g.emit(Insn::alu64(AluOp::Add, POS, imm(20)));
+    g.emit(Insn::alu64(AluOp::Add, NAME, Operand::Reg(POS)));
     g.emit(Insn::mov32_imm(POS, 0));
 
     // --- The name, one byte per turn (r9 = its offset in the name).
@@ -746,7 +1150,7 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     let next = g.e.label();
     let whole = g.e.label();
     g.e.bind(top);
-    g.jump(JmpOp::Jge, POS, imm(255), decide);
+    g.jump(JmpOp::Jge, POS, imm(255), hook);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, REMAINING));
     g.jump(JmpOp::Jne, Reg::R1, imm(0), character);
     // A label boundary: first the prefix up to here, then the length byte.
@@ -763,11 +1167,11 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.e.bind(length);
     g.emit(Insn::mov64_reg(Reg::R1, NAME));
     g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(POS)));
-    g.check_room(Reg::R2, Reg::R1, 1, decide);
+    g.check_room(Reg::R2, Reg::R1, 1, hook);
     g.emit(Insn::load(Size::B, Reg::R1, Reg::R1, 0));
     g.jump(JmpOp::Jeq, Reg::R1, imm(0), whole);
     // A compression pointer or a label too long: the name ends here for the rules.
-    g.jump(JmpOp::Jgt, Reg::R1, imm(i32::from(MAX_LABEL)), decide);
+    g.jump(JmpOp::Jgt, Reg::R1, imm(i32::from(MAX_LABEL)), hook);
     g.emit(Insn::load(Size::DW, Reg::R3, Reg::FP, BYTE_MASK));
     g.emit(Insn::mov64_reg(Reg::R2, Reg::R1));
     g.emit(Insn::alu64(AluOp::And, Reg::R2, Operand::Reg(Reg::R3)));
@@ -783,7 +1187,7 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.emit(Insn::store(Size::DW, Reg::FP, REMAINING, Reg::R1));
     g.emit(Insn::mov64_reg(Reg::R1, NAME));
     g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(POS)));
-    g.check_room(Reg::R2, Reg::R1, 1, decide);
+    g.check_room(Reg::R2, Reg::R1, 1, hook);
     g.emit(Insn::load(Size::B, Reg::R1, Reg::R1, 0));
     if options.ignore_case {
         g.jump(JmpOp::Jlt, Reg::R1, imm(i32::from(b'A')), store);
@@ -824,7 +1228,7 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.keep_best();
     g.e.bind(suffix);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, LABELS));
-    g.jump(JmpOp::Jeq, Reg::R1, imm(0), decide);
+    g.jump(JmpOp::Jeq, Reg::R1, imm(0), hook);
     g.emit(Insn::store_imm(
         Size::B,
         SCRATCH,
@@ -833,33 +1237,53 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     ));
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, SUFFIX_LEN));
     g.emit(Insn::store(Size::B, SCRATCH, SUFFIX_KEY + 1, Reg::R1));
-    g.lookup(MapRole::Suffixes, SUFFIX_KEY, decide);
+    g.lookup(MapRole::Suffixes, SUFFIX_KEY, hook);
     // The rank for the first label's length (the name's first byte).
     g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, NAME_KEY + 2));
     g.emit(Insn::alu64(AluOp::And, Reg::R1, imm(i32::from(MAX_LABEL))));
     g.emit(Insn::alu64(AluOp::Lsh, Reg::R1, imm(2)));
     g.emit(Insn::alu64(AluOp::Add, Reg::R0, Operand::Reg(Reg::R1)));
     g.keep_best();
+    g.goto(hook);
 
-    // --- The highest rank decides.
-    g.e.bind(decide);
+    // --- No name to read: the first rule's rank (the key of no name, zeroed above).
+    g.e.bind(first);
+    g.emit(Insn::store_imm(
+        Size::B,
+        SCRATCH,
+        NAME_KEY,
+        KeyKind::First as i32,
+    ));
+    g.lookup(MapRole::Names, NAME_KEY, hook);
+    g.keep_best();
+    g.goto(hook);
+
+    g.e.bind(unmatched);
+    g.emit(Insn::store_imm(Size::DW, Reg::FP, BEST, 0));
+
+    // --- The hook: the best rank into the scratch, then the first classic rule for the
+    // frame's tag count; an empty slot falls through to the decision.
+    g.e.bind(hook);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, BEST));
-    g.jump(JmpOp::Jeq, Reg::R1, imm(0), pass);
-    let drop = g.e.label();
-    g.jump(JmpOp::Jset, Reg::R1, imm(1), drop);
-    g.goto(pass);
-    g.e.bind(drop);
-    g.emit(Insn::mov32_imm(Reg::R0, XDP_DROP));
-    g.emit(Insn::exit());
+    g.emit(Insn::store(Size::W, SCRATCH, SCRATCH_BEST, Reg::R1));
+    // program_slot(tags, 0), from a byte read back: the verifier takes any slot.
+    g.emit(Insn::load(Size::B, Reg::R3, SCRATCH, TAGS));
+    g.emit(Insn::alu64(
+        AluOp::Mul,
+        Reg::R3,
+        imm(MAX_CLASSIC_RULES as i32),
+    ));
+    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
+    g.load_map(Reg::R2, MapRole::Programs);
+    g.emit(Insn::call(BPF_FUNC_TAIL_CALL));
+    g.emit(Insn::load(Size::DW, Reg::R6, Reg::FP, BEST));
+    g.emit(Insn::load(Size::DW, Reg::R7, Reg::FP, FRAME_LEN));
+    g.decision(MAP_KEY);
+
     g.e.bind(pass);
     g.emit(Insn::mov32_imm(Reg::R0, XDP_PASS));
     g.emit(Insn::exit());
-
-    let map_slots = g.map_slots;
-    // The program's shape does not depend on its input: its jumps (a few hundred
-    // instructions) always fit.
-    let insns = g.e.resolve().expect("the matcher's jumps fit 16 bits");
-    MatcherProgram { insns, map_slots }
+    g.finish()
 }
 
 #[cfg(test)]
@@ -875,9 +1299,14 @@ mod tests {
             roles,
             [
                 MapRole::Scratch,
+                MapRole::Addr4,
+                MapRole::Addr6,
                 MapRole::Names,
                 MapRole::Names,
-                MapRole::Suffixes
+                MapRole::Suffixes,
+                MapRole::Names,
+                MapRole::Programs,
+                MapRole::Counters,
             ]
         );
         let insns = program.with_map_fds(|role| 10 + role as i32);
