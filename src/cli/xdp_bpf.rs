@@ -563,7 +563,7 @@ fn ordered_rules(args: &RuleArgs, matches: &ArgMatches) -> Result<Vec<Rule>, Cli
 fn print_report(out: &mut dyn Write, report: &check::TestReport) -> std::io::Result<()> {
     writeln!(
         out,
-        "{} packets: {} run by the program and the reference, {} without a network header; \
+        "{} packets: {} run by the program and the reference, {} not Ethernet and without a network header; \
          {} dropped, {} disagreement(s)",
         report.packets,
         report.compared,

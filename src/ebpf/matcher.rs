@@ -31,8 +31,10 @@
 //!    extension headers of the kinds 0, 43, 44 and 60, [`IPV6_EXTENSION_HEADERS`]):
 //!    - an authentication header among the first three headers: they match nothing, rank 0;
 //!    - past [`GATE_EXT_HEADERS`] (see 1): the first rule's rank;
-//!    - otherwise only a query is read: a whole DNS header with QR = 0 and QDCOUNT >= 1; for
-//!      anything else (a response, no question, a DNS header cut short) the rank is 0;
+//!    - otherwise a frame with a whole DNS header is read, whatever its flags and counts say
+//!      (the `dns` programs read neither QR nor QDCOUNT: a response or a message without a
+//!      question sent to port 53 is matched by its name as they match it); a DNS header cut
+//!      short gives rank 0;
 //!    - a query behind a third extension header of the walked kinds (the programs then
 //!      match whatever follows): the first rule's rank, the value of the key of
 //!      [`KeyKind::First`] in [`MapRole::Names`] (the highest rank in the maps);
@@ -71,8 +73,7 @@
 //! This is exactly what the `dns` generator's programs match, rule by rule, for the queries
 //! the program reads: prefixes are looked up before the bytes after them are read, as the
 //! classic programs stop comparing at `**`, so a `**` rule matches a name cut short or ending
-//! in a compression pointer after its prefix, as they do. (The classic programs do not read
-//! QR or QDCOUNT: the matcher's rules apply to queries only.)
+//! in a compression pointer after its prefix, as they do.
 //!
 //! Map contents come from [`MapContents::new`] (orders 0, 1, ... in list order),
 //! [`MapContents::with_orders`] (explicit orders: a rule's keys and rank depend only on its
@@ -1096,7 +1097,8 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     }
     g.lookup_stack(MapRole::Addr6, ADDR_KEY, pass);
 
-    // --- Through the gate: queries (QR = 0, QDCOUNT >= 1) are read.
+    // --- Through the gate: any message with a whole DNS header is read (as the `dns`
+    // programs, which read neither QR nor QDCOUNT).
     g.e.bind(gated);
     let prepare = g.e.label();
     g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, MODE));
@@ -1105,10 +1107,6 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.header_at_off(Reg::R3);
     // UDP header (8) and DNS header (12).
     g.check_room(Reg::R2, Reg::R3, 20, unmatched);
-    g.emit(Insn::load(Size::B, Reg::R4, Reg::R3, 10));
-    g.jump(JmpOp::Jset, Reg::R4, imm(0x80), unmatched);
-    g.load_be16(Reg::R4, Reg::R3, 12);
-    g.jump(JmpOp::Jeq, Reg::R4, imm(0), unmatched);
 
     // --- The keys zeroed, the loop's state.
     g.e.bind(prepare);

@@ -5,7 +5,8 @@
 //! fragment, IPv6 extension headers walked as ip6tables walks them, a protected destination),
 //! then chain mode (one classic `dns` program per rule, made for the network header and run
 //! by the VM at the frame's network header, in order, the first match deciding) for the
-//! queries the matcher reads (QR = 0, QDCOUNT >= 1); anything else passes. The one place the
+//! messages the matcher reads (a whole DNS header, whatever QR and QDCOUNT say, as the
+//! programs); anything else passes. The one place the
 //! matcher departs from iptables, an IPv6 frame with more extension headers than it walks
 //! ([`matcher::GATE_EXT_HEADERS`]), is modelled as the matcher documents it.
 //!
@@ -19,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use bpftools::dns::wire::{field, flags};
+use bpftools::dns::wire::field;
 use bpftools::ebpf::compile::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 use bpftools::ebpf::insn::{AluOp, JmpOp, Operand, Size};
 use bpftools::ebpf::matcher::{
@@ -183,13 +184,10 @@ fn seen(frame: &[u8], protected: &Protected) -> Seen {
     }
 }
 
-/// Whether the DNS message at `dns` is a query the matcher reads.
+/// Whether the DNS message at `dns` has a whole header, which is what the matcher reads (as
+/// the `dns` programs, whatever QR and QDCOUNT say).
 fn is_query(frame: &[u8], dns: usize) -> bool {
-    let Some(header) = frame.get(dns..dns + field::HEADER_LEN) else {
-        return false;
-    };
-    let word = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    word(field::FLAGS) & flags::QR == 0 && word(field::QDCOUNT) != 0
+    frame.get(dns..dns + field::HEADER_LEN).is_some()
 }
 
 /// One rule list (explicit orders, listed in any order) with its reference programs (IPv4,
@@ -973,7 +971,7 @@ fn alternate_case(name: &str) -> String {
 }
 
 /// Every frame the comparisons run on: the captures', the built and the adversarial ones.
-fn all_frames() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn all_frames() -> Vec<(String, Vec<u8>)> {
     frames()
         .into_iter()
         .map(|frame| (frame.origin, frame.bytes))
@@ -1323,7 +1321,7 @@ fn adversarial_with_census() -> Vec<(String, Vec<u8>)> {
         let what = match seen(frame, &Protected::all()) {
             Seen::Not => "not seen",
             Seen::Blind => "past the walk",
-            Seen::Rule { dns, .. } if !is_query(frame, dns) => "not a query",
+            Seen::Rule { dns, .. } if !is_query(frame, dns) => "no whole DNS header",
             Seen::Rule { .. } => match (
                 seen_by_programs(frame),
                 set.expected(frame, &Protected::all()).rule,
@@ -1345,7 +1343,7 @@ fn adversarial_with_census() -> Vec<(String, Vec<u8>)> {
     for what in [
         "not seen",
         "past the walk",
-        "not a query",
+        "no whole DNS header",
         "behind 3+ headers",
         "refused by the programs",
         "matched by name",

@@ -319,3 +319,96 @@ fn a_deployment_converges_changes_live_reports_and_goes() {
     assert_eq!(ns.generations(), 0);
     assert_eq!(status(&[]).status.code(), Some(3));
 }
+
+/// Mixed rule lists for the adversarial frames: map rules of each form, compiled rules
+/// (patterns with `?` and `%XX`, generator rules) between them, addresses.
+const MIXED_LISTS: &[&[&str]] = &[
+    &[
+        "--accept",
+        "www.example.net",
+        "--drop",
+        "ww?.example.net",
+        "--drop",
+        "*.example.net",
+        "--drop-bpf",
+        "dns_validate",
+        "--drop",
+        "example.**",
+    ],
+    &[
+        "--drop-bpf",
+        "dns_validate --strict",
+        "--accept",
+        "*.ex%61mple.com",
+        "--drop",
+        "**",
+    ],
+    &[
+        "--match-case",
+        "--accept",
+        "WWW.example.net",
+        "--drop",
+        "*{1-12}.example.net",
+        "--drop-bpf",
+        "suffix 00010001",
+        "-a",
+        "10.0.0.0/8",
+        "-a",
+        "2001:db8::/32",
+    ],
+];
+
+#[test]
+#[ignore = "needs root (bpf(2), BPF_PROG_TEST_RUN)"]
+fn test_agrees_on_adversarial_frames_with_compiled_rules() {
+    require_root("bpf(2), BPF_PROG_TEST_RUN");
+    let frames = crate::ebpf_match::all_frames();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.pcap");
+    let mut writer = bpftools::pcap::Writer::new(
+        std::fs::File::create(&path).unwrap(),
+        bpftools::pcap::link::LINKTYPE_ETHERNET,
+        false,
+    )
+    .unwrap();
+    for (_, frame) in &frames {
+        writer
+            .write(std::time::Duration::ZERO, frame.len() as u32, frame)
+            .unwrap();
+    }
+    drop(writer);
+    let mut dropped_total = 0;
+    for rules in MIXED_LISTS {
+        let mut args = vec!["test"];
+        args.extend_from_slice(rules);
+        args.push(path.to_str().unwrap());
+        let out = run("xdp-bpf", &args, b"");
+        let text = stdout(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {text}{}",
+            stderr(&out)
+        );
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(&format!("{0} packets: {0} run", frames.len())),
+            "{first}"
+        );
+        assert!(first.ends_with(" 0 disagreement(s)"), "{first}");
+        // Compiled rules decided some packets in every list.
+        assert!(
+            text.lines().filter(|l| l.contains("decided")).count() >= 2,
+            "{text}"
+        );
+        let dropped: u64 = first
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" dropped"))
+            .and_then(|n| n.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{first}"));
+        dropped_total += dropped;
+    }
+    assert!(frames.len() > 10_000, "{}", frames.len());
+    assert!(dropped_total > 1_000, "{dropped_total}");
+}

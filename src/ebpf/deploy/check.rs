@@ -4,8 +4,11 @@
 //! The reference ([`Reference`]) is what an iptables deployment of the same rules in chain
 //! mode does, computed by the VM: the packets the rules apply to (UDP to port 53 of a
 //! protected address, as `-p udp --dport 53 -m set --match-set SET dst` selects them; IPv4
-//! not a later fragment; IPv6 after the extension headers the `dns` generator's programs
-//! skip), then each rule's classic program in order (a native pattern as the `dns`
+//! not a later fragment; IPv6 after its extension headers, walked as ip6tables walks them,
+//! and the matcher's one departure, a frame with more than
+//! [`GATE_EXT_HEADERS`](crate::ebpf::matcher::GATE_EXT_HEADERS) of them), then each rule's
+//! classic program in order (the map rules on messages with a whole DNS header, as the
+//! matcher reads them) (a native pattern as the `dns`
 //! generator's program for it, `-i` unless the deployment matches case; a generator rule as
 //! its program of the packet's family), run at the network header; the first that matches
 //! decides, and no match passes. A packet of another link type is made Ethernet first
@@ -16,20 +19,19 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::ebpf::compile::{XDP_DROP, XDP_PASS};
+use crate::ebpf::deploy::maps::native_entries;
 use crate::ebpf::deploy::ops::{materialize, state_of};
 use crate::ebpf::deploy::{DeployError, Prefix, RuleBody, Spec};
-use crate::ebpf::matcher::Action;
+use crate::ebpf::matcher::{Action, MatcherOptions, GATE_EXT_HEADERS, MAX_HEADER_OFFSET};
 use crate::ebpf::sys::Program;
 use crate::gen::{build, DnsSpec, GenOptions, Generator, DEFAULT_EXT_HEADERS};
 use crate::insn::RawInsn;
-use crate::pcap::link::to_ethernet;
+use crate::pcap::link::{to_ethernet, LINKTYPE_ETHERNET};
 use crate::pcap::Reader;
 use crate::vm::{self, Input, Profile};
 
 /// The VLAN TPIDs the matcher reads.
 const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
-/// IPv6 extension headers the walk skips before UDP, as the `dns` generator's programs do.
-const EXT_HEADERS: usize = DEFAULT_EXT_HEADERS as usize;
 
 /// A packet the program and the reference decided differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,8 @@ pub struct TestReport {
     pub packets: u64,
     /// Packets run both ways.
     pub compared: u64,
-    /// Packets without a network header the link layer shows (not run).
+    /// Packets of a link type other than Ethernet whose network header was not found (not
+    /// run).
     pub skipped: u64,
     /// Packets both dropped.
     pub dropped: u64,
@@ -64,6 +67,8 @@ pub struct TestReport {
 /// A rule's programs for each family, run by the VM.
 struct RuleProgram {
     action: Action,
+    /// Matched by map lookups in the deployment (else a compiled program).
+    native: bool,
     v4: Option<vm::Program>,
     v6: Option<vm::Program>,
 }
@@ -82,7 +87,17 @@ impl Reference {
     /// The reference of `spec`: each rule's classic programs.
     pub fn new(spec: &Spec) -> Result<Reference, DeployError> {
         let mut rules = Vec::new();
+        let options = MatcherOptions {
+            ignore_case: !spec.match_case,
+        };
         for (i, rule) in spec.rules.iter().enumerate() {
+            let native = native_entries(0, rule, options)
+                .map_err(|source| DeployError::Rule {
+                    index: i + 1,
+                    rule: rule.to_string(),
+                    source,
+                })?
+                .is_some();
             let (v4, v6) = match &rule.body {
                 RuleBody::Pattern(pattern) => {
                     let generator = Generator::Dns(DnsSpec {
@@ -117,6 +132,7 @@ impl Reference {
             };
             rules.push(RuleProgram {
                 action: rule.action,
+                native,
                 v4,
                 v6,
             });
@@ -137,8 +153,10 @@ impl Reference {
     /// The verdict (`XDP_DROP` or `XDP_PASS`) for an Ethernet frame, and the rule that decided
     /// (its index in the list).
     pub fn verdict(&self, frame: &[u8]) -> (u32, Option<usize>) {
-        let Some((net, inet6)) = self.gate(frame) else {
-            return (XDP_PASS, None);
+        let (net, inet6, names) = match self.gate(frame) {
+            Gate::Not => return (XDP_PASS, None),
+            Gate::Blind { net } => (net, true, true),
+            Gate::Rule { net, inet6, dns } => (net, inet6, frame.len() >= dns + 12),
         };
         let input = Input {
             frame,
@@ -152,6 +170,9 @@ impl Reference {
             },
         };
         for (i, rule) in self.rules.iter().enumerate() {
+            if rule.native && !names {
+                continue;
+            }
             let program = if inet6 { &rule.v6 } else { &rule.v4 };
             if program.as_ref().is_some_and(|p| p.run_with(&input) != 0) {
                 let verdict = match rule.action {
@@ -164,64 +185,112 @@ impl Reference {
         (XDP_PASS, None)
     }
 
-    /// The network header's offset and family of a frame the rules apply to.
-    fn gate(&self, frame: &[u8]) -> Option<(usize, bool)> {
+    /// Whether the rules see a frame, as `-p udp --dport 53 -m set --match-set SET dst`
+    /// selects packets (and the matcher's one departure from it: an IPv6 frame with more
+    /// than [`GATE_EXT_HEADERS`] extension headers to a protected address).
+    fn gate(&self, frame: &[u8]) -> Gate {
         let be16 = |at: usize| -> Option<u16> {
             Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
         };
-        let mut ethertype = be16(12)?;
+        let Some(mut ethertype) = be16(12) else {
+            return Gate::Not;
+        };
         let mut net = 14;
         for _ in 0..2 {
             if !VLAN_TPIDS.contains(&ethertype) {
                 break;
             }
-            ethertype = be16(net + 2)?;
+            let Some(inner) = be16(net + 2) else {
+                return Gate::Not;
+            };
+            ethertype = inner;
             net += 4;
         }
-        match ethertype {
+        let (inet6, udp, dst) = match ethertype {
             0x0800 => {
-                let ip = frame.get(net..net + 20)?;
-                if ip[0] >> 4 != 4 || ip[0] & 0x0f < 5 || ip[9] != 17 {
-                    return None;
+                let Some(ip) = frame.get(net..net + 20) else {
+                    return Gate::Not;
+                };
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                if ip[0] >> 4 != 4 || ihl < 20 || frame.len() < net + ihl || ip[9] != 17 {
+                    return Gate::Not;
                 }
                 if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-                    return None;
+                    return Gate::Not;
                 }
-                let dst = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?);
-                let udp = net + usize::from(ip[0] & 0x0f) * 4;
-                (be16(udp + 2)? == 53 && self.protected(dst)).then_some((net, false))
+                let dst = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).expect("4 bytes"));
+                (false, net + ihl, dst)
             }
             0x86dd => {
-                let ip = frame.get(net..net + 40)?;
+                let Some(ip) = frame.get(net..net + 40) else {
+                    return Gate::Not;
+                };
                 if ip[0] >> 4 != 6 {
-                    return None;
+                    return Gate::Not;
                 }
-                let dst = IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
+                let dst = IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).expect("16 bytes"));
                 let mut next = ip[6];
                 let mut at = net + 40;
-                for _ in 0..EXT_HEADERS {
+                let mut walked = 0;
+                loop {
                     match next {
-                        0 | 43 | 60 => {
-                            let header = frame.get(at..at + 2)?;
-                            next = header[0];
-                            at += 8 + usize::from(header[1]) * 8;
-                        }
-                        44 => {
-                            let header = frame.get(at..at + 4)?;
-                            if u16::from_be_bytes([header[2], header[3]]) & 0xfff8 != 0 {
-                                return None;
+                        17 => break,
+                        0 | 43 | 44 | 51 | 60 => {
+                            if walked == GATE_EXT_HEADERS {
+                                return if self.protected(dst) {
+                                    Gate::Blind { net }
+                                } else {
+                                    Gate::Not
+                                };
                             }
-                            next = header[0];
-                            at += 8;
+                            let Some(&[following, length, ..]) = frame.get(at..at + 8) else {
+                                return Gate::Not;
+                            };
+                            let size = match next {
+                                44 => {
+                                    match be16(at + 2) {
+                                        Some(offset) if offset & !7 == 0 => {}
+                                        _ => return Gate::Not,
+                                    }
+                                    8
+                                }
+                                51 => (usize::from(length) + 2) * 4,
+                                _ => (usize::from(length) + 1) * 8,
+                            };
+                            next = following;
+                            at += size;
+                            walked += 1;
+                            if at > MAX_HEADER_OFFSET as usize {
+                                return Gate::Not;
+                            }
                         }
-                        _ => break,
+                        _ => return Gate::Not,
                     }
                 }
-                (next == 17 && be16(at + 2)? == 53 && self.protected(dst)).then_some((net, true))
+                (true, at, dst)
             }
-            _ => None,
+            _ => return Gate::Not,
+        };
+        if frame.len() < udp + 8 || be16(udp + 2) != Some(53) || !self.protected(dst) {
+            return Gate::Not;
+        }
+        Gate::Rule {
+            net,
+            inet6,
+            dns: udp + 8,
         }
     }
+}
+
+/// How the rules see a frame.
+enum Gate {
+    /// Not at all: it passes.
+    Not,
+    /// UDP to port 53 of a protected address: the rules run at `net`; the native ones only
+    /// when the DNS header at `dns` is whole.
+    Rule { net: usize, inet6: bool, dns: usize },
+    /// IPv6 past the matcher's extension-header walk: every rule runs.
+    Blind { net: usize },
 }
 
 /// Whether `prefix` holds `addr`.
@@ -266,7 +335,11 @@ pub fn test_program(
         report.packets += 1;
         frame.clear();
         let data = &packet.data[..packet.data.len().saturating_sub(packet.fcs_len as usize)];
-        if !to_ethernet(packet.linktype, data, &mut frame) {
+        // An Ethernet frame goes as captured (cut short or not IP, the program sees it too);
+        // another link type is made Ethernet when its network header can be found.
+        if packet.linktype == LINKTYPE_ETHERNET {
+            frame.extend_from_slice(data);
+        } else if !to_ethernet(packet.linktype, data, &mut frame) {
             report.skipped += 1;
             continue;
         }
