@@ -371,7 +371,7 @@ impl XdpDeploy {
             flood: deployment.flood.clone(),
             family: family_key(deployment.family),
             deployment: deployment.deployment.clone(),
-            addresses: deployment.addresses.iter().map(|a| a.to_string()).collect(),
+            addresses: deployment.addresses.clone(),
             match_case: deployment.match_case,
             rules: deployment.rules.iter().map(|r| r.line()).collect(),
             iptables: deployment.iptables.clone(),

@@ -300,8 +300,10 @@ pub struct XdpDeployment {
     /// The deployment's name: `triage-TAG-fN-v4` or `-v6` (one per family: an XDP program
     /// sees both).
     pub deployment: String,
-    /// The protected destinations (`-a`), those of the `iptables-bpf` commands (`-i`).
-    pub addresses: Vec<std::net::IpAddr>,
+    /// The protected destinations (`-a`): those of the `iptables-bpf` commands (`-i`), or,
+    /// when they have none, the family's whole range (`xdp-bpf` runs every rule on both
+    /// families: the addresses keep a plan to its own).
+    pub addresses: Vec<String>,
     /// Whether names are compared exactly (`--match-case`): the `dns` rules deployed by
     /// iptables-bpf outside chain mode without `-i`; chain mode ignores case, as does
     /// `xdp-bpf` by default.
@@ -326,7 +328,7 @@ impl XdpDeployment {
         ];
         for addr in &self.addresses {
             head.push("-a".into());
-            head.push(addr.to_string());
+            head.push(addr.clone());
         }
         head
     }
@@ -340,6 +342,9 @@ impl XdpDeployment {
     /// here-document (lines after the first, `EOF` last, none indented).
     pub fn command(&self) -> String {
         let mut words = self.head();
+        if self.match_case {
+            words.push("--match-case".into());
+        }
         if self.uses_rules_file() {
             words.extend(["--rules".to_string(), "-".to_string()]);
             let mut text = format!("xdp-bpf {} <<'EOF'\n", quoted(&words));
@@ -350,22 +355,36 @@ impl XdpDeployment {
             text.push_str("EOF");
             text
         } else {
-            if self.match_case {
-                words.push("--match-case".into());
-            }
             words.extend(self.rules.iter().flat_map(XdpRule::options));
             format!("xdp-bpf {}", quoted(&words))
         }
     }
 }
 
+/// The program rule of a generator that `xdp-bpf` builds for both families, for a plan of
+/// `family`: a `tcpdump` expression of one family rejects every packet of the other, which
+/// `tcpdump` (and so `xdp-bpf`) refuses, so it gets a branch for the other family that
+/// matches no query (`udp dst port 0`: the rules see UDP to port 53 only) and leaves its own
+/// family's program as it was.
+fn program_rule(generator: &crate::gen::Generator, family: Family) -> XdpRule {
+    use crate::gen::{Generator, TcpdumpSpec};
+    match generator {
+        Generator::Tcpdump(spec) => {
+            let other = match family {
+                Family::V4 => "ip6",
+                Family::V6 => "ip",
+            };
+            XdpRule::DropBpf(Generator::Tcpdump(TcpdumpSpec {
+                expr: format!("({}) or ({other} and udp dst port 0)", spec.expr),
+            }))
+        }
+        other => XdpRule::DropBpf(other.clone()),
+    }
+}
+
 /// The `xdp-bpf` rules of a plan (see [`XdpDeployment`]), and whether names are compared
-/// exactly; `exact_allowed` false writes `dns` rules that compare exactly as programs.
-fn xdp_rules(
-    plan: &PlanDeployment<'_>,
-    beyond_cut: &[String],
-    exact_allowed: bool,
-) -> (Vec<XdpRule>, bool) {
+/// exactly.
+fn xdp_rules(plan: &PlanDeployment<'_>, beyond_cut: &[String]) -> (Vec<XdpRule>, bool) {
     use crate::gen::Generator;
     if plan.chained {
         // Chain mode: every pattern its own rule, case ignored; the names past the chain's
@@ -385,25 +404,30 @@ fn xdp_rules(
         }
         return (rules, false);
     }
-    // One iptables-bpf deployment per drop rule: the drop rules, each its program's verdict.
+    // One iptables-bpf deployment per drop rule: the drop rules, each its program's verdict;
+    // names compare exactly when every `dns` rule does (a `dns` rule of the other case
+    // behaviour is a program).
     let drops: Vec<&RuleReport> = plan
         .rules
         .iter()
         .copied()
         .filter(|r| r.action == Action::Drop)
         .collect();
-    let exact = |r: &RuleReport| matches!(&r.generator, Generator::Dns(spec) if !spec.ignore_case);
-    let is_dns = |r: &RuleReport| matches!(r.generator, Generator::Dns(_));
-    let match_case = exact_allowed
-        && drops.iter().any(|r| is_dns(r))
-        && drops.iter().filter(|r| is_dns(r)).all(|r| exact(r));
+    let dns_case: Vec<bool> = drops
+        .iter()
+        .filter_map(|r| match &r.generator {
+            Generator::Dns(spec) => Some(spec.ignore_case),
+            _ => None,
+        })
+        .collect();
+    let match_case = !dns_case.is_empty() && dns_case.iter().all(|ignore| !ignore);
     let mut rules = Vec::new();
     for rule in drops {
         match &rule.generator {
             Generator::Dns(spec) if spec.ignore_case != match_case => {
                 rules.extend(spec.patterns.iter().cloned().map(XdpRule::Drop))
             }
-            generator => rules.push(XdpRule::DropBpf(generator.clone())),
+            generator => rules.push(program_rule(generator, plan.family)),
         }
     }
     (rules, match_case)
@@ -425,11 +449,7 @@ pub fn xdp_deployments(analysis: &Analysis) -> Vec<XdpDeployment> {
             .iter()
             .find(|(flood, family, _)| flood == plan.flood && *family == plan.family)
             .map_or(&[], |(_, _, names)| names);
-        let (mut rules, mut match_case) = xdp_rules(&plan, beyond_cut, true);
-        if match_case && rules.len() > XDP_LINE_RULES {
-            // A rules file has no --match-case: its exact rules are programs.
-            (rules, match_case) = xdp_rules(&plan, beyond_cut, false);
-        }
+        let (rules, match_case) = xdp_rules(&plan, beyond_cut);
         let beyond_cut = if plan.chained { beyond_cut.len() } else { 0 };
         out.push(XdpDeployment {
             flood: plan.flood.to_string(),
@@ -442,7 +462,16 @@ pub fn xdp_deployments(analysis: &Analysis) -> Vec<XdpDeployment> {
                     Family::V6 => "v6",
                 }
             ),
-            addresses: plan.addresses.clone(),
+            addresses: if plan.addresses.is_empty() {
+                // Without -a xdp-bpf protects every address of both families: the family's
+                // whole range keeps the rules to their own.
+                vec![match plan.family {
+                    Family::V4 => "0.0.0.0/0".to_string(),
+                    Family::V6 => "::/0".to_string(),
+                }]
+            } else {
+                plan.addresses.iter().map(|a| a.to_string()).collect()
+            },
             match_case,
             rules,
             iptables: (first..iptables.len()).collect(),

@@ -6,6 +6,11 @@
 //! The rules triage prints are checked independently of its own counts: each `bpfgen` list of
 //! the JSON is parsed and built by the library for Ethernet (offset 14) and run by the VM on
 //! every frame, in order (first match decides), on UDP packets to port 53 of its family.
+//! The deployment commands are read back as the shell passes them (bash runs them with the
+//! tools defined as functions that print their arguments): each `xdp-bpf` command's rules,
+//! built the same way, give the verdicts of the `iptables-bpf` commands it stands beside on
+//! every frame (and on each frame with its name in upper case), but for the names past the
+//! chain's cut, which it accepts; as root, the real `xdp-bpf test` runs one printed command.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +24,7 @@ use serde_json::Value;
 use simple_dns::rdata::OPT;
 use simple_dns::{Label, Name, Packet, Question, CLASS};
 
-use crate::common::{run, stderr, stdout};
+use crate::common::{bin, require_root, run, stderr, stdout};
 use crate::rng::Rng;
 
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
@@ -650,7 +655,29 @@ fn assert_xdp_rules_are_the_plans(json: &Value) -> usize {
         assert_eq!(rules.len(), expected.len() + beyond, "{}", entry["command"]);
         let mut parsed_back = rules.clone();
         parsed_back.drain(accepts..accepts + beyond);
-        assert_eq!(parsed_back, expected, "{}", entry["command"]);
+        for (ours, plans) in parsed_back.iter().zip(&expected) {
+            let (Some(ours), Some(plans)) = (
+                ours.strip_prefix("drop-bpf "),
+                plans.strip_prefix("drop-bpf "),
+            ) else {
+                assert_eq!(ours, plans, "{}", entry["command"]);
+                continue;
+            };
+            // A program rule: the plan's generator, which xdp-bpf builds for both families
+            // (a tcpdump expression with a branch for the other family, whose verdicts
+            // compare_xdp_with_iptables checks).
+            let words: Vec<String> = ours.split_whitespace().map(str::to_string).collect();
+            let generator = parse_generator(&words[0], &words[1..]).expect("drop-bpf");
+            bpftools::ebpf::classic::ClassicRule::from_generator(&generator, false)
+                .unwrap_or_else(|e| panic!("xdp-bpf cannot build {ours}: {e}"));
+            match plans.strip_prefix("tcpdump -- ") {
+                Some(expr) => assert!(
+                    ours.starts_with(&format!("tcpdump -- ({expr}) or (")),
+                    "{ours} for {plans}"
+                ),
+                None => assert_eq!(ours, plans),
+            }
+        }
         assert!(rules[accepts..accepts + beyond]
             .iter()
             .all(|r| r.starts_with("accept ")));
@@ -714,7 +741,10 @@ fn compare_xdp_with_iptables(json: &Value, packets: &[Labelled]) -> XdpCompariso
             rules.len() > 10,
             "a rules file past 10 rules: {command}"
         );
+        // Protected addresses of the plan's family only: the other family's queries are
+        // not the deployment's (xdp-bpf runs every rule on both).
         let inet6 = entry["family"] == "ipv6";
+        assert!(!parsed.addresses.is_empty(), "{command}");
         assert!(parsed.addresses.iter().all(|a| a.is_ipv6() == inet6));
         // The iptables-bpf commands it stands for: together, one deployment.
         let beside: Vec<usize> = entry["iptables"]
@@ -1602,10 +1632,10 @@ fn text_and_json_report_the_same_figures() {
     }
 }
 
-#[test]
-fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
-    // More names of the flood's shape exist (the zone) than an iptables chain lists: the
-    // chain accepts the most asked MAX_EXCEPTIONS, xdp-bpf's rules accept every one.
+/// More names of a flood's shape exist (a zone of `MAX_EXCEPTIONS + 100` names, each asked
+/// once, IPv4 only) than an iptables chain lists, under a random flood: (the packets, the
+/// zone's names, the zone file written in `dir`).
+fn past_the_cut_scenario(dir: &Path) -> (Vec<Labelled>, Vec<String>, PathBuf) {
     let cut = bpftools::triage::rules::MAX_EXCEPTIONS;
     let mut rng = Rng::new(2024);
     let mut legit = Legit::for_zones(&["example.net"], &TAIL, 0);
@@ -1633,7 +1663,6 @@ fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
             },
         );
     }
-    let dir = temp_dir("past-the-cut");
     let zone = dir.join("example.net.zone");
     let mut text = String::from("$ORIGIN example.net.\n$TTL 300\n@ IN SOA ns1 host 1 2 3 4 5\n");
     for name in &zone_names {
@@ -1646,6 +1675,15 @@ fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
         text.push_str(&format!("{label} IN A 192.0.2.2\n"));
     }
     std::fs::write(&zone, text).unwrap();
+    (packets, zone_names, zone)
+}
+
+#[test]
+fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
+    // The chain accepts the most asked MAX_EXCEPTIONS, xdp-bpf's rules accept every one.
+    let cut = bpftools::triage::rules::MAX_EXCEPTIONS;
+    let dir = temp_dir("past-the-cut");
+    let (packets, zone_names, zone) = past_the_cut_scenario(&dir);
     let zone_arg = zone.to_str().unwrap().to_string();
     let (code, json) = triage("past-the-cut-json", &packets, &["--zone", &zone_arg]);
     assert_eq!(code, 0);
@@ -1724,5 +1762,66 @@ fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
             "({beyond} more names accepted than by the iptables-bpf chain"
         )),
         "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (xdp-bpf test loads the program: BPF_PROG_TEST_RUN)"]
+fn the_xdp_command_runs_in_xdp_bpf_test_as_the_chain_but_past_the_cut() {
+    require_root("xdp-bpf test loads the program: BPF_PROG_TEST_RUN");
+    let dir = temp_dir("past-the-cut-root");
+    let (packets, _, zone) = past_the_cut_scenario(&dir);
+    let capture = dir.join("c.pcap");
+    write_pcap(&capture, &packets, LINKTYPE_ETHERNET);
+    let out = run(
+        "triage",
+        &[
+            "--json",
+            "--zone",
+            zone.to_str().unwrap(),
+            capture.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let xdp = &json["deploy_xdp"][0];
+    let beyond = xdp["accepts_beyond_iptables"].as_u64().unwrap();
+    assert!(beyond > 0);
+    // The command exactly as printed (a here-document of every rule), run by the shell with
+    // `apply --dev IFACE --deployment NAME` turned into xdp-bpf's `test` over the capture.
+    let script = format!(
+        "xdp-bpf() {{ local args=(); while [ $# -gt 0 ]; do case \"$1\" in \
+         apply) shift;; --dev|--deployment) shift 2;; *) args+=(\"$1\"); shift;; esac; done; \
+         \"$XDP_BPF\" test \"${{args[@]}}\" \"$CAPTURE\"; }}\n{}\n",
+        xdp["command"].as_str().unwrap()
+    );
+    let ran = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("XDP_BPF", bin("xdp-bpf"))
+        .env("CAPTURE", &capture)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert!(ran.status.success(), "{report}{}", stderr(&ran));
+    // What the chain drops, here: the iptables-bpf command's rules run by the VM.
+    let (iptables, _) = iptables_deployed(json["deploy"][0].as_str().unwrap());
+    let chain_drops = packets
+        .iter()
+        .filter(|p| iptables.drops(&p.frame) == Some(true))
+        .count() as u64;
+    // The names past the cut, each asked once, pass xdp-bpf: its program and its reference
+    // agree on every packet.
+    let expected = format!(
+        "{} packets: {} run by the program and the reference, 0 without a network header; {} dropped, 0 disagreement(s)",
+        packets.len(),
+        packets.len(),
+        chain_drops - beyond
+    );
+    eprintln!("{report}");
+    assert!(
+        report.starts_with(&expected),
+        "{report}\nexpected: {expected}"
     );
 }
