@@ -249,6 +249,11 @@ pub struct Analysis {
     pub destinations: BTreeMap<String, Vec<IpAddr>>,
     /// Per flood id: where it begins within the capture, when its time line has a step.
     pub onsets: BTreeMap<String, Onset>,
+    /// Per flood id and family whose rules accept names that exist: the names its drop rule
+    /// also matches beyond the [`rules::MAX_EXCEPTIONS`] its accept rules list (most asked
+    /// first). The rules and their counts stop at the cut, as an iptables chain does; the
+    /// `xdp-bpf` command accepts these too.
+    pub accepts_beyond_cut: Vec<(String, Family, Vec<String>)>,
     /// Candidates that could not be built, and why.
     pub skipped: Vec<String>,
     /// The inputs, as named on the command line.
@@ -458,6 +463,22 @@ pub fn analyze(
             *family == Family::V6,
         )
     });
+    let accepts_beyond_cut = chosen
+        .iter()
+        .filter_map(|(index, family, list)| {
+            let plan = candidates
+                .plans
+                .iter()
+                .find(|p| p.flood == *index && p.family == *family && p.rules == *list)?;
+            (!plan.accepts_beyond_cut.is_empty()).then(|| {
+                (
+                    floods[*index].id.clone(),
+                    *family,
+                    plan.accepts_beyond_cut.clone(),
+                )
+            })
+        })
+        .collect();
     let (order, owners) = rule_order(&chosen, &floods);
     let (reports, outcome) = tally(&floods, &candidates, &measured, &dedicated, &order, &owners);
     let notes = notes(&stats, zone, &floods, &measured, &dedicated);
@@ -481,6 +502,7 @@ pub fn analyze(
         .collect();
     Ok(Analysis {
         onsets,
+        accepts_beyond_cut,
         stats,
         floods,
         rules: reports,
@@ -892,6 +914,7 @@ fn spare(
                     rules: plan.iter().chain(p.rules.iter()).copied().collect(),
                     preference: p.preference,
                     spares: true,
+                    accepts_beyond_cut: p.accepts_beyond_cut.clone(),
                 })
                 .collect();
             added |= !spared.is_empty();

@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::dns::{rcode_name, type_name};
 use crate::triage::detect::{edns_text, flags_text, Flood, FloodKind};
 use crate::triage::packet::{name_text, Family};
-use crate::triage::report::{command_line, deploy_commands, filter_command, qps_buckets, TOP};
+use crate::triage::report::{
+    command_line, deploy_commands, filter_command, qps_buckets, xdp_deployments, XdpDeployment, TOP,
+};
 use crate::triage::stats::{Stats, CHARSETS};
 use crate::triage::{Analysis, RuleReport};
 
@@ -31,6 +33,8 @@ pub struct Report {
     pub deploy: Vec<String>,
     /// For each deployment command, empty when it generates, else why not.
     pub deploy_checks: Vec<String>,
+    /// The `xdp-bpf` deployment of each flood and family that has deployment commands.
+    pub deploy_xdp: Vec<XdpDeploy>,
     /// What the reader should know about the input and the figures.
     pub notes: Vec<String>,
     /// Candidates that could not be built, and why.
@@ -335,6 +339,56 @@ pub struct DroppedName {
     pub queries: u64,
 }
 
+/// The `xdp-bpf` deployment of one flood and family, beside its `iptables-bpf` commands.
+#[derive(Debug, Clone, Serialize)]
+pub struct XdpDeploy {
+    /// The flood's id.
+    pub flood: String,
+    /// `ipv4` or `ipv6`: the family of the rules (the addresses are of that family).
+    pub family: &'static str,
+    /// The deployment's name.
+    pub deployment: String,
+    /// The protected destinations (`-a`).
+    pub addresses: Vec<String>,
+    /// Whether names are compared exactly (`--match-case`).
+    pub match_case: bool,
+    /// The rules in order, as lines of a rules file (`accept P`, `drop P`, `drop-bpf GEN
+    /// ARGS`): the first match decides, no match passes.
+    pub rules: Vec<String>,
+    /// The places in `deploy` of the `iptables-bpf` commands it stands for.
+    pub iptables: Vec<usize>,
+    /// Accept rules beyond those of the `iptables-bpf` chain (names past its cut).
+    pub accepts_beyond_iptables: usize,
+    /// The command: one line, or reading `rules` from a here-document when there are more
+    /// than [`crate::triage::report::XDP_LINE_RULES`]; `IFACE` stands for the interface
+    /// the queries arrive on.
+    pub command: String,
+}
+
+impl XdpDeploy {
+    fn new(deployment: &XdpDeployment) -> XdpDeploy {
+        XdpDeploy {
+            flood: deployment.flood.clone(),
+            family: family_key(deployment.family),
+            deployment: deployment.deployment.clone(),
+            addresses: deployment.addresses.clone(),
+            match_case: deployment.match_case,
+            rules: deployment.rules.iter().map(|r| r.line()).collect(),
+            iptables: deployment.iptables.clone(),
+            accepts_beyond_iptables: deployment.beyond_cut,
+            command: deployment.command(),
+        }
+    }
+}
+
+/// `ipv4` or `ipv6`.
+fn family_key(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
 /// `part` over `whole`, rounded to 4 decimals (0 when `whole` is 0).
 pub fn share(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -563,11 +617,7 @@ impl RuleRow {
         RuleRow {
             action: rule.action.as_str(),
             bpfgen: rule.bpfgen.clone(),
-            family: if rule.family == Family::V6 {
-                "ipv6"
-            } else {
-                "ipv4"
-            },
+            family: family_key(rule.family),
             floods: rule.floods.clone(),
             note: rule.note.clone(),
             instructions: rule.instructions,
@@ -623,6 +673,10 @@ impl Report {
                 .map(|c| command_line(c))
                 .collect(),
             deploy_checks: deploy_checks.to_vec(),
+            deploy_xdp: xdp_deployments(analysis)
+                .iter()
+                .map(XdpDeploy::new)
+                .collect(),
             notes: analysis.notes.clone(),
             skipped: analysis.skipped.clone(),
             has_zone: analysis.has_zone,

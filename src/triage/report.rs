@@ -111,13 +111,26 @@ pub fn incident_tag(analysis: &Analysis) -> String {
     format!("{:06x}", h.finish() & 0xff_ffff)
 }
 
-/// The deployment commands (`iptables-bpf` arguments, without the program name): per flood
-/// and family, the flood's rules in one script of a deployment named after the incident and
-/// the flood (`triage-TAG-fN`), with every address the flood was sent to (`-i`), in chain
-/// mode when accept exceptions come first or the flood has several drop rules. Patterns are
-/// written `--accept=P` / after `--`, so that none is read as an option.
-pub fn deploy_commands(analysis: &Analysis) -> Vec<Vec<String>> {
-    let tag = incident_tag(analysis);
+/// One flood and family as deployed: its rules in list order, the addresses they protect,
+/// and whether iptables-bpf deploys them as one chain.
+struct PlanDeployment<'a> {
+    /// The flood's place in the list (1 = first).
+    number: usize,
+    /// The flood's id.
+    flood: &'a str,
+    /// The family.
+    family: Family,
+    /// Its rules, in list order.
+    rules: Vec<&'a RuleReport>,
+    /// The addresses the flood was sent to, of the family.
+    addresses: Vec<std::net::IpAddr>,
+    /// Chain mode: every rule is `dns`, and accept exceptions come first or there are several
+    /// rules.
+    chained: bool,
+}
+
+/// The plans that have rules, flood by flood, IPv4 then IPv6.
+fn plan_deployments(analysis: &Analysis) -> Vec<PlanDeployment<'_>> {
     let mut out = Vec::new();
     for (number, flood) in analysis.floods.iter().enumerate() {
         for family in [Family::V4, Family::V6] {
@@ -129,57 +142,90 @@ pub fn deploy_commands(analysis: &Analysis) -> Vec<Vec<String>> {
             if rules.is_empty() {
                 continue;
             }
-            let mut head: Vec<String> = Vec::new();
-            if family == Family::V6 {
-                head.push("-6".into());
-            }
-            for addr in analysis.destinations.get(&flood.id).into_iter().flatten() {
-                if addr.is_ipv6() == (family == Family::V6) {
-                    head.push("-i".into());
-                    head.push(addr.to_string());
-                }
-            }
-            head.push("-c".into());
-            head.push(format!("triage {} {}", tag, flood.id));
-            head.push("--deployment".into());
-            head.push(format!("triage-{tag}-f{}", number + 1));
+            let addresses = analysis
+                .destinations
+                .get(&flood.id)
+                .into_iter()
+                .flatten()
+                .filter(|addr| addr.is_ipv6() == (family == Family::V6))
+                .copied()
+                .collect();
             let all_dns = rules
                 .iter()
                 .all(|r| matches!(r.generator, crate::gen::Generator::Dns(_)));
             let chained =
                 all_dns && (rules.iter().any(|r| r.action == Action::Accept) || rules.len() > 1);
-            if chained {
-                let mut line = head.clone();
-                line.push("--chain".into());
-                line.push(format!("f{}", number + 1));
-                for rule in &rules {
-                    let flag = match rule.action {
-                        Action::Accept => "--accept",
-                        Action::Drop => "--drop",
-                    };
-                    for pattern in patterns(rule) {
-                        line.push(format!("{flag}={pattern}"));
-                    }
-                }
-                out.push(line);
-            } else {
-                for rule in rules.iter().filter(|r| r.action == Action::Drop) {
-                    let mut line = head.clone();
-                    if rules.len() > 1 {
-                        // One deployment per rule of the flood.
-                        let at = line.len() - 1;
-                        line[at] = format!("{}-{}", line[at], out.len() + 1);
-                    }
-                    line.extend(
-                        rule.bpfgen
-                            .iter()
-                            .skip(usize::from(family == Family::V6))
-                            .cloned(),
-                    );
-                    out.push(line);
-                }
+            out.push(PlanDeployment {
+                number: number + 1,
+                flood: &flood.id,
+                family,
+                rules,
+                addresses,
+                chained,
+            });
+        }
+    }
+    out
+}
+
+/// The `iptables-bpf` commands of one plan (appended to `out`, whose length numbers the
+/// deployments of a plan that needs one per rule).
+fn iptables_commands(tag: &str, plan: &PlanDeployment<'_>, out: &mut Vec<Vec<String>>) {
+    let mut head: Vec<String> = Vec::new();
+    if plan.family == Family::V6 {
+        head.push("-6".into());
+    }
+    for addr in &plan.addresses {
+        head.push("-i".into());
+        head.push(addr.to_string());
+    }
+    head.push("-c".into());
+    head.push(format!("triage {} {}", tag, plan.flood));
+    head.push("--deployment".into());
+    head.push(format!("triage-{tag}-f{}", plan.number));
+    if plan.chained {
+        let mut line = head.clone();
+        line.push("--chain".into());
+        line.push(format!("f{}", plan.number));
+        for rule in &plan.rules {
+            let flag = match rule.action {
+                Action::Accept => "--accept",
+                Action::Drop => "--drop",
+            };
+            for pattern in patterns(rule) {
+                line.push(format!("{flag}={pattern}"));
             }
         }
+        out.push(line);
+    } else {
+        for rule in plan.rules.iter().filter(|r| r.action == Action::Drop) {
+            let mut line = head.clone();
+            if plan.rules.len() > 1 {
+                // One deployment per rule of the flood.
+                let at = line.len() - 1;
+                line[at] = format!("{}-{}", line[at], out.len() + 1);
+            }
+            line.extend(
+                rule.bpfgen
+                    .iter()
+                    .skip(usize::from(plan.family == Family::V6))
+                    .cloned(),
+            );
+            out.push(line);
+        }
+    }
+}
+
+/// The deployment commands (`iptables-bpf` arguments, without the program name): per flood
+/// and family, the flood's rules in one script of a deployment named after the incident and
+/// the flood (`triage-TAG-fN`), with every address the flood was sent to (`-i`), in chain
+/// mode when accept exceptions come first or the flood has several drop rules. Patterns are
+/// written `--accept=P` / after `--`, so that none is read as an option.
+pub fn deploy_commands(analysis: &Analysis) -> Vec<Vec<String>> {
+    let tag = incident_tag(analysis);
+    let mut out = Vec::new();
+    for plan in plan_deployments(analysis) {
+        iptables_commands(&tag, &plan, &mut out);
     }
     out
 }
@@ -187,6 +233,252 @@ pub fn deploy_commands(analysis: &Analysis) -> Vec<Vec<String>> {
 /// A deployment command as a shell line.
 pub fn command_line(args: &[String]) -> String {
     format!("iptables-bpf {}", quoted(args))
+}
+
+/// The interface placeholder of the `xdp-bpf` commands: the interface the queries arrive on.
+pub const XDP_DEV: &str = "IFACE";
+
+/// Most rules an `xdp-bpf` command lists as options on one line; a longer list is a rules
+/// file given on standard input (a here-document).
+pub const XDP_LINE_RULES: usize = 10;
+
+/// One rule of an `xdp-bpf` deployment (a line of its rules file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XdpRule {
+    /// `accept PATTERN`: queries for a name the `dns` pattern matches pass.
+    Accept(String),
+    /// `drop PATTERN`: queries for a name the `dns` pattern matches are dropped.
+    Drop(String),
+    /// `drop-bpf GENERATOR ARGS...`: packets the generator's program matches are dropped.
+    DropBpf(crate::gen::Generator),
+}
+
+impl XdpRule {
+    /// The generator and its arguments as one text, split on whitespace by `xdp-bpf`
+    /// (no argument triage makes holds whitespace of its own but the `tcpdump` expression,
+    /// whose words the generator joins with spaces again).
+    fn generator_text(generator: &crate::gen::Generator) -> String {
+        std::iter::once(generator.name().to_string())
+            .chain(generator.args())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The rule as a line of the rules file.
+    pub fn line(&self) -> String {
+        match self {
+            XdpRule::Accept(pattern) => format!("accept {pattern}"),
+            XdpRule::Drop(pattern) => format!("drop {pattern}"),
+            XdpRule::DropBpf(generator) => {
+                format!("drop-bpf {}", XdpRule::generator_text(generator))
+            }
+        }
+    }
+
+    /// The rule as command-line options (patterns as `--accept=P`, so that none is read as
+    /// an option).
+    pub fn options(&self) -> Vec<String> {
+        match self {
+            XdpRule::Accept(pattern) => vec![format!("--accept={pattern}")],
+            XdpRule::Drop(pattern) => vec![format!("--drop={pattern}")],
+            XdpRule::DropBpf(generator) => {
+                vec!["--drop-bpf".into(), XdpRule::generator_text(generator)]
+            }
+        }
+    }
+}
+
+/// The `xdp-bpf` deployment of one flood and family: the same rules as its `iptables-bpf`
+/// commands, in the same order, with the same case rule and protected addresses, in one
+/// XDP program; accept lists are whole (see [`Analysis::accepts_beyond_cut`]).
+#[derive(Debug, Clone)]
+pub struct XdpDeployment {
+    /// The flood's id.
+    pub flood: String,
+    /// The family whose rules these are.
+    pub family: Family,
+    /// The deployment's name: `triage-TAG-fN-v4` or `-v6` (one per family: an XDP program
+    /// sees both).
+    pub deployment: String,
+    /// The protected destinations (`-a`): those of the `iptables-bpf` commands (`-i`), or,
+    /// when they have none, the family's whole range (`xdp-bpf` runs every rule on both
+    /// families: the addresses keep a plan to its own).
+    pub addresses: Vec<String>,
+    /// Whether names are compared exactly (`--match-case`): the `dns` rules deployed by
+    /// iptables-bpf outside chain mode without `-i`; chain mode ignores case, as does
+    /// `xdp-bpf` by default.
+    pub match_case: bool,
+    /// The rules, in order (the first match decides, no match passes).
+    pub rules: Vec<XdpRule>,
+    /// The indexes in [`deploy_commands`] of the `iptables-bpf` commands it stands for.
+    pub iptables: Vec<usize>,
+    /// Accept rules beyond those of the `iptables-bpf` chain (names past its cut).
+    pub beyond_cut: usize,
+}
+
+impl XdpDeployment {
+    /// The arguments before the rules: `apply --dev IFACE --deployment NAME -a ADDR...`.
+    pub fn head(&self) -> Vec<String> {
+        let mut head: Vec<String> = vec![
+            "apply".into(),
+            "--dev".into(),
+            XDP_DEV.into(),
+            "--deployment".into(),
+            self.deployment.clone(),
+        ];
+        for addr in &self.addresses {
+            head.push("-a".into());
+            head.push(addr.clone());
+        }
+        head
+    }
+
+    /// Whether the rules go in a rules file (more than [`XDP_LINE_RULES`]).
+    pub fn uses_rules_file(&self) -> bool {
+        self.rules.len() > XDP_LINE_RULES
+    }
+
+    /// The command as shell text: one line, or the command reading its rules file from a
+    /// here-document (lines after the first, `EOF` last, none indented).
+    pub fn command(&self) -> String {
+        let mut words = self.head();
+        if self.match_case {
+            words.push("--match-case".into());
+        }
+        if self.uses_rules_file() {
+            words.extend(["--rules".to_string(), "-".to_string()]);
+            let mut text = format!("xdp-bpf {} <<'EOF'\n", quoted(&words));
+            for rule in &self.rules {
+                text.push_str(&rule.line());
+                text.push('\n');
+            }
+            text.push_str("EOF");
+            text
+        } else {
+            words.extend(self.rules.iter().flat_map(XdpRule::options));
+            format!("xdp-bpf {}", quoted(&words))
+        }
+    }
+}
+
+/// The program rule of a generator that `xdp-bpf` builds for both families, for a plan of
+/// `family`: a `tcpdump` expression of one family rejects every packet of the other, which
+/// `tcpdump` (and so `xdp-bpf`) refuses, so it gets a branch for the other family that
+/// matches no query (`udp dst port 0`: the rules see UDP to port 53 only) and leaves its own
+/// family's program as it was.
+fn program_rule(generator: &crate::gen::Generator, family: Family) -> XdpRule {
+    use crate::gen::{Generator, TcpdumpSpec};
+    match generator {
+        Generator::Tcpdump(spec) => {
+            let other = match family {
+                Family::V4 => "ip6",
+                Family::V6 => "ip",
+            };
+            XdpRule::DropBpf(Generator::Tcpdump(TcpdumpSpec {
+                expr: format!("({}) or ({other} and udp dst port 0)", spec.expr),
+            }))
+        }
+        other => XdpRule::DropBpf(other.clone()),
+    }
+}
+
+/// The `xdp-bpf` rules of a plan (see [`XdpDeployment`]), and whether names are compared
+/// exactly.
+fn xdp_rules(plan: &PlanDeployment<'_>, beyond_cut: &[String]) -> (Vec<XdpRule>, bool) {
+    use crate::gen::Generator;
+    if plan.chained {
+        // Chain mode: every pattern its own rule, case ignored; the names past the chain's
+        // cut are accepted after the accept rules, before the first drop rule.
+        let last_accept = plan.rules.iter().rposition(|r| r.action == Action::Accept);
+        let mut rules = Vec::new();
+        for (index, rule) in plan.rules.iter().enumerate() {
+            for pattern in patterns(rule) {
+                rules.push(match rule.action {
+                    Action::Accept => XdpRule::Accept(pattern),
+                    Action::Drop => XdpRule::Drop(pattern),
+                });
+            }
+            if Some(index) == last_accept {
+                rules.extend(beyond_cut.iter().cloned().map(XdpRule::Accept));
+            }
+        }
+        return (rules, false);
+    }
+    // One iptables-bpf deployment per drop rule: the drop rules, each its program's verdict;
+    // names compare exactly when every `dns` rule does (a `dns` rule of the other case
+    // behaviour is a program).
+    let drops: Vec<&RuleReport> = plan
+        .rules
+        .iter()
+        .copied()
+        .filter(|r| r.action == Action::Drop)
+        .collect();
+    let dns_case: Vec<bool> = drops
+        .iter()
+        .filter_map(|r| match &r.generator {
+            Generator::Dns(spec) => Some(spec.ignore_case),
+            _ => None,
+        })
+        .collect();
+    let match_case = !dns_case.is_empty() && dns_case.iter().all(|ignore| !ignore);
+    let mut rules = Vec::new();
+    for rule in drops {
+        match &rule.generator {
+            Generator::Dns(spec) if spec.ignore_case != match_case => {
+                rules.extend(spec.patterns.iter().cloned().map(XdpRule::Drop))
+            }
+            generator => rules.push(program_rule(generator, plan.family)),
+        }
+    }
+    (rules, match_case)
+}
+
+/// The `xdp-bpf` deployment of each plan that has `iptables-bpf` commands, in their order.
+pub fn xdp_deployments(analysis: &Analysis) -> Vec<XdpDeployment> {
+    let tag = incident_tag(analysis);
+    let mut iptables = Vec::new();
+    let mut out = Vec::new();
+    for plan in plan_deployments(analysis) {
+        let first = iptables.len();
+        iptables_commands(&tag, &plan, &mut iptables);
+        if iptables.len() == first {
+            continue;
+        }
+        let beyond_cut: &[String] = analysis
+            .accepts_beyond_cut
+            .iter()
+            .find(|(flood, family, _)| flood == plan.flood && *family == plan.family)
+            .map_or(&[], |(_, _, names)| names);
+        let (rules, match_case) = xdp_rules(&plan, beyond_cut);
+        let beyond_cut = if plan.chained { beyond_cut.len() } else { 0 };
+        out.push(XdpDeployment {
+            flood: plan.flood.to_string(),
+            family: plan.family,
+            deployment: format!(
+                "triage-{tag}-f{}-{}",
+                plan.number,
+                match plan.family {
+                    Family::V4 => "v4",
+                    Family::V6 => "v6",
+                }
+            ),
+            addresses: if plan.addresses.is_empty() {
+                // Without -a xdp-bpf protects every address of both families: the family's
+                // whole range keeps the rules to their own.
+                vec![match plan.family {
+                    Family::V4 => "0.0.0.0/0".to_string(),
+                    Family::V6 => "::/0".to_string(),
+                }]
+            } else {
+                plan.addresses.iter().map(|a| a.to_string()).collect()
+            },
+            match_case,
+            rules,
+            iptables: (first..iptables.len()).collect(),
+            beyond_cut,
+        });
+    }
+    out
 }
 
 /// The dns patterns of a rule.
@@ -483,12 +775,28 @@ pub fn render(report: &Report) -> String {
     render_outcome(&mut s, report);
     let _ = writeln!(
         s,
-        "\n== Deploy (the program for each rule: bpfgen ARGS as listed above)"
+        "\n== Deploy (the program for each rule: bpfgen ARGS as listed above; for xdp-bpf, {} is the interface the queries arrive on)",
+        XDP_DEV
     );
-    for (command, check) in report.deploy.iter().zip(&report.deploy_checks) {
+    for (index, (command, check)) in report.deploy.iter().zip(&report.deploy_checks).enumerate() {
         let _ = writeln!(s, "  {command}");
         if !check.is_empty() {
             let _ = writeln!(s, "    ({check})");
+        }
+        for xdp in report
+            .deploy_xdp
+            .iter()
+            .filter(|x| x.iptables.last() == Some(&index))
+        {
+            let _ = writeln!(s, "  {}", xdp.command);
+            if xdp.accepts_beyond_iptables > 0 {
+                let _ = writeln!(
+                    s,
+                    "    ({} more names accepted than by the iptables-bpf chain, which stops at the {} most asked)",
+                    xdp.accepts_beyond_iptables,
+                    crate::triage::rules::MAX_EXCEPTIONS
+                );
+            }
         }
     }
     for skipped in &report.skipped {

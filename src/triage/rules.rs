@@ -99,6 +99,10 @@ pub struct Plan {
     pub preference: usize,
     /// Whether it accepts names judged flood that only legitimate sources asked.
     pub spares: bool,
+    /// Names that exist and that its drop rule matches, beyond the [`MAX_EXCEPTIONS`] its
+    /// accept rules list (most asked first): an iptables chain of that many rules is cut
+    /// there, while `xdp-bpf`'s name maps take them all.
+    pub accepts_beyond_cut: Vec<String>,
 }
 
 /// Whether `name` (lowercase wire form) matches the parsed pattern.
@@ -294,7 +298,7 @@ fn random_plans(
             .collect();
         if matched.len() > MAX_EXCEPTIONS {
             out.skipped.push(format!(
-                "{} names under {parent} exist and match {}: only the {MAX_EXCEPTIONS} most asked are accepted, the other {} are dropped",
+                "{} names under {parent} exist and match {}: only the {MAX_EXCEPTIONS} most asked are accepted by the rules (as by iptables-bpf), the other {} are dropped (xdp-bpf's commands accept every one)",
                 matched.len(),
                 patterns.join(" "),
                 matched.len() - MAX_EXCEPTIONS
@@ -305,6 +309,11 @@ fn random_plans(
             .take(MAX_EXCEPTIONS)
             .map(|(name, _)| name_text(name))
             // A name that reads as an option is written so that no parser takes it for one.
+            .collect();
+        let accepts_beyond_cut: Vec<String> = matched
+            .iter()
+            .skip(MAX_EXCEPTIONS)
+            .map(|(name, _)| name_text(name))
             .collect();
         let mut rules = Vec::new();
         let mut complete = true;
@@ -340,6 +349,7 @@ fn random_plans(
             rules,
             preference,
             spares: false,
+            accepts_beyond_cut,
         });
     }
 }
@@ -396,6 +406,7 @@ fn source_plans(index: usize, flood: &Flood, family: Family, out: &mut Candidate
         rules,
         preference: 0,
         spares: false,
+        accepts_beyond_cut: Vec::new(),
     });
 }
 
@@ -640,6 +651,7 @@ fn fingerprint_plans(
                 rules: vec![c],
                 preference,
                 spares: false,
+                accepts_beyond_cut: Vec::new(),
             });
         }
     }

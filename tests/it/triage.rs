@@ -6,6 +6,11 @@
 //! The rules triage prints are checked independently of its own counts: each `bpfgen` list of
 //! the JSON is parsed and built by the library for Ethernet (offset 14) and run by the VM on
 //! every frame, in order (first match decides), on UDP packets to port 53 of its family.
+//! The deployment commands are read back as the shell passes them (bash runs them with the
+//! tools defined as functions that print their arguments): each `xdp-bpf` command's rules,
+//! built the same way, give the verdicts of the `iptables-bpf` commands it stands beside on
+//! every frame (and on each frame with its name in upper case), but for the names past the
+//! chain's cut, which it accepts; as root, the real `xdp-bpf test` runs one printed command.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +24,7 @@ use serde_json::Value;
 use simple_dns::rdata::OPT;
 use simple_dns::{Label, Name, Packet, Question, CLASS};
 
-use crate::common::{run, stderr, stdout};
+use crate::common::{bin, require_root, run, stderr, stdout};
 use crate::rng::Rng;
 
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
@@ -349,6 +354,520 @@ fn assert_stopped(json: &Value, packets: &[Labelled], legit_max: u64) {
             );
         }
     }
+    // The xdp-bpf commands deploy the same rules.
+    let compared = compare_xdp_with_iptables(json, packets);
+    assert!(
+        compared.deployments > 0 && compared.packets > 0 && compared.rules > 0,
+        "{compared:?}"
+    );
+}
+
+/// A deployment command as the shell reads it: bash runs it with `iptables-bpf` and
+/// `xdp-bpf` defined as functions that print their arguments and what they read on
+/// standard input (a here-document's rules). Returns (arguments, standard input).
+fn as_the_shell_reads(command: &str) -> (Vec<String>, String) {
+    let script = format!(
+        "set -f\n\
+         iptables-bpf() {{ printf '%s\\0' \"$@\"; printf '\\001'; cat; }}\n\
+         xdp-bpf() {{ printf '%s\\0' \"$@\"; printf '\\001'; cat; }}\n\
+         {command}\n"
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{command}: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let (args, input) = text.split_once('\u{1}').expect("the tool was called");
+    let args = args
+        .strip_suffix('\0')
+        .map(|a| a.split('\0').map(str::to_string).collect())
+        .unwrap_or_default();
+    (args, input.to_string())
+}
+
+/// A deployment as the test reads it from its command: the protected addresses, and the
+/// rules in order (whether each drops, its program for Ethernet frames).
+struct Deployed {
+    inet6: bool,
+    addresses: Vec<std::net::IpAddr>,
+    rules: Vec<(bool, Program)>,
+}
+
+/// The program of a generator for Ethernet frames of one family.
+fn program_for(generator: &bpftools::gen::Generator, inet6: bool) -> Program {
+    let generated = build(
+        generator,
+        &GenOptions {
+            inet6,
+            negate: false,
+            offset: 14,
+        },
+    )
+    .expect("rule builds");
+    Program::new(&generated.insns, Profile::Socket).expect("valid")
+}
+
+impl Deployed {
+    /// Adds `dns` patterns in order: consecutive patterns of one action share a program (the
+    /// first of them to match decides as any of them would).
+    fn add_patterns(&mut self, patterns: &[(bool, String)], ignore_case: bool) {
+        let mut at = 0;
+        while at < patterns.len() {
+            let drop = patterns[at].0;
+            let run: Vec<String> = patterns[at..]
+                .iter()
+                .take_while(|(d, _)| *d == drop)
+                .take(100)
+                .map(|(_, p)| p.clone())
+                .collect();
+            at += run.len();
+            let generator = bpftools::gen::Generator::Dns(bpftools::gen::DnsSpec {
+                patterns: run,
+                ignore_case,
+                ext_headers: bpftools::gen::DEFAULT_EXT_HEADERS,
+            });
+            self.rules.push((drop, program_for(&generator, self.inet6)));
+        }
+    }
+
+    /// Whether the frame is dropped; `None` when the deployment does not see it (another
+    /// family, an address it does not protect, not UDP to port 53).
+    fn drops(&self, frame: &[u8]) -> Option<bool> {
+        let v6 = frame[12..14] == [0x86, 0xdd];
+        if v6 != self.inet6 {
+            return None;
+        }
+        let (dst, udp): (std::net::IpAddr, usize) = if v6 {
+            let bytes: [u8; 16] = frame[38..54].try_into().unwrap();
+            (bytes.into(), 14 + 40)
+        } else {
+            let bytes: [u8; 4] = frame[30..34].try_into().unwrap();
+            (bytes.into(), 14 + usize::from(frame[14] & 0x0f) * 4)
+        };
+        let protocol = if v6 { frame[20] } else { frame[23] };
+        if protocol != 17 || frame[udp + 2..udp + 4] != [0, 53] || !self.addresses.contains(&dst) {
+            return None;
+        }
+        Some(
+            self.rules
+                .iter()
+                .find(|(_, program)| program.run(frame) != 0)
+                .is_some_and(|(drop, _)| *drop),
+        )
+    }
+}
+
+/// An `iptables-bpf` command triage prints, as deployed: its chain's accept and drop
+/// patterns (case ignored), or its generator's drop rule. Returns the deployment and, for a
+/// chain, its patterns (drop?, pattern) in order.
+fn iptables_deployed(command: &str) -> (Deployed, Vec<(bool, String)>) {
+    let (args, _) = as_the_shell_reads(command);
+    let inet6 = args[0] == "-6";
+    let mut deployed = Deployed {
+        inet6,
+        addresses: Vec::new(),
+        rules: Vec::new(),
+    };
+    let mut at = usize::from(inet6);
+    while at < args.len() {
+        match args[at].as_str() {
+            "-i" => deployed
+                .addresses
+                .push(args[at + 1].parse().expect("address")),
+            "-c" | "--deployment" => {}
+            "--chain" => {
+                let patterns: Vec<(bool, String)> = args[at + 2..]
+                    .iter()
+                    .map(|word| match word.split_once('=') {
+                        Some(("--accept", p)) => (false, p.to_string()),
+                        Some(("--drop", p)) => (true, p.to_string()),
+                        _ => panic!("chain word {word} of {command}"),
+                    })
+                    .collect();
+                deployed.add_patterns(&patterns, true);
+                return (deployed, patterns);
+            }
+            generator => {
+                let generator =
+                    parse_generator(generator, &args[at + 1..]).expect("generator arguments");
+                deployed.rules.push((true, program_for(&generator, inet6)));
+                return (deployed, Vec::new());
+            }
+        }
+        at += 2;
+    }
+    panic!("no rule in {command}")
+}
+
+/// An `xdp-bpf` command triage prints, as the shell passes it: (the deployment's name, the
+/// interface, the rules file's lines or the options' rules, whether names compare exactly,
+/// the protected addresses).
+struct XdpCommand {
+    deployment: String,
+    dev: String,
+    rules: Vec<String>,
+    match_case: bool,
+    addresses: Vec<std::net::IpAddr>,
+}
+
+fn xdp_command(command: &str) -> XdpCommand {
+    let (args, input) = as_the_shell_reads(command);
+    assert_eq!(args[0], "apply", "{command}");
+    let mut parsed = XdpCommand {
+        deployment: String::new(),
+        dev: String::new(),
+        rules: Vec::new(),
+        match_case: false,
+        addresses: Vec::new(),
+    };
+    let mut at = 1;
+    while at < args.len() {
+        let word = args[at].as_str();
+        let value = args.get(at + 1).cloned().unwrap_or_default();
+        at += 2;
+        match word {
+            "--dev" => parsed.dev = value,
+            "--deployment" => parsed.deployment = value,
+            "-a" => parsed.addresses.push(value.parse().expect("address")),
+            "--drop-bpf" => parsed.rules.push(format!("drop-bpf {value}")),
+            "--rules" => {
+                assert_eq!(value, "-", "{command}");
+                parsed.rules.extend(
+                    input
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_string),
+                );
+            }
+            "--match-case" => {
+                parsed.match_case = true;
+                at -= 1;
+            }
+            _ => {
+                at -= 1;
+                match word.split_once('=') {
+                    Some(("--accept", p)) => parsed.rules.push(format!("accept {p}")),
+                    Some(("--drop", p)) => parsed.rules.push(format!("drop {p}")),
+                    _ => panic!("xdp-bpf word {word} of {command}"),
+                }
+            }
+        }
+    }
+    parsed
+}
+
+/// Where the question's name of a query frame built here starts (uncompressed, after the
+/// 12-byte header).
+fn name_offset(frame: &[u8]) -> usize {
+    let udp = if frame[12..14] == [0x86, 0xdd] {
+        14 + 40
+    } else {
+        14 + usize::from(frame[14] & 0x0f) * 4
+    };
+    udp + 8 + 12
+}
+
+/// The question's name of a query frame built here, in lower case, dotted.
+fn query_name(frame: &[u8]) -> String {
+    let mut at = name_offset(frame);
+    let mut labels = Vec::new();
+    while frame[at] != 0 {
+        let len = usize::from(frame[at]);
+        labels.push(String::from_utf8_lossy(&frame[at + 1..at + 1 + len]).to_ascii_lowercase());
+        at += 1 + len;
+    }
+    labels.join(".")
+}
+
+/// The frame with its question's name in upper case (case rules decide otherwise on it).
+fn upper_cased(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    let mut at = name_offset(frame);
+    while out[at] != 0 {
+        let len = usize::from(out[at]);
+        out[at + 1..at + 1 + len].make_ascii_uppercase();
+        at += 1 + len;
+    }
+    out
+}
+
+/// Checks that each `xdp-bpf` deployment's rules are its plan's: the JSON's rules for its
+/// flood and family, in order, each `dns` pattern a rule of its own (a chain's accepts
+/// first, then the names past the chain's cut, then its drops), every other generator a
+/// `drop-bpf` of the same generator. Returns the rules compared.
+fn assert_xdp_rules_are_the_plans(json: &Value) -> usize {
+    let mut compared = 0;
+    for entry in json["deploy_xdp"].as_array().expect("deploy_xdp") {
+        let plan: Vec<&Value> = json["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["family"] == entry["family"]
+                    && r["floods"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| *f == entry["flood"])
+            })
+            .collect();
+        let chained = plan.iter().any(|r| r["action"] == "accept");
+        let mut expected: Vec<String> = Vec::new();
+        for rule in &plan {
+            if !chained && rule["action"] == "accept" {
+                continue;
+            }
+            let words: Vec<String> = rule["bpfgen"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap().to_string())
+                .skip_while(|w| w == "-6")
+                .collect();
+            let generator = parse_generator(&words[0], &words[1..]).expect("bpfgen arguments");
+            match generator {
+                bpftools::gen::Generator::Dns(spec)
+                    if chained || spec.ignore_case != entry["match_case"] =>
+                {
+                    for pattern in spec.patterns {
+                        expected.push(format!("{} {pattern}", rule["action"].as_str().unwrap()));
+                    }
+                }
+                other => {
+                    let mut line = vec!["drop-bpf".to_string(), other.name().to_string()];
+                    line.extend(other.args());
+                    expected.push(line.join(" "));
+                }
+            }
+        }
+        let rules: Vec<String> = entry["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        // The names past the cut follow the last accept of the plan.
+        let beyond = entry["accepts_beyond_iptables"].as_u64().unwrap() as usize;
+        let accepts = expected.iter().filter(|r| r.starts_with("accept ")).count();
+        assert_eq!(rules.len(), expected.len() + beyond, "{}", entry["command"]);
+        let mut parsed_back = rules.clone();
+        parsed_back.drain(accepts..accepts + beyond);
+        for (ours, plans) in parsed_back.iter().zip(&expected) {
+            let (Some(ours), Some(plans)) = (
+                ours.strip_prefix("drop-bpf "),
+                plans.strip_prefix("drop-bpf "),
+            ) else {
+                assert_eq!(ours, plans, "{}", entry["command"]);
+                continue;
+            };
+            // A program rule: the plan's generator, which xdp-bpf builds for both families
+            // (a tcpdump expression with a branch for the other family, whose verdicts
+            // compare_xdp_with_iptables checks).
+            let words: Vec<String> = ours.split_whitespace().map(str::to_string).collect();
+            let generator = parse_generator(&words[0], &words[1..]).expect("drop-bpf");
+            bpftools::ebpf::classic::ClassicRule::from_generator(&generator, false)
+                .unwrap_or_else(|e| panic!("xdp-bpf cannot build {ours}: {e}"));
+            match plans.strip_prefix("tcpdump -- ") {
+                Some(expr) => assert!(
+                    ours.starts_with(&format!("tcpdump -- ({expr}) or (")),
+                    "{ours} for {plans}"
+                ),
+                None => assert_eq!(ours, plans),
+            }
+        }
+        assert!(rules[accepts..accepts + beyond]
+            .iter()
+            .all(|r| r.starts_with("accept ")));
+        compared += rules.len();
+    }
+    compared
+}
+
+/// What the test found comparing every `xdp-bpf` deployment with the `iptables-bpf`
+/// commands it stands beside.
+#[derive(Debug, Default)]
+struct XdpComparison {
+    /// Deployments compared.
+    deployments: usize,
+    /// Packets a deployment sees, each judged by both (as captured and in upper case).
+    packets: u64,
+    /// Of the upper-cased ones, those the iptables deployment drops.
+    upper_dropped: u64,
+    /// Of which judged otherwise: names past the chain's cut that xdp-bpf accepts.
+    beyond_cut_packets: u64,
+    /// Accept names past the chain's cut, over all deployments.
+    beyond_cut_names: usize,
+    /// Rules found to be their plan's.
+    rules: usize,
+}
+
+/// Checks each `xdp-bpf` deployment of the JSON against the `iptables-bpf` commands it
+/// stands beside, as the shell reads both: the same protected addresses, the same rules in
+/// the same order (accept lists whole: the names past the chain's cut added after the
+/// accepts), its rules list the lines its command gives, and, packet by packet (each rule
+/// built by the generators and run by the VM, the first match deciding), the same verdicts
+/// but for the queries for names past the cut, which it accepts and the chain drops.
+fn compare_xdp_with_iptables(json: &Value, packets: &[Labelled]) -> XdpComparison {
+    let deploy: Vec<&str> = json["deploy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let xdp = json["deploy_xdp"].as_array().expect("deploy_xdp");
+    let mut covered: Vec<usize> = Vec::new();
+    let mut found = XdpComparison {
+        rules: assert_xdp_rules_are_the_plans(json),
+        ..XdpComparison::default()
+    };
+    for entry in xdp {
+        let command = entry["command"].as_str().unwrap();
+        let parsed = xdp_command(command);
+        let rules: Vec<String> = entry["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(parsed.rules, rules, "{command}");
+        assert_eq!(parsed.dev, "IFACE");
+        assert_eq!(parsed.deployment, entry["deployment"].as_str().unwrap());
+        assert_eq!(parsed.match_case, entry["match_case"].as_bool().unwrap());
+        assert_eq!(
+            command.contains("<<'EOF'\n"),
+            rules.len() > 10,
+            "a rules file past 10 rules: {command}"
+        );
+        // Protected addresses of the plan's family only: the other family's queries are
+        // not the deployment's (xdp-bpf runs every rule on both).
+        let inet6 = entry["family"] == "ipv6";
+        assert!(!parsed.addresses.is_empty(), "{command}");
+        assert!(parsed.addresses.iter().all(|a| a.is_ipv6() == inet6));
+        // The iptables-bpf commands it stands for: together, one deployment.
+        let beside: Vec<usize> = entry["iptables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as usize)
+            .collect();
+        assert!(!beside.is_empty());
+        covered.extend(&beside);
+        let mut iptables = Deployed {
+            inet6,
+            addresses: Vec::new(),
+            rules: Vec::new(),
+        };
+        let mut chain: Vec<(bool, String)> = Vec::new();
+        for &index in &beside {
+            let (one, patterns) = iptables_deployed(deploy[index]);
+            assert_eq!(one.inet6, inet6, "{}", deploy[index]);
+            iptables.addresses = one.addresses;
+            iptables.rules.extend(one.rules);
+            chain.extend(patterns);
+        }
+        assert_eq!(parsed.addresses, iptables.addresses, "{command}");
+        // A chain's rules, in order, are the xdp-bpf rules less the names past the cut.
+        let beyond: Vec<String> = rules
+            .iter()
+            .filter_map(|r| r.strip_prefix("accept "))
+            .filter(|p| !chain.iter().any(|(drop, q)| !drop && q == p))
+            .map(str::to_string)
+            .collect();
+        if !chain.is_empty() {
+            let listed: Vec<String> = rules
+                .iter()
+                .filter(|r| !beyond.iter().any(|b| r.strip_prefix("accept ") == Some(b)))
+                .cloned()
+                .collect();
+            let chain_lines: Vec<String> = chain
+                .iter()
+                .map(|(drop, p)| format!("{} {p}", if *drop { "drop" } else { "accept" }))
+                .collect();
+            assert_eq!(listed, chain_lines, "{command}");
+            // The names past the cut come after every accept and before the first drop.
+            let first_drop = rules.iter().position(|r| !r.starts_with("accept "));
+            assert!(rules[first_drop.unwrap_or(rules.len())..]
+                .iter()
+                .all(|r| !r.starts_with("accept ")));
+        } else {
+            assert!(beyond.is_empty(), "{command}");
+        }
+        assert_eq!(
+            beyond.len() as u64,
+            entry["accepts_beyond_iptables"].as_u64().unwrap()
+        );
+        found.beyond_cut_names += beyond.len();
+        // The xdp-bpf rules, built as the tool reads them.
+        let mut xdp_deployed = Deployed {
+            inet6,
+            addresses: parsed.addresses.clone(),
+            rules: Vec::new(),
+        };
+        let mut patterns: Vec<(bool, String)> = Vec::new();
+        for rule in &rules {
+            if let Some(p) = rule.strip_prefix("accept ") {
+                patterns.push((false, p.to_string()));
+            } else if let Some(p) = rule.strip_prefix("drop ") {
+                patterns.push((true, p.to_string()));
+            } else {
+                let words: Vec<String> = rule
+                    .strip_prefix("drop-bpf ")
+                    .expect("accept, drop or drop-bpf")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                xdp_deployed.add_patterns(&std::mem::take(&mut patterns), !parsed.match_case);
+                let generator = parse_generator(&words[0], &words[1..]).expect("generator");
+                xdp_deployed
+                    .rules
+                    .push((true, program_for(&generator, inet6)));
+            }
+        }
+        xdp_deployed.add_patterns(&patterns, !parsed.match_case);
+        let beyond: std::collections::BTreeSet<String> =
+            beyond.iter().map(|b| b.to_ascii_lowercase()).collect();
+        // Each query as captured, and in upper case (where the case rules tell apart).
+        for (packet, upper) in packets
+            .iter()
+            .flat_map(|p| [(p.frame.clone(), false), (upper_cased(&p.frame), true)])
+        {
+            let (Some(theirs), Some(ours)) = (iptables.drops(&packet), xdp_deployed.drops(&packet))
+            else {
+                assert_eq!(
+                    iptables.drops(&packet).is_some(),
+                    xdp_deployed.drops(&packet).is_some()
+                );
+                continue;
+            };
+            found.packets += 1;
+            found.upper_dropped += u64::from(upper && theirs);
+            if theirs != ours {
+                assert!(
+                    theirs && !ours && beyond.contains(&query_name(&packet)),
+                    "{} judged otherwise by {command} and {:?}",
+                    query_name(&packet),
+                    beside.iter().map(|&i| deploy[i]).collect::<Vec<_>>()
+                );
+                found.beyond_cut_packets += 1;
+            } else if !beyond.is_empty() && beyond.contains(&query_name(&packet)) {
+                panic!(
+                    "{} is past the cut: the chain drops it, xdp-bpf must not",
+                    query_name(&packet)
+                );
+            }
+        }
+        found.deployments += 1;
+    }
+    covered.sort_unstable();
+    assert_eq!(
+        covered,
+        (0..deploy.len()).collect::<Vec<_>>(),
+        "every iptables-bpf command has its xdp-bpf deployment beside it, once"
+    );
+    found
 }
 
 fn random_under(
@@ -1064,6 +1583,34 @@ fn text_and_json_report_the_same_figures() {
     for command in json["deploy"].as_array().unwrap() {
         assert!(text.contains(command.as_str().unwrap()));
     }
+    // Beside them, the xdp-bpf commands: each in the text after the last iptables-bpf
+    // command it stands for, its rules (whole, a here-document past 10 rules) the plan's.
+    let deploy = json["deploy"].as_array().unwrap();
+    let xdp = json["deploy_xdp"].as_array().unwrap();
+    assert!(!xdp.is_empty());
+    let mut here_documents = 0;
+    for entry in xdp {
+        let command = entry["command"].as_str().unwrap();
+        let at = text
+            .find(&format!("  {command}\n"))
+            .expect("the xdp-bpf command");
+        let last = entry["iptables"].as_array().unwrap().last().unwrap();
+        let iptables = deploy[last.as_u64().unwrap() as usize].as_str().unwrap();
+        assert!(text.find(iptables).unwrap() < at, "{command}");
+        let parsed = xdp_command(command);
+        assert_eq!(
+            parsed.rules,
+            entry["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        );
+        here_documents += usize::from(command.contains("--rules - <<'EOF'"));
+    }
+    assert!(here_documents > 0, "a long accept list is a rules file");
+    assert!(assert_xdp_rules_are_the_plans(&json) > 300);
     // The most asked dropped names of each basis: at most five of each, most asked first.
     let dropped = outcome["top_dropped_names"].as_array().unwrap();
     assert!(!dropped.is_empty(), "{outcome}");
@@ -1083,4 +1630,198 @@ fn text_and_json_report_the_same_figures() {
         assert!(counts.len() <= 5);
         assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
     }
+}
+
+/// More names of a flood's shape exist (a zone of `MAX_EXCEPTIONS + 100` names, each asked
+/// once, IPv4 only) than an iptables chain lists, under a random flood: (the packets, the
+/// zone's names, the zone file written in `dir`).
+fn past_the_cut_scenario(dir: &Path) -> (Vec<Labelled>, Vec<String>, PathBuf) {
+    let cut = bpftools::triage::rules::MAX_EXCEPTIONS;
+    let mut rng = Rng::new(2024);
+    let mut legit = Legit::for_zones(&["example.net"], &TAIL, 0);
+    legit.v6_percent = 0;
+    let zone_names: Vec<String> = (0..cut + 100)
+        .map(|i| format!("n{i:04}abcd.example.net"))
+        .collect();
+    let mut flood = random_under("example.net", 9, 9, LOWER_DIGITS);
+    let mut packets = mix(&mut rng, &legit, 1500, &mut [("apex9", 6000, &mut flood)]);
+    // Each name of the zone asked once, over the capture.
+    for (index, name) in zone_names.iter().enumerate() {
+        let q = Query {
+            name: name.clone(),
+            qtype: 1,
+            flags: 0,
+            edns: Some((1232, false)),
+            v6: false,
+            source: 7 + index as u32 % 40,
+        };
+        packets.insert(
+            index * 3,
+            Labelled {
+                frame: frame(&q, 50_000 + index as u16),
+                label: "legit".into(),
+            },
+        );
+    }
+    let zone = dir.join("example.net.zone");
+    let mut text = String::from("$ORIGIN example.net.\n$TTL 300\n@ IN SOA ns1 host 1 2 3 4 5\n");
+    for name in &zone_names {
+        text.push_str(&format!(
+            "{} IN A 192.0.2.1\n",
+            name.trim_end_matches(".example.net")
+        ));
+    }
+    for label in TAIL {
+        text.push_str(&format!("{label} IN A 192.0.2.2\n"));
+    }
+    std::fs::write(&zone, text).unwrap();
+    (packets, zone_names, zone)
+}
+
+#[test]
+fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
+    // The chain accepts the most asked MAX_EXCEPTIONS, xdp-bpf's rules accept every one.
+    let cut = bpftools::triage::rules::MAX_EXCEPTIONS;
+    let dir = temp_dir("past-the-cut");
+    let (packets, zone_names, zone) = past_the_cut_scenario(&dir);
+    let zone_arg = zone.to_str().unwrap().to_string();
+    let (code, json) = triage("past-the-cut-json", &packets, &["--zone", &zone_arg]);
+    assert_eq!(code, 0);
+    assert_eq!(json["floods"].as_array().unwrap().len(), 1);
+    // The iptables chain: MAX_EXCEPTIONS accept patterns, and a note says the rest are
+    // dropped.
+    let deploy = json["deploy"].as_array().unwrap();
+    assert_eq!(deploy.len(), 1, "{deploy:?}");
+    let (chain_args, _) = as_the_shell_reads(deploy[0].as_str().unwrap());
+    let chain_accepts: Vec<&str> = chain_args
+        .iter()
+        .filter_map(|w| w.strip_prefix("--accept="))
+        .collect();
+    assert_eq!(chain_accepts.len(), cut);
+    assert!(
+        json["skipped"].as_array().unwrap().iter().any(|s| s
+            .as_str()
+            .unwrap()
+            .contains("xdp-bpf's commands accept every one")),
+        "{}",
+        json["skipped"]
+    );
+    // The xdp-bpf rules: every name of the zone accepted, then the drop rule.
+    let xdp = &json["deploy_xdp"][0];
+    let rules: Vec<&str> = xdp["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let accepted: std::collections::BTreeSet<&str> = rules
+        .iter()
+        .filter_map(|r| r.strip_prefix("accept "))
+        .collect();
+    for name in &zone_names {
+        assert!(accepted.contains(name.as_str()), "{name} is accepted");
+    }
+    let missing = zone_names
+        .iter()
+        .filter(|n| !chain_accepts.contains(&n.as_str()))
+        .count();
+    assert!(
+        missing >= 100,
+        "the chain lacks {missing} of the zone's names"
+    );
+    assert_eq!(rules.last(), Some(&"drop *{9-9}.example.net"));
+    let beyond = xdp["accepts_beyond_iptables"].as_u64().unwrap();
+    assert_eq!(accepted.len() as u64, cut as u64 + beyond);
+    // Packet by packet: the same verdicts but for the names past the cut, each asked once
+    // (and compared once more in upper case), which the chain drops and xdp-bpf accepts.
+    let compared = compare_xdp_with_iptables(&json, &packets);
+    eprintln!("past the cut: {compared:?}, beyond {beyond}");
+    assert_eq!(compared.beyond_cut_names as u64, beyond);
+    assert_eq!(compared.beyond_cut_packets, 2 * beyond);
+    assert_eq!(compared.packets as usize, 2 * packets.len(), "{compared:?}");
+    assert_eq!(compared.rules, rules.len());
+    // The rules dropped them as the chain does (and nothing else legitimate).
+    assert_stopped(&json, &packets, beyond);
+    // The text prints the same command, its rules on standard input, and says how many
+    // more it accepts.
+    let path = dir.join("c.pcap");
+    write_pcap(&path, &packets, LINKTYPE_ETHERNET);
+    let out = run(
+        "triage",
+        &["--zone", &zone_arg, path.to_str().unwrap()],
+        b"",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = stdout(&out);
+    let command = xdp["command"].as_str().unwrap();
+    assert!(command.starts_with("xdp-bpf apply --dev IFACE --deployment triage-"));
+    assert!(command.contains(" --rules - <<'EOF'\n") && command.ends_with("\nEOF"));
+    assert!(text.contains(&format!("  {command}\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "({beyond} more names accepted than by the iptables-bpf chain"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (xdp-bpf test loads the program: BPF_PROG_TEST_RUN)"]
+fn the_xdp_command_runs_in_xdp_bpf_test_as_the_chain_but_past_the_cut() {
+    require_root("xdp-bpf test loads the program: BPF_PROG_TEST_RUN");
+    let dir = temp_dir("past-the-cut-root");
+    let (packets, _, zone) = past_the_cut_scenario(&dir);
+    let capture = dir.join("c.pcap");
+    write_pcap(&capture, &packets, LINKTYPE_ETHERNET);
+    let out = run(
+        "triage",
+        &[
+            "--json",
+            "--zone",
+            zone.to_str().unwrap(),
+            capture.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let xdp = &json["deploy_xdp"][0];
+    let beyond = xdp["accepts_beyond_iptables"].as_u64().unwrap();
+    assert!(beyond > 0);
+    // The command exactly as printed (a here-document of every rule), run by the shell with
+    // `apply --dev IFACE --deployment NAME` turned into xdp-bpf's `test` over the capture.
+    let script = format!(
+        "xdp-bpf() {{ local args=(); while [ $# -gt 0 ]; do case \"$1\" in \
+         apply) shift;; --dev|--deployment) shift 2;; *) args+=(\"$1\"); shift;; esac; done; \
+         \"$XDP_BPF\" test \"${{args[@]}}\" \"$CAPTURE\"; }}\n{}\n",
+        xdp["command"].as_str().unwrap()
+    );
+    let ran = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("XDP_BPF", bin("xdp-bpf"))
+        .env("CAPTURE", &capture)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert!(ran.status.success(), "{report}{}", stderr(&ran));
+    // What the chain drops, here: the iptables-bpf command's rules run by the VM.
+    let (iptables, _) = iptables_deployed(json["deploy"][0].as_str().unwrap());
+    let chain_drops = packets
+        .iter()
+        .filter(|p| iptables.drops(&p.frame) == Some(true))
+        .count() as u64;
+    // The names past the cut, each asked once, pass xdp-bpf: its program and its reference
+    // agree on every packet.
+    let expected = format!(
+        "{} packets: {} run by the program and the reference, 0 without a network header; {} dropped, 0 disagreement(s)",
+        packets.len(),
+        packets.len(),
+        chain_drops - beyond
+    );
+    eprintln!("{report}");
+    assert!(
+        report.starts_with(&expected),
+        "{report}\nexpected: {expected}"
+    );
 }
