@@ -118,3 +118,140 @@ pub fn require_root(why: &str) {
         "this test needs root ({why}); run it as root or leave out --include-ignored / --ignored"
     );
 }
+
+/// Raw bpf(2) calls on bare file descriptors, still made by tests/it/ebpf_match.rs (map
+/// creation and updates, loading, test runs); other tests use `bpftools::ebpf::sys`, and these
+/// go once that file does too.
+pub mod raw_bpf {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use bpftools::ebpf;
+
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    /// `BPF_PROG_TYPE_XDP`.
+    pub const BPF_PROG_TYPE_XDP: u32 = 6;
+
+    /// `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoadAttr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+
+    /// `union bpf_attr` for `BPF_PROG_TEST_RUN`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRunAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+
+    /// bpf(2) with `attr`, a `union bpf_attr` prefix whose pointers are live.
+    pub fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
+        // SAFETY: attr is a live, initialised bpf_attr prefix of the size passed; every pointer
+        // in it refers to memory the caller keeps alive across the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr as *mut T as *mut libc::c_void,
+                std::mem::size_of::<T>(),
+            )
+        }
+    }
+
+    /// Raises RLIMIT_MEMLOCK's soft limit to its hard limit (see `bpftools::ebpf::sys`).
+    pub fn raise_memlock() {
+        if let Err(error) = ebpf::sys::raise_memlock() {
+            panic!("{error}");
+        }
+    }
+
+    /// A refusal by `BPF_PROG_LOAD`: the error and the verifier's log.
+    #[derive(Debug)]
+    pub struct LoadError {
+        /// The errno.
+        pub error: io::Error,
+        /// The verifier's log.
+        pub log: String,
+    }
+
+    /// Loads `prog` as `prog_type`; on refusal, loads again with the verifier's log on.
+    pub fn load(prog_type: u32, prog: &[ebpf::Insn]) -> Result<OwnedFd, LoadError> {
+        let bytes = ebpf::insn::encode(prog);
+        let license = b"GPL\0";
+        let attempt = |log: Option<&mut Vec<u8>>| {
+            let mut attr = ProgLoadAttr {
+                prog_type,
+                insn_cnt: prog.len() as u32,
+                insns: bytes.as_ptr() as u64,
+                license: license.as_ptr() as u64,
+                ..ProgLoadAttr::default()
+            };
+            attr.prog_name[..6].copy_from_slice(b"bpfcmp");
+            if let Some(log) = log {
+                attr.log_level = 1;
+                attr.log_size = log.len() as u32;
+                attr.log_buf = log.as_mut_ptr() as u64;
+            }
+            let fd = sys_bpf(BPF_PROG_LOAD, &mut attr);
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+            }
+        };
+        attempt(None).map_err(|error| {
+            let mut log = vec![0u8; 4 << 20];
+            let _ = attempt(Some(&mut log));
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            LoadError {
+                error,
+                log: String::from_utf8_lossy(&log[..end]).into_owned(),
+            }
+        })
+    }
+
+    /// Runs a loaded program once on `packet`; its return value.
+    pub fn test_run(fd: &OwnedFd, packet: &[u8]) -> io::Result<u32> {
+        let mut attr = TestRunAttr {
+            prog_fd: fd.as_raw_fd() as u32,
+            data_size_in: packet.len() as u32,
+            data_in: packet.as_ptr() as u64,
+            repeat: 1,
+            ..TestRunAttr::default()
+        };
+        if sys_bpf(BPF_PROG_TEST_RUN, &mut attr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(attr.retval)
+    }
+}
