@@ -28,6 +28,9 @@
 //!   `SOCK_DGRAM` socket again: the same as the first view for an untagged frame; a tagged one
 //!   is sent a second time with its protocol given, so that the kernel leaves the tag in.
 //!
+//! Each random program is also compiled at XDP for one layout no socket gives (offset 0 at
+//! 0, 14, 18 or 42, the network or link-layer header missing), compared with the VM alone.
+//!
 //! Without root: the compiler's refusals and shape.
 
 use std::collections::HashMap;
@@ -127,16 +130,21 @@ impl View {
         }
     }
 
-    /// The VM's input: `#len` is the length from offset 0, as the kernel's `skb->len`.
     fn input(self, bytes: &[u8]) -> Input<'_> {
-        Input {
-            frame: bytes,
-            start: self.start as usize,
-            net: Some(self.network as usize),
-            link: Some(0),
-            wire_len: (bytes.len() as u32).saturating_sub(self.start),
-            ctx: Context::default(),
-        }
+        vm_input(bytes, self.layout())
+    }
+}
+
+/// The VM's input for a frame seen through `layout`: `#len` is the length from offset 0, as
+/// the kernel's `skb->len` and what XDP sees from the base.
+fn vm_input(bytes: &[u8], layout: XdpLayout) -> Input<'_> {
+    Input {
+        frame: bytes,
+        start: layout.base as usize,
+        net: layout.network.map(|n| n as usize),
+        link: layout.link.map(|l| l as usize),
+        wire_len: (bytes.len() as u32).saturating_sub(layout.base),
+        ctx: Context::default(),
     }
 }
 
@@ -187,6 +195,8 @@ struct Tally {
     kernel_runs: usize,
     vm_runs: usize,
     xdp_runs: usize,
+    /// XDP runs on a layout no kernel socket gives, against the VM only.
+    xdp_runs_without_socket: usize,
     socket_runs: usize,
     /// Cut frames a socket filter's test run does not take (an IP header cut short).
     socket_untestable: usize,
@@ -201,7 +211,8 @@ impl Tally {
     fn summary(&self, name: &str, started: Instant) -> String {
         format!(
             "{name}: {} programs compared ({} refused for ancillary loads), {} frames sent \
-             ({} tagged, sent twice); runs: kernel cBPF {}, VM {}, XDP {}, socket filter {} ({} cut frames its test \
+             ({} tagged, sent twice); runs: kernel cBPF {}, VM {}, XDP {} (and {} on layouts no \
+             socket gives, against the VM alone), socket filter {} ({} cut frames its test \
              run refuses); kernel kept {} and dropped {}; {} disagreements; {:.1} s",
             self.programs,
             self.refused,
@@ -210,6 +221,7 @@ impl Tally {
             self.kernel_runs,
             self.vm_runs,
             self.xdp_runs,
+            self.xdp_runs_without_socket,
             self.socket_runs,
             self.socket_untestable,
             self.kept,
@@ -239,6 +251,9 @@ struct Subject<'p> {
     socket: sys::Program,
     xdp_verdicts: Vec<Verdicts>,
     xdp: HashMap<View, Vec<sys::Program>>,
+    /// A layout no kernel socket gives (a header missing, offset 0 past the network header),
+    /// compiled for XDP and compared with the VM only.
+    without_socket: Option<(XdpLayout, Verdicts, sys::Program)>,
 }
 
 /// A packet as a report shows it.
@@ -271,7 +286,16 @@ impl<'p> Subject<'p> {
             socket: load_compiled(prog, Target::SocketFilter, Verdicts::Value),
             xdp_verdicts,
             xdp: HashMap::new(),
+            without_socket: None,
         })
+    }
+
+    /// Also compiles the program at XDP for `layout`, which no kernel socket gives, to be
+    /// compared with the VM alone.
+    fn with_layout_without_socket(mut self, layout: XdpLayout, verdicts: Verdicts) -> Self {
+        let program = load_compiled(self.prog, Target::Xdp(layout), verdicts);
+        self.without_socket = Some((layout, verdicts, program));
+        self
     }
 
     /// Runs `packet` through the kernel's classic program, the VM and the compiled programs,
@@ -329,7 +353,14 @@ impl<'p> Subject<'p> {
                 })
                 .collect();
             tally.xdp_runs += compiled.len();
-            self.judge(tally, packet, view, verdict, kernel, &compiled);
+            self.judge(
+                tally,
+                packet,
+                view.layout(),
+                verdict,
+                Some(kernel),
+                &compiled,
+            );
         }
         // A socket filter's test run: the kernel's view from 14 bytes on.
         let kernel = if n == 14 {
@@ -354,37 +385,61 @@ impl<'p> Subject<'p> {
             Ok(run) => {
                 tally.socket_runs += 1;
                 let compiled = [("socket filter", run.retval, verdict)];
-                self.judge(tally, packet, view, verdict, kernel, &compiled);
+                self.judge(
+                    tally,
+                    packet,
+                    view.layout(),
+                    verdict,
+                    Some(kernel),
+                    &compiled,
+                );
             }
             // The kernel checks an IP header before running the program: a cut one can be
             // refused. The kernel's socket still ran the classic program.
             Err(e) if e.errno() == Some(libc::EINVAL) && packet.bytes.len() < packet.whole => {
                 tally.socket_untestable += 1;
-                self.judge(tally, packet, view, verdict, kernel, &[]);
+                self.judge(tally, packet, view.layout(), verdict, Some(kernel), &[]);
             }
             Err(e) => panic!("socket filter test run, {}: {e}", packet.origin),
+        }
+        if let Some((layout, verdicts, program)) = &self.without_socket {
+            let verdict = self.vm.run_with(&vm_input(packet.bytes, *layout));
+            tally.vm_runs += 1;
+            let got = program
+                .test_run(packet.bytes, 1)
+                .unwrap_or_else(|e| panic!("XDP test run, {}: {e}", packet.origin))
+                .retval;
+            tally.xdp_runs_without_socket += 1;
+            let compiled = [(verdicts_name(*verdicts), got, verdicts.of(verdict))];
+            self.judge(tally, packet, *layout, verdict, None, &compiled);
         }
     }
 
     /// Counts one view of one packet; a disagreement is reported with the program, the packet
     /// and every verdict.
+    /// `kernel`: what the kernel's socket kept (`None` inside: it dropped the packet), `None`
+    /// for a layout no socket gives.
     fn judge(
         &self,
         tally: &mut Tally,
         packet: &Packet<'_>,
-        view: View,
+        layout: XdpLayout,
         verdict: u32,
-        kernel: Option<usize>,
+        kernel: Option<Option<usize>>,
         compiled: &[(&str, u32, u32)],
     ) {
-        let length = packet.bytes.len() - view.start as usize;
+        let length = packet.bytes.len().saturating_sub(layout.base as usize);
         let kernel_expected = (verdict != 0).then(|| (verdict as usize).min(length));
-        tally.kernel_runs += 1;
-        match kernel {
-            Some(_) => tally.kept += 1,
-            None => tally.dropped += 1,
+        if let Some(kept) = kernel {
+            tally.kernel_runs += 1;
+            match kept {
+                Some(_) => tally.kept += 1,
+                None => tally.dropped += 1,
+            }
         }
-        if kernel == kernel_expected && compiled.iter().all(|(_, got, want)| got == want) {
+        if kernel.is_none_or(|kept| kept == kernel_expected)
+            && compiled.iter().all(|(_, got, want)| got == want)
+        {
             return;
         }
         tally.disagreements += 1;
@@ -392,8 +447,9 @@ impl<'p> Subject<'p> {
             return;
         }
         let kernel_text = match kernel {
-            Some(kept) => format!("kept {kept} of {length} bytes"),
-            None => format!("dropped the {length} bytes"),
+            Some(Some(kept)) => format!("the kernel's cBPF kept {kept} of {length} bytes"),
+            Some(None) => format!("the kernel's cBPF dropped the {length} bytes"),
+            None => "no kernel socket has this view".to_string(),
         };
         let compiled_text: Vec<String> = compiled
             .iter()
@@ -410,15 +466,15 @@ impl<'p> Subject<'p> {
             .collect();
         tally.reports.push(format!(
             "program {}:\n{}packet {} ({} of {} bytes), offset 0 at byte {}, network header at \
-             {}, link-layer header at 0:\n{}\nVM verdict {verdict}; the kernel's cBPF {kernel_text}; \
-             {}",
+             {:?}, link-layer header at {:?}:\n{}\nVM verdict {verdict}; {kernel_text}; {}",
             self.name,
             bpftools::asm::disassemble(self.prog),
             packet.origin,
             packet.bytes.len(),
             packet.whole,
-            view.start,
-            view.network,
+            layout.base,
+            layout.network,
+            layout.link,
             hex::encode(packet.bytes),
             compiled_text.join("; ")
         ));
@@ -579,15 +635,23 @@ fn random_programs_compiled_give_the_kernels_and_the_vms_verdicts_on_real_frames
                     unmatched: XDP_PASS,
                 },
             ];
-            let mut subject =
-                match Subject::new(format!("random case {case}"), &prog, verdicts, &tap) {
-                    Ok(subject) => subject,
-                    Err(CompileError::Unsupported { .. }) => {
-                        tally.refused += 1;
-                        continue;
-                    }
-                    Err(other) => panic!("{other}\n{}", bpftools::asm::disassemble(&prog)),
-                };
+            let subject = match Subject::new(format!("random case {case}"), &prog, verdicts, &tap) {
+                Ok(subject) => subject,
+                Err(CompileError::Unsupported { .. }) => {
+                    tally.refused += 1;
+                    continue;
+                }
+                Err(other) => panic!("{other}\n{}", bpftools::asm::disassemble(&prog)),
+            };
+            // Offset 0 anywhere, headers missing: what the kernel's sockets cannot show.
+            let base = rng.pick(&[0u32, 14, 18, 42]);
+            let layout = XdpLayout {
+                base,
+                network: rng.pick(&[None, Some(14), Some(base)]),
+                link: rng.pick(&[None, Some(0)]),
+            };
+            let verdicts = rng.pick(&[Verdicts::Value, Verdicts::XDP_DROP_MATCHED]);
+            let mut subject = subject.with_layout_without_socket(layout, verdicts);
             tally.programs += 1;
             for _ in 0..FRAMES_PER_PROGRAM {
                 let frame = &frames[rng.below(frames.len() as u64) as usize];
