@@ -15,7 +15,7 @@
 //!   filter, the verdict itself.
 //!
 //! The views (the link-layer header is at the frame's first byte in all of them; N is where
-//! the kernel put the network header, which the tap's unfiltered socket reports: 14, or 18
+//! the kernel put the network header, which the tap's socket keeping every frame reports: 14, or 18
 //! past an 802.1Q tag; it must be the capture's own for every whole frame):
 //! - from the network header: offset 0 and `SKF_NET_OFF` at N, `#len` = length - N. The
 //!   kernel's `SOCK_DGRAM` socket (the frame sent with protocol 0, so that the kernel reads

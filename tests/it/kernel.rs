@@ -447,7 +447,7 @@ pub(crate) enum Header {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClassicRun {
     /// Where the kernel put the network header (offset 0 of the `SOCK_DGRAM` view), as the
-    /// unfiltered socket saw it.
+    /// socket keeping everything saw it.
     pub(crate) network: usize,
     /// The bytes kept by the program run from the network header (`SOCK_DGRAM`): `None`
     /// when it dropped the frame (verdict 0), else min(verdict, length from the network
@@ -463,9 +463,9 @@ pub(crate) struct ClassicRun {
 /// link-layer header), frames sent out of the interface by a third socket. A veth has no
 /// queue, so the taps see an outgoing frame within the `sendto` call: when it returns, a
 /// frame the program kept is in the sockets' queues, truncated to min(verdict, length), and
-/// a frame it dropped is nowhere. A fourth socket, unfiltered `SOCK_DGRAM`, must have the
-/// frame every time (else the run is an error, not a drop) and says where the kernel put
-/// the network header.
+/// a frame it dropped is nowhere. A fourth socket, `SOCK_DGRAM` keeping everything, must
+/// have the frame every time (else the run is an error, not a drop) and says where the
+/// kernel put the network header.
 ///
 /// A packet socket runs the program on the frame from offset 0 to the end (`skb->len` is the
 /// length from offset 0) and keeps min(verdict, length) bytes when the verdict is not 0: a
@@ -484,8 +484,8 @@ impl ClassicTap {
     pub(crate) fn new() -> io::Result<ClassicTap> {
         let ifindex = bpftools::ebpf::sys::ifindex(VETH_TAP).map_err(io::Error::other)? as i32;
         let witness = tap_socket(libc::SOCK_DGRAM, Some(ifindex))?;
-        // Without a program a packet socket takes min(length, length) bytes, which drops a
-        // frame with nothing after its network header; `ret #-1` keeps it.
+        // Without a program a packet socket's verdict is the length itself: 0, a drop, for a
+        // frame with nothing after its network header. `ret #-1` keeps every frame.
         attach(witness.as_raw_fd(), &[RawInsn::new(0x06, 0, 0, u32::MAX)])?;
         Ok(ClassicTap {
             ifindex,
@@ -538,7 +538,7 @@ impl ClassicTap {
         let Some(whole) = self.take(self.witness.as_raw_fd(), frame, |len| frame.len() - len)?
         else {
             return Err(io::Error::other(
-                "the unfiltered socket did not get the frame within the send",
+                "the socket keeping every frame did not get it within the send",
             ));
         };
         let network = frame.len() - whole;
