@@ -52,12 +52,6 @@ use crate::kernel::{in_veth_namespace, ClassicRun, ClassicTap, Header};
 use crate::randprog::{program, Mix};
 use crate::rng::Rng;
 
-// The raw loader tests/it/ebpf_match.rs still imports from here.
-#[allow(unused_imports)]
-pub(crate) use crate::common::raw_bpf::{
-    load, raise_memlock, sys_bpf, test_run, BPF_PROG_TYPE_XDP,
-};
-
 /// One real packet as plain Ethernet and where its network header is.
 pub(crate) struct Frame {
     pub(crate) origin: String,
