@@ -380,3 +380,261 @@ fn verdicts_in_namespace() {
         "too few deliveries ({delivered}) to say anything"
     );
 }
+
+// The kernel's classic BPF on frames of choice, the oracle of tests/it/ebpf.rs.
+
+/// The end of the veth pair of [`in_veth_namespace`] that frames are sent out of.
+pub(crate) const VETH_TAP: &str = "bpftap";
+/// Its peer, which takes the frames in and drops them (it has no address, IPv6 is off).
+const VETH_PEER: &str = "bpfpeer";
+
+/// Runs `body` on a thread inside a network namespace made for it, which holds an up veth
+/// pair ([`VETH_TAP`] and its peer, MTU 9000) and nothing that sends packets of its own (no
+/// address, IPv6 off); the namespace is deleted afterwards, also when `body` panics (the
+/// panic is then the caller's).
+pub(crate) fn in_veth_namespace<T: Send>(tag: &str, body: impl FnOnce() -> T + Send) -> T {
+    let ns = Netns::new(&format!("bpftools-{tag}-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "in {}: `{}` failed", ns.0, args.join(" "));
+    };
+    // Off before the links exist: neither end ever sends a solicitation or a report.
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        run(&[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+    }
+    run(&[
+        "ip", "link", "add", VETH_TAP, "mtu", "9000", "type", "veth", "peer", "name", VETH_PEER,
+        "mtu", "9000",
+    ]);
+    run(&["ip", "link", "set", VETH_PEER, "up"]);
+    run(&["ip", "link", "set", VETH_TAP, "up"]);
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                ns.enter();
+                body()
+            })
+            .join()
+    });
+    drop(ns);
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Where the kernel is told a sent frame's network header starts, through the protocol
+/// given with it (`sockaddr_ll.sll_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// Protocol 0: the kernel reads the Ethernet type itself and, on an Ethernet device,
+    /// puts the network header after the VLAN tags (802.1Q, 802.1ad) it can read whole.
+    Parsed,
+    /// The protocol given (not a VLAN type): the network header is right after the 14-byte
+    /// Ethernet header, tags or not.
+    AfterEthernet(u16),
+}
+
+/// What the kernel's classic program did with one frame, in the two views of the tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClassicRun {
+    /// Where the kernel put the network header (offset 0 of the `SOCK_DGRAM` view), as the
+    /// socket keeping everything saw it.
+    pub(crate) network: usize,
+    /// The bytes kept by the program run from the network header (`SOCK_DGRAM`): `None`
+    /// when it dropped the frame (verdict 0), else min(verdict, length from the network
+    /// header).
+    pub(crate) network_view: Option<usize>,
+    /// The same from the link-layer header (`SOCK_RAW`): min(verdict, frame length).
+    pub(crate) link_view: Option<usize>,
+}
+
+/// The kernel's classic BPF on frames of choice: the program attached with
+/// `SO_ATTACH_FILTER` to two AF_PACKET sockets bound to [`VETH_TAP`] (`SOCK_DGRAM`: the
+/// program sees the frame from its network header, as xt_bpf does; `SOCK_RAW`: from its
+/// link-layer header), frames sent out of the interface by a third socket. A veth has no
+/// queue, so the taps see an outgoing frame within the `sendto` call: when it returns, a
+/// frame the program kept is in the sockets' queues, truncated to min(verdict, length), and
+/// a frame it dropped is nowhere. A fourth socket, `SOCK_DGRAM` keeping everything, must
+/// have the frame every time (else the run is an error, not a drop) and says where the
+/// kernel put the network header.
+///
+/// A packet socket runs the program on the frame from offset 0 to the end (`skb->len` is the
+/// length from offset 0) and keeps min(verdict, length) bytes when the verdict is not 0: a
+/// frame with nothing after offset 0 is delivered empty when the verdict is not 0.
+pub(crate) struct ClassicTap {
+    ifindex: i32,
+    sender: OwnedFd,
+    witness: OwnedFd,
+    network_view: OwnedFd,
+    link_view: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl ClassicTap {
+    /// The sockets on [`VETH_TAP`] of the calling thread's namespace.
+    pub(crate) fn new() -> io::Result<ClassicTap> {
+        let ifindex = bpftools::ebpf::sys::ifindex(VETH_TAP).map_err(io::Error::other)? as i32;
+        let witness = tap_socket(libc::SOCK_DGRAM, Some(ifindex))?;
+        // Without a program a packet socket's verdict is the length itself: 0, a drop, for a
+        // frame with nothing after its network header. `ret #-1` keeps every frame.
+        attach(witness.as_raw_fd(), &[RawInsn::new(0x06, 0, 0, u32::MAX)])?;
+        Ok(ClassicTap {
+            ifindex,
+            sender: tap_socket(libc::SOCK_RAW, None)?,
+            witness,
+            network_view: tap_socket(libc::SOCK_DGRAM, Some(ifindex))?,
+            link_view: tap_socket(libc::SOCK_RAW, Some(ifindex))?,
+            buf: vec![0u8; 70000],
+        })
+    }
+
+    /// Attaches `prog` to both filtered sockets (replacing the program before it).
+    pub(crate) fn attach(&self, prog: &[RawInsn]) -> io::Result<()> {
+        attach(self.network_view.as_raw_fd(), prog)?;
+        attach(self.link_view.as_raw_fd(), prog)
+    }
+
+    /// Sends `frame` (from its Ethernet header) out of the tap and reads what each socket
+    /// got. Anything but the frame itself in a queue is an error.
+    pub(crate) fn run(&mut self, frame: &[u8], header: Header) -> io::Result<ClassicRun> {
+        // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_protocol = match header {
+            Header::Parsed => 0,
+            Header::AfterEthernet(ethertype) => ethertype.to_be(),
+        };
+        // SAFETY: `frame` is live for frame.len() bytes and `addr` is a live sockaddr_ll of
+        // the size passed; sendto(2) only reads them.
+        let sent = unsafe {
+            libc::sendto(
+                self.sender.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if sent as usize != frame.len() {
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes",
+                frame.len()
+            )));
+        }
+        let Some(whole) = self.take(self.witness.as_raw_fd(), frame, |len| frame.len() - len)?
+        else {
+            return Err(io::Error::other(
+                "the socket keeping every frame did not get it within the send",
+            ));
+        };
+        let network = frame.len() - whole;
+        let network_view = self.take(self.network_view.as_raw_fd(), frame, |_| network)?;
+        let link_view = self.take(self.link_view.as_raw_fd(), frame, |_| 0)?;
+        Ok(ClassicRun {
+            network,
+            network_view,
+            link_view,
+        })
+    }
+
+    /// Empties the queue of `fd`: the length of the one outgoing packet found there, which
+    /// must be `frame`'s bytes from `start(length)` on (truncated), if any.
+    fn take(
+        &mut self,
+        fd: RawFd,
+        frame: &[u8],
+        start: impl Fn(usize) -> usize,
+    ) -> io::Result<Option<usize>> {
+        let mut found = None;
+        while let Some((len, pkttype)) = receive(fd, &mut self.buf)? {
+            let at = start(len.min(frame.len()));
+            let expected = frame.get(at..).and_then(|rest| rest.get(..len));
+            if found.is_some()
+                || pkttype != libc::PACKET_OUTGOING
+                || expected != Some(&self.buf[..len])
+            {
+                return Err(io::Error::other(format!(
+                    "an unexpected packet of {len} bytes (type {pkttype}) on the tap"
+                )));
+            }
+            found = Some(len);
+        }
+        Ok(found)
+    }
+}
+
+/// A non-blocking AF_PACKET socket of `kind` for every protocol, bound to `ifindex`; with
+/// none, a socket that only sends (protocol 0 receives nothing).
+fn tap_socket(kind: libc::c_int, ifindex: Option<i32>) -> io::Result<OwnedFd> {
+    // Protocol 0 first: a socket of protocol ETH_P_ALL would see every interface's packets
+    // until it is bound to one.
+    // SAFETY: socket(2) takes no pointers; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2), is valid and owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(ifindex) = ifindex {
+        // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = ifindex;
+        // SAFETY: addr is a live sockaddr_ll and the length passed is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+/// One packet from a non-blocking packet socket: (its length, kept bytes in `buf`; its
+/// packet type), or `None` when the queue is empty.
+fn receive(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, u8)>> {
+    // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut addr_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buf is a live buffer of buf.len() bytes; addr and addr_len are live and
+    // addr_len holds addr's size, as recvfrom(2) requires.
+    let n = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_TRUNC,
+            &mut addr as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+            &mut addr_len,
+        )
+    };
+    if n >= 0 {
+        return Ok(Some(((n as usize).min(buf.len()), addr.sll_pkttype)));
+    }
+    let error = io::Error::last_os_error();
+    if error.kind() == io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(error)
+    }
+}
