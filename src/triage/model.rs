@@ -13,7 +13,8 @@ use crate::dns::{rcode_name, type_name};
 use crate::triage::detect::{edns_text, flags_text, Flood, FloodKind};
 use crate::triage::packet::{name_text, Family};
 use crate::triage::report::{
-    command_line, deploy_commands, filter_command, qps_buckets, xdp_deployments, XdpDeployment, TOP,
+    command_line, deploy_commands, filter_command, qps_buckets, xdp_deployments, xdp_incident,
+    XdpDeployment, TOP,
 };
 use crate::triage::stats::{Stats, CHARSETS};
 use crate::triage::{Analysis, RuleReport};
@@ -35,6 +36,10 @@ pub struct Report {
     pub deploy_checks: Vec<String>,
     /// The `xdp-bpf` deployment of each flood and family that has deployment commands.
     pub deploy_xdp: Vec<XdpDeploy>,
+    /// The one `xdp-bpf` deployment of the whole incident (an interface carries one XDP
+    /// program): every plan's rules in order, the addresses of them all; the command the
+    /// text prints. `flood` lists the floods, `iptables` every command it stands for.
+    pub deploy_xdp_incident: Option<XdpDeploy>,
     /// What the reader should know about the input and the figures.
     pub notes: Vec<String>,
     /// Candidates that could not be built, and why.
@@ -677,6 +682,7 @@ impl Report {
                 .iter()
                 .map(XdpDeploy::new)
                 .collect(),
+            deploy_xdp_incident: xdp_incident(analysis).as_ref().map(XdpDeploy::new),
             notes: analysis.notes.clone(),
             skipped: analysis.skipped.clone(),
             has_zone: analysis.has_zone,

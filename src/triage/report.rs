@@ -481,6 +481,63 @@ pub fn xdp_deployments(analysis: &Analysis) -> Vec<XdpDeployment> {
     out
 }
 
+/// The one `xdp-bpf` deployment of the whole incident: an interface carries one XDP
+/// program, so the plans' deployments (see [`xdp_deployments`]) become one rule list, in
+/// their order (as the `iptables-bpf` deployments run one after the other in INPUT), a rule
+/// given twice kept at its first place, the protected addresses of them all. Rules of a
+/// family's plan then also see the other family's queries. When the plans differ in case
+/// behaviour, names are compared ignoring case and the drop patterns of a plan that compares
+/// exactly become `dns` programs (`--drop-bpf 'dns -- P'`) that still do.
+pub fn xdp_incident(analysis: &Analysis) -> Option<XdpDeployment> {
+    use crate::gen::{DnsSpec, Generator, DEFAULT_EXT_HEADERS};
+    let plans = xdp_deployments(analysis);
+    let first = plans.first()?;
+    let match_case = plans.iter().all(|p| p.match_case);
+    let mut rules: Vec<XdpRule> = Vec::new();
+    let mut addresses: Vec<String> = Vec::new();
+    for plan in &plans {
+        for rule in &plan.rules {
+            let rule = match rule {
+                XdpRule::Drop(pattern) if plan.match_case && !match_case => {
+                    XdpRule::DropBpf(Generator::Dns(DnsSpec {
+                        patterns: vec![pattern.clone()],
+                        ignore_case: false,
+                        ext_headers: DEFAULT_EXT_HEADERS,
+                    }))
+                }
+                other => other.clone(),
+            };
+            if !rules.iter().any(|r| r.line() == rule.line()) {
+                rules.push(rule);
+            }
+        }
+        for address in &plan.addresses {
+            if !addresses.contains(address) {
+                addresses.push(address.clone());
+            }
+        }
+    }
+    Some(XdpDeployment {
+        flood: plans
+            .iter()
+            .map(|p| p.flood.as_str())
+            .fold(Vec::<&str>::new(), |mut v, f| {
+                if !v.contains(&f) {
+                    v.push(f);
+                }
+                v
+            })
+            .join(","),
+        family: first.family,
+        deployment: format!("triage-{}", incident_tag(analysis)),
+        addresses,
+        match_case,
+        rules,
+        iptables: plans.iter().flat_map(|p| p.iptables.clone()).collect(),
+        beyond_cut: plans.iter().map(|p| p.beyond_cut).sum(),
+    })
+}
+
 /// The dns patterns of a rule.
 fn patterns(rule: &RuleReport) -> Vec<String> {
     match &rule.generator {
@@ -778,25 +835,25 @@ pub fn render(report: &Report) -> String {
         "\n== Deploy (the program for each rule: bpfgen ARGS as listed above; for xdp-bpf, {} is the interface the queries arrive on)",
         XDP_DEV
     );
-    for (index, (command, check)) in report.deploy.iter().zip(&report.deploy_checks).enumerate() {
+    for (command, check) in report.deploy.iter().zip(&report.deploy_checks) {
         let _ = writeln!(s, "  {command}");
         if !check.is_empty() {
             let _ = writeln!(s, "    ({check})");
         }
-        for xdp in report
-            .deploy_xdp
-            .iter()
-            .filter(|x| x.iptables.last() == Some(&index))
-        {
-            let _ = writeln!(s, "  {}", xdp.command);
-            if xdp.accepts_beyond_iptables > 0 {
-                let _ = writeln!(
-                    s,
-                    "    ({} more names accepted than by the iptables-bpf chain, which stops at the {} most asked)",
-                    xdp.accepts_beyond_iptables,
-                    crate::triage::rules::MAX_EXCEPTIONS
-                );
-            }
+    }
+    if let Some(xdp) = &report.deploy_xdp_incident {
+        let _ = writeln!(
+            s,
+            "  or at XDP, every rule above in one program on {XDP_DEV} (the rules of each family's plan also see the other family's queries):"
+        );
+        let _ = writeln!(s, "  {}", xdp.command);
+        if xdp.accepts_beyond_iptables > 0 {
+            let _ = writeln!(
+                s,
+                "    ({} more names accepted than by the iptables-bpf chains, which stop at the {} most asked)",
+                xdp.accepts_beyond_iptables,
+                crate::triage::rules::MAX_EXCEPTIONS
+            );
         }
     }
     for skipped in &report.skipped {

@@ -1583,32 +1583,49 @@ fn text_and_json_report_the_same_figures() {
     for command in json["deploy"].as_array().unwrap() {
         assert!(text.contains(command.as_str().unwrap()));
     }
-    // Beside them, the xdp-bpf commands: each in the text after the last iptables-bpf
-    // command it stands for, its rules (whole, a here-document past 10 rules) the plan's.
+    // After them, the one xdp-bpf command of the incident (an interface carries one XDP
+    // program): every plan's rules in order, a rule given twice kept at its first place, the
+    // addresses of every plan; its rules (whole, a here-document past 10 rules) the plans'.
     let deploy = json["deploy"].as_array().unwrap();
     let xdp = json["deploy_xdp"].as_array().unwrap();
     assert!(!xdp.is_empty());
-    let mut here_documents = 0;
-    for entry in xdp {
-        let command = entry["command"].as_str().unwrap();
-        let at = text
-            .find(&format!("  {command}\n"))
-            .expect("the xdp-bpf command");
-        let last = entry["iptables"].as_array().unwrap().last().unwrap();
-        let iptables = deploy[last.as_u64().unwrap() as usize].as_str().unwrap();
-        assert!(text.find(iptables).unwrap() < at, "{command}");
-        let parsed = xdp_command(command);
-        assert_eq!(
-            parsed.rules,
-            entry["rules"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r.as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        );
-        here_documents += usize::from(command.contains("--rules - <<'EOF'"));
+    let incident = &json["deploy_xdp_incident"];
+    let command = incident["command"].as_str().unwrap();
+    let at = text
+        .find(&format!("  {command}\n"))
+        .expect("the xdp-bpf command");
+    for iptables in deploy {
+        assert!(text.find(iptables.as_str().unwrap()).unwrap() < at);
     }
+    let parsed = xdp_command(command);
+    let mut want: Vec<String> = Vec::new();
+    let mut addresses: Vec<String> = Vec::new();
+    for entry in xdp {
+        for rule in entry["rules"].as_array().unwrap() {
+            let rule = rule.as_str().unwrap().to_string();
+            if !want.contains(&rule) {
+                want.push(rule);
+            }
+        }
+        for address in entry["addresses"].as_array().unwrap() {
+            let address = address.as_str().unwrap().to_string();
+            if !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+    }
+    assert!(xdp.iter().all(|e| !e["match_case"].as_bool().unwrap()));
+    assert_eq!(parsed.rules, want);
+    assert_eq!(
+        incident["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        addresses
+    );
+    let here_documents = usize::from(command.contains("--rules - <<'EOF'"));
     assert!(here_documents > 0, "a long accept list is a rules file");
     assert!(assert_xdp_rules_are_the_plans(&json) > 300);
     // The most asked dropped names of each basis: at most five of each, most asked first.
@@ -1756,10 +1773,13 @@ fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
     let command = xdp["command"].as_str().unwrap();
     assert!(command.starts_with("xdp-bpf apply --dev IFACE --deployment triage-"));
     assert!(command.contains(" --rules - <<'EOF'\n") && command.ends_with("\nEOF"));
-    assert!(text.contains(&format!("  {command}\n")), "{text}");
+    // One plan: the incident's command (printed) has the plan's rules.
+    let incident = json["deploy_xdp_incident"]["command"].as_str().unwrap();
+    assert_eq!(incident.split_once('\n').unwrap().1, command.split_once('\n').unwrap().1);
+    assert!(text.contains(&format!("  {incident}\n")), "{text}");
     assert!(
         text.contains(&format!(
-            "({beyond} more names accepted than by the iptables-bpf chain"
+            "({beyond} more names accepted than by the iptables-bpf chains"
         )),
         "{text}"
     );
@@ -1814,7 +1834,7 @@ fn the_xdp_command_runs_in_xdp_bpf_test_as_the_chain_but_past_the_cut() {
     // The names past the cut, each asked once, pass xdp-bpf: its program and its reference
     // agree on every packet.
     let expected = format!(
-        "{} packets: {} run by the program and the reference, 0 without a network header; {} dropped, 0 disagreement(s)",
+        "{} packets: {} run by the program and the reference, 0 not Ethernet and without a network header; {} dropped, 0 disagreement(s)",
         packets.len(),
         packets.len(),
         chain_drops - beyond
