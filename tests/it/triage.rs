@@ -1775,7 +1775,10 @@ fn accept_lists_past_the_chains_cut_are_whole_in_the_xdp_rules() {
     assert!(command.contains(" --rules - <<'EOF'\n") && command.ends_with("\nEOF"));
     // One plan: the incident's command (printed) has the plan's rules.
     let incident = json["deploy_xdp_incident"]["command"].as_str().unwrap();
-    assert_eq!(incident.split_once('\n').unwrap().1, command.split_once('\n').unwrap().1);
+    assert_eq!(
+        incident.split_once('\n').unwrap().1,
+        command.split_once('\n').unwrap().1
+    );
     assert!(text.contains(&format!("  {incident}\n")), "{text}");
     assert!(
         text.contains(&format!(

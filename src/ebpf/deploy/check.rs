@@ -368,6 +368,7 @@ pub fn test_program(
 /// Builds `spec`'s program and maps (not attached, not pinned) and runs the capture through
 /// it as [`test_program`] does.
 pub fn test_spec(spec: &Spec, capture: impl Read) -> Result<TestReport, DeployError> {
+    crate::ebpf::sys::raise_memlock()?;
     let state = state_of(spec, "test", 0);
     let built = materialize(&state, Path::new("(the rules given)"))?;
     test_program(&built.prog, spec, capture)

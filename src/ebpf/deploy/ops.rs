@@ -13,8 +13,8 @@ use crate::ebpf::deploy::state::{self, RuleState, State, FORMAT};
 use crate::ebpf::deploy::{classic_programs, DeployError, Place, Prefix, Rule, Spec};
 use crate::ebpf::matcher::{self, MapRole, MatcherOptions, COUNTER_SIZE};
 use crate::ebpf::sys::{
-    self, attach_xdp, detach_xdp, ifindex, query_xdp, replace_xdp, Map, MapKind, MapSpec, Program,
-    ProgramKind, XdpAttached, XdpMode,
+    self, attach_xdp, detach_xdp, ensure_bpffs, ifindex, query_xdp, raise_memlock, replace_xdp,
+    Map, MapKind, MapSpec, Program, ProgramKind, XdpAttached, XdpMode, BPF_FS_PATH,
 };
 
 /// The kernel's name of the matcher program.
@@ -183,6 +183,15 @@ impl Session {
     /// another process holds it (then this waits).
     pub fn open(place: &Place, on_wait: impl FnOnce()) -> Result<Session, DeployError> {
         let ifindex = ifindex(&place.dev)?;
+        // Pins need bpffs: mounted where it is usually found when absent (the default root is
+        // under it), or on the root given; maps and programs may need a higher memory lock.
+        let mount = if place.pin_root.starts_with(BPF_FS_PATH) {
+            PathBuf::from(BPF_FS_PATH)
+        } else {
+            place.pin_root.clone()
+        };
+        ensure_bpffs(&mount)?;
+        raise_memlock()?;
         let ns = format!("net{}", netns()?);
         let pins = place.pin_root.join(&ns).join(&place.dev);
         let states = place.state_root.join(&ns).join(&place.dev);
