@@ -1,6 +1,8 @@
 //! The native DNS matcher: one XDP program for any number of `dns` patterns, deciding by map
 //! lookups instead of comparing the name pattern by pattern; the patterns the maps cannot
-//! express run after it as compiled classic programs, by tail calls.
+//! express run after it as compiled classic programs, by tail calls. The same matcher is
+//! also a socket filter for `iptables -m bpf` ([`socket_program`], see *The socket filter*
+//! below).
 //!
 //! What the program does with a frame ([`program`]), in order:
 //!
@@ -86,6 +88,40 @@
 //! inside a label, a `*` label after the first, `*` with `**`. Case folding is one setting
 //! for the program and its maps, like `-i` for a generated program.
 //!
+//! # The socket filter
+//!
+//! [`socket_program`] is the matcher as a `BPF_PROG_TYPE_SOCKET_FILTER` program, for hosts
+//! that keep iptables: `iptables -p udp --dport 53 -m bpf --object-pinned PIN -j DROP` (and
+//! the same with ip6tables) runs the pinned program on each packet the rule's own matches
+//! let through, and drops it when the program returns anything but 0. The program is the
+//! XDP one, generated from the same code ([`Variant`]), with three differences:
+//!
+//! - **The packet**: the skb from its network header (iptables has no link layer to show,
+//!   and the kernel has taken VLAN tags off already). A socket filter cannot read the packet
+//!   in place, so the program first copies it, up to [`PACKET_SIZE`] bytes, with one
+//!   `bpf_skb_load_bytes` into a per-CPU [`MapRole::Packet`] value (works on non-linear
+//!   skbs, such as a reassembled datagram), then runs the XDP parse on the copy, the end of
+//!   the copy standing for `data_end`. The parse never reads or tests a byte past
+//!   [`PACKET_SIZE`] (its offsets are masked for the verifier, which proves every access
+//!   inside the map value), so a longer packet gets the verdict its whole would. An empty
+//!   packet passes. The family comes from `skb->protocol` (`ETH_P_IP`, `ETH_P_IPV6`), then
+//!   the version nibble is checked as in the XDP gate; [`MAX_HEADER_OFFSET`] counts from the
+//!   network header.
+//! - **No hook**: classic rules do not run after it (no tail call, no [`MapRole::Programs`]):
+//!   a rule list for it must be one the maps express whole ([`MapContents::new`],
+//!   [`MapContents::with_orders`]); what [`MapContents::split`] leaves as
+//!   [`ClassicRule`]s cannot be deployed with it. It decides right after the lookups.
+//! - **The decision**: the same counters ([`decision`]'s code), the bytes being `skb->len`
+//!   (the packet from its network header); then [`SOCKET_MATCH`] when the best rank's action
+//!   is drop, else [`SOCKET_NO_MATCH`] (also for every packet the gate does not take).
+//!
+//! Its maps are [`MapRole::SOCKET_FILTER`]. Like the XDP program it keeps its state in
+//! per-CPU values between helper calls: both assume one run at a time per CPU, which holds
+//! where the kernel runs them in softirq (XDP; iptables' INPUT for packets received from a
+//! device or the loopback). Where a task could be preempted in the middle of a run (OUTPUT,
+//! on a kernel with full preemption), another run on the same CPU could overwrite them: the
+//! rule is meant for INPUT.
+//!
 //! Nothing here calls bpf(2): the program refers to its maps by [`MapRole`], and the caller
 //! puts the file descriptors in with [`MatcherProgram::with_map_fds`].
 
@@ -149,14 +185,32 @@ pub const ADDR_VALUE_SIZE: u32 = 1;
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 /// The helper `bpf_tail_call`.
 const BPF_FUNC_TAIL_CALL: i32 = 12;
+/// The helper `bpf_skb_load_bytes`.
+const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
 
 /// The IPv6 extension headers the gate walks looking for UDP (hop-by-hop, routing,
 /// destination options, a first fragment, authentication): a frame with more is taken as
 /// one the rules see, decided by the first rule (see the module docs).
 pub const GATE_EXT_HEADERS: usize = 8;
 /// The offset from the frame's start past which the gate stops reading headers (the frame
-/// passes): offsets stay in a range the verifier can bound.
+/// passes): offsets stay in a range the verifier can bound. The XDP program counts it from
+/// the frame's start, the socket filter ([`socket_program`]) from the network header.
 pub const MAX_HEADER_OFFSET: u32 = 0x3fff;
+
+/// The bytes of the socket filter's copy of the packet ([`MapRole::Packet`]): the furthest
+/// the parse reaches, a header at [`MAX_HEADER_OFFSET`], the UDP and DNS headers after it
+/// (20 bytes) and a name of 255 bytes, rounded up to 8. A longer packet is copied up to
+/// here: no read and no bounds test of the program goes further, so the rest cannot change
+/// its verdict.
+pub const PACKET_SIZE: u32 = (MAX_HEADER_OFFSET + 20 + 255 + 7) & !7;
+// The copy's length goes through a u16 ([`COPIED`]); a per-CPU value holds at most 32 KiB.
+const _: () = assert!(PACKET_SIZE <= 32 << 10);
+
+/// What the socket filter ([`socket_program`]) returns for a packet whose best rule drops
+/// it: `xt_bpf` matches on any value but 0, and the rule's target (`-j DROP`) acts.
+pub const SOCKET_MATCH: u32 = 1;
+/// What the socket filter returns for any other packet: the `xt_bpf` rule does not match.
+pub const SOCKET_NO_MATCH: u32 = 0;
 
 /// Scratch value layout: the name's key, the suffix key, the state words.
 const NAME_KEY: i16 = 0;
@@ -164,13 +218,16 @@ const SUFFIX_KEY: i16 = 264;
 const STATE: i16 = 528;
 /// State words (private to the matcher): the offset of the header being read (`u16`, from
 /// the frame's start; the UDP header's once the gate has found it), four bytes written zero,
-/// a byte of ones, the mode bits, a word of ones, the VLAN tag count.
+/// a byte of ones, the mode bits, a word of ones, the VLAN tag count; in the socket filter,
+/// the copy's length.
 const OFF: i16 = STATE;
 const ZEROS: i16 = STATE + 2;
 const BYTE_ONES: i16 = STATE + 6;
 const MODE: i16 = STATE + 7;
 const WORD_ONES: i16 = STATE + 8;
 const TAGS: i16 = STATE + 12;
+/// The socket filter's copy length (`u16`), written and read back once at the start.
+const COPIED: i16 = STATE + 14;
 /// Mode bits: the `dns` programs' walk ended on an extension header (the first rule
 /// decides); they refuse the frame (no rule matches); the gate could not see past its walk.
 const MODE_FIRST: i32 = 1;
@@ -619,6 +676,10 @@ pub enum MapRole {
     Counters,
     /// Program array of the classic rules' compiled programs, at [`program_slot`].
     Programs,
+    /// Per-CPU array of one [`PACKET_SIZE`]-byte value: the socket filter's copy of the
+    /// packet from its network header ([`socket_program`]; the XDP program reads the frame
+    /// in place and has no such map).
+    Packet,
 }
 
 /// How to create a map for `BPF_MAP_CREATE`.
@@ -639,7 +700,9 @@ pub struct MapSpec {
 }
 
 impl MapRole {
-    /// Every role, in the order [`MatcherProgram::with_map_fds`] is usually given them.
+    /// Every role of the XDP program ([`program`]) and its classic rules, in the order
+    /// [`MatcherProgram::with_map_fds`] is usually given them ([`MapRole::Packet`] is the
+    /// socket filter's alone: [`Variant::roles`]).
     pub const ALL: [MapRole; 7] = [
         MapRole::Names,
         MapRole::Suffixes,
@@ -648,6 +711,19 @@ impl MapRole {
         MapRole::Addr6,
         MapRole::Counters,
         MapRole::Programs,
+    ];
+
+    /// Every role of the socket filter ([`socket_program`]): those of [`MapRole::ALL`]
+    /// without [`MapRole::Programs`] (no classic rule runs after it), then
+    /// [`MapRole::Packet`].
+    pub const SOCKET_FILTER: [MapRole; 7] = [
+        MapRole::Names,
+        MapRole::Suffixes,
+        MapRole::Scratch,
+        MapRole::Addr4,
+        MapRole::Addr6,
+        MapRole::Counters,
+        MapRole::Packet,
     ];
 
     /// The map's name under bpffs and for the kernel.
@@ -660,6 +736,7 @@ impl MapRole {
             MapRole::Addr6 => "addr6",
             MapRole::Counters => "counters",
             MapRole::Programs => "programs",
+            MapRole::Packet => "packet",
         }
     }
 
@@ -699,6 +776,7 @@ impl MapRole {
                 VLAN_DEPTHS * MAX_CLASSIC_RULES,
                 0,
             ),
+            MapRole::Packet => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, PACKET_SIZE, 1, 0),
         };
         MapSpec {
             role: self,
@@ -729,6 +807,44 @@ impl MatcherProgram {
             insns[slot].imm = fd(role);
         }
         insns
+    }
+}
+
+/// Where a matcher program runs: how it reaches the packet, what it returns, and whether
+/// classic rules run after it. The gate (from the network header on), the name loop, the
+/// lookups, the ranks and the counters are the same code in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// `BPF_PROG_TYPE_XDP` ([`program`]): the frame from its Ethernet header, read in place;
+    /// the tail-call hook; `XDP_DROP` / `XDP_PASS`.
+    Xdp,
+    /// `BPF_PROG_TYPE_SOCKET_FILTER` ([`socket_program`]), what `iptables -m bpf
+    /// --object-pinned` runs: the packet from its network header, copied first; no hook;
+    /// [`SOCKET_MATCH`] / [`SOCKET_NO_MATCH`].
+    SocketFilter,
+}
+
+impl Variant {
+    /// The maps the variant's program refers to ([`MatcherProgram::map_slots`] names no
+    /// other).
+    pub const fn roles(self) -> &'static [MapRole] {
+        match self {
+            Variant::Xdp => &MapRole::ALL,
+            Variant::SocketFilter => &MapRole::SOCKET_FILTER,
+        }
+    }
+
+    /// The variant's program: [`program`] or [`socket_program`].
+    pub fn program(self, options: MatcherOptions) -> MatcherProgram {
+        generate(self, options)
+    }
+
+    /// What the program returns for a packet that passes, and for one the rules drop.
+    pub const fn verdicts(self) -> (u32, u32) {
+        match self {
+            Variant::Xdp => (XDP_PASS, XDP_DROP),
+            Variant::SocketFilter => (SOCKET_NO_MATCH, SOCKET_MATCH),
+        }
     }
 }
 
@@ -858,6 +974,53 @@ impl Gen {
         self.emit(Insn::alu64(AluOp::Add, dst, Operand::Reg(Reg::R1)));
     }
 
+    /// The socket filter's packet (r1 is free, the scratch value in place): the packet from
+    /// its network header copied into the [`MapRole::Packet`] value, `DATA` its start,
+    /// `DATA_END` the end of the copy, `FRAME_LEN` the packet's length (`skb->len`), then
+    /// what the gate needs: r4 = the protocol (`skb->protocol`, the EtherType the packet came
+    /// with), r5 = 0 (no link layer), no tags. To `pass` for an empty packet.
+    ///
+    /// A socket filter cannot read the packet in place, and its legacy loads (`ld_abs`,
+    /// `ld_ind`) end the program with 0 past the end, where the name loop must decide with
+    /// what it has: one `bpf_skb_load_bytes` of the first [`PACKET_SIZE`] bytes at most lets
+    /// the XDP code run unchanged, every access bounded in the map value by the masks it
+    /// already has.
+    fn socket_packet(&mut self, pass: usize) {
+        self.emit(Insn::store_imm(Size::B, SCRATCH, MODE, 0));
+        self.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, 0));
+        self.lookup_stack(MapRole::Packet, MAP_KEY, pass);
+        self.emit(Insn::mov64_reg(DATA, Reg::R0));
+        self.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
+        // skb->len, the first word of struct __sk_buff.
+        self.emit(Insn::load(Size::W, Reg::R4, Reg::R1, 0));
+        self.emit(Insn::store(Size::DW, Reg::FP, FRAME_LEN, Reg::R4));
+        let fits = self.e.label();
+        self.jump(JmpOp::Jle, Reg::R4, imm(PACKET_SIZE as i32), fits);
+        self.emit(Insn::mov32_imm(Reg::R4, PACKET_SIZE));
+        self.e.bind(fits);
+        // Written and read back, the length is one value the verifier cannot tell apart on
+        // the two paths (the packet longer than the copy or not): the program after it,
+        // whose end pointer it makes, is checked once. The two jumps after it never go to
+        // `pass` at run time; they give the verifier the bounds the helper (1 byte at least)
+        // and the end pointer (inside the value) need.
+        self.emit(Insn::store(Size::H, SCRATCH, COPIED, Reg::R4));
+        self.emit(Insn::load(Size::H, Reg::R4, SCRATCH, COPIED));
+        self.jump(JmpOp::Jgt, Reg::R4, imm(PACKET_SIZE as i32), pass);
+        self.jump(JmpOp::Jlt, Reg::R4, imm(1), pass);
+        self.emit(Insn::mov64_reg(DATA_END, DATA));
+        self.emit(Insn::alu64(AluOp::Add, DATA_END, Operand::Reg(Reg::R4)));
+        // bpf_skb_load_bytes(skb, 0, data, length): 0, or an error (and the copy zeroed).
+        self.emit(Insn::mov32_imm(Reg::R2, 0));
+        self.emit(Insn::mov64_reg(Reg::R3, DATA));
+        self.emit(Insn::call(BPF_FUNC_SKB_LOAD_BYTES));
+        self.jump(JmpOp::Jne, Reg::R0, imm(0), pass);
+        self.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
+        // skb->protocol (struct __sk_buff, offset 16): a big-endian u16 in a u32.
+        self.emit(Insn::load(Size::W, Reg::R4, Reg::R1, 16));
+        self.emit(Insn::endian(true, Reg::R4, 16));
+        self.emit(Insn::mov32_imm(Reg::R5, 0));
+    }
+
     /// best = max(best, *(u32 *)(r0 + 0)).
     fn keep_best(&mut self) {
         let done = self.e.label();
@@ -873,8 +1036,10 @@ impl Gen {
         self.e.bind(done);
     }
 
-    /// The decision ([`decision`]): r6 = the best rank, r7 = the frame's length.
-    fn decision(&mut self, key_at: i16) {
+    /// The decision ([`decision`]): r6 = the best rank, r7 = the frame's length; the
+    /// verdicts of `variant`.
+    fn decision(&mut self, key_at: i16, variant: Variant) {
+        let (pass_value, drop_value) = variant.verdicts();
         let pass = self.e.label();
         let verdict = self.e.label();
         let drop = self.e.label();
@@ -896,10 +1061,10 @@ impl Gen {
         self.e.bind(verdict);
         self.jump(JmpOp::Jset, Reg::R6, imm(1), drop);
         self.e.bind(pass);
-        self.emit(Insn::mov32_imm(Reg::R0, XDP_PASS));
+        self.emit(Insn::mov32_imm(Reg::R0, pass_value));
         self.emit(Insn::exit());
         self.e.bind(drop);
-        self.emit(Insn::mov32_imm(Reg::R0, XDP_DROP));
+        self.emit(Insn::mov32_imm(Reg::R0, drop_value));
         self.emit(Insn::exit());
     }
 }
@@ -917,13 +1082,32 @@ impl Gen {
 /// and give the map its descriptor at the `map_slots` (shifted by where they go).
 pub fn decision(key_at: i16) -> MatcherProgram {
     let mut g = Gen::new();
-    g.decision(key_at);
+    g.decision(key_at, Variant::Xdp);
     g.finish()
 }
 
 /// The matcher's XDP program (see the module docs). The same program serves any rule list:
 /// only the maps change.
 pub fn program(options: MatcherOptions) -> MatcherProgram {
+    generate(Variant::Xdp, options)
+}
+
+/// The matcher as a `BPF_PROG_TYPE_SOCKET_FILTER` program, for `iptables -p udp --dport 53
+/// -m bpf --object-pinned PIN -j DROP` (see the module docs, *The socket filter*): the XDP
+/// program's gate from the network header on, its ranks and counters; it returns
+/// [`SOCKET_MATCH`] when the best rule drops the packet, else [`SOCKET_NO_MATCH`]. Classic
+/// rules do not run after it (it has no hook and no [`MapRole::Programs`]): its rule lists
+/// are the ones [`MapContents::new`] and [`MapContents::with_orders`] accept. Its maps are
+/// [`MapRole::SOCKET_FILTER`].
+pub fn socket_program(options: MatcherOptions) -> MatcherProgram {
+    generate(Variant::SocketFilter, options)
+}
+
+/// The program of `variant`: one body, with the packet reached, the hook and the verdicts of
+/// the variant. The XDP program is the matcher as it was before the socket filter existed,
+/// instruction for instruction.
+fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
+    let (pass_value, _) = variant.verdicts();
     let mut g = Gen::new();
     // Not a frame the rules see.
     let pass = g.e.label();
@@ -937,32 +1121,37 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.emit(Insn::store_imm(Size::W, Reg::FP, MAP_KEY, 0));
     g.lookup_stack(MapRole::Scratch, MAP_KEY, pass);
     g.emit(Insn::mov64_reg(SCRATCH, Reg::R0));
-    g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
-    g.emit(Insn::load(Size::W, DATA, Reg::R1, 0));
-    g.emit(Insn::load(Size::W, DATA_END, Reg::R1, 4));
-    g.emit(Insn::mov64_reg(Reg::R1, DATA_END));
-    g.emit(Insn::alu64(AluOp::Sub, Reg::R1, Operand::Reg(DATA)));
-    g.emit(Insn::store(Size::DW, Reg::FP, FRAME_LEN, Reg::R1));
-    g.emit(Insn::store_imm(Size::B, SCRATCH, MODE, 0));
-
-    // --- Link layer: r4 = the EtherType, r5 = the header's length, the tag count kept.
-    g.check_room(Reg::R3, DATA, 14, pass);
-    g.load_be16(Reg::R4, DATA, 12);
-    g.emit(Insn::mov32_imm(Reg::R5, 14));
-    g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, 0));
     let l3 = g.e.label();
-    for tag in 0..2i16 {
-        let tagged = g.e.label();
-        for tpid in [0x8100, 0x88a8] {
-            g.jump(JmpOp::Jeq, Reg::R4, imm(tpid), tagged);
+    match variant {
+        Variant::Xdp => {
+            g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, CTX));
+            g.emit(Insn::load(Size::W, DATA, Reg::R1, 0));
+            g.emit(Insn::load(Size::W, DATA_END, Reg::R1, 4));
+            g.emit(Insn::mov64_reg(Reg::R1, DATA_END));
+            g.emit(Insn::alu64(AluOp::Sub, Reg::R1, Operand::Reg(DATA)));
+            g.emit(Insn::store(Size::DW, Reg::FP, FRAME_LEN, Reg::R1));
+            g.emit(Insn::store_imm(Size::B, SCRATCH, MODE, 0));
+
+            // --- Link layer: r4 = the EtherType, r5 = the header's length, the tag count kept.
+            g.check_room(Reg::R3, DATA, 14, pass);
+            g.load_be16(Reg::R4, DATA, 12);
+            g.emit(Insn::mov32_imm(Reg::R5, 14));
+            g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, 0));
+            for tag in 0..2i16 {
+                let tagged = g.e.label();
+                for tpid in [0x8100, 0x88a8] {
+                    g.jump(JmpOp::Jeq, Reg::R4, imm(tpid), tagged);
+                }
+                g.jump(JmpOp::Jne, Reg::R4, imm(0x9100), l3);
+                g.e.bind(tagged);
+                let end = 14 + 4 * (tag + 1);
+                g.check_room(Reg::R3, DATA, i32::from(end), pass);
+                g.load_be16(Reg::R4, DATA, end - 2);
+                g.emit(Insn::mov32_imm(Reg::R5, end as u32));
+                g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, i32::from(tag + 1)));
+            }
         }
-        g.jump(JmpOp::Jne, Reg::R4, imm(0x9100), l3);
-        g.e.bind(tagged);
-        let end = 14 + 4 * (tag + 1);
-        g.check_room(Reg::R3, DATA, i32::from(end), pass);
-        g.load_be16(Reg::R4, DATA, end - 2);
-        g.emit(Insn::mov32_imm(Reg::R5, end as u32));
-        g.emit(Insn::store_imm(Size::B, SCRATCH, TAGS, i32::from(tag + 1)));
+        Variant::SocketFilter => g.socket_packet(pass),
     }
     g.e.bind(l3);
     g.emit(Insn::mov64_reg(Reg::R3, DATA));
@@ -1260,8 +1449,18 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.emit(Insn::store_imm(Size::DW, Reg::FP, BEST, 0));
 
     // --- The hook: the best rank into the scratch, then the first classic rule for the
-    // frame's tag count; an empty slot falls through to the decision.
+    // frame's tag count; an empty slot falls through to the decision. The socket filter has
+    // no classic rules after it: it decides at once.
     g.e.bind(hook);
+    if variant == Variant::SocketFilter {
+        g.emit(Insn::load(Size::DW, Reg::R6, Reg::FP, BEST));
+        g.emit(Insn::load(Size::DW, Reg::R7, Reg::FP, FRAME_LEN));
+        g.decision(MAP_KEY, variant);
+        g.e.bind(pass);
+        g.emit(Insn::mov32_imm(Reg::R0, pass_value));
+        g.emit(Insn::exit());
+        return g.finish();
+    }
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, BEST));
     g.emit(Insn::store(Size::W, SCRATCH, SCRATCH_BEST, Reg::R1));
     // program_slot(tags, 0), from a byte read back: the verifier takes any slot.
@@ -1276,10 +1475,10 @@ pub fn program(options: MatcherOptions) -> MatcherProgram {
     g.emit(Insn::call(BPF_FUNC_TAIL_CALL));
     g.emit(Insn::load(Size::DW, Reg::R6, Reg::FP, BEST));
     g.emit(Insn::load(Size::DW, Reg::R7, Reg::FP, FRAME_LEN));
-    g.decision(MAP_KEY);
+    g.decision(MAP_KEY, variant);
 
     g.e.bind(pass);
-    g.emit(Insn::mov32_imm(Reg::R0, XDP_PASS));
+    g.emit(Insn::mov32_imm(Reg::R0, pass_value));
     g.emit(Insn::exit());
     g.finish()
 }
@@ -1316,5 +1515,43 @@ mod tests {
         // Folding letters costs three instructions.
         let plain = super::program(MatcherOptions::default());
         assert_eq!(plain.insns.len() + 3, program.insns.len());
+    }
+
+    #[test]
+    fn the_socket_filter_copies_the_packet_and_has_no_hook() {
+        let program = socket_program(MatcherOptions { ignore_case: true });
+        let roles: Vec<MapRole> = program.map_slots.iter().map(|&(_, role)| role).collect();
+        assert_eq!(
+            roles,
+            [
+                MapRole::Scratch,
+                MapRole::Packet,
+                MapRole::Addr4,
+                MapRole::Addr6,
+                MapRole::Names,
+                MapRole::Names,
+                MapRole::Suffixes,
+                MapRole::Names,
+                MapRole::Counters,
+            ]
+        );
+        assert!(roles
+            .iter()
+            .all(|role| MapRole::SOCKET_FILTER.contains(role)));
+        let calls: Vec<i32> = program
+            .insns
+            .iter()
+            .filter(|insn| insn.code == Insn::call(0).code)
+            .map(|insn| insn.imm)
+            .collect();
+        assert!(!calls.contains(&BPF_FUNC_TAIL_CALL));
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|&&c| c == BPF_FUNC_SKB_LOAD_BYTES)
+                .count(),
+            1
+        );
+        assert_eq!(program.insns.last(), Some(&Insn::exit()));
     }
 }

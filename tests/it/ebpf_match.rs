@@ -25,7 +25,7 @@ use bpftools::ebpf::compile::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 use bpftools::ebpf::insn::{AluOp, JmpOp, Operand, Size};
 use bpftools::ebpf::matcher::{
     self, action_of, Action, Key, KeyKind, MapContents, MapRole, MatcherOptions, RuleError,
-    Unsupported, GATE_EXT_HEADERS, SCRATCH_BEST,
+    Unsupported, Variant, GATE_EXT_HEADERS, SCRATCH_BEST,
 };
 use bpftools::ebpf::sys::{
     lpm_key, possible_cpus, raise_memlock, Map, MapKind, MapSpec, Program, ProgramKind, Update,
@@ -43,14 +43,14 @@ use crate::packets::{dns_query, ethernet, labels, udp_packet, Shape};
 
 /// Destination prefixes an ipset `hash:net` holds.
 #[derive(Debug, Clone, Default)]
-struct Protected {
-    v4: Vec<(u32, [u8; 4])>,
-    v6: Vec<(u32, [u8; 16])>,
+pub(crate) struct Protected {
+    pub(crate) v4: Vec<(u32, [u8; 4])>,
+    pub(crate) v6: Vec<(u32, [u8; 16])>,
 }
 
 impl Protected {
     /// `0.0.0.0/0` and `::/0`.
-    fn all() -> Protected {
+    pub(crate) fn all() -> Protected {
         Protected {
             v4: vec![(0, [0; 4])],
             v6: vec![(0, [0; 16])],
@@ -87,7 +87,7 @@ fn be16(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The link layer's length and tag count (up to two tags), and the EtherType after them.
-fn link_layer(frame: &[u8]) -> Option<(usize, usize, u16)> {
+pub(crate) fn link_layer(frame: &[u8]) -> Option<(usize, usize, u16)> {
     let eth = Ethernet2HeaderSlice::from_slice(frame).ok()?;
     let mut ether_type = eth.ether_type().0;
     let mut at = eth.slice().len();
@@ -192,11 +192,11 @@ fn is_query(frame: &[u8], dns: usize) -> bool {
 
 /// One rule list (explicit orders, listed in any order) with its reference programs (IPv4,
 /// IPv6) per rule.
-struct RuleSet {
-    name: &'static str,
-    options: MatcherOptions,
+pub(crate) struct RuleSet {
+    pub(crate) name: &'static str,
+    pub(crate) options: MatcherOptions,
     /// (order, action, pattern), sorted by order.
-    rules: Vec<(u32, Action, &'static str)>,
+    pub(crate) rules: Vec<(u32, Action, &'static str)>,
     /// Whether the orders are 0..n in list order (then [`MapContents::new`] builds the maps).
     consecutive: bool,
     programs: Vec<(VmProgram, VmProgram)>,
@@ -204,17 +204,21 @@ struct RuleSet {
 
 /// The reference's verdict on one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Expected {
+pub(crate) struct Expected {
     /// Handed to the rule (the tail call happens).
-    gated: bool,
+    pub(crate) gated: bool,
     /// The index (in order) of the rule that decides.
-    rule: Option<usize>,
+    pub(crate) rule: Option<usize>,
     /// The frame's VLAN tag count.
-    tags: usize,
+    pub(crate) tags: usize,
 }
 
 impl RuleSet {
-    fn new(name: &'static str, ignore_case: bool, rules: Vec<(Action, &'static str)>) -> RuleSet {
+    pub(crate) fn new(
+        name: &'static str,
+        ignore_case: bool,
+        rules: Vec<(Action, &'static str)>,
+    ) -> RuleSet {
         let ordered = rules
             .into_iter()
             .enumerate()
@@ -257,7 +261,7 @@ impl RuleSet {
         }
     }
 
-    fn contents(&self) -> MapContents {
+    pub(crate) fn contents(&self) -> MapContents {
         if self.consecutive {
             let listed: Vec<(Action, &str)> = self.rules.iter().map(|r| (r.1, r.2)).collect();
             MapContents::new(&listed, self.options).expect("map contents")
@@ -274,7 +278,7 @@ impl RuleSet {
         matcher::rank(order as usize, action).expect("rank")
     }
 
-    fn verdict(&self, expected: Expected) -> u32 {
+    pub(crate) fn verdict(&self, expected: Expected) -> u32 {
         match expected.rule {
             Some(rule) => verdict(self.rules[rule].1),
             None => XDP_PASS,
@@ -282,7 +286,7 @@ impl RuleSet {
     }
 
     /// The chain's decision: the first rule whose classic program matches decides.
-    fn expected(&self, frame: &[u8], protected: &Protected) -> Expected {
+    pub(crate) fn expected(&self, frame: &[u8], protected: &Protected) -> Expected {
         let tags = link_layer(frame).map_or(0, |(_, tags, _)| tags);
         let (v6, net) = match seen(frame, protected) {
             Seen::Not => {
@@ -407,7 +411,7 @@ fn verdict(action: Action) -> u32 {
     }
 }
 
-fn rule_sets() -> Vec<RuleSet> {
+pub(crate) fn rule_sets() -> Vec<RuleSet> {
     use Action::{Accept, Drop};
     vec![
         RuleSet::new(
@@ -472,7 +476,7 @@ fn rule_sets() -> Vec<RuleSet> {
 // --- Frames.
 
 /// A frame with VLAN tags (outermost first) inserted after the MAC addresses.
-fn tagged(frame: &[u8], tpids: &[u16]) -> Vec<u8> {
+pub(crate) fn tagged(frame: &[u8], tpids: &[u16]) -> Vec<u8> {
     let mut out = frame[..12].to_vec();
     for (i, tpid) in tpids.iter().enumerate() {
         out.extend_from_slice(&tpid.to_be_bytes());
@@ -484,7 +488,7 @@ fn tagged(frame: &[u8], tpids: &[u16]) -> Vec<u8> {
 
 /// Queries built for the cases that matter: names in and out of the rules, across label
 /// boundaries, in other cases, tagged, cut short, with compression pointers, responses.
-fn built_frames() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn built_frames() -> Vec<(String, Vec<u8>)> {
     let long_label = "a".repeat(63);
     let long_name =
         ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 4].join(".");
@@ -702,7 +706,7 @@ fn v4_frame(options_words: u8, fragment: u16, protocol: u8, payload: &[u8], to: 
 }
 
 /// The DNS message of a query for `name` (dotted, `%XX` escapes).
-fn query(name: &str) -> Vec<u8> {
+pub(crate) fn query(name: &str) -> Vec<u8> {
     dns_query(&labels(name), 0x5353)
 }
 
@@ -717,7 +721,7 @@ const NAMES: [&str; 6] = [
 ];
 
 /// Frames built byte by byte for the gate's and the parser's corners.
-fn adversarial_frames() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn adversarial_frames() -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     // Extension headers: 1 to 3 of each kind, of two sizes; mixed chains up to and past the
     // matcher's walk; fragments at each position; authentication at each position; another
@@ -1003,22 +1007,36 @@ fn create_map(role: MapRole, capacity: u32) -> Map {
 }
 
 /// The matcher loaded with its maps filled for one rule list.
-struct Loaded {
-    program: Program,
-    maps: BTreeMap<MapRole, Map>,
+pub(crate) struct Loaded {
+    pub(crate) program: Program,
+    pub(crate) maps: BTreeMap<MapRole, Map>,
 }
 
 impl Loaded {
+    /// The XDP program.
     fn new(contents: &MapContents, options: MatcherOptions, protected: &Protected) -> Loaded {
+        Loaded::variant(Variant::Xdp, contents, options, protected)
+    }
+
+    /// The program of `variant`, with the maps it names.
+    pub(crate) fn variant(
+        variant: Variant,
+        contents: &MapContents,
+        options: MatcherOptions,
+        protected: &Protected,
+    ) -> Loaded {
         let counters = contents
             .names
             .values()
+            .chain(contents.suffixes.values().flatten())
+            .filter(|&&rank| rank != 0)
             .map(|&rank| matcher::counter_index(rank) + 1)
             .max()
             .unwrap_or(1);
-        let maps: BTreeMap<MapRole, Map> = MapRole::ALL
-            .into_iter()
-            .map(|role| {
+        let maps: BTreeMap<MapRole, Map> = variant
+            .roles()
+            .iter()
+            .map(|&role| {
                 let capacity = match role {
                     MapRole::Counters => counters,
                     MapRole::Scratch => 1,
@@ -1047,18 +1065,24 @@ impl Loaded {
                 .update(&lpm_key(*len, prefix), &[1], Update::Any)
                 .expect("addr6");
         }
-        let insns = matcher::program(options).with_map_fds(|role| fd(&maps[&role]));
-        let program = Program::load(ProgramKind::Xdp, "dns_matcher", &insns)
+        let insns = variant
+            .program(options)
+            .with_map_fds(|role| fd(&maps[&role]));
+        let kind = match variant {
+            Variant::Xdp => ProgramKind::Xdp,
+            Variant::SocketFilter => ProgramKind::SocketFilter,
+        };
+        let program = Program::load(kind, "dns_matcher", &insns)
             .unwrap_or_else(|e| panic!("{e}\neBPF:\n{}", bpftools::ebpf::disassemble(&insns)));
         Loaded { program, maps }
     }
 
-    fn run(&self, frame: &[u8]) -> bpftools::ebpf::sys::TestRun {
+    pub(crate) fn run(&self, frame: &[u8]) -> bpftools::ebpf::sys::TestRun {
         self.program.test_run(frame, 1).expect("test run")
     }
 
     /// Packets and bytes of the counter at `index`, summed over the CPUs.
-    fn counter(&self, index: u32) -> (u64, u64) {
+    pub(crate) fn counter(&self, index: u32) -> (u64, u64) {
         let value = self.maps[&MapRole::Counters]
             .lookup(&index.to_ne_bytes())
             .expect("counter")
@@ -1072,7 +1096,7 @@ impl Loaded {
     }
 }
 
-fn fd(object: &impl std::os::fd::AsFd) -> i32 {
+pub(crate) fn fd(object: &impl std::os::fd::AsFd) -> i32 {
     use std::os::fd::AsRawFd;
     object.as_fd().as_raw_fd()
 }
@@ -1432,11 +1456,13 @@ fn the_matcher_gives_the_dns_generators_chain_verdicts_on_every_frame() {
     assert!(dropped > 1000, "too few drops ({dropped}) to say anything");
 }
 
-#[test]
-#[ignore = "needs root (bpf(2), LPM tries, BPF_PROG_TEST_RUN)"]
-fn only_frames_to_a_protected_address_are_matched() {
-    require_root("bpf(2), LPM tries, BPF_PROG_TEST_RUN");
-    raise_memlock().expect("memlock");
+/// A frame of [`address_cases`]: what it is, its bytes, whether its destination is protected.
+pub(crate) type AddressFrame = (String, Vec<u8>, bool);
+
+/// The address gate's cases: protected prefixes, a rule list dropping every query under
+/// www.example.net, and frames of such a query to addresses in and out of the prefixes
+/// (with whether they are in).
+pub(crate) fn address_cases() -> (Protected, RuleSet, Vec<AddressFrame>) {
     let v6 = |words: [u16; 8]| {
         let mut out = [0u8; 16];
         for (i, w) in words.iter().enumerate() {
@@ -1483,9 +1509,8 @@ fn only_frames_to_a_protected_address_are_matched() {
         true,
         vec![(Action::Drop, "*.www.example.net")],
     );
-    let loaded = Loaded::new(&set.contents(), set.options, &protected);
     let payload = query("abcdefghij.www.example.net");
-    let mut frames: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    let mut frames: Vec<AddressFrame> = Vec::new();
     for (address, inside) in v4_addresses {
         let to = To { v4: address, ..TO };
         for words in [0, 3] {
@@ -1520,6 +1545,16 @@ fn only_frames_to_a_protected_address_are_matched() {
             ));
         }
     }
+    (protected, set, frames)
+}
+
+#[test]
+#[ignore = "needs root (bpf(2), LPM tries, BPF_PROG_TEST_RUN)"]
+fn only_frames_to_a_protected_address_are_matched() {
+    require_root("bpf(2), LPM tries, BPF_PROG_TEST_RUN");
+    raise_memlock().expect("memlock");
+    let (protected, set, frames) = address_cases();
+    let loaded = Loaded::new(&set.contents(), set.options, &protected);
     let (mut inside, mut outside) = (0, 0);
     for (what, frame, protected_address) in &frames {
         let expected = set.expected(frame, &protected);

@@ -11,6 +11,7 @@ mod dns_simple_dns;
 mod ebpf;
 mod ebpf_classic;
 mod ebpf_match;
+mod ebpf_skb;
 mod ebpf_sys;
 mod gen;
 mod iptables;
