@@ -11,7 +11,7 @@ use crate::cli::gen_args::{parse_generator, GenArgsError};
 use crate::cli::{parse_args_matches, CliError, EXIT_OK};
 use crate::ebpf::classic::ClassicRule;
 use crate::ebpf::deploy::{
-    check, Applied, Change, Place, Prefix, Rule, RuleBody, Session, Spec, Status,
+    check, Applied, Change, Place, Prefix, Rule, RuleBody, Session, Spec, Status, Wanted,
 };
 use crate::ebpf::matcher::Action;
 use crate::ebpf::sys::XdpMode;
@@ -37,6 +37,8 @@ the new deployment stays attached. add and remove change the attached deployment
 updates, without losing a packet that both the old and the new rules pass. status exits 3
 when nothing is attached, the maps differ from the rules, or (given rules) the deployment is
 not what they describe. Every command takes the interface's lock: two operators serialize.
+With --iptables, apply puts the same matcher in iptables' and ip6tables' INPUT chain instead of
+at XDP (a socket filter pinned under bpffs, one '-m bpf --object-pinned' rule per family).
 
 Examples:
   xdp-bpf apply --dev eth0 -a 192.0.2.53 --accept www.example.uk --drop '*.example.uk'
@@ -103,8 +105,13 @@ enum Command {
         #[arg(long, conflicts_with = "native")]
         generic: bool,
         /// Attach in native mode only: fail where the driver has no XDP.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "iptables")]
         native: bool,
+        /// Instead of XDP, run the matcher as a socket filter in iptables' and ip6tables'
+        /// INPUT chain (-i IF -p udp --dport 53 -m bpf --object-pinned PIN -j DROP), for
+        /// hosts that keep iptables (rules the maps express only).
+        #[arg(long, conflicts_with = "generic")]
+        iptables: bool,
         /// Print nothing on success.
         #[arg(short, long)]
         quiet: bool,
@@ -194,6 +201,7 @@ pub fn main(
             match_case,
             generic,
             native,
+            iptables,
             quiet,
         } => {
             let spec = Spec {
@@ -205,15 +213,17 @@ pub fn main(
             if spec.rules.is_empty() {
                 return Err("no rules: give --accept, --drop, --drop-bpf or --rules".into());
             }
-            let mode = if generic {
-                Some(XdpMode::Generic)
+            let wanted = if iptables {
+                Wanted::Iptables
+            } else if generic {
+                Wanted::Xdp(Some(XdpMode::Generic))
             } else if native {
-                Some(XdpMode::Native)
+                Wanted::Xdp(Some(XdpMode::Native))
             } else {
-                None
+                Wanted::Xdp(None)
             };
             let session = Session::open(&Place::new(&target.dev), || waiting(stderr, &target.dev))?;
-            let applied = session.apply(&spec, mode)?;
+            let applied = session.apply(&spec, wanted)?;
             if !quiet {
                 report_applied(stderr, &target.dev, &applied)?;
             }
@@ -390,7 +400,7 @@ fn report_applied(stderr: &mut dyn Write, dev: &str, applied: &Applied) -> std::
     writeln!(
         stderr,
         "xdp-bpf: {dev}: {what} ({} mode): {} rule(s) by map lookups, {} compiled{}",
-        crate::ebpf::deploy::mode_word(applied.mode),
+        crate::ebpf::deploy::hook_word(applied.hook),
         applied.native_rules,
         applied.classic_rules,
         if applied.repaired > 0 {

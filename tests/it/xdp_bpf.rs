@@ -412,3 +412,111 @@ fn test_agrees_on_adversarial_frames_with_compiled_rules() {
     assert!(frames.len() > 10_000, "{}", frames.len());
     assert!(dropped_total > 1_000, "{dropped_total}");
 }
+
+#[test]
+#[ignore = "needs root (network namespaces, bpf(2), iptables -m bpf)"]
+fn the_iptables_hook_converges_moves_and_goes() {
+    require_root("network namespaces, bpf(2), iptables -m bpf");
+    let ns = Namespace::new("ipt");
+    let rules = ["--accept", "www.example.uk", "--drop", "*.example.uk"];
+    let iptables_rules = |bin: &str| -> Vec<String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .args([bin, "-S", "INPUT"])
+            .output()
+            .expect("iptables");
+        assert!(out.status.success(), "{bin}: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains("bpftools-xdp/"))
+            .map(String::from)
+            .collect()
+    };
+    let mut apply = vec!["apply", "--dev", "xa", "--iptables"];
+    apply.extend_from_slice(&rules);
+    let text = ok(&ns.xdp(&apply), "apply --iptables");
+    assert!(
+        text.contains("generation 1 attached (iptables mode)"),
+        "{text}"
+    );
+    for bin in ["iptables", "ip6tables"] {
+        let found = iptables_rules(bin);
+        assert_eq!(found.len(), 1, "{bin}: {found:?}");
+        assert!(found[0].contains("-i xa -p udp -m udp --dport 53 -m bpf --object-pinned"));
+        assert!(found[0].ends_with("/g1\" -j DROP"), "{}", found[0]);
+    }
+    let text = ok(&ns.xdp(&apply), "again");
+    assert!(text.contains("generation 1 unchanged"), "{text}");
+    let mut status = vec!["status", "--dev", "xa"];
+    status.extend_from_slice(&rules);
+    let text = ok(&ns.xdp(&status), "status");
+    assert!(text.contains("iptables mode"), "{text}");
+    // The deployed socket filter against the reference.
+    let path = capture("eth-flood-v4.pcap");
+    let text = ok(
+        &ns.xdp(&["test", "--dev", "xa", path.to_str().unwrap()]),
+        "test",
+    );
+    assert!(text.contains(" 0 disagreement(s)"), "{text}");
+    // A rule taken out behind its back: status says so.
+    let line = iptables_rules("ip6tables").remove(0);
+    let delete: Vec<String> = std::iter::once("-D".to_string())
+        .chain(
+            line.trim_start_matches("-A ")
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_string()),
+        )
+        .collect();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name))
+        .arg("ip6tables")
+        .args(&delete)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ns.xdp(&status);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(stdout(&out).contains("the IPv6 rule of generation 1 is missing"));
+    // Other rules: a new generation, its rules in place of the old ones.
+    let text = ok(
+        &ns.xdp(&[
+            "apply",
+            "--dev",
+            "xa",
+            "--iptables",
+            "--drop",
+            "*.example.org",
+        ]),
+        "apply other rules",
+    );
+    assert!(text.contains("generation 2 attached"), "{text}");
+    for bin in ["iptables", "ip6tables"] {
+        let found = iptables_rules(bin);
+        assert_eq!(found.len(), 1, "{bin}: {found:?}");
+        assert!(found[0].ends_with("/g2\" -j DROP"), "{}", found[0]);
+    }
+    // Compiled rules need XDP.
+    let out = ns.xdp(&[
+        "apply",
+        "--dev",
+        "xa",
+        "--iptables",
+        "--drop",
+        "ex?mple.org",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("need XDP"), "{}", stderr(&out));
+    // Moved to XDP: the iptables rules go.
+    let text = ok(
+        &ns.xdp(&["apply", "--dev", "xa", "--drop", "*.example.org"]),
+        "to XDP",
+    );
+    assert!(
+        text.contains("generation 3 attached (native mode)"),
+        "{text}"
+    );
+    assert!(iptables_rules("iptables").is_empty());
+    assert!(iptables_rules("ip6tables").is_empty());
+    ok(&ns.xdp(&["delete", "--dev", "xa"]), "delete");
+    assert_eq!(ns.generations(), 0);
+}

@@ -6,7 +6,7 @@
 //! protected address, as `-p udp --dport 53 -m set --match-set SET dst` selects them; IPv4
 //! not a later fragment; IPv6 after its extension headers, walked as ip6tables walks them,
 //! and the matcher's one departure, a frame with more than
-//! [`GATE_EXT_HEADERS`](crate::ebpf::matcher::GATE_EXT_HEADERS) of them), then each rule's
+//! [`GATE_EXT_HEADERS`] of them), then each rule's
 //! classic program in order (the map rules on messages with a whole DNS header, as the
 //! matcher reads them) (a native pattern as the `dns`
 //! generator's program for it, `-i` unless the deployment matches case; a generator rule as
@@ -23,7 +23,7 @@ use crate::ebpf::deploy::maps::native_entries;
 use crate::ebpf::deploy::ops::{materialize, state_of};
 use crate::ebpf::deploy::{DeployError, Prefix, RuleBody, Spec};
 use crate::ebpf::matcher::{Action, MatcherOptions, GATE_EXT_HEADERS, MAX_HEADER_OFFSET};
-use crate::ebpf::sys::Program;
+use crate::ebpf::sys::{Program, ProgramKind};
 use crate::gen::{build, DnsSpec, GenOptions, Generator, DEFAULT_EXT_HEADERS};
 use crate::insn::RawInsn;
 use crate::pcap::link::{to_ethernet, LINKTYPE_ETHERNET};
@@ -293,6 +293,19 @@ enum Gate {
     Blind { net: usize },
 }
 
+/// Removes up to two VLAN tags after the Ethernet addresses.
+fn untag(frame: &mut Vec<u8>) {
+    for _ in 0..2 {
+        let tagged = frame
+            .get(12..14)
+            .is_some_and(|t| VLAN_TPIDS.contains(&u16::from_be_bytes([t[0], t[1]])));
+        if !tagged || frame.len() < 18 {
+            return;
+        }
+        frame.drain(12..16);
+    }
+}
+
 /// Whether `prefix` holds `addr`.
 pub fn contains(prefix: &Prefix, addr: IpAddr) -> bool {
     let (have, want) = match (prefix.addr, addr) {
@@ -318,7 +331,8 @@ fn read_error(e: crate::pcap::ReadError) -> DeployError {
 }
 
 /// Runs every packet of `capture` through `program` (test runs) and through the reference
-/// of `spec`.
+/// of `spec`. A socket filter (the iptables hook) is given each frame without its VLAN tags,
+/// as the kernel hands it over; its non-zero verdict is a drop.
 pub fn test_program(
     program: &Program,
     spec: &Spec,
@@ -330,6 +344,7 @@ pub fn test_program(
         by_rule: vec![0; spec.rules.len()],
         ..TestReport::default()
     };
+    let socket = program.kind() == ProgramKind::SocketFilter;
     let mut frame = Vec::new();
     while let Some(packet) = reader.next_packet().map_err(read_error)? {
         report.packets += 1;
@@ -343,20 +358,31 @@ pub fn test_program(
             report.skipped += 1;
             continue;
         }
-        let run = program.test_run(&frame, 1)?;
-        let (want, rule) = reference.verdict(&frame);
+        let (retval, want, rule) = if socket {
+            // The iptables hook: the skb the kernel hands over has no VLAN tag left, and
+            // the test run starts the program after the Ethernet header.
+            untag(&mut frame);
+            let run = program.test_run(&frame, 1)?;
+            let (want, rule) = reference.verdict(&frame);
+            let retval = if run.retval != 0 { XDP_DROP } else { XDP_PASS };
+            (retval, want, rule)
+        } else {
+            let run = program.test_run(&frame, 1)?;
+            let (want, rule) = reference.verdict(&frame);
+            (run.retval, want, rule)
+        };
         report.compared += 1;
         if let Some(rule) = rule {
             report.by_rule[rule] += 1;
         }
-        if run.retval == want {
+        if retval == want {
             if want == XDP_DROP {
                 report.dropped += 1;
             }
         } else {
             report.disagreements.push(Disagreement {
                 number: packet.number,
-                program: run.retval,
+                program: retval,
                 reference: want,
                 rule: rule.map(|r| r + 1),
             });

@@ -27,6 +27,7 @@
 //! Every call takes the deployment's lock (`flock`) first: two operators serialize.
 
 pub mod check;
+pub mod iptables;
 mod maps;
 mod ops;
 pub mod state;
@@ -41,7 +42,10 @@ use crate::ebpf::matcher::{Action, RuleError};
 use crate::ebpf::sys::SysError;
 use crate::insn::RawInsn;
 
-pub use ops::{mode_word, Applied, Change, Deleted, RuleStatus, Session, Status, PROGRAM_NAME};
+pub use ops::{
+    hook_word, mode_word, Applied, Change, Deleted, Hook, RuleStatus, Session, Status, Wanted,
+    PROGRAM_NAME,
+};
 pub use state::State;
 
 /// Where pins go by default.
@@ -320,6 +324,14 @@ pub enum DeployError {
     NotDeployed {
         /// The interface.
         dev: String,
+    },
+    /// An iptables command failed.
+    #[error("{command}: {message}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it said (its standard error) or why it could not run.
+        message: String,
     },
     /// A rule or address to remove is not in the deployment.
     #[error("{what} is not in the deployment on {dev}")]

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::ebpf::deploy::iptables;
 use crate::ebpf::deploy::maps::{self, index_rules, write_key, Maps};
-use crate::ebpf::deploy::state::{self, RuleState, State, FORMAT};
+use crate::ebpf::deploy::state::{self, RuleState, State, FORMAT, HOOK_IPTABLES, HOOK_XDP};
 use crate::ebpf::deploy::{classic_programs, DeployError, Place, Prefix, Rule, Spec};
 use crate::ebpf::matcher::{self, MapRole, MatcherOptions, COUNTER_SIZE};
 use crate::ebpf::sys::{
@@ -19,6 +20,19 @@ use crate::ebpf::sys::{
 
 /// The kernel's name of the matcher program.
 pub const PROGRAM_NAME: &str = "bpftools_xdp";
+
+/// The maps of every generation: the XDP matcher's and the socket filter's copy of the
+/// packet (so that both programs run on the same pins).
+const DEPLOY_ROLES: [MapRole; 8] = [
+    MapRole::Names,
+    MapRole::Suffixes,
+    MapRole::Scratch,
+    MapRole::Addr4,
+    MapRole::Addr6,
+    MapRole::Counters,
+    MapRole::Programs,
+    MapRole::Packet,
+];
 
 /// The smallest capacity of a generation's maps.
 const MIN_CAPACITY: u32 = 4096;
@@ -33,12 +47,51 @@ pub struct Session {
     _lock: Flock<File>,
 }
 
+/// Where a deployment's program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// At XDP on the interface, in this mode.
+    Xdp(XdpMode),
+    /// As a socket filter in iptables' and ip6tables' INPUT chain (`-i IF -p udp --dport 53
+    /// -m bpf --object-pinned PIN -j DROP`), for hosts that keep iptables.
+    Iptables,
+}
+
+/// Where [`Session::apply`] is asked to put the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// At XDP: in this mode, or (`None`) native with generic as the fallback; a deployment
+    /// already at XDP keeps its mode.
+    Xdp(Option<XdpMode>),
+    /// In iptables ([`Hook::Iptables`]).
+    Iptables,
+}
+
+impl Wanted {
+    fn accepts(self, hook: Hook) -> bool {
+        match (self, hook) {
+            (Wanted::Xdp(None), Hook::Xdp(_)) => true,
+            (Wanted::Xdp(Some(m)), Hook::Xdp(have)) => m == have,
+            (Wanted::Iptables, Hook::Iptables) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `native`, `generic`, `offload` or `iptables`.
+pub fn hook_word(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp(mode) => mode_word(mode),
+        Hook::Iptables => "iptables",
+    }
+}
+
 /// The attached generation.
 struct Current {
     n: u64,
     state: Option<State>,
     prog: Program,
-    mode: XdpMode,
+    hook: Hook,
     maps: Maps,
 }
 
@@ -51,8 +104,8 @@ pub struct Applied {
     pub swapped: bool,
     /// Whether anything changed (a new generation, or map updates).
     pub changed: bool,
-    /// The mode the program runs in.
-    pub mode: XdpMode,
+    /// Where the program runs.
+    pub hook: Hook,
     /// When native mode was refused and the program runs generic: why.
     pub native_refused: Option<String>,
     /// Map entries found different from the rule list and repaired.
@@ -102,7 +155,7 @@ pub struct Status {
     pub deployment: Option<String>,
     /// The attached generation.
     pub generation: Option<u64>,
-    /// `native` or `generic`, when ours is attached.
+    /// `native`, `generic` or `iptables`, when ours is attached.
     pub mode: Option<String>,
     /// The attached program's id.
     pub prog_id: Option<u32>,
@@ -221,6 +274,18 @@ impl Session {
         })
     }
 
+    /// The start of the iptables comment of this interface's deployments (`bpftools-xdp/
+    /// net<NETNS>/<IF>/`), a generation's number after it.
+    fn tag_prefix(&self) -> String {
+        let ns = self
+            .pins
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("bpftools-xdp/{ns}/{}/", self.place.dev)
+    }
+
     fn gen_pins(&self, n: u64) -> PathBuf {
         self.pins.join(format!("g{n}"))
     }
@@ -228,7 +293,7 @@ impl Session {
     fn open_maps(&self, n: u64) -> Result<Maps, DeployError> {
         let dir = self.gen_pins(n);
         let mut maps = Maps::new();
-        for role in MapRole::ALL {
+        for role in DEPLOY_ROLES {
             maps.insert(role, Map::open_pinned(dir.join(role.name()))?);
         }
         Ok(maps)
@@ -255,7 +320,11 @@ impl Session {
     }
 
     /// Finds the attached generation; with `clean`, removes every other one.
-    fn current(&self, clean: bool) -> Result<(Option<Current>, usize), DeployError> {
+    fn current(
+        &self,
+        clean: bool,
+        foreign_xdp_matters: bool,
+    ) -> Result<(Option<Current>, usize), DeployError> {
         let attached = self.attached()?;
         let mut gens = generation_dirs(&self.pins, "")?;
         for n in generation_dirs(&self.states, ".json")? {
@@ -264,26 +333,37 @@ impl Session {
             }
         }
         let mut current = None;
+        let in_iptables = iptables::generations(&self.tag_prefix())?;
         for &n in &gens {
             let Ok(prog) = Program::open_pinned(self.gen_pins(n).join("prog")) else {
                 continue;
             };
             let id = prog.id()?;
-            if let Some(&(mode, _)) = attached.iter().find(|(_, a)| *a == id) {
-                let path = state::path(&self.states, n);
-                let state = path.exists().then(|| State::read(&path)).transpose()?;
-                let maps = self.open_maps(n)?;
-                current = Some(Current {
-                    n,
-                    state,
-                    prog,
-                    mode,
-                    maps,
-                });
-                break;
-            }
+            let hook = match attached.iter().find(|(_, a)| *a == id) {
+                Some(&(mode, _)) => Hook::Xdp(mode),
+                None if in_iptables.contains(&n) => Hook::Iptables,
+                None => continue,
+            };
+            let path = state::path(&self.states, n);
+            let state = path.exists().then(|| State::read(&path)).transpose()?;
+            let maps = self.open_maps(n)?;
+            current = Some(Current {
+                n,
+                state,
+                prog,
+                hook,
+                maps,
+            });
+            break;
         }
-        if current.is_none() {
+        let ours_at_xdp = matches!(
+            current,
+            Some(Current {
+                hook: Hook::Xdp(_),
+                ..
+            })
+        );
+        if !ours_at_xdp && foreign_xdp_matters {
             if let Some(&(mode, prog_id)) = attached.first() {
                 return Err(DeployError::Foreign {
                     dev: self.place.dev.clone(),
@@ -303,6 +383,23 @@ impl Session {
             }
         }
         Ok((current, leftovers))
+    }
+
+    /// Takes `old`'s program out of where it runs, now that the new one (at `new`) runs.
+    fn unhook(&self, old: &Current, new: Hook) -> Result<(), DeployError> {
+        match old.hook {
+            Hook::Xdp(mode) => {
+                if new != Hook::Xdp(mode) {
+                    detach_xdp(self.ifindex, mode, Some(&old.prog))?;
+                }
+            }
+            Hook::Iptables => iptables::remove(
+                &self.place.dev,
+                &self.gen_pins(old.n).join("prog"),
+                &format!("{}g{}", self.tag_prefix(), old.n),
+            )?,
+        }
+        Ok(())
     }
 
     fn remove_generation(&self, n: u64) -> Result<(), DeployError> {
@@ -329,7 +426,7 @@ impl Session {
         let built = materialize(state, &path)?;
         let dir = self.gen_pins(state.generation);
         fs::create_dir_all(&dir).map_err(file_error("pin directory", &dir))?;
-        for role in MapRole::ALL {
+        for role in DEPLOY_ROLES {
             built.maps[&role].pin(dir.join(role.name()))?;
         }
         // The program last: a generation without it is a leftover to remove.
@@ -355,8 +452,8 @@ impl Session {
 
     /// Makes the deployment what `spec` says (see the module docs). `mode`: the attach mode
     /// wanted (`None`: native, else generic with a note).
-    pub fn apply(&self, spec: &Spec, mode: Option<XdpMode>) -> Result<Applied, DeployError> {
-        let (current, leftovers) = self.current(true)?;
+    pub fn apply(&self, spec: &Spec, wanted: Wanted) -> Result<Applied, DeployError> {
+        let (current, leftovers) = self.current(true, matches!(wanted, Wanted::Xdp(_)))?;
         let options = MatcherOptions {
             ignore_case: !spec.match_case,
         };
@@ -364,7 +461,7 @@ impl Session {
             self.check_name(current, &spec.name)?;
             if let Some(state) = &current.state {
                 let path = state::path(&self.states, current.n);
-                let same = state.spec(&path)? == *spec && mode.is_none_or(|m| m == current.mode);
+                let same = state.spec(&path)? == *spec && wanted.accepts(current.hook);
                 if same {
                     let rules = state.rules(&path)?;
                     let (index, classic) =
@@ -378,7 +475,7 @@ impl Session {
                         generation: current.n,
                         swapped: false,
                         changed: synced.repaired > 0,
-                        mode: current.mode,
+                        hook: current.hook,
                         native_refused: None,
                         repaired: synced.repaired,
                         leftovers,
@@ -389,8 +486,12 @@ impl Session {
             }
         }
         let n = current.as_ref().map_or(1, |c| c.n + 1);
-        let state = self.new_state(spec, n);
-        self.swap(current, &state, mode, leftovers)
+        let mut state = self.new_state(spec, n);
+        state.hook = match wanted {
+            Wanted::Iptables => HOOK_IPTABLES.to_string(),
+            Wanted::Xdp(_) => HOOK_XDP.to_string(),
+        };
+        self.swap(current, &state, wanted, leftovers)
     }
 
     /// Builds generation `state.generation` and puts it in place of `current`.
@@ -398,7 +499,7 @@ impl Session {
         &self,
         current: Option<Current>,
         state: &State,
-        mode: Option<XdpMode>,
+        wanted: Wanted,
         leftovers: usize,
     ) -> Result<Applied, DeployError> {
         let built = self.build(state);
@@ -410,28 +511,35 @@ impl Session {
                 return Err(e);
             }
         };
-        let (mode, native_refused) = match &current {
-            Some(old) => {
-                let mode = mode.unwrap_or(old.mode);
-                if mode == old.mode {
-                    replace_xdp(self.ifindex, &prog, &old.prog, mode)?;
-                    (mode, None)
-                } else {
-                    // Another mode: the old program is detached first (the one moment
-                    // nothing runs), then the new one attached.
-                    detach_xdp(self.ifindex, old.mode, Some(&old.prog))?;
-                    let attached = attach_xdp(self.ifindex, &prog, Some(mode))?;
-                    (attached.mode, None)
-                }
+        // The new program in place first, then the old one out: no moment without one.
+        let mut native_refused = None;
+        let hook = match (wanted, current.as_ref().map(|c| c.hook)) {
+            (Wanted::Xdp(mode), Some(Hook::Xdp(old_mode)))
+                if mode.is_none_or(|m| m == old_mode) =>
+            {
+                let old = current.as_ref().expect("a current generation");
+                replace_xdp(self.ifindex, &prog, &old.prog, old_mode)?;
+                Hook::Xdp(old_mode)
             }
-            None => {
+            (Wanted::Xdp(mode), _) => {
+                // The first at XDP, or in another mode than the old program's (both run a
+                // moment: each drops only what its rules drop).
                 let attached = attach_xdp(self.ifindex, &prog, mode)?;
-                (
-                    attached.mode,
-                    attached.native_refused.map(|e| e.to_string()),
-                )
+                native_refused = attached.native_refused.map(|e| e.to_string());
+                Hook::Xdp(attached.mode)
+            }
+            (Wanted::Iptables, _) => {
+                iptables::insert(
+                    &self.place.dev,
+                    &self.gen_pins(state.generation).join("prog"),
+                    &format!("{}g{}", self.tag_prefix(), state.generation),
+                )?;
+                Hook::Iptables
             }
         };
+        if let Some(old) = &current {
+            self.unhook(old, hook)?;
+        }
         if let Some(old) = current {
             self.remove_generation(old.n)?;
         }
@@ -439,7 +547,7 @@ impl Session {
             generation: state.generation,
             swapped: true,
             changed: true,
-            mode,
+            hook,
             native_refused,
             repaired: 0,
             leftovers,
@@ -457,7 +565,7 @@ impl Session {
     /// them). A change that needs a compiled program, or more room than the maps have, is
     /// made by a new generation as [`Session::apply`] makes one.
     pub fn change(&self, name: &str, change: &Change) -> Result<Applied, DeployError> {
-        let (current, leftovers) = self.current(true)?;
+        let (current, leftovers) = self.current(true, false)?;
         let Some(current) = current else {
             return Err(DeployError::NotDeployed {
                 dev: self.place.dev.clone(),
@@ -532,7 +640,7 @@ impl Session {
                 generation: current.n,
                 swapped: false,
                 changed: false,
-                mode: current.mode,
+                hook: current.hook,
                 native_refused: None,
                 repaired: 0,
                 leftovers,
@@ -561,8 +669,13 @@ impl Session {
         if old_classic != new_classic || !fits {
             // A new generation, its orders from 0 again.
             let spec = new.spec(&path)?;
-            let state = self.new_state(&spec, current.n + 1);
-            return self.swap(Some(current), &state, None, leftovers);
+            let mut state = self.new_state(&spec, current.n + 1);
+            state.hook = old.hook.clone();
+            let wanted = match current.hook {
+                Hook::Xdp(mode) => Wanted::Xdp(Some(mode)),
+                Hook::Iptables => Wanted::Iptables,
+            };
+            return self.swap(Some(current), &state, wanted, leftovers);
         }
         // The rule list first, then the maps: a run killed in between leaves maps the next
         // run brings to the list.
@@ -624,7 +737,7 @@ impl Session {
             generation: current.n,
             swapped: false,
             changed: true,
-            mode: current.mode,
+            hook: current.hook,
             native_refused: None,
             repaired: synced.repaired,
             leftovers,
@@ -647,7 +760,7 @@ impl Session {
             addresses: Vec::new(),
             problems: Vec::new(),
         };
-        let current = match self.current(false) {
+        let current = match self.current(false, true) {
             Ok((current, _)) => current,
             Err(e @ DeployError::Foreign { .. }) => {
                 status.problems.push(e.to_string());
@@ -662,7 +775,16 @@ impl Session {
             return Ok(status);
         };
         status.generation = Some(current.n);
-        status.mode = Some(mode_word(current.mode).to_string());
+        status.mode = Some(hook_word(current.hook).to_string());
+        if current.hook == Hook::Iptables {
+            let tag = format!("{}g{}", self.tag_prefix(), current.n);
+            for missing in iptables::missing(&tag)? {
+                status.problems.push(format!(
+                    "the {missing} rule of generation {} is missing",
+                    current.n
+                ));
+            }
+        }
         status.prog_id = Some(current.prog.id()?);
         let path = state::path(&self.states, current.n);
         let Some(state) = &current.state else {
@@ -737,15 +859,19 @@ impl Session {
     /// Detaches the deployment and removes every generation. Nothing attached and nothing
     /// pinned is not an error (`detached` false, no generation).
     pub fn delete(&self, name: Option<&str>) -> Result<Deleted, DeployError> {
-        let (current, _) = self.current(false)?;
+        let (current, _) = self.current(false, false)?;
         let mut detached = false;
         if let Some(current) = &current {
             if let Some(name) = name {
                 self.check_name(current, name)?;
             }
-            detach_xdp(self.ifindex, current.mode, Some(&current.prog))?;
+            if let Hook::Xdp(mode) = current.hook {
+                detach_xdp(self.ifindex, mode, Some(&current.prog))?;
+            }
             detached = true;
         }
+        // Every iptables rule of this interface's deployments, whatever its generation.
+        detached |= iptables::remove_all(&self.tag_prefix())? > 0;
         let mut gens = generation_dirs(&self.pins, "")?;
         for n in generation_dirs(&self.states, ".json")? {
             if !gens.contains(&n) {
@@ -755,8 +881,12 @@ impl Session {
         for &n in &gens {
             self.remove_generation(n)?;
         }
-        // Empty now; another namespace's or interface's directories stay.
+        // Empty now (and the namespace's, when this was its last interface); what holds
+        // anything else stays.
         let _ = fs::remove_dir(&self.pins);
+        if let Some(ns) = self.pins.parent() {
+            let _ = fs::remove_dir(ns);
+        }
         Ok(Deleted {
             detached,
             generations: gens.len(),
@@ -765,7 +895,7 @@ impl Session {
 
     /// The attached generation's program, for test runs.
     pub fn program(&self) -> Result<(Program, State), DeployError> {
-        let (current, _) = self.current(false)?;
+        let (current, _) = self.current(false, false)?;
         let current = current.ok_or_else(|| DeployError::NotDeployed {
             dev: self.place.dev.clone(),
         })?;
@@ -841,7 +971,7 @@ pub(crate) fn materialize(state: &State, path: &Path) -> Result<Built, DeployErr
             source,
         })?;
     let mut maps = Maps::new();
-    for role in MapRole::ALL {
+    for role in DEPLOY_ROLES {
         maps.insert(role, Map::create(&sys_spec(role.spec(state.capacity)))?);
     }
     maps::sync(&maps, &index, &prefixes, false)?;
@@ -854,8 +984,23 @@ pub(crate) fn materialize(state: &State, path: &Path) -> Result<Built, DeployErr
     for (slot, program) in &programs {
         maps[&MapRole::Programs].set_program(*slot, program)?;
     }
-    let insns = matcher::program(options).with_map_fds(|role| maps[&role].as_fd().as_raw_fd());
-    let prog = Program::load(ProgramKind::Xdp, PROGRAM_NAME, &insns)?;
+    let prog = if state.hook == HOOK_IPTABLES {
+        if let Some((order, rule)) = classic.first() {
+            return Err(DeployError::Classic {
+                index: positions.get(order).copied().unwrap_or(0),
+                rule: rule.to_string(),
+                message: "rules run as compiled programs need XDP: deploy them at XDP, \
+                          or with iptables-bpf"
+                    .into(),
+            });
+        }
+        let insns =
+            matcher::socket_program(options).with_map_fds(|role| maps[&role].as_fd().as_raw_fd());
+        Program::load(ProgramKind::SocketFilter, PROGRAM_NAME, &insns)?
+    } else {
+        let insns = matcher::program(options).with_map_fds(|role| maps[&role].as_fd().as_raw_fd());
+        Program::load(ProgramKind::Xdp, PROGRAM_NAME, &insns)?
+    };
     Ok(Built {
         prog,
         maps,
@@ -885,5 +1030,6 @@ pub(crate) fn state_of(spec: &Spec, dev: &str, generation: u64) -> State {
             .collect(),
         capacity,
         next_order: n,
+        hook: HOOK_XDP.to_string(),
     }
 }

@@ -37,6 +37,18 @@ pub struct State {
     pub capacity: u32,
     /// The order the next added rule gets (orders are never reused within a generation).
     pub next_order: u32,
+    /// Where the program runs: [`HOOK_XDP`] or [`HOOK_IPTABLES`].
+    #[serde(default = "default_hook")]
+    pub hook: String,
+}
+
+/// [`State::hook`] of a program attached at XDP.
+pub const HOOK_XDP: &str = "xdp";
+/// [`State::hook`] of a socket-filter program in iptables' INPUT chain.
+pub const HOOK_IPTABLES: &str = "iptables";
+
+fn default_hook() -> String {
+    HOOK_XDP.to_string()
 }
 
 /// One rule.
