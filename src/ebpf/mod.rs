@@ -9,7 +9,8 @@
 //!   classic semantics, for XDP (direct packet access, every load bounds-checked where the
 //!   verifier can see it) or a socket filter;
 //! - [`matcher`]: the native DNS matcher, one XDP program for any number of `dns` patterns
-//!   deciding by map lookups, and the map contents for a rule list.
+//!   deciding by map lookups (and the same matcher as a socket filter for `iptables -m bpf
+//!   --object-pinned`), and the map contents for a rule list.
 //! - [`classic`]: the rules the matcher's maps cannot express, compiled classic programs
 //!   reached by tail calls from the matcher and from one another.
 //! - [`deploy`]: deployments at XDP (what `xdp-bpf` runs): generations pinned under bpffs,
@@ -19,8 +20,9 @@
 //!   test runs, bpffs pins, attaching at XDP.
 //!
 //! Rules kept here: only [`sys`] calls the kernel (it is the library's one module allowed
-//! `unsafe`); compiled programs are proven equal to the VM by running both on real packets
-//! with `BPF_PROG_TEST_RUN` (tests/it/ebpf.rs).
+//! `unsafe`); compiled programs are proven equal to the VM and to the kernel's own cBPF
+//! (`SO_ATTACH_FILTER`) by running them on real packets with `BPF_PROG_TEST_RUN`
+//! (tests/it/ebpf.rs).
 //! Nothing here parses command lines or prints.
 
 pub mod classic;
