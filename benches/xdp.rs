@@ -1,12 +1,14 @@
 //! The XDP mitigation's cost per packet against today's deployment, measured by the kernel
 //! with `BPF_PROG_TEST_RUN` (the mean time of a run over `repeat` runs).
 //!
-//! - The native matcher (`ebpf::matcher`): the one XDP program, every map of
+//! - The native matcher (`ebpf::matcher`, ignoring case): the one XDP program, every map of
 //!   `MapRole::ALL` created (the address tries hold `0.0.0.0/0` and `::/0`), with
 //!   1, 200, 10,000 and 100,000 drop patterns (`*.hostN.example.org`, the flood's
 //!   `*.www.example.net` last), and with a triage-style plan of 1, 200, 10,000 and
 //!   100,000 accepted names (`userN.www.example.net`) before the drop rule
-//!   `*.www.example.net`.
+//!   `*.www.example.net`; the drop plans also with the matcher as a socket filter (what
+//!   `iptables -m bpf --object-pinned` runs). Beside them, what one hash map lookup costs by
+//!   key size (the matcher's keys are 256 bytes).
 //! - Today's deployment: the programs of `iptables-bpf -i 10.53.1.2 dns -- -i P1 ... P200`
 //!   (the 200 patterns of `scripts/e2e-scale.sh`), read from the script `gen::iptables`
 //!   renders, each compiled for a socket filter (what xt_bpf runs: the packet from its network
@@ -39,7 +41,6 @@
 //! unless `CI=true`, where it fails like the root-only tests.
 
 use std::error::Error;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -47,8 +48,14 @@ use std::time::Instant;
 use bpftools::asm::parse_bytecode;
 use bpftools::ebpf::compile::{XDP_DROP, XDP_PASS};
 use bpftools::ebpf::insn::{AluOp, Operand, Size};
-use bpftools::ebpf::matcher::{action_of, Action, MatcherOptions, BPF_F_NO_PREALLOC, KEY_SIZE};
-use bpftools::ebpf::sys::{raise_memlock, Map, MapKind, MapSpec, Program, ProgramKind};
+use bpftools::ebpf::matcher::{
+    action_of, suffix_value_bytes, Action, MapContents, MapRole, MatcherOptions, Variant,
+    BPF_F_NO_PREALLOC, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_PERCPU_ARRAY,
+    BPF_MAP_TYPE_PROG_ARRAY, KEY_SIZE,
+};
+use bpftools::ebpf::sys::{
+    lpm_key, raise_memlock, Map, MapKind, MapSpec, Program, ProgramKind, Update,
+};
 use bpftools::ebpf::{compile, Insn, Reg, Target, Verdicts, XdpLayout};
 use bpftools::gen::iptables::{render, Spec};
 use bpftools::gen::{DnsSpec, Generator, DEFAULT_EXT_HEADERS};
@@ -56,10 +63,6 @@ use bpftools::insn::RawInsn;
 use bpftools::vm::{self, Input, Profile};
 use etherparse::PacketBuilder;
 use simple_dns::{Name, Packet, Question, CLASS, TYPE};
-
-#[path = "support/xdp_load.rs"]
-mod xdp_load;
-use xdp_load::{drop_rules, load_matcher, Loaded};
 
 type Fallible<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -81,6 +84,14 @@ fn drop_patterns(count: usize) -> Vec<String> {
         .collect();
     patterns.push(format!("*.{FLOOD_ZONE}"));
     patterns
+}
+
+/// The drop plan of `count` patterns ([`drop_patterns`]).
+fn drop_rules(count: usize) -> Vec<(Action, String)> {
+    drop_patterns(count)
+        .into_iter()
+        .map(|p| (Action::Drop, p))
+        .collect()
 }
 
 /// A DNS query (RD set) for `name`, type A.
@@ -193,20 +204,87 @@ impl Bench {
 
 const OPTIONS: MatcherOptions = MatcherOptions { ignore_case: true };
 
-/// Every destination protected (the address tries' `0.0.0.0/0` and `::/0`).
-const EVERYWHERE: [(IpAddr, u32); 2] = [
-    (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-    (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-];
+/// A loaded matcher and its maps.
+struct Loaded {
+    variant: Variant,
+    program: Program,
+    contents: MapContents,
+    _maps: Vec<(MapRole, Map)>,
+}
 
-/// The verdict the matcher's model gives `frame`.
+/// The kernel's map type for a matcher map's `BPF_MAP_TYPE_*` number.
+fn map_kind(map_type: u32) -> MapKind {
+    match map_type {
+        BPF_MAP_TYPE_HASH => MapKind::Hash,
+        BPF_MAP_TYPE_PROG_ARRAY => MapKind::ProgArray,
+        BPF_MAP_TYPE_PERCPU_ARRAY => MapKind::PerCpuArray,
+        BPF_MAP_TYPE_LPM_TRIE => MapKind::LpmTrie,
+        other => MapKind::Other(other),
+    }
+}
+
+/// Loads the matcher of `variant` for `rules` (in order, the first match decides) as a
+/// deployment does: every map the variant uses (`Variant::roles`: for XDP, `MapRole::ALL`)
+/// created with `MapRole::spec`, the lookup maps filled from `MapContents`, the address tries
+/// holding `0.0.0.0/0` and `::/0` (every destination protected), the program given every
+/// map's descriptor.
+fn load_matcher(variant: Variant, rules: &[(Action, String)]) -> Fallible<Loaded> {
+    let contents = MapContents::new(rules, OPTIONS)?;
+    let capacity = u32::try_from(rules.len().max(16))?;
+    let mut maps = Vec::new();
+    for &role in variant.roles() {
+        let spec = role.spec(capacity);
+        let map = Map::create(&MapSpec {
+            name: role.name().to_string(),
+            kind: map_kind(spec.map_type),
+            key_size: spec.key_size,
+            value_size: spec.value_size,
+            max_entries: spec.max_entries,
+            flags: spec.flags,
+        })
+        .map_err(|e| format!("map {}: {e}", role.name()))?;
+        maps.push((role, map));
+    }
+    let map = |role: MapRole| {
+        &maps
+            .iter()
+            .find(|(r, _)| *r == role)
+            .expect("every role has its map")
+            .1
+    };
+    for (key, rank) in &contents.names {
+        map(MapRole::Names).update(&key.0, &rank.to_ne_bytes(), Update::NoExist)?;
+    }
+    for (key, ranks) in &contents.suffixes {
+        map(MapRole::Suffixes).update(&key.0, &suffix_value_bytes(ranks), Update::NoExist)?;
+    }
+    map(MapRole::Addr4).update(&lpm_key(0, &[0; 4]), &[1], Update::Any)?;
+    map(MapRole::Addr6).update(&lpm_key(0, &[0; 16]), &[1], Update::Any)?;
+    let insns = variant
+        .program(OPTIONS)
+        .with_map_fds(|role| map(role).as_fd().as_raw_fd());
+    let kind = match variant {
+        Variant::Xdp => ProgramKind::Xdp,
+        Variant::SocketFilter => ProgramKind::SocketFilter,
+    };
+    let program = Program::load(kind, "bench_matcher", &insns)?;
+    Ok(Loaded {
+        variant,
+        program,
+        contents,
+        _maps: maps,
+    })
+}
+
+/// The verdict the matcher's model gives `frame`, as `loaded`'s variant returns it.
 fn expected(loaded: &Loaded, frame: &Frame) -> u32 {
+    let (pass, drop) = loaded.variant.verdicts();
     let Some(name) = &frame.name else {
-        return XDP_PASS;
+        return pass;
     };
     match action_of(loaded.contents.decide(&wire_name(name))) {
-        Some(Action::Drop) => XDP_DROP,
-        _ => XDP_PASS,
+        Some(Action::Drop) => drop,
+        _ => pass,
     }
 }
 
@@ -375,29 +453,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// The verdict a scenario wants: floods dropped, the rest passed.
-fn scenario(frame: &Frame) -> u32 {
-    if frame.what.starts_with("flood") {
-        XDP_DROP
-    } else {
-        XDP_PASS
-    }
+/// Whether the scenario wants `frame` dropped (floods) or passed (the rest).
+fn dropped(frame: &Frame) -> bool {
+    frame.what.starts_with("flood")
 }
 
 /// Loads the matcher for `rules` and measures it on `frames`; prints one row.
 fn matcher_row(
     bench: &mut Bench,
+    variant: Variant,
     label: usize,
     rules: &[(Action, String)],
     frames: &[&Frame],
 ) -> Fallible<Vec<f64>> {
     let load_started = Instant::now();
-    let matcher = load_matcher(rules, OPTIONS, &EVERYWHERE)?;
+    let matcher = load_matcher(variant, rules)?;
     let load_s = load_started.elapsed().as_secs_f64();
+    let (pass, drop) = variant.verdicts();
     let mut row = Vec::new();
     for frame in frames {
         let expected = expected(&matcher, frame);
-        if expected != scenario(frame) {
+        if expected != if dropped(frame) { drop } else { pass } {
             return Err(format!(
                 "{} rules: the matcher's model gives {expected} for {}",
                 rules.len(),
@@ -539,10 +615,16 @@ fn run(full: bool) -> Fallible<()> {
     header("N", &["flood", "legitimate", "non-DNS"], "load s");
     let mut drop_rows = Vec::new();
     for &n in &sizes {
-        let rules = drop_rules(&drop_patterns(n));
+        let rules = drop_rules(n);
         drop_rows.push((
             n,
-            matcher_row(&mut bench, n, &rules, &[&flood, &legit, &non_dns])?,
+            matcher_row(
+                &mut bench,
+                Variant::Xdp,
+                n,
+                &rules,
+                &[&flood, &legit, &non_dns],
+            )?,
         ));
     }
     println!(
@@ -563,9 +645,28 @@ fn run(full: bool) -> Fallible<()> {
             n,
             matcher_row(
                 &mut bench,
+                Variant::Xdp,
                 n,
                 &rules,
                 &[&flood, &accepted, &legit, &non_dns],
+            )?,
+        ));
+    }
+    println!(
+        "\nthe matcher as a socket filter (iptables -m bpf --object-pinned; the packet from its \
+         network header), drop plan"
+    );
+    header("N", &["flood", "legitimate", "non-DNS"], "load s");
+    let mut socket_rows = Vec::new();
+    for &n in &sizes {
+        socket_rows.push((
+            n,
+            matcher_row(
+                &mut bench,
+                Variant::SocketFilter,
+                n,
+                &drop_rules(n),
+                &[&flood, &legit, &non_dns],
             )?,
         ));
     }
@@ -625,7 +726,7 @@ fn run(full: bool) -> Fallible<()> {
         );
         for frame in &walked {
             let w = walk(&mut bench, &rules, &frame.bytes)?;
-            if w.dropped != (scenario(frame) == XDP_DROP) {
+            if w.dropped != dropped(frame) {
                 return Err(format!(
                     "the deployment's rules do not decide '{}' as expected",
                     frame.what
@@ -675,14 +776,20 @@ fn run(full: bool) -> Fallible<()> {
         spread(&accept_rows, 1),
         spread(&accept_rows, 2)
     );
-    if let Some((_, row)) = drop_rows.iter().find(|(n, _)| *n == 200) {
+    let at_200 = |rows: &[(usize, Vec<f64>)]| {
+        rows.iter()
+            .find(|(n, _)| *n == 200)
+            .map(|(_, row)| row.clone())
+    };
+    if let (Some(row), Some(socket_row)) = (at_200(&drop_rows), at_200(&socket_rows)) {
         println!(
             "  today's deployment (-i) against the matcher with the same 200 patterns, per packet \
              (socket filters, floor included; programs alone against the matcher less its floor; \
-             the XDP-compiled programs):"
+             the XDP-compiled programs; against the matcher as a socket filter):"
         );
         for (what, w) in &walks {
-            let matcher = if w.dropped { row[0] } else { row[1] };
+            let column = if w.dropped { 0 } else { 1 };
+            let matcher = row[column];
             let whole = w.socket / matcher;
             let goal = if w.dropped {
                 format!(
@@ -693,7 +800,8 @@ fn run(full: bool) -> Fallible<()> {
                 String::new()
             };
             println!(
-                "    {what:<22} {} rules: {}{goal}; programs alone {}; XDP-compiled {}",
+                "    {what:<22} {} rules: {}{goal}; programs alone {}; XDP-compiled {}; \
+                 socket-filter matcher {}",
                 w.rules,
                 ratio(matcher, w.socket),
                 ratio(
@@ -701,6 +809,7 @@ fn run(full: bool) -> Fallible<()> {
                     w.socket - w.rules as f64 * floor_socket
                 ),
                 ratio(matcher, w.xdp),
+                ratio(socket_row[column], w.socket),
             );
         }
     }

@@ -16,22 +16,24 @@
 # filter slows the sender instead of losing queries.)
 #
 # Each step: `dnsperf` sends legitimate queries (www, mail, ns, the apex's SOA) at LEGIT_RATE
-# (200/s, timeout 1 s) for STEP_SECONDS (3), while `examples/xdp_bench.rs flood` sends
+# (200/s, timeout 1 s) for STEP_SECONDS (3), while `examples/dns_flood.rs` sends
 # queries for random names under www.example.net (matched by the last of the 200 patterns) at
-# the step's rate (`max`: as fast as one client CPU sends). Printed per step: the flood rate
+# the step's rate (`max`: as fast as one client CPU sends; dnsperf cannot flood a filter that
+# drops everything: it waits for each query until its timeout). Printed per step: the flood rate
 # sent, the legitimate queries answered, the server CPU's busy share, frames dropped at the
 # ring, flood queries answered (0 when the filter drops them all). A set-up's steps stop after
 # two in a row below 99%. Its found rate is the flood rate of the last step before the first
 # one below 99% (`>=` the highest sent when none is).
 #
-# The XDP side is one function pair, xdp_apply / xdp_remove: by default the matcher is loaded
-# and attached by `examples/xdp_bench.rs attach` (the library directly); XDP_DEPLOY=xdp-bpf
-# uses `xdp-bpf apply` / `xdp-bpf delete` from the built binaries instead.
+# Each deployment is one function pair (iptables_apply / iptables_remove, xdp_apply /
+# xdp_remove): the iptables side runs the script `iptables-bpf -i 10.53.1.2 dns -- -i P...`
+# writes, the XDP side `xdp-bpf apply --native --dev v-srv -a 10.53.1.2 --drop P...` (names
+# ignore case on both), run with nsenter (the host's bpffs, where xdp-bpf pins).
 #
 # Needs root, iproute2, iptables, ipset, knot, dnsutils, dnsperf, ethtool, util-linux (taskset,
 # chrt), and 2 CPUs. Exits 2 when not root. Environment: RATES (the steps), STEP_SECONDS,
-# LEGIT_RATE, SERVER_CPU, CLIENT_CPU, XDP_DEPLOY, BPFTOOLS_BIN (as for the e2e scripts),
-# XDP_BENCH_TOOL (a built examples/xdp_bench).
+# LEGIT_RATE, SERVER_CPU, CLIENT_CPU, BPFTOOLS_BIN (as for the e2e scripts), DNS_FLOOD (a
+# built examples/dns_flood).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 if [ "$(id -u)" != 0 ]; then
@@ -51,7 +53,6 @@ STEP_SECONDS=${STEP_SECONDS:-3}
 LEGIT_RATE=${LEGIT_RATE:-200}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
-XDP_DEPLOY=${XDP_DEPLOY:-example}
 SERVER=10.53.1.2
 DEV=v-srv
 
@@ -60,45 +61,45 @@ PATTERNS=()
 for i in $(seq 2 200); do PATTERNS+=("*.host$i.example.org"); done
 PATTERNS+=('*.www.example.net')
 
-# The example that loads the matcher and sends the flood.
-if [ -n "${XDP_BENCH_TOOL:-}" ]; then
-    TOOL=$XDP_BENCH_TOOL
+# The flood's sender.
+if [ -n "${DNS_FLOOD:-}" ]; then
+    FLOOD=$DNS_FLOOD
 else
-    cargo build --release --quiet --example xdp_bench || exit 2
+    cargo build --release --quiet --example dns_flood || exit 2
     # shellcheck source=scripts/release-dir.bash
     . scripts/release-dir.bash
-    TOOL=$(release_dir)/examples/xdp_bench || exit 2
+    FLOOD=$(release_dir)/examples/dns_flood || exit 2
 fi
+# xdp-bpf's state (rule lists, lock) and pins are this run's own, removed at the end whatever
+# happens.
+export BPFTOOLS_XDP_STATE=$TMP/xdp-state
+export BPFTOOLS_XDP_PINS=/sys/fs/bpf/bench-xdp-$$
+cleanup() {
+    [ -n "$SRV" ] && [ -e "/run/netns/$SRV" ] && xdp_remove >/dev/null 2>&1
+    rm -rf "$BPFTOOLS_XDP_PINS"
+    finish
+}
+trap cleanup EXIT
 
 # srvn COMMAND...: in the server's network namespace only (nsenter keeps the host's /sys and
 # bpffs, where pins made by xdp-bpf must live).
 srvn() { nsenter --net="/run/netns/$SRV" "$@"; }
 
-# --- The XDP deployment: the one place to switch to xdp-bpf.
+# --- The XDP deployment.
 xdp_apply() {
     local args=() p
-    case $XDP_DEPLOY in
-    example)
-        srvn "$TOOL" attach "$DEV" -a "$SERVER" "${PATTERNS[@]}"
-        ;;
-    xdp-bpf)
-        # (The iptables side and the example ignore case: xdp-bpf's setting for that goes here.)
-        for p in "${PATTERNS[@]}"; do args+=(--drop "$p"); done
-        srvn "$BIN/xdp-bpf" apply --dev "$DEV" --deployment bench-xdp -a "$SERVER" "${args[@]}"
-        ;;
-    *)
-        echo "bench-xdp: XDP_DEPLOY=$XDP_DEPLOY: expected example or xdp-bpf" >&2
-        return 2
-        ;;
-    esac
+    for p in "${PATTERNS[@]}"; do args+=("--drop=$p"); done
+    srvn "$BIN/xdp-bpf" apply --quiet --native --dev "$DEV" --deployment bench-xdp \
+        -a "$SERVER" "${args[@]}"
 }
-xdp_remove() {
-    case $XDP_DEPLOY in
-    example) srvn "$TOOL" detach "$DEV" ;;
-    xdp-bpf) srvn "$BIN/xdp-bpf" delete --dev "$DEV" ;;
-    esac
-}
+xdp_remove() { srvn "$BIN/xdp-bpf" delete --dev "$DEV" --deployment bench-xdp >/dev/null; }
+xdp_status() { srvn "$BIN/xdp-bpf" status --dev "$DEV" --deployment bench-xdp >/dev/null; }
 xdp_attached() { srv ip link show "$DEV" | grep -q 'xdp'; }
+# xdp_counted: the flood's rule (the last) counted packets (xdp-bpf status's counters)
+xdp_counted() {
+    srvn "$BIN/xdp-bpf" status --dev "$DEV" --deployment bench-xdp |
+        awk -v rule="drop ${PATTERNS[-1]}" 'index($0, rule) && $2 > 0 { found = 1 } END { exit !found }'
+}
 
 # --- Today's deployment: the script iptables-bpf writes.
 GUARD=
@@ -172,7 +173,7 @@ measure() {
             sleep "$STEP_SECONDS"
             echo "sent=0 seconds=$STEP_SECONDS rate=0 answered=0 blocked=0 errors=0" >"$out.flood"
         else
-            cli taskset -c "$CLIENT_CPU" "$TOOL" flood "$SERVER" --rate "$flood_rate" \
+            cli taskset -c "$CLIENT_CPU" "$FLOOD" "$SERVER" --rate "$flood_rate" \
                 --seconds "$STEP_SECONDS" --zone www.example.net >"$out.flood" 2>&1
         fi
         n1=$(napi_ns)
@@ -238,7 +239,8 @@ check "iptables-bpf: --delete leaves nothing" iptables_remove
 check "iptables-bpf: nothing left" nothing_of "$GUARD"
 
 # 3. The XDP matcher.
-check "xdp ($XDP_DEPLOY): 200 patterns attached natively to $DEV" xdp_apply
+check "xdp-bpf: 200 patterns applied natively on $DEV" xdp_apply
+check "xdp-bpf: attached, status whole" xdp_status
 check "xdp: attached" xdp_attached
 check "xdp: NAPI threads pinned again" pin_server
 lost=$(flood "$SERVER" 30)
@@ -248,8 +250,10 @@ xdp_drops0=$(srv ethtool -S "$DEV" | awk '/rx_queue_0_xdp_drops:/ { print $2 }')
 measure xdp
 xdp_drops1=$(srv ethtool -S "$DEV" | awk '/rx_queue_0_xdp_drops:/ { print $2 }')
 check "xdp: the program dropped the flood ($((xdp_drops1 - xdp_drops0)) frames)" test $((xdp_drops1 - xdp_drops0)) -gt 0
-check "xdp: detached" xdp_remove
+check "xdp-bpf: the last rule counted the flood" xdp_counted
+check "xdp-bpf: delete" xdp_remove
 check "xdp: nothing attached" not xdp_attached
+check "xdp-bpf: no pin left" test -z "$(find "$BPFTOOLS_XDP_PINS" -type f 2>/dev/null)"
 net_down
 
 echo

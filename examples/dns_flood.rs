@@ -1,22 +1,15 @@
-//! The helpers of `scripts/bench-xdp.sh` (root for `attach` and `detach`):
+//! The flood of `scripts/bench-xdp.sh`: DNS queries for random names, at a given rate.
 //!
-//! - `xdp_bench attach DEV [-a ADDR[/LEN]]... PATTERN...`: loads the native matcher
-//!   (`bpftools::ebpf::matcher`, ignoring case) with a drop rule per `dns` pattern, in order,
-//!   every map of `MapRole::ALL` created, the address tries holding the `-a` prefixes (none
-//!   given: `0.0.0.0/0` and `::/0`), and attaches it natively at XDP on DEV
-//!   (`ebpf::sys::attach_xdp`). The program stays attached when this exits (netlink
-//!   attachments hold their program): it is the XDP side of the benchmark until `xdp-bpf
-//!   apply` does the same.
-//! - `xdp_bench detach DEV`: detaches DEV's native XDP program.
-//! - `xdp_bench flood ADDR[:PORT] --rate R --seconds S [--zone Z] [--threads T]`: sends DNS
-//!   queries for random names under Z (`www.example.net`) to ADDR (port 53) at R packets per
-//!   second (0: as fast as it can), from T threads (1), each round-robin over 16 UDP sockets
-//!   (a socket's send buffer holds only some 170 queries in flight: frames waiting in a veth
-//!   ring would otherwise block one socket), paced by sleeping between bursts (a burst per
-//!   50 µs at most) rather than spinning, so that the CPU it leaves idle stays idle; answers
-//!   are read and counted (a filter that drops the flood leaves none). Prints
-//!   `sent=N seconds=S rate=R answered=A blocked=B errors=E`: B sends refused because a
-//!   socket's buffer was full (not sent, but counted in the pacing), E other failures.
+//! `dns_flood ADDR[:PORT] --rate R --seconds S [--zone Z] [--threads T]` sends queries for
+//! random names under Z (`www.example.net`; labels of 8 to 16 letters and digits, type A, RD
+//! set) to ADDR (port 53) at R packets per second (0: as fast as it can), from T threads (1),
+//! each round-robin over 16 UDP sockets (a socket's send buffer holds only some 170 queries
+//! in flight: frames waiting in a veth ring would otherwise block one socket), paced by
+//! sleeping between bursts (a burst per 50 µs at most) rather than spinning, so that the CPU
+//! it leaves idle stays idle. Answers are read and counted (a filter that drops the flood
+//! leaves none). Prints `sent=N seconds=S rate=R answered=A blocked=B errors=E`: B sends
+//! refused because a socket's buffer was full (not sent, but counted in the pacing), E other
+//! failures.
 //!
 //! Why a program rather than dnsperf for the flood: dnsperf keeps at most `-q` queries
 //! outstanding and waits for each until its timeout, so against a filter that drops them all
@@ -27,95 +20,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bpftools::ebpf::matcher::MatcherOptions;
-use bpftools::ebpf::sys::{attach_xdp, detach_xdp, ifindex, raise_memlock, XdpMode};
 use simple_dns::{Name, Packet, Question, CLASS, TYPE};
-
-#[path = "../benches/support/xdp_load.rs"]
-mod xdp_load;
 
 type Fallible<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-const USAGE: &str = "usage: xdp_bench attach DEV [-a ADDR[/LEN]]... PATTERN...
-       xdp_bench detach DEV
-       xdp_bench flood ADDR[:PORT] --rate R --seconds S [--zone Z] [--threads T]";
+const USAGE: &str = "usage: dns_flood ADDR[:PORT] --rate R --seconds S [--zone Z] [--threads T]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("attach") => attach(&args[1..]),
-        Some("detach") => detach(&args[1..]),
-        Some("flood") => flood(&args[1..]),
-        _ => Err(USAGE.into()),
-    };
-    match result {
+    match flood(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xdp_bench: {e}");
+            eprintln!("dns_flood: {e}");
             ExitCode::from(2)
         }
     }
-}
-
-/// `ADDR` or `ADDR/LEN`.
-fn prefix(text: &str) -> Fallible<(IpAddr, u32)> {
-    let (address, length) = match text.split_once('/') {
-        Some((a, l)) => (a.parse::<IpAddr>()?, Some(l.parse::<u32>()?)),
-        None => (text.parse::<IpAddr>()?, None),
-    };
-    let bits = if address.is_ipv4() { 32 } else { 128 };
-    let length = length.unwrap_or(bits);
-    if length > bits {
-        return Err(format!("'{text}': a prefix of at most {bits} bits").into());
-    }
-    Ok((address, length))
-}
-
-fn attach(args: &[String]) -> Fallible<()> {
-    let (dev, rest) = args.split_first().ok_or(USAGE)?;
-    let mut protected = Vec::new();
-    let mut patterns = Vec::new();
-    let mut words = rest.iter();
-    while let Some(word) = words.next() {
-        if word == "-a" {
-            protected.push(prefix(words.next().ok_or("-a needs an address")?)?);
-        } else {
-            patterns.push(word.clone());
-        }
-    }
-    if patterns.is_empty() {
-        return Err(USAGE.into());
-    }
-    if protected.is_empty() {
-        protected = vec![
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-        ];
-    }
-    raise_memlock()?;
-    let loaded = xdp_load::load_matcher(
-        &xdp_load::drop_rules(&patterns),
-        MatcherOptions { ignore_case: true },
-        &protected,
-    )?;
-    let attachment = attach_xdp(ifindex(dev)?, &loaded.program, Some(XdpMode::Native))?;
-    println!(
-        "xdp_bench: the matcher with {} drop patterns ({} names, {} suffixes) attached to {dev} ({:?}), program id {}",
-        patterns.len(),
-        loaded.contents.names.len(),
-        loaded.contents.suffixes.len(),
-        attachment.mode,
-        loaded.program.id()?
-    );
-    Ok(())
-}
-
-fn detach(args: &[String]) -> Fallible<()> {
-    let [dev] = args else {
-        return Err(USAGE.into());
-    };
-    detach_xdp(ifindex(dev)?, XdpMode::Native, None)?;
-    Ok(())
 }
 
 /// A DNS query (RD set) for `name`, type A.
