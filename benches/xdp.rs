@@ -813,6 +813,16 @@ fn run(full: bool) -> Fallible<()> {
             );
         }
     }
+    // Every figure above is a measurement; fewer than the tables hold means one was skipped.
+    let expected_at_least = 2 + sizes.len() * 10 + 6;
+    if bench.compared < (expected_at_least * bench.rounds) as u64 {
+        return Err(format!(
+            "only {} measurements were made, at least {} expected",
+            bench.compared,
+            expected_at_least * bench.rounds
+        )
+        .into());
+    }
     println!(
         "\nverdicts checked: {} measurements ({} runs), all as expected; {:.1} s",
         bench.compared,
