@@ -374,6 +374,16 @@ impl Session {
         }
         let mut leftovers = 0;
         if clean {
+            // Temporary files of rule lists a killed run was writing (under the lock, no
+            // other run is writing one).
+            if let Ok(entries) = fs::read_dir(&self.states) {
+                for entry in entries.flatten() {
+                    if entry.file_name().to_string_lossy().starts_with(".tmp") {
+                        let path = entry.path();
+                        fs::remove_file(&path).map_err(file_error("temporary file", &path))?;
+                    }
+                }
+            }
             for &n in &gens {
                 if current.as_ref().is_some_and(|c| c.n == n) {
                     continue;
@@ -636,16 +646,25 @@ impl Session {
         }
         new.addresses = prefixes.iter().map(|p| p.to_string()).collect();
         if new == old {
+            // Nothing to change in the list; the maps are still brought to it (a change
+            // killed halfway is repaired by running it again).
+            let (index, classic) =
+                index_rules(&old_rules, options).map_err(|(i, source)| DeployError::Rule {
+                    index: i + 1,
+                    rule: old_rules[i].1.to_string(),
+                    source,
+                })?;
+            let synced = maps::sync(&current.maps, &index, &prefixes, false)?;
             return Ok(Applied {
                 generation: current.n,
                 swapped: false,
-                changed: false,
+                changed: synced.repaired > 0,
                 hook: current.hook,
                 native_refused: None,
-                repaired: 0,
+                repaired: synced.repaired,
                 leftovers,
-                native_rules: 0,
-                classic_rules: 0,
+                native_rules: old_rules.len() - classic.len(),
+                classic_rules: classic.len(),
             });
         }
         let new_rules = new.rules(&path)?;
