@@ -386,7 +386,7 @@ fn report_applied(stderr: &mut dyn Write, dev: &str, applied: &Applied) -> std::
     if applied.leftovers > 0 {
         writeln!(
             stderr,
-            "xdp-bpf: {dev}: removed {} generation(s) left by an interrupted run",
+            "xdp-bpf: {dev}: removed {} generation(s) not attached (left by an interrupted run, or detached by hand)",
             applied.leftovers
         )?;
     }

@@ -92,7 +92,10 @@ struct Current {
     state: Option<State>,
     prog: Program,
     hook: Hook,
-    maps: Maps,
+    /// `None` when a pin is gone (removed by hand): only a new generation repairs that.
+    maps: Option<Maps>,
+    /// Whether the program's pin is there (else it was found by its id).
+    pinned: bool,
 }
 
 /// What [`Session::apply`] or [`Session::change`] did.
@@ -335,8 +338,25 @@ impl Session {
         let mut current = None;
         let in_iptables = iptables::generations(&self.tag_prefix())?;
         for &n in &gens {
-            let Ok(prog) = Program::open_pinned(self.gen_pins(n).join("prog")) else {
-                continue;
+            let path = state::path(&self.states, n);
+            // A rule list that cannot be read is as good as none: a new generation replaces it.
+            let state = State::read(&path).ok();
+            // The program by its pin, or, the pin gone, by the id its rule list recorded.
+            let mut pinned = true;
+            let prog = match Program::open_pinned(self.gen_pins(n).join("prog")) {
+                Ok(prog) => prog,
+                Err(_) => match state.as_ref().and_then(|s| s.prog_id) {
+                    Some(id)
+                        if attached.iter().any(|(_, a)| *a == id) || in_iptables.contains(&n) =>
+                    {
+                        pinned = false;
+                        match Program::by_id(id) {
+                            Ok(prog) => prog,
+                            Err(_) => continue,
+                        }
+                    }
+                    _ => continue,
+                },
             };
             let id = prog.id()?;
             let hook = match attached.iter().find(|(_, a)| *a == id) {
@@ -344,15 +364,14 @@ impl Session {
                 None if in_iptables.contains(&n) => Hook::Iptables,
                 None => continue,
             };
-            let path = state::path(&self.states, n);
-            let state = path.exists().then(|| State::read(&path)).transpose()?;
-            let maps = self.open_maps(n)?;
+            let maps = self.open_maps(n).ok();
             current = Some(Current {
                 n,
                 state,
                 prog,
                 hook,
                 maps,
+                pinned,
             });
             break;
         }
@@ -441,6 +460,8 @@ impl Session {
         }
         // The program last: a generation without it is a leftover to remove.
         built.prog.pin(dir.join("prog"))?;
+        let mut state = state.clone();
+        state.prog_id = Some(built.prog.id()?);
         state.write(&path)?;
         Ok((built.prog, built.native_rules, built.classic_rules))
     }
@@ -469,7 +490,9 @@ impl Session {
         };
         if let Some(current) = &current {
             self.check_name(current, &spec.name)?;
-            if let Some(state) = &current.state {
+            if let (Some(state), Some(current_maps), true) =
+                (&current.state, &current.maps, current.pinned)
+            {
                 let path = state::path(&self.states, current.n);
                 let same = state.spec(&path)? == *spec && wanted.accepts(current.hook);
                 if same {
@@ -480,7 +503,7 @@ impl Session {
                             rule: rules[i].1.to_string(),
                             source,
                         })?;
-                    let synced = maps::sync(&current.maps, &index, &spec.addresses, false)?;
+                    let synced = maps::sync(current_maps, &index, &spec.addresses, false)?;
                     return Ok(Applied {
                         generation: current.n,
                         swapped: false,
@@ -589,6 +612,13 @@ impl Session {
                 message: "missing: apply the deployment again".into(),
             });
         };
+        let Some(current_maps) = current.maps.as_ref() else {
+            return Err(DeployError::State {
+                path,
+                message: "a map of the attached generation is gone: apply the deployment again"
+                    .into(),
+            });
+        };
         let options = MatcherOptions {
             ignore_case: !old.match_case,
         };
@@ -654,7 +684,7 @@ impl Session {
                     rule: old_rules[i].1.to_string(),
                     source,
                 })?;
-            let synced = maps::sync(&current.maps, &index, &prefixes, false)?;
+            let synced = maps::sync(current_maps, &index, &prefixes, false)?;
             return Ok(Applied {
                 generation: current.n,
                 swapped: false,
@@ -733,15 +763,15 @@ impl Session {
                     live.remove(state.order)
                 };
                 for key in keys {
-                    write_key(&current.maps, &live, &key)?;
+                    write_key(current_maps, &live, &key)?;
                 }
             }
         }
         let (v4, v6) = maps::address_keys(&prefixes);
         let (old_v4, old_v6) = maps::address_keys(&old.prefixes(&path)?);
         for (map, want, had) in [
-            (&current.maps[&MapRole::Addr4], &v4, &old_v4),
-            (&current.maps[&MapRole::Addr6], &v6, &old_v6),
+            (&current_maps[&MapRole::Addr4], &v4, &old_v4),
+            (&current_maps[&MapRole::Addr6], &v6, &old_v6),
         ] {
             for key in want.difference(had) {
                 map.update(key, &[1], sys::Update::Any)?;
@@ -751,7 +781,7 @@ impl Session {
             }
         }
         // Whatever a killed run left: the maps as the list says.
-        let synced = maps::sync(&current.maps, &index, &prefixes, false)?;
+        let synced = maps::sync(current_maps, &index, &prefixes, false)?;
         Ok(Applied {
             generation: current.n,
             swapped: false,
@@ -825,7 +855,21 @@ impl Session {
                 rule: rules[i].1.to_string(),
                 source,
             })?;
-        let counters = &current.maps[&MapRole::Counters];
+        if !current.pinned {
+            status.problems.push(format!(
+                "the program's pin of generation {} is gone (it still runs): apply the \
+                 deployment again",
+                current.n
+            ));
+        }
+        let Some(current_maps) = current.maps.as_ref() else {
+            status.problems.push(format!(
+                "a map pin of generation {} is gone: apply the deployment again",
+                current.n
+            ));
+            return Ok(status);
+        };
+        let counters = &current_maps[&MapRole::Counters];
         for (order, rule) in &rules {
             let (packets, bytes) = counter(counters, *order)?;
             status.rules.push(RuleStatus {
@@ -837,7 +881,7 @@ impl Session {
             });
         }
         let prefixes = state.prefixes(&path)?;
-        let differ = maps::sync(&current.maps, &index, &prefixes, true)?.repaired;
+        let differ = maps::sync(current_maps, &index, &prefixes, true)?.repaired;
         if differ > 0 {
             status.problems.push(format!(
                 "{differ} map entries differ from the rule list (a change was interrupted: \
@@ -1050,5 +1094,6 @@ pub(crate) fn state_of(spec: &Spec, dev: &str, generation: u64) -> State {
         capacity,
         next_order: n,
         hook: HOOK_XDP.to_string(),
+        prog_id: None,
     }
 }

@@ -40,6 +40,9 @@ pub struct State {
     /// Where the program runs: [`HOOK_XDP`] or [`HOOK_IPTABLES`].
     #[serde(default = "default_hook")]
     pub hook: String,
+    /// The program's system-wide id (found by it when its pin is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prog_id: Option<u32>,
 }
 
 /// [`State::hook`] of a program attached at XDP.

@@ -29,6 +29,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 /// `BPF_F_NO_PREALLOC`: an LPM trie requires it.
@@ -608,6 +609,16 @@ impl ProgramKind {
     }
 }
 
+/// `BPF_*_GET_FD_BY_ID`'s part of `union bpf_attr`: the id, then `next_id` and
+/// `open_flags` (0).
+#[repr(C)]
+#[derive(Default)]
+struct GetByIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoadAttr {
@@ -734,6 +745,23 @@ impl Program {
         let path = path.as_ref();
         let fd = obj_get(path)?;
         check_kind(&fd, path, "bpf-prog", "BPF program")?;
+        let mut raw = RawProgInfo::default();
+        object_info(fd.as_fd(), &mut raw).map_err(bpf_error("BPF_OBJ_GET_INFO_BY_FD"))?;
+        Ok(Program {
+            fd,
+            kind: ProgramKind::from_number(raw.prog_type),
+        })
+    }
+
+    /// Opens the program of system-wide id `id` (`BPF_PROG_GET_FD_BY_ID`): a program whose
+    /// pin is gone but which is still attached somewhere.
+    pub fn by_id(id: u32) -> Result<Program, SysError> {
+        let mut attr = GetByIdAttr {
+            id,
+            ..GetByIdAttr::default()
+        };
+        let fd = sys_bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut attr)
+            .map_err(bpf_error("BPF_PROG_GET_FD_BY_ID"))?;
         let mut raw = RawProgInfo::default();
         object_info(fd.as_fd(), &mut raw).map_err(bpf_error("BPF_OBJ_GET_INFO_BY_FD"))?;
         Ok(Program {
