@@ -652,7 +652,8 @@ concurrent() {
             whole "${A[@]}" --drop "*.x2.example.org" --drop "*.x1.example.org"; } && one_generation'
 }
 
-# --- 6. SIGKILL during apply: the old or the new generation stays attached, whole
+# --- 6. SIGKILL during apply: the old or the new generation stays attached, whole. Each
+# round applies the list not attached (A <-> B) and kills the run at a random moment.
 kills() {
     # The kills come at random in 0..SPAN ms: 1.5 times the longest of two applies timed here
     # (most kills then land mid-run), at most 200.
@@ -667,7 +668,8 @@ kills() {
     check "6: start from list B (an apply takes $(((t2 - t1) / 1000000)) ms: kills in 0-$span ms)" rc_is 0
     local i target prev=B killed=0 finished=0 ok=0 leftover=0 repairs=0 tmp=0 pid rc delay cur
     for i in $(seq "$KILLS"); do
-        if [ $((i % 2)) = 1 ]; then target=A; else target=B; fi
+        # always the list not attached: every run builds and swaps a generation
+        if [ "$prev" = B ]; then target=A; else target=B; fi
         local args=(-a "$S4" -a "$S6" --rules "$TMP/${target,,}.rules")
         delay=$((RANDOM % (span + 1)))
         setsid nsenter --net="/run/netns/$SRV" env BPFTOOLS_XDP_PINS="$XDP_PINS" BPFTOOLS_XDP_STATE="$XDP_STATE" \
