@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end test of xdp-bpf on the real kernel: the native DNS matcher attached at XDP
 # (native mode) to the server's end of a veth pair, a real DNS server (Knot) behind it, real
-# clients (dig, dnsperf) in the other namespace, IPv4 and IPv6, untagged, VLAN and QinQ:
-#  1. floods dropped and legitimate names answered, the deciding rules counted, -a;
-#  2. VLAN-tagged queries (the program on the underlying veth);
+# clients (dig, dnsperf, tagged frames from a raw socket) in the other namespace (the
+# namespaces and Knot as scripts/e2e-netns.bash makes them), IPv4 and IPv6:
+#  1. floods dropped and legitimate names answered, the deciding rules counted, -a, a
+#     capture of the client's queries through `xdp-bpf test`; 1b. compiled rules;
+#  2. queries in frames with one or two VLAN tags (802.1Q, 802.1ad, QinQ);
 #  3. idempotence and convergence: unchanged re-runs, new generations, broken states
 #     repaired, programs of another owner and other deployments refused and left alone;
 #  4. live add/remove under load without one legitimate query lost;
-#  5. concurrent runs; 6. SIGKILL loops during apply; 7. delete.
-# Needs root, iproute2, knot, dnsutils, dnsperf, ethtool, tcpdump, bpffs on /sys/fs/bpf.
+#  5. concurrent runs; 6. SIGKILL loops during apply, 6b. during add; 7. delete.
+# Needs root, iproute2, knot, dnsutils, dnsperf, tcpdump, python3, bpffs on /sys/fs/bpf.
 # Skips (exit 0) when not root, except with CI=true (exit 1: CI runs every test).
 # Prints one line per check ("ok N - ..." / "not ok N - ..."); exits 1 when one failed.
 # Sizes: LOAD (seconds of legitimate load, default 10) and LIVE (add/remove pairs at least
-# during it, default 50), ROUNDS (concurrent rounds, default 6), KILLS (SIGKILL rounds,
-# default 30).
+# during it, default 50), ROUNDS (concurrent rounds, default 6), KILLS (SIGKILL rounds
+# during apply, default 30), KILL_CHANGES (during add, default 10).
 # Compound conditions are given to check as eval 'CONDITION': they expand when the check runs.
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -27,7 +29,7 @@ E2E_NAME=e2e-xdp
 # The namespaces, the DNS server, srv/cli, answered, flood, wait_bounded, summary.
 # shellcheck source=scripts/e2e-netns.bash
 source scripts/e2e-netns.bash
-for tool in ethtool tcpdump timeout stat; do
+for tool in tcpdump timeout stat; do
     command -v "$tool" >/dev/null || { echo "$E2E_NAME: FAIL: $tool is not installed"; exit 1; }
 done
 [ -x "$BIN/xdp-bpf" ] || { echo "$E2E_NAME: FAIL: no $BIN/xdp-bpf (cargo build --release)"; exit 1; }
@@ -40,6 +42,7 @@ LIVE=${LIVE:-50}
 LOAD=${LOAD:-10}
 ROUNDS=${ROUNDS:-6}
 KILLS=${KILLS:-30}
+KILL_CHANGES=${KILL_CHANGES:-10}
 # Every xdp-bpf run ends within this many seconds or fails as hung.
 XDP_LIMIT=${XDP_LIMIT:-30}
 # This run's own roots: pins (on bpffs) and state (lock, rule lists) never touch the host's.
@@ -254,6 +257,44 @@ basics() {
     check "1: ... no -a: both floods dropped" eval 'lost_is 20 "$S4" 20 && lost_is 20 "$S6" 20'
 }
 
+# --- 1b. rules run as compiled programs (patterns with '?' or '%XX', --drop-bpf)
+# answered_norec SERVER NAME: answered to a query without RD (dns_validate --strict refuses RD)
+answered_norec() {
+    local out
+    out=$(cli dig +norec +time=1 +tries=1 @"$1" "$2" A 2>/dev/null) || return 1
+    grep -q 'status: ' <<<"$out"
+}
+compiled() {
+    local c=(-a "$S4" -a "$S6" --accept www.example.net --drop 'r?.mail.example.net'
+        --drop '%78%79.ns.example.net' --drop-bpf 'dns_validate --strict' --drop '*.www.example.net')
+    run xdp apply --dev "$DEV" "${c[@]}"
+    check "1b: apply with 3 compiled rules among native ones" ran 0 "2 rule(s) by map lookups, 3 compiled"
+    check "1b: status whole, the rules marked compiled" \
+        eval 'whole "${c[@]}" && test "$(grep -c " compiled  " "$OUT")" = 3'
+    check "1b: r?.mail.example.net drops r1.mail (IPv4, IPv6), not r12.mail" \
+        eval 'not answered_norec "$S4" r1.mail.example.net && not answered_norec "$S6" r2.mail.example.net && answered_norec "$S4" r12.mail.example.net'
+    check "1b: %78%79.ns.example.net drops xy.ns, not xz.ns" \
+        eval 'not answered_norec "$S4" xy.ns.example.net && answered_norec "$S6" xz.ns.example.net'
+    check "1b: dns_validate --strict drops a query with RD (mail.example.net), not without" \
+        eval 'dropped "$S4" mail.example.net && answered_norec "$S4" mail.example.net'
+    check "1b: the accept before it still decides: www.example.net with RD answered" answered "$S6" www.example.net
+    check "1b: a native drop after the compiled rules: flood dropped (lost 20 of 20)" lost_is 20 "$S4" 20
+    check "1b: each compiled rule counted what it dropped (2, 1, 21 incl. the flood's RD queries)" \
+        eval 'test "$(packets "drop r?.mail.example.net")" = 2 && test "$(packets "drop %78%79.ns.example.net")" = 1 && test "$(packets "drop-bpf dns_validate --strict")" = 21'
+    check "1b: ... and the native drop after them nothing (dns_validate decided first)" \
+        test "$(packets 'drop *.www.example.net')" = 0
+    local g
+    g=$(js "s['generation']")
+    run xdp add --dev "$DEV" --drop 'k?.ns.example.net'
+    check "1b: add a compiled rule: made by a new generation" ran 0 "generation $((g + 1)) attached"
+    check "1b: ... it drops k1.ns, the others still work, one generation" \
+        eval 'not answered_norec "$S4" k1.ns.example.net && not answered_norec "$S4" xy.ns.example.net && answered_norec "$S4" k12.ns.example.net && one_generation'
+    run xdp remove --dev "$DEV" --drop 'k?.ns.example.net' --drop-bpf 'dns_validate --strict'
+    check "1b: remove two compiled rules" rc_is 0
+    check "1b: ... RD queries answered again, r?.mail still dropped" \
+        eval 'answered "$S4" mail.example.net && not answered_norec "$S4" r3.mail.example.net && answered_norec "$S4" k1.ns.example.net'
+}
+
 # --- 2. VLAN: tagged queries, the program on the veth. The tags are written into the frames
 # (a raw socket on the client's veth): the program sees them in the frame's bytes whatever
 # the kernel offloads, and no VLAN device is needed (kernels without 802.1Q support run it).
@@ -363,46 +404,11 @@ vlan() {
     for tags in "" 8100:0 8100:10 88a8:0,8100:0 88a8:20,8100:30 9100:7 8100:4094,8100:1; do
         for fam in 4 6; do tagged_case "$tags" "$fam"; done
     done
-    check "2: three tags: beyond what the program reads, passed (5 of 5 counted by no rule)" \
-        eval 'a=$(packets "drop *.www.example.net"); tagged 10.53.1.1 "$S4" 8100:0,8100:0,8100:0 5 "{}.www.example.net" >/dev/null; [ "$(packets "drop *.www.example.net")" = "$a" ]'
-}
-
-# --- 1b. rules run as compiled programs (patterns with '?' or '%XX', --drop-bpf)
-# answered_norec SERVER NAME: answered to a query without RD (dns_validate --strict refuses RD)
-answered_norec() {
-    local out
-    out=$(cli dig +norec +time=1 +tries=1 @"$1" "$2" A 2>/dev/null) || return 1
-    grep -q 'status: ' <<<"$out"
-}
-compiled() {
-    local c=(-a "$S4" -a "$S6" --accept www.example.net --drop 'r?.mail.example.net'
-        --drop '%78%79.ns.example.net' --drop-bpf 'dns_validate --strict' --drop '*.www.example.net')
-    run xdp apply --dev "$DEV" "${c[@]}"
-    check "1b: apply with 3 compiled rules among native ones" ran 0 "2 rule(s) by map lookups, 3 compiled"
-    check "1b: status whole, the rules marked compiled" \
-        eval 'whole "${c[@]}" && test "$(grep -c " compiled  " "$OUT")" = 3'
-    check "1b: r?.mail.example.net drops r1.mail (IPv4, IPv6), not r12.mail" \
-        eval 'not answered_norec "$S4" r1.mail.example.net && not answered_norec "$S6" r2.mail.example.net && answered_norec "$S4" r12.mail.example.net'
-    check "1b: %78%79.ns.example.net drops xy.ns, not xz.ns" \
-        eval 'not answered_norec "$S4" xy.ns.example.net && answered_norec "$S6" xz.ns.example.net'
-    check "1b: dns_validate --strict drops a query with RD (mail.example.net), not without" \
-        eval 'dropped "$S4" mail.example.net && answered_norec "$S4" mail.example.net'
-    check "1b: the accept before it still decides: www.example.net with RD answered" answered "$S6" www.example.net
-    check "1b: a native drop after the compiled rules: flood dropped (lost 20 of 20)" lost_is 20 "$S4" 20
-    check "1b: each compiled rule counted what it dropped (2, 1, 21 incl. the flood's RD queries)" \
-        eval 'test "$(packets "drop r?.mail.example.net")" = 2 && test "$(packets "drop %78%79.ns.example.net")" = 1 && test "$(packets "drop-bpf dns_validate --strict")" = 21'
-    check "1b: ... and the native drop after them nothing (dns_validate decided first)" \
-        test "$(packets 'drop *.www.example.net')" = 0
-    local g
-    g=$(js "s['generation']")
-    run xdp add --dev "$DEV" --drop 'k?.ns.example.net'
-    check "1b: add a compiled rule: made by a new generation" ran 0 "generation $((g + 1)) attached"
-    check "1b: ... it drops k1.ns, the others still work, one generation" \
-        eval 'not answered_norec "$S4" k1.ns.example.net && not answered_norec "$S4" xy.ns.example.net && answered_norec "$S4" k12.ns.example.net && one_generation'
-    run xdp remove --dev "$DEV" --drop 'k?.ns.example.net' --drop-bpf 'dns_validate --strict'
-    check "1b: remove two compiled rules" rc_is 0
-    check "1b: ... RD queries answered again, r?.mail still dropped" \
-        eval 'answered "$S4" mail.example.net && not answered_norec "$S4" r3.mail.example.net && answered_norec "$S4" k1.ns.example.net'
+    local before
+    before=$(packets 'drop *.www.example.net')
+    tagged 10.53.1.1 "$S4" 8100:0,8100:0,8100:0 5 '{}.www.example.net' >/dev/null
+    check "2: three tags: more than the program reads: not matched (no rule counts them)" \
+        test "$(packets 'drop *.www.example.net')" = "$before"
 }
 
 # --- 3. idempotence and convergence
@@ -723,6 +729,62 @@ kills() {
     check "6: ... and no temporary file of a killed run's rule list ($(temps) left)" test "$(temps)" = 0
 }
 
+# --- 6b. SIGKILL during add: the rule list is written first, then the maps one key at a time;
+# a killed add leaves maps that status reports as differing (exit 3, nothing else wrong),
+# legitimate queries pass all along, and running the change again or apply repairs them.
+kills_change() {
+    run xdp apply --dev "$DEV" "${BASE[@]}"
+    check "6b: start from the base list" rc_is 0
+    local big=() i t0 t1 span
+    for i in $(seq 1000); do big+=(--drop "*.n$i.example.org" --accept "a$i.example.org"); done
+    t0=$(date +%s%N)
+    run xdp add --dev "$DEV" "${big[@]}"
+    t1=$(date +%s%N)
+    span=$(((t1 - t0) * 3 / 2000000))
+    check "6b: add 2000 rules in one run (takes $(((t1 - t0) / 1000000)) ms: kills in 0-$span ms)" \
+        eval 'ran 0 "changed in place" && whole "${BASE[@]}" "${big[@]}"'
+    run xdp remove --dev "$DEV" "${big[@]}"
+    local r pid rc delay ok=0 differ=0 again=0 killed=0 problems
+    for r in $(seq "$KILL_CHANGES"); do
+        delay=$((RANDOM % (span + 1)))
+        setsid nsenter --net="/run/netns/$SRV" env BPFTOOLS_XDP_PINS="$XDP_PINS" BPFTOOLS_XDP_STATE="$XDP_STATE" \
+            "$BIN/xdp-bpf" add -q --dev "$DEV" "${big[@]}" >"$TMP/kill.txt" 2>&1 &
+        pid=$!
+        sleep "$(printf '0.%03d' "$delay")"
+        kill -KILL "$pid" 2>/dev/null || true
+        rc=0
+        { wait_bounded "$pid" "$XDP_LIMIT"; } 2>/dev/null || rc=$?
+        [ "$rc" != 137 ] || killed=$((killed + 1))
+        problems=""
+        [ "$rc" = 0 ] || [ "$rc" = 137 ] || problems+=" add exited $rc: $(cat "$TMP/kill.txt")"
+        # the maps as the kill left them pass legitimate queries
+        if ! { answered "$S4" www.example.net && answered "$S6" mail.example.net; }; then
+            problems+=" a legitimate query lost"
+        fi
+        run xdp status --dev "$DEV"
+        if [ "$RC" = 3 ] && ! grep '^problem:' "$OUT" | grep -vq "map entries differ"; then
+            differ=$((differ + 1))
+            # the same add again (as status advises): the maps brought to the list
+            xdp add -q --dev "$DEV" "${big[@]}" >/dev/null 2>&1 || problems+=" add again failed"
+            if is_list; then again=$((again + 1)); else problems+=" add again did not repair the maps"; fi
+        elif [ "$RC" != 0 ]; then
+            problems+=" status exit $RC: $(cat "$OUT")"
+        fi
+        # back to the base list: remove whatever of the change the list holds
+        if ! is_list "${BASE[@]}"; then
+            xdp apply -q --dev "$DEV" "${BASE[@]}" >/dev/null 2>&1 || problems+=" apply of the base list failed"
+        fi
+        is_list "${BASE[@]}" || problems+=" apply did not bring back the base list"
+        [ -n "$problems" ] || ok=$((ok + 1))
+        [ -z "$problems" ] || note "round $r (kill at ${delay}ms, exit $rc):$problems"
+    done
+    check "6b: $KILL_CHANGES adds of 2000 rules killed at 0-$span ms ($killed mid-run): status whole or only map differences ($differ), legitimate queries answered, repaired ($ok ok)" \
+        test "$ok" = "$KILL_CHANGES"
+    check "6b: ... the same add run again repaired the maps each time ($again of $differ)" test "$again" = "$differ"
+    check "6b: ... and apply leaves the base list whole, one generation" \
+        eval 'whole "${BASE[@]}" && one_generation'
+}
+
 # --- 7. delete
 delete() {
     run xdp delete --dev "$DEV"
@@ -746,6 +808,7 @@ convergence
 live
 concurrent
 kills
+kills_change
 delete
 
 echo "1..$N"
