@@ -62,8 +62,8 @@ DEV=v-srv
 pass() { PASSED=$((PASSED + 1)); N=$((N + 1)); echo "ok $N - $* [${SECONDS}s]"; }
 fail() { FAILED=$((FAILED + 1)); N=$((N + 1)); echo "not ok $N - $* [${SECONDS}s]"; }
 # todo DEFECT DESCRIPTION COMMAND...: a check of a known defect of xdp-bpf (TAP's TODO): a
-# failure is printed with the defect and not counted as one; a pass says the defect is gone
-# (then make it a check).
+# failure is printed with the defect and not counted as one; once the defect is fixed, make it
+# a check.
 TODOS=0
 todo() {
     local defect=$1 what=$2
@@ -71,7 +71,7 @@ todo() {
     N=$((N + 1))
     if "$@"; then
         PASSED=$((PASSED + 1))
-        echo "ok $N - $what # TODO passes now (make it a check): $defect [${SECONDS}s]"
+        echo "ok $N - $what # TODO not seen this run: $defect [${SECONDS}s]"
     else
         TODOS=$((TODOS + 1))
         echo "not ok $N - $what # TODO known defect: $defect [${SECONDS}s]"
