@@ -13,7 +13,6 @@
 # Needs root, iproute2, knot, dnsutils, dnsperf, tcpdump, python3, bpffs on /sys/fs/bpf.
 # Skips (exit 0) when not root, except with CI=true (exit 1: CI runs every test).
 # Prints one line per check ("ok N - ..." / "not ok N - ..."); exits 1 when one failed.
-# Checks of known defects of the tool are marked "# TODO" (as TAP does) and not counted.
 # Sizes: LOAD (seconds of legitimate load, default 10) and LIVE (add/remove pairs at least
 # during it, default 50), ROUNDS (concurrent rounds, default 6), KILLS (SIGKILL rounds
 # during apply, default 30), KILL_CHANGES (during add, default 10).
@@ -61,22 +60,6 @@ DEV=v-srv
 # Checks numbered as TAP does (these replace e2e-netns.bash's pass and fail; check uses them).
 pass() { PASSED=$((PASSED + 1)); N=$((N + 1)); echo "ok $N - $* [${SECONDS}s]"; }
 fail() { FAILED=$((FAILED + 1)); N=$((N + 1)); echo "not ok $N - $* [${SECONDS}s]"; }
-# todo DEFECT DESCRIPTION COMMAND...: a check of a known defect of xdp-bpf (TAP's TODO): a
-# failure is printed with the defect and not counted as one; once the defect is fixed, make it
-# a check.
-TODOS=0
-todo() {
-    local defect=$1 what=$2
-    shift 2
-    N=$((N + 1))
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        echo "ok $N - $what # TODO not seen this run: $defect [${SECONDS}s]"
-    else
-        TODOS=$((TODOS + 1))
-        echo "not ok $N - $what # TODO known defect: $defect [${SECONDS}s]"
-    fi
-}
 # note TEXT: a diagnostic line (after a failed check)
 note() {
     local line
@@ -744,8 +727,7 @@ kills() {
     run xdp apply --dev "$DEV" "${A[@]}"
     check "6: the next apply converges: list A, whole" eval 'rc_is 0 && whole "${A[@]}"'
     check "6: ... and leaves one generation, nothing else" one_generation
-    todo "a rule list's temporary file a killed run was writing stays in the state directory: nothing removes it" \
-        "6: ... and no temporary file of a killed run's rule list ($(temps) left)" test "$(temps)" = 0
+    check "6: ... and no temporary file of a killed run's rule list ($(temps) left)" test "$(temps)" = 0
 }
 
 # --- 6b. SIGKILL during add: the rule list is written first, then the maps one key at a time;
@@ -806,8 +788,7 @@ kills_change() {
     done
     check "6b: $KILL_CHANGES adds of 2000 rules killed at 0-$span ms ($killed mid-run): status whole or only map differences ($differ times), legitimate queries answered, the differences repaired ($ok ok)" \
         test "$ok" = "$KILL_CHANGES"
-    todo "add of rules the list already holds returns 'unchanged' before bringing the maps to the list" \
-        "6b: ... by the same add run again, as status advises ($again of $differ; else by apply)" \
+    check "6b: ... by the same add run again, as status advises ($again of $differ; else by apply)" \
         test "$again" = "$differ"
     check "6b: ... and apply leaves the base list whole, one generation" \
         eval 'whole "${BASE[@]}" && one_generation'
@@ -841,5 +822,4 @@ delete
 
 echo "1..$N"
 SUMMARIZED=true
-[ "$TODOS" = 0 ] || echo "$E2E_NAME: $TODOS known defect(s) of xdp-bpf seen (# TODO above), not counted as failures"
 summary

@@ -33,7 +33,8 @@ A rules file (--rules FILE, '-' for standard input) holds one rule per line: 'ac
 'drop PATTERN' or 'drop-bpf GENERATOR ARGS...'; '#' starts a comment.
 
 apply converges from any state: run again, it changes nothing; killed at any point, the old or
-the new deployment stays attached. add and remove change the attached deployment by map
+the new deployment stays attached (but for a move between native and generic mode, a detach
+then an attach). add and remove change the attached deployment by map
 updates, without losing a packet that both the old and the new rules pass. status exits 3
 when nothing is attached, the maps differ from the rules, or (given rules) the deployment is
 not what they describe. Every command takes the interface's lock: two operators serialize.

@@ -86,6 +86,16 @@ pub fn hook_word(hook: Hook) -> &'static str {
     }
 }
 
+/// When an XDP program this tool did not attach is an error ([`DeployError::Foreign`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Foreign {
+    /// Unless ours is the one at XDP (an apply that attaches at XDP).
+    Refuse,
+    /// When no deployment of ours is found at all (the other commands: one of ours in
+    /// iptables does not care what runs at XDP).
+    RefuseWithoutOurs,
+}
+
 /// The attached generation.
 struct Current {
     n: u64,
@@ -326,7 +336,7 @@ impl Session {
     fn current(
         &self,
         clean: bool,
-        foreign_xdp_matters: bool,
+        foreign: Foreign,
     ) -> Result<(Option<Current>, usize), DeployError> {
         let attached = self.attached()?;
         let mut gens = generation_dirs(&self.pins, "")?;
@@ -382,7 +392,11 @@ impl Session {
                 ..
             })
         );
-        if !ours_at_xdp && foreign_xdp_matters {
+        let refuse = match foreign {
+            Foreign::Refuse => !ours_at_xdp,
+            Foreign::RefuseWithoutOurs => current.is_none(),
+        };
+        if refuse {
             if let Some(&(mode, prog_id)) = attached.first() {
                 return Err(DeployError::Foreign {
                     dev: self.place.dev.clone(),
@@ -418,7 +432,8 @@ impl Session {
     fn unhook(&self, old: &Current, new: Hook) -> Result<(), DeployError> {
         match old.hook {
             Hook::Xdp(mode) => {
-                if new != Hook::Xdp(mode) {
+                // Into XDP again, the old program was replaced or detached already.
+                if !matches!(new, Hook::Xdp(_)) {
                     detach_xdp(self.ifindex, mode, Some(&old.prog))?;
                 }
             }
@@ -484,7 +499,13 @@ impl Session {
     /// Makes the deployment what `spec` says (see the module docs). `mode`: the attach mode
     /// wanted (`None`: native, else generic with a note).
     pub fn apply(&self, spec: &Spec, wanted: Wanted) -> Result<Applied, DeployError> {
-        let (current, leftovers) = self.current(true, matches!(wanted, Wanted::Xdp(_)))?;
+        let (current, leftovers) = self.current(
+            true,
+            match wanted {
+                Wanted::Xdp(_) => Foreign::Refuse,
+                Wanted::Iptables => Foreign::RefuseWithoutOurs,
+            },
+        )?;
         let options = MatcherOptions {
             ignore_case: !spec.match_case,
         };
@@ -554,12 +575,31 @@ impl Session {
                 replace_xdp(self.ifindex, &prog, &old.prog, old_mode)?;
                 Hook::Xdp(old_mode)
             }
-            (Wanted::Xdp(mode), _) => {
-                // The first at XDP, or in another mode than the old program's (both run a
-                // moment: each drops only what its rules drop).
-                let attached = attach_xdp(self.ifindex, &prog, mode)?;
-                native_refused = attached.native_refused.map(|e| e.to_string());
-                Hook::Xdp(attached.mode)
+            (Wanted::Xdp(mode), old_hook) => {
+                // The first at XDP, or in another mode than the old program's: the kernel
+                // does not run a native and a generic program at once, so the old one is
+                // detached first (the one moment without a program; when the new one cannot
+                // be attached, the old one is put back).
+                let old = current
+                    .as_ref()
+                    .filter(|_| matches!(old_hook, Some(Hook::Xdp(_))));
+                if let (Some(old), Some(Hook::Xdp(old_mode))) = (old, old_hook) {
+                    detach_xdp(self.ifindex, old_mode, Some(&old.prog))?;
+                    match attach_xdp(self.ifindex, &prog, mode) {
+                        Ok(attached) => {
+                            native_refused = attached.native_refused.map(|e| e.to_string());
+                            Hook::Xdp(attached.mode)
+                        }
+                        Err(e) => {
+                            let _ = attach_xdp(self.ifindex, &old.prog, Some(old_mode));
+                            return Err(e.into());
+                        }
+                    }
+                } else {
+                    let attached = attach_xdp(self.ifindex, &prog, mode)?;
+                    native_refused = attached.native_refused.map(|e| e.to_string());
+                    Hook::Xdp(attached.mode)
+                }
             }
             (Wanted::Iptables, _) => {
                 iptables::insert(
@@ -598,7 +638,7 @@ impl Session {
     /// them). A change that needs a compiled program, or more room than the maps have, is
     /// made by a new generation as [`Session::apply`] makes one.
     pub fn change(&self, name: &str, change: &Change) -> Result<Applied, DeployError> {
-        let (current, leftovers) = self.current(true, false)?;
+        let (current, leftovers) = self.current(true, Foreign::RefuseWithoutOurs)?;
         let Some(current) = current else {
             return Err(DeployError::NotDeployed {
                 dev: self.place.dev.clone(),
@@ -809,7 +849,7 @@ impl Session {
             addresses: Vec::new(),
             problems: Vec::new(),
         };
-        let current = match self.current(false, true) {
+        let current = match self.current(false, Foreign::RefuseWithoutOurs) {
             Ok((current, _)) => current,
             Err(e @ DeployError::Foreign { .. }) => {
                 status.problems.push(e.to_string());
@@ -922,7 +962,7 @@ impl Session {
     /// Detaches the deployment and removes every generation. Nothing attached and nothing
     /// pinned is not an error (`detached` false, no generation).
     pub fn delete(&self, name: Option<&str>) -> Result<Deleted, DeployError> {
-        let (current, _) = self.current(false, false)?;
+        let (current, _) = self.current(false, Foreign::RefuseWithoutOurs)?;
         let mut detached = false;
         if let Some(current) = &current {
             if let Some(name) = name {
@@ -958,7 +998,7 @@ impl Session {
 
     /// The attached generation's program, for test runs.
     pub fn program(&self) -> Result<(Program, State), DeployError> {
-        let (current, _) = self.current(false, false)?;
+        let (current, _) = self.current(false, Foreign::RefuseWithoutOurs)?;
         let current = current.ok_or_else(|| DeployError::NotDeployed {
             dev: self.place.dev.clone(),
         })?;
