@@ -1540,7 +1540,12 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
     // unless its map has no key of its kind.
     g.e.bind(whole);
     let suffix = g.e.label();
-    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, SKIPS + SKIP_FLAGS as i16));
+    g.emit(Insn::load(
+        Size::B,
+        Reg::R1,
+        SCRATCH,
+        SKIPS + SKIP_FLAGS as i16,
+    ));
     g.jump(JmpOp::Jset, Reg::R1, imm(i32::from(SKIP_EXACT)), suffix);
     g.emit(Insn::store_imm(
         Size::B,
@@ -1554,7 +1559,12 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
     g.e.bind(suffix);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, LABELS));
     g.jump(JmpOp::Jeq, Reg::R1, imm(0), hook);
-    g.emit(Insn::load(Size::B, Reg::R1, SCRATCH, SKIPS + SKIP_FLAGS as i16));
+    g.emit(Insn::load(
+        Size::B,
+        Reg::R1,
+        SCRATCH,
+        SKIPS + SKIP_FLAGS as i16,
+    ));
     g.jump(JmpOp::Jset, Reg::R1, imm(i32::from(SKIP_SUFFIX)), hook);
     g.emit(Insn::store_imm(
         Size::B,
