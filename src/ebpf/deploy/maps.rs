@@ -386,3 +386,57 @@ pub(crate) fn index_rules(
     }
     Ok((index, classic))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::matcher::Action;
+
+    /// The deploy index's skips (what `sync` and `write_key` write) equal those of the map
+    /// contents of the same rules, after every insert and every remove.
+    #[test]
+    fn the_index_skips_equal_the_map_contents_skips_as_rules_come_and_go() {
+        let options = MatcherOptions { ignore_case: true };
+        let patterns = [
+            "a.**",
+            "www.example.**",
+            "x.y.z.**",
+            "ok.www.example.**",
+            "**",
+            "www.example.net",
+            "*.example.net",
+            "*{2-5}.www.example.net",
+            "b.**",
+            "www.example.**",
+        ];
+        let rule = |p: &str| Rule {
+            action: Action::Drop,
+            body: RuleBody::Pattern(p.to_string()),
+        };
+        let mut index = Index::default();
+        let mut present: Vec<(u32, Action, &str)> = Vec::new();
+        let mut compared = 0;
+        let mut check = |index: &Index, present: &[(u32, Action, &str)]| {
+            let contents = MapContents::with_orders(present, options).expect("contents");
+            assert_eq!(index.skips(), contents.skips(), "{present:?}");
+            compared += 1;
+        };
+        check(&index, &present);
+        for (order, p) in patterns.iter().enumerate() {
+            let entries = native_entries(order as u32, &rule(p), options)
+                .expect("valid")
+                .expect("native");
+            index.insert(order as u32, entries);
+            present.push((order as u32, Action::Drop, p));
+            check(&index, &present);
+        }
+        // Removed in another order: shared lengths (two `www.example.**`) stay until the last.
+        for order in [9, 0, 4, 1, 7, 5, 2, 8, 6, 3] {
+            index.remove(order);
+            present.retain(|r| r.0 != order);
+            check(&index, &present);
+        }
+        assert_eq!(compared, 1 + 2 * patterns.len());
+        assert_eq!(index.skips(), MapContents::default().skips());
+    }
+}
