@@ -1803,13 +1803,15 @@ fn with_prefixes_of_several_lengths_the_skipping_matcher_gives_the_chain_verdict
     // lookup skipped: the program must read the value (only the first rule's key is left).
     let zeros = Skips([0; matcher::LENGTHS_SIZE as usize]);
     let all = Skips([0xff; matcher::LENGTHS_SIZE as usize]);
-    let mut first_only = MapContents::default();
-    first_only.names = contents
-        .names
-        .iter()
-        .filter(|(k, _)| k.kind() == KeyKind::First as u8)
-        .map(|(k, r)| (k.clone(), *r))
-        .collect();
+    let first_only = MapContents {
+        names: contents
+            .names
+            .iter()
+            .filter(|(k, _)| k.kind() == KeyKind::First as u8)
+            .map(|(k, r)| (k.clone(), *r))
+            .collect(),
+        ..MapContents::default()
+    };
     let (mut runs, mut dropped, mut lost) = (0, 0, 0);
     for variant in [Variant::Xdp, Variant::SocketFilter] {
         let (pass, drop) = variant.verdicts();
