@@ -50,8 +50,8 @@ use bpftools::ebpf::compile::{XDP_DROP, XDP_PASS};
 use bpftools::ebpf::insn::{AluOp, Operand, Size};
 use bpftools::ebpf::matcher::{
     action_of, suffix_value_bytes, Action, MapContents, MapRole, MatcherOptions, Variant,
-    BPF_F_NO_PREALLOC, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_PERCPU_ARRAY,
-    BPF_MAP_TYPE_PROG_ARRAY, KEY_SIZE,
+    BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE,
+    BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_ARRAY, KEY_SIZE,
 };
 use bpftools::ebpf::sys::{
     lpm_key, raise_memlock, Map, MapKind, MapSpec, Program, ProgramKind, Update,
@@ -216,6 +216,7 @@ struct Loaded {
 fn map_kind(map_type: u32) -> MapKind {
     match map_type {
         BPF_MAP_TYPE_HASH => MapKind::Hash,
+        BPF_MAP_TYPE_ARRAY => MapKind::Array,
         BPF_MAP_TYPE_PROG_ARRAY => MapKind::ProgArray,
         BPF_MAP_TYPE_PERCPU_ARRAY => MapKind::PerCpuArray,
         BPF_MAP_TYPE_LPM_TRIE => MapKind::LpmTrie,
@@ -258,6 +259,7 @@ fn load_matcher(variant: Variant, rules: &[(Action, String)]) -> Fallible<Loaded
     for (key, ranks) in &contents.suffixes {
         map(MapRole::Suffixes).update(&key.0, &suffix_value_bytes(ranks), Update::NoExist)?;
     }
+    map(MapRole::Lengths).update(&0u32.to_ne_bytes(), &contents.skips().0, Update::Any)?;
     map(MapRole::Addr4).update(&lpm_key(0, &[0; 4]), &[1], Update::Any)?;
     map(MapRole::Addr6).update(&lpm_key(0, &[0; 16]), &[1], Update::Any)?;
     let insns = variant

@@ -55,6 +55,17 @@
 //!      the name after its first label ([`KeyKind::Suffix`], for `*.lit` and `*{m-n}.lit`)
 //!      in [`MapRole::Suffixes`], whose value holds one rank per length of that first label.
 //!
+//!    A lookup costs about as much as hashing its 256-byte key, and most of them cannot
+//!    hit: a list without `lit.lit.**` rules has no prefix key at all. So the program skips
+//!    the lookups the maps say cannot hit ([`Skips`], the one value of [`MapRole::Lengths`],
+//!    copied into the scratch value once per frame): a prefix lookup at offset `n` when no
+//!    prefix key has `n` wire bytes, the exact lookup when there is no exact key, the suffix
+//!    lookup when there is no suffix key. A bit set means "skip": the value the kernel
+//!    creates (all zeros) skips nothing, so maps filled without it give today's verdicts;
+//!    a skip bit set where a key exists would lose that key's rule, so whoever changes the
+//!    maps live clears a bit before writing the key it covers and sets it only after the
+//!    last such key is deleted ([`Skips::of`]).
+//!
 //!    Keys start and end at label boundaries, so a rule never matches across one
 //!    (`xwww.example.net` is not under `www.example.net`). Each value is a rank ([`rank`]):
 //!    rules of lower order rank higher, and the lowest bit is the action; the rank is the
@@ -136,6 +147,16 @@ use crate::gen::dns::{parse_pattern, Part, PatternError, IPV6_EXTENSION_HEADERS,
 
 /// The bytes of a key ([`Key`]).
 pub const KEY_SIZE: usize = 256;
+/// The bytes of a [`MapRole::Lengths`] value ([`Skips`]): 256 bits by prefix length, the
+/// flags byte ([`SKIP_EXACT`], [`SKIP_SUFFIX`]), zeros.
+pub const LENGTHS_SIZE: u32 = 40;
+/// The offset of the flags byte in a [`Skips`] value.
+pub const SKIP_FLAGS: usize = 32;
+/// [`Skips`] flag: no [`KeyKind::Exact`] key in [`MapRole::Names`], the exact lookup is
+/// skipped.
+pub const SKIP_EXACT: u8 = 1;
+/// [`Skips`] flag: no key in [`MapRole::Suffixes`], the suffix lookup is skipped.
+pub const SKIP_SUFFIX: u8 = 2;
 /// The longest name the keys hold: 255 bytes on the wire, less the root's.
 pub const MAX_KEY_NAME: usize = KEY_SIZE - 2;
 /// The number of ranks in a suffix value, indexed by the first label's length (0 unused).
@@ -143,6 +164,8 @@ pub const SUFFIX_RANKS: usize = 64;
 
 /// `BPF_MAP_TYPE_HASH`.
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_ARRAY`.
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_PROG_ARRAY`.
 pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
@@ -237,9 +260,12 @@ const MODE_BLIND: i32 = 4;
 /// matcher writes before it tail-calls the first classic rule and each classic rule reads,
 /// raises when it matches with a higher rank, and passes on.
 pub const SCRATCH_BEST: i16 = 544;
+/// The offset in the scratch value of the frame's copy of the [`Skips`].
+const SKIPS: i16 = 552;
 /// Scratch bytes: the suffix key's writes reach `SUFFIX_KEY + 2 + 255`; the state words
-/// after, then the best rank ([`SCRATCH_BEST`]) and 4 spare bytes.
-pub const SCRATCH_SIZE: u32 = 552;
+/// after, then the best rank ([`SCRATCH_BEST`]), 4 spare bytes and the copy of the
+/// [`Skips`] ([`LENGTHS_SIZE`] bytes).
+pub const SCRATCH_SIZE: u32 = SKIPS as u32 + LENGTHS_SIZE;
 
 /// What a key holds (its first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -420,6 +446,79 @@ pub struct MapContents {
     pub suffixes: BTreeMap<Key, [u32; SUFFIX_RANKS]>,
 }
 
+/// The one value of [`MapRole::Lengths`]: which lookups the program skips because no key
+/// can answer them (see the module docs). Bit `n % 8` of byte `n / 8` (`n` = 0..=255) is
+/// set when no [`KeyKind::Prefix`] key of `n` wire bytes is in [`MapRole::Names`]; the byte
+/// at [`SKIP_FLAGS`] holds [`SKIP_EXACT`] and [`SKIP_SUFFIX`]. All zeros (what the kernel
+/// creates) skips nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Skips(pub [u8; LENGTHS_SIZE as usize]);
+
+impl Skips {
+    /// The skips for maps holding exactly the keys `names` ([`MapRole::Names`]) and
+    /// `suffixes` ([`MapRole::Suffixes`]).
+    pub fn of<'a>(
+        names: impl IntoIterator<Item = &'a Key>,
+        suffixes: impl IntoIterator<Item = &'a Key>,
+    ) -> Skips {
+        let mut prefixes = [false; 256];
+        let mut exact = false;
+        for key in names {
+            if key.kind() == KeyKind::Prefix as u8 {
+                prefixes[usize::from(key.0[1])] = true;
+            } else if key.kind() == KeyKind::Exact as u8 {
+                exact = true;
+            }
+        }
+        let suffix = suffixes.into_iter().next().is_some();
+        Skips::new(|n| prefixes[usize::from(n)], exact, suffix)
+    }
+
+    /// The skips for maps with a [`KeyKind::Prefix`] key of `n` wire bytes when
+    /// `has_prefix(n)`, an exact key when `has_exact`, a suffix key when `has_suffix`.
+    pub fn new(has_prefix: impl Fn(u8) -> bool, has_exact: bool, has_suffix: bool) -> Skips {
+        let mut value = [0u8; LENGTHS_SIZE as usize];
+        for n in 0..=255u8 {
+            if !has_prefix(n) {
+                value[usize::from(n / 8)] |= 1 << (n % 8);
+            }
+        }
+        if !has_exact {
+            value[SKIP_FLAGS] |= SKIP_EXACT;
+        }
+        if !has_suffix {
+            value[SKIP_FLAGS] |= SKIP_SUFFIX;
+        }
+        Skips(value)
+    }
+
+    /// Whether the prefix lookup at offset `length` of the name is skipped.
+    pub fn skips_prefix(&self, length: u8) -> bool {
+        self.0[usize::from(length / 8)] & (1 << (length % 8)) != 0
+    }
+
+    /// Whether the exact lookup is skipped.
+    pub fn skips_exact(&self) -> bool {
+        self.0[SKIP_FLAGS] & SKIP_EXACT != 0
+    }
+
+    /// Whether the suffix lookup is skipped.
+    pub fn skips_suffix(&self) -> bool {
+        self.0[SKIP_FLAGS] & SKIP_SUFFIX != 0
+    }
+}
+
+impl std::fmt::Debug for Skips {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let looked: Vec<u8> = (0..=255u8).filter(|&n| !self.skips_prefix(n)).collect();
+        f.debug_struct("Skips")
+            .field("prefix_lengths_looked_up", &looked)
+            .field("exact", &!self.skips_exact())
+            .field("suffix", &!self.skips_suffix())
+            .finish()
+    }
+}
+
 /// The form a pattern takes in the maps.
 enum Form {
     Exact(Vec<u8>),
@@ -586,6 +685,11 @@ impl MapContents {
         }
     }
 
+    /// The [`MapRole::Lengths`] value for these contents: the lookups no key can answer.
+    pub fn skips(&self) -> Skips {
+        Skips::of(self.names.keys(), self.suffixes.keys())
+    }
+
     /// The rank of the first rule (the highest), 0 without rules: what the program gives a
     /// query whose name the `dns` programs do not reach (see the module docs).
     pub fn first_rank(&self) -> u32 {
@@ -663,6 +767,9 @@ pub enum MapRole {
     Names,
     /// Hash map, [`Key`] -> `[u32; 64]` ranks by first-label length: suffixes.
     Suffixes,
+    /// Array of one [`LENGTHS_SIZE`]-byte value at key 0 (a `u32`): the [`Skips`], the
+    /// lookups no key of the two maps above can answer (all zeros: none skipped).
+    Lengths,
     /// Per-CPU array of one [`SCRATCH_SIZE`]-byte value: the keys being built, the best rank
     /// carried across tail calls.
     Scratch,
@@ -703,9 +810,10 @@ impl MapRole {
     /// Every role of the XDP program ([`program`]) and its classic rules, in the order
     /// [`MatcherProgram::with_map_fds`] is usually given them ([`MapRole::Packet`] is the
     /// socket filter's alone: [`Variant::roles`]).
-    pub const ALL: [MapRole; 7] = [
+    pub const ALL: [MapRole; 8] = [
         MapRole::Names,
         MapRole::Suffixes,
+        MapRole::Lengths,
         MapRole::Scratch,
         MapRole::Addr4,
         MapRole::Addr6,
@@ -716,9 +824,10 @@ impl MapRole {
     /// Every role of the socket filter ([`socket_program`]): those of [`MapRole::ALL`]
     /// without [`MapRole::Programs`] (no classic rule runs after it), then
     /// [`MapRole::Packet`].
-    pub const SOCKET_FILTER: [MapRole; 7] = [
+    pub const SOCKET_FILTER: [MapRole; 8] = [
         MapRole::Names,
         MapRole::Suffixes,
+        MapRole::Lengths,
         MapRole::Scratch,
         MapRole::Addr4,
         MapRole::Addr6,
@@ -731,6 +840,7 @@ impl MapRole {
         match self {
             MapRole::Names => "names",
             MapRole::Suffixes => "suffixes",
+            MapRole::Lengths => "lengths",
             MapRole::Scratch => "scratch",
             MapRole::Addr4 => "addr4",
             MapRole::Addr6 => "addr6",
@@ -753,6 +863,7 @@ impl MapRole {
                 capacity,
                 no_prealloc,
             ),
+            MapRole::Lengths => (BPF_MAP_TYPE_ARRAY, 4, LENGTHS_SIZE, 1, 0),
             MapRole::Scratch => (BPF_MAP_TYPE_PERCPU_ARRAY, 4, SCRATCH_SIZE, 1, 0),
             MapRole::Addr4 => (
                 BPF_MAP_TYPE_LPM_TRIE,
@@ -1297,8 +1408,23 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
     // UDP header (8) and DNS header (12).
     g.check_room(Reg::R2, Reg::R3, 20, unmatched);
 
-    // --- The keys zeroed, the loop's state.
+    // --- The skips copied from their map (none skipped without the value), the keys
+    // zeroed, the loop's state.
     g.e.bind(prepare);
+    let no_skips = g.e.label();
+    let skips_copied = g.e.label();
+    g.emit(Insn::store_imm(Size::W, Reg::FP, MAP_KEY, 0));
+    g.lookup_stack(MapRole::Lengths, MAP_KEY, no_skips);
+    for off in (0..LENGTHS_SIZE as i16).step_by(8) {
+        g.emit(Insn::load(Size::DW, Reg::R1, Reg::R0, off));
+        g.emit(Insn::store(Size::DW, SCRATCH, SKIPS + off, Reg::R1));
+    }
+    g.goto(skips_copied);
+    g.e.bind(no_skips);
+    for off in (0..LENGTHS_SIZE as i16).step_by(8) {
+        g.emit(Insn::store_imm(Size::DW, SCRATCH, SKIPS + off, 0));
+    }
+    g.e.bind(skips_copied);
     for off in (0..STATE).step_by(8) {
         g.emit(Insn::store_imm(Size::DW, SCRATCH, off, 0));
     }
@@ -1340,7 +1466,17 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
     g.jump(JmpOp::Jge, POS, imm(255), hook);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, REMAINING));
     g.jump(JmpOp::Jne, Reg::R1, imm(0), character);
-    // A label boundary: first the prefix up to here, then the length byte.
+    // A label boundary: first the prefix up to here (unless no prefix key has this length:
+    // bit r9 of the skips, r9 < 255 here), then the length byte.
+    let length = g.e.label();
+    g.emit(Insn::mov64_reg(Reg::R1, POS));
+    g.emit(Insn::alu64(AluOp::Rsh, Reg::R1, imm(3)));
+    g.emit(Insn::alu64(AluOp::Add, Reg::R1, Operand::Reg(SCRATCH)));
+    g.emit(Insn::load(Size::B, Reg::R1, Reg::R1, SKIPS));
+    g.emit(Insn::mov64_reg(Reg::R2, POS));
+    g.emit(Insn::alu64(AluOp::And, Reg::R2, imm(7)));
+    g.emit(Insn::alu64(AluOp::Rsh, Reg::R1, Operand::Reg(Reg::R2)));
+    g.jump(JmpOp::Jset, Reg::R1, imm(1), length);
     g.emit(Insn::store_imm(
         Size::B,
         SCRATCH,
@@ -1348,7 +1484,6 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
         KeyKind::Prefix as i32,
     ));
     g.emit(Insn::store(Size::B, SCRATCH, NAME_KEY + 1, POS));
-    let length = g.e.label();
     g.lookup(MapRole::Names, NAME_KEY, length);
     g.keep_best();
     g.e.bind(length);
@@ -1401,8 +1536,17 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
     g.emit(Insn::alu64(AluOp::Add, POS, imm(1)));
     g.goto(top);
 
-    // --- A whole name of r9 bytes before its root.
+    // --- A whole name of r9 bytes before its root: the exact and suffix lookups, each
+    // unless its map has no key of its kind.
     g.e.bind(whole);
+    let suffix = g.e.label();
+    g.emit(Insn::load(
+        Size::B,
+        Reg::R1,
+        SCRATCH,
+        SKIPS + SKIP_FLAGS as i16,
+    ));
+    g.jump(JmpOp::Jset, Reg::R1, imm(i32::from(SKIP_EXACT)), suffix);
     g.emit(Insn::store_imm(
         Size::B,
         SCRATCH,
@@ -1410,12 +1554,18 @@ fn generate(variant: Variant, options: MatcherOptions) -> MatcherProgram {
         KeyKind::Exact as i32,
     ));
     g.emit(Insn::store(Size::B, SCRATCH, NAME_KEY + 1, POS));
-    let suffix = g.e.label();
     g.lookup(MapRole::Names, NAME_KEY, suffix);
     g.keep_best();
     g.e.bind(suffix);
     g.emit(Insn::load(Size::DW, Reg::R1, Reg::FP, LABELS));
     g.jump(JmpOp::Jeq, Reg::R1, imm(0), hook);
+    g.emit(Insn::load(
+        Size::B,
+        Reg::R1,
+        SCRATCH,
+        SKIPS + SKIP_FLAGS as i16,
+    ));
+    g.jump(JmpOp::Jset, Reg::R1, imm(i32::from(SKIP_SUFFIX)), hook);
     g.emit(Insn::store_imm(
         Size::B,
         SCRATCH,
@@ -1498,6 +1648,7 @@ mod tests {
                 MapRole::Scratch,
                 MapRole::Addr4,
                 MapRole::Addr6,
+                MapRole::Lengths,
                 MapRole::Names,
                 MapRole::Names,
                 MapRole::Suffixes,
@@ -1528,6 +1679,7 @@ mod tests {
                 MapRole::Packet,
                 MapRole::Addr4,
                 MapRole::Addr6,
+                MapRole::Lengths,
                 MapRole::Names,
                 MapRole::Names,
                 MapRole::Suffixes,

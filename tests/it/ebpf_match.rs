@@ -24,7 +24,7 @@ use bpftools::dns::wire::field;
 use bpftools::ebpf::compile::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 use bpftools::ebpf::insn::{AluOp, JmpOp, Operand, Size};
 use bpftools::ebpf::matcher::{
-    self, action_of, Action, Key, KeyKind, MapContents, MapRole, MatcherOptions, RuleError,
+    self, action_of, Action, Key, KeyKind, MapContents, MapRole, MatcherOptions, RuleError, Skips,
     Unsupported, Variant, GATE_EXT_HEADERS, SCRATCH_BEST,
 };
 use bpftools::ebpf::sys::{
@@ -990,6 +990,7 @@ fn create_map(role: MapRole, capacity: u32) -> Map {
     let spec = role.spec(capacity);
     let kind = match spec.map_type {
         matcher::BPF_MAP_TYPE_HASH => MapKind::Hash,
+        matcher::BPF_MAP_TYPE_ARRAY => MapKind::Array,
         matcher::BPF_MAP_TYPE_PROG_ARRAY => MapKind::ProgArray,
         matcher::BPF_MAP_TYPE_PERCPU_ARRAY => MapKind::PerCpuArray,
         matcher::BPF_MAP_TYPE_LPM_TRIE => MapKind::LpmTrie,
@@ -1025,6 +1026,17 @@ impl Loaded {
         options: MatcherOptions,
         protected: &Protected,
     ) -> Loaded {
+        Loaded::with_skips(variant, contents, &contents.skips(), options, protected)
+    }
+
+    /// The program of `variant`, with the maps it names and `skips` as the lengths value.
+    fn with_skips(
+        variant: Variant,
+        contents: &MapContents,
+        skips: &Skips,
+        options: MatcherOptions,
+        protected: &Protected,
+    ) -> Loaded {
         let counters = contents
             .names
             .values()
@@ -1055,6 +1067,9 @@ impl Loaded {
                 .update(&key.0, &matcher::suffix_value_bytes(ranks), Update::Any)
                 .expect("suffixes");
         }
+        maps[&MapRole::Lengths]
+            .update(&0u32.to_ne_bytes(), &skips.0, Update::Any)
+            .expect("lengths");
         for (len, prefix) in &protected.v4 {
             maps[&MapRole::Addr4]
                 .update(&lpm_key(*len, prefix), &[1], Update::Any)
@@ -1712,4 +1727,137 @@ fn the_hook_tail_calls_the_first_classic_slot_with_the_best_rank_for_gated_frame
         called > 1000 && ranked > 500 && passed > 1000,
         "{called} {ranked} {passed}"
     );
+}
+
+/// Prefix rules of several lengths (no exact or suffix rule, no `**`): the skips leave the
+/// prefix lookups of those lengths only, and skip the exact and suffix lookups.
+fn prefix_lengths_set() -> RuleSet {
+    use Action::{Accept, Drop};
+    RuleSet::new(
+        "prefixes of several lengths",
+        true,
+        vec![
+            (Accept, "ok.www.example.**"),
+            (Drop, "www.example.**"),
+            (Drop, "a.**"),
+            (Accept, "example.**"),
+            (Drop, "x.y.z.**"),
+            (Drop, "xn--bcher-kva.**"),
+            (Drop, "com.**"),
+        ],
+    )
+}
+
+#[test]
+fn the_skips_follow_the_keys_of_each_kind() {
+    let set = prefix_lengths_set();
+    let skips = set.contents().skips();
+    let looked: Vec<u8> = (0..=255).filter(|&n| !skips.skips_prefix(n)).collect();
+    // ok.www.example (3+4+8), www.example (4+8), a (2), example (8), x.y.z (6),
+    // xn--bcher-kva (14), com (4).
+    assert_eq!(looked, [2, 4, 6, 8, 12, 14, 15]);
+    assert!(skips.skips_exact() && skips.skips_suffix());
+    let mut compared = 0;
+    for set in rule_sets() {
+        let contents = set.contents();
+        let skips = contents.skips();
+        for n in 0..=255u8 {
+            let present = contents
+                .names
+                .keys()
+                .any(|k| k.kind() == KeyKind::Prefix as u8 && k.labels().len() == usize::from(n));
+            assert_eq!(skips.skips_prefix(n), !present, "{}: length {n}", set.name);
+            compared += 1;
+        }
+        let exact = contents
+            .names
+            .keys()
+            .any(|k| k.kind() == KeyKind::Exact as u8);
+        assert_eq!(skips.skips_exact(), !exact, "{}", set.name);
+        assert_eq!(
+            skips.skips_suffix(),
+            contents.suffixes.is_empty(),
+            "{}",
+            set.name
+        );
+    }
+    assert_eq!(compared, 256 * rule_sets().len());
+    // Nothing known, nothing skipped: the value the kernel creates.
+    assert_eq!(
+        Skips::of(&[], &[]),
+        Skips::new(|_| false, false, false),
+        "no key: every lookup skipped"
+    );
+    assert!(!Skips([0; matcher::LENGTHS_SIZE as usize]).skips_exact());
+}
+
+#[test]
+#[ignore = "needs root (bpf(2), BPF_PROG_TEST_RUN)"]
+fn with_prefixes_of_several_lengths_the_skipping_matcher_gives_the_chain_verdicts() {
+    require_root("bpf(2), BPF_PROG_TEST_RUN");
+    raise_memlock().expect("memlock");
+    let frames = all_frames();
+    let set = prefix_lengths_set();
+    let contents = set.contents();
+    // The same rules with nothing skipped (the value the kernel creates), and with every
+    // lookup skipped: the program must read the value (only the first rule's key is left).
+    let zeros = Skips([0; matcher::LENGTHS_SIZE as usize]);
+    let all = Skips([0xff; matcher::LENGTHS_SIZE as usize]);
+    let first_only = MapContents {
+        names: contents
+            .names
+            .iter()
+            .filter(|(k, _)| k.kind() == KeyKind::First as u8)
+            .map(|(k, r)| (k.clone(), *r))
+            .collect(),
+        ..MapContents::default()
+    };
+    let (mut runs, mut dropped, mut lost) = (0, 0, 0);
+    for variant in [Variant::Xdp, Variant::SocketFilter] {
+        let (pass, drop) = variant.verdicts();
+        let as_variant = |v: u32| if v == XDP_DROP { drop } else { pass };
+        let skipping = Loaded::variant(variant, &contents, set.options, &Protected::all());
+        let plain = Loaded::with_skips(variant, &contents, &zeros, set.options, &Protected::all());
+        let blind = Loaded::with_skips(variant, &contents, &all, set.options, &Protected::all());
+        let reference =
+            Loaded::with_skips(variant, &first_only, &zeros, set.options, &Protected::all());
+        let mut disagreements = Vec::new();
+        for (origin, frame) in &frames {
+            // The socket filter's test run starts after the Ethernet header (tagged frames
+            // and those whose skb the kernel refuses to build are left to ebpf_skb).
+            let run = |loaded: &Loaded| loaded.program.test_run(frame, 1).ok().map(|r| r.retval);
+            if variant == Variant::SocketFilter
+                && link_layer(frame).is_none_or(|(_, tags, _)| tags > 0)
+            {
+                continue;
+            }
+            let (Some(got), Some(had), Some(none), Some(first)) =
+                (run(&skipping), run(&plain), run(&blind), run(&reference))
+            else {
+                assert_eq!(variant, Variant::SocketFilter, "{origin}: test run refused");
+                continue;
+            };
+            let want = as_variant(set.verdict(set.expected(frame, &Protected::all())));
+            runs += 4;
+            dropped += usize::from(want == drop);
+            lost += usize::from(none != got);
+            if variant == Variant::Xdp && got != want && disagreements.len() < 5 {
+                disagreements.push(format!("{origin}: kernel {got}, chain {want}"));
+            }
+            if (got != had || none != first) && disagreements.len() < 5 {
+                disagreements.push(format!(
+                    "{variant:?} {origin}: skipping {got}, not skipping {had}, \
+                     all skipped {none}, first rule only {first}"
+                ));
+            }
+        }
+        assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    }
+    eprintln!(
+        "prefixes of several lengths: {runs} runs over {} frames, {dropped} dropped by the \
+         chain, {lost} verdicts change when every lookup is skipped",
+        frames.len()
+    );
+    assert!(dropped > 200, "too few drops ({dropped})");
+    assert!(lost > 200, "the skips change too few verdicts ({lost})");
 }

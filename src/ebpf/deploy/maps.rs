@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ebpf::deploy::{Prefix, Rule, RuleBody};
 use crate::ebpf::matcher::{
-    self, rank, Key, MapContents, MapRole, MatcherOptions, RuleError, ADDR_VALUE_SIZE, SUFFIX_RANKS,
+    self, rank, Key, KeyKind, MapContents, MapRole, MatcherOptions, RuleError, Skips,
+    ADDR_VALUE_SIZE, SUFFIX_RANKS,
 };
 use crate::ebpf::sys::{lpm_key, Map, SysError, Update};
 
@@ -58,10 +59,29 @@ pub(crate) enum Table {
 }
 
 /// The native rules' entries, indexed by key: what each key's value is for the rules present.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Index {
     by_key: BTreeMap<(Table, Key), BTreeSet<u32>>,
     entries: BTreeMap<u32, Entries>,
+    /// How many keys of `by_key` each lookup could hit: prefixes by wire length, exact
+    /// names, suffixes (for [`Index::skips`]).
+    prefixes: Vec<usize>,
+    exact: usize,
+    suffixes: usize,
+    first: usize,
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            by_key: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            prefixes: vec![0; 256],
+            exact: 0,
+            suffixes: 0,
+            first: 0,
+        }
+    }
 }
 
 /// A value in the name maps.
@@ -85,10 +105,35 @@ impl Index {
     pub fn insert(&mut self, order: u32, entries: Entries) -> Vec<(Table, Key)> {
         let keys = keys_of(&entries);
         for key in &keys {
+            if !self.by_key.contains_key(key) {
+                *self.kind_count(key) += 1;
+            }
             self.by_key.entry(key.clone()).or_default().insert(order);
         }
         self.entries.insert(order, entries);
         keys
+    }
+
+    /// The count in [`Index::skips`]'s tallies that `key` belongs to.
+    fn kind_count(&mut self, key: &(Table, Key)) -> &mut usize {
+        match key.0 {
+            Table::Suffixes => &mut self.suffixes,
+            Table::Names if key.1.kind() == KeyKind::Prefix as u8 => {
+                &mut self.prefixes[usize::from(key.1 .0[1])]
+            }
+            Table::Names if key.1.kind() == KeyKind::Exact as u8 => &mut self.exact,
+            // The first rule's key: no lookup to skip.
+            Table::Names => &mut self.first,
+        }
+    }
+
+    /// The [`MapRole::Lengths`] value for the keys present: the lookups none can answer.
+    pub fn skips(&self) -> Skips {
+        Skips::new(
+            |n| self.prefixes[usize::from(n)] > 0,
+            self.exact > 0,
+            self.suffixes > 0,
+        )
     }
 
     /// Removes the rule at `order`; the keys it touched.
@@ -102,6 +147,7 @@ impl Index {
                 set.remove(&order);
                 if set.is_empty() {
                     self.by_key.remove(key);
+                    *self.kind_count(key) -= 1;
                 }
             }
         }
@@ -182,12 +228,33 @@ fn table_map(maps: &Maps, table: Table) -> &Map {
     }]
 }
 
-/// Writes `key`'s value for the rules in `index` (or deletes it when no rule has it).
+/// Writes `key`'s value for the rules in `index` (or deletes it when no rule has it), and
+/// the [`MapRole::Lengths`] value for `index` in the order that loses no rule: before a key
+/// is written (its lookup stops being skipped first), after one is deleted (its lookup is
+/// skipped once no key of its kind and length is left).
 pub(crate) fn write_key(maps: &Maps, index: &Index, key: &(Table, Key)) -> Result<(), SysError> {
     let map = table_map(maps, key.0);
     match index.value(key) {
-        Some(value) => map.update(&key.1 .0, &value.bytes(), Update::Any),
-        None => map.delete(&key.1 .0).map(|_| ()),
+        Some(value) => {
+            write_skips(maps, index)?;
+            map.update(&key.1 .0, &value.bytes(), Update::Any)
+        }
+        None => {
+            map.delete(&key.1 .0)?;
+            write_skips(maps, index)
+        }
+    }
+}
+
+/// The key of the one [`MapRole::Lengths`] value.
+const LENGTHS_KEY: [u8; 4] = 0u32.to_ne_bytes();
+
+/// Writes the [`MapRole::Lengths`] value for `index` (nothing when the maps have none: a
+/// generation made before it existed, whose program does not read it).
+fn write_skips(maps: &Maps, index: &Index) -> Result<(), SysError> {
+    match maps.get(&MapRole::Lengths) {
+        Some(map) => map.update(&LENGTHS_KEY, &index.skips().0, Update::Any),
+        None => Ok(()),
     }
 }
 
@@ -268,8 +335,32 @@ pub(crate) fn sync(
             .collect::<BTreeMap<_, _>>()
     };
     let mut repaired = 0;
+    // The skips are written as for one key: cleared before the keys they cover are
+    // written, set after the keys are deleted.
+    let skips = index.skips();
+    let lengths = maps.get(&MapRole::Lengths);
+    let stale = match lengths {
+        Some(map) => map.lookup(&LENGTHS_KEY)?.as_deref() != Some(&skips.0[..]),
+        None => false,
+    };
+    let write_lengths = |map: &Map, clear: bool| -> Result<(), SysError> {
+        let cleared: Vec<u8> = match map.lookup(&LENGTHS_KEY)? {
+            Some(had) if clear => had.iter().zip(skips.0).map(|(h, s)| h & s).collect(),
+            _ => skips.0.to_vec(),
+        };
+        map.update(&LENGTHS_KEY, &cleared, Update::Any)
+    };
+    if let (Some(map), true, false) = (lengths, stale, dry_run) {
+        write_lengths(map, true)?;
+    }
     repaired += sync_map(&maps[&MapRole::Names], &names, dry_run)?;
     repaired += sync_map(&maps[&MapRole::Suffixes], &suffixes, dry_run)?;
+    if let (Some(map), true) = (lengths, stale) {
+        repaired += 1;
+        if !dry_run {
+            write_lengths(map, false)?;
+        }
+    }
     repaired += sync_map(&maps[&MapRole::Addr4], &addresses(v4), dry_run)?;
     repaired += sync_map(&maps[&MapRole::Addr6], &addresses(v6), dry_run)?;
     Ok(Synced { repaired })
@@ -294,4 +385,58 @@ pub(crate) fn index_rules(
         }
     }
     Ok((index, classic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::matcher::Action;
+
+    /// The deploy index's skips (what `sync` and `write_key` write) equal those of the map
+    /// contents of the same rules, after every insert and every remove.
+    #[test]
+    fn the_index_skips_equal_the_map_contents_skips_as_rules_come_and_go() {
+        let options = MatcherOptions { ignore_case: true };
+        let patterns = [
+            "a.**",
+            "www.example.**",
+            "x.y.z.**",
+            "ok.www.example.**",
+            "**",
+            "www.example.net",
+            "*.example.net",
+            "*{2-5}.www.example.net",
+            "b.**",
+            "www.example.**",
+        ];
+        let rule = |p: &str| Rule {
+            action: Action::Drop,
+            body: RuleBody::Pattern(p.to_string()),
+        };
+        let mut index = Index::default();
+        let mut present: Vec<(u32, Action, &str)> = Vec::new();
+        let mut compared = 0;
+        let mut check = |index: &Index, present: &[(u32, Action, &str)]| {
+            let contents = MapContents::with_orders(present, options).expect("contents");
+            assert_eq!(index.skips(), contents.skips(), "{present:?}");
+            compared += 1;
+        };
+        check(&index, &present);
+        for (order, p) in patterns.iter().enumerate() {
+            let entries = native_entries(order as u32, &rule(p), options)
+                .expect("valid")
+                .expect("native");
+            index.insert(order as u32, entries);
+            present.push((order as u32, Action::Drop, p));
+            check(&index, &present);
+        }
+        // Removed in another order: shared lengths (two `www.example.**`) stay until the last.
+        for order in [9, 0, 4, 1, 7, 5, 2, 8, 6, 3] {
+            index.remove(order);
+            present.retain(|r| r.0 != order);
+            check(&index, &present);
+        }
+        assert_eq!(compared, 1 + 2 * patterns.len());
+        assert_eq!(index.skips(), MapContents::default().skips());
+    }
 }

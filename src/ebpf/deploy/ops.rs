@@ -23,9 +23,10 @@ pub const PROGRAM_NAME: &str = "bpftools_xdp";
 
 /// The maps of every generation: the XDP matcher's and the socket filter's copy of the
 /// packet (so that both programs run on the same pins).
-const DEPLOY_ROLES: [MapRole; 8] = [
+const DEPLOY_ROLES: [MapRole; 9] = [
     MapRole::Names,
     MapRole::Suffixes,
+    MapRole::Lengths,
     MapRole::Scratch,
     MapRole::Addr4,
     MapRole::Addr6,
@@ -307,7 +308,13 @@ impl Session {
         let dir = self.gen_pins(n);
         let mut maps = Maps::new();
         for role in DEPLOY_ROLES {
-            maps.insert(role, Map::open_pinned(dir.join(role.name()))?);
+            let pin = dir.join(role.name());
+            // A generation made before the lengths map existed runs a program that does not
+            // read it: it goes on without.
+            if role == MapRole::Lengths && !pin.exists() {
+                continue;
+            }
+            maps.insert(role, Map::open_pinned(pin)?);
         }
         Ok(maps)
     }
