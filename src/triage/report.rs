@@ -482,9 +482,13 @@ pub fn xdp_deployments(analysis: &Analysis) -> Vec<XdpDeployment> {
 }
 
 /// The one `xdp-bpf` deployment of the whole incident: an interface carries one XDP
-/// program, so the plans' deployments (see [`xdp_deployments`]) become one rule list, in
-/// their order (as the `iptables-bpf` deployments run one after the other in INPUT), a rule
-/// given twice kept at its first place, the protected addresses of them all. Rules of a
+/// program, so the plans' deployments (see [`xdp_deployments`]) become one rule list, flood
+/// by flood in their order (as the `iptables-bpf` deployments run one after the other in
+/// INPUT), each flood's accept rules (of both families' plans) before its other rules, a rule
+/// given twice kept at its first place, the protected addresses of them all. (An accept is
+/// final here, where an iptables chain's accept returns to INPUT and a later flood's chain may
+/// still drop the query: a name one flood's plan accepts and a later flood's drop matches
+/// passes here.) Rules of a
 /// family's plan then also see the other family's queries. When the plans differ in case
 /// behaviour, names are compared ignoring case and the drop patterns of a plan that compares
 /// exactly become `dns` programs (`--drop-bpf 'dns -- P'`) that still do.
@@ -494,40 +498,50 @@ pub fn xdp_incident(analysis: &Analysis) -> Option<XdpDeployment> {
     let first = plans.first()?;
     let match_case = plans.iter().all(|p| p.match_case);
     let mut rules: Vec<XdpRule> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut addresses: Vec<String> = Vec::new();
+    // A flood's plans (one per family) go together, their accept rules before the rest:
+    // an accept of one family's plan placed after the other's drop would never be reached.
+    let mut floods: Vec<&str> = Vec::new();
     for plan in &plans {
-        for rule in &plan.rules {
-            let rule = match rule {
-                XdpRule::Drop(pattern) if plan.match_case && !match_case => {
-                    XdpRule::DropBpf(Generator::Dns(DnsSpec {
-                        patterns: vec![pattern.clone()],
-                        ignore_case: false,
-                        ext_headers: DEFAULT_EXT_HEADERS,
-                    }))
+        if !floods.contains(&plan.flood.as_str()) {
+            floods.push(&plan.flood);
+        }
+    }
+    for flood in &floods {
+        let group: Vec<&XdpDeployment> = plans.iter().filter(|p| p.flood == *flood).collect();
+        for accepts in [true, false] {
+            for plan in &group {
+                for rule in &plan.rules {
+                    if matches!(rule, XdpRule::Accept(_)) != accepts {
+                        continue;
+                    }
+                    let rule = match rule {
+                        XdpRule::Drop(pattern) if plan.match_case && !match_case => {
+                            XdpRule::DropBpf(Generator::Dns(DnsSpec {
+                                patterns: vec![pattern.clone()],
+                                ignore_case: false,
+                                ext_headers: DEFAULT_EXT_HEADERS,
+                            }))
+                        }
+                        other => other.clone(),
+                    };
+                    if seen.insert(rule.line()) {
+                        rules.push(rule);
+                    }
                 }
-                other => other.clone(),
-            };
-            if !rules.iter().any(|r| r.line() == rule.line()) {
-                rules.push(rule);
             }
         }
-        for address in &plan.addresses {
-            if !addresses.contains(address) {
-                addresses.push(address.clone());
+        for plan in &group {
+            for address in &plan.addresses {
+                if !addresses.contains(address) {
+                    addresses.push(address.clone());
+                }
             }
         }
     }
     Some(XdpDeployment {
-        flood: plans
-            .iter()
-            .map(|p| p.flood.as_str())
-            .fold(Vec::<&str>::new(), |mut v, f| {
-                if !v.contains(&f) {
-                    v.push(f);
-                }
-                v
-            })
-            .join(","),
+        flood: floods.join(","),
         family: first.family,
         deployment: format!("triage-{}", incident_tag(analysis)),
         addresses,

@@ -1598,15 +1598,29 @@ fn text_and_json_report_the_same_figures() {
         assert!(text.find(iptables.as_str().unwrap()).unwrap() < at);
     }
     let parsed = xdp_command(command);
+    // Flood by flood: the accepts of its plans (both families), then their other rules.
     let mut want: Vec<String> = Vec::new();
     let mut addresses: Vec<String> = Vec::new();
+    let mut floods: Vec<&str> = Vec::new();
     for entry in xdp {
-        for rule in entry["rules"].as_array().unwrap() {
-            let rule = rule.as_str().unwrap().to_string();
-            if !want.contains(&rule) {
-                want.push(rule);
+        let flood = entry["flood"].as_str().unwrap();
+        if !floods.contains(&flood) {
+            floods.push(flood);
+        }
+    }
+    for flood in floods {
+        for accepts in [true, false] {
+            for entry in xdp.iter().filter(|e| e["flood"] == flood) {
+                for rule in entry["rules"].as_array().unwrap() {
+                    let rule = rule.as_str().unwrap().to_string();
+                    if rule.starts_with("accept ") == accepts && !want.contains(&rule) {
+                        want.push(rule);
+                    }
+                }
             }
         }
+    }
+    for entry in xdp {
         for address in entry["addresses"].as_array().unwrap() {
             let address = address.as_str().unwrap().to_string();
             if !addresses.contains(&address) {
