@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ebpf::deploy::{Prefix, Rule, RuleBody};
+use crate::ebpf::deploy::{DeployError, Prefix, Rule, RuleBody};
 use crate::ebpf::matcher::{
     self, rank, Key, KeyKind, MapContents, MapRole, MatcherOptions, RuleError, Skips,
     ADDR_VALUE_SIZE, SUFFIX_RANKS,
@@ -369,15 +369,22 @@ pub(crate) fn sync(
 /// The rules run as compiled programs, with their orders.
 pub(crate) type Classic = Vec<(u32, Rule)>;
 
-/// The native and classic rules of a list with orders, the native ones indexed.
+/// The native and classic rules of a list with orders, the native ones indexed; an invalid
+/// pattern is refused naming its rule (number in the list, from 1).
 pub(crate) fn index_rules(
     rules: &[(u32, Rule)],
     options: MatcherOptions,
-) -> Result<(Index, Classic), (usize, RuleError)> {
+) -> Result<(Index, Classic), DeployError> {
     let mut index = Index::default();
     let mut classic = Vec::new();
     for (position, (order, rule)) in rules.iter().enumerate() {
-        match native_entries(*order, rule, options).map_err(|e| (position, e))? {
+        let entries =
+            native_entries(*order, rule, options).map_err(|source| DeployError::Rule {
+                index: position + 1,
+                rule: rule.to_string(),
+                source,
+            })?;
+        match entries {
             Some(entries) => {
                 index.insert(*order, entries);
             }

@@ -23,17 +23,15 @@ pub const PROGRAM_NAME: &str = "bpftools_xdp";
 
 /// The maps of every generation: the XDP matcher's and the socket filter's copy of the
 /// packet (so that both programs run on the same pins).
-const DEPLOY_ROLES: [MapRole; 9] = [
-    MapRole::Names,
-    MapRole::Suffixes,
-    MapRole::Lengths,
-    MapRole::Scratch,
-    MapRole::Addr4,
-    MapRole::Addr6,
-    MapRole::Counters,
-    MapRole::Programs,
-    MapRole::Packet,
-];
+const DEPLOY_ROLES: [MapRole; 9] = {
+    let mut roles = [MapRole::Packet; 9];
+    let mut i = 0;
+    while i < MapRole::ALL.len() {
+        roles[i] = MapRole::ALL[i];
+        i += 1;
+    }
+    roles
+};
 
 /// The smallest capacity of a generation's maps.
 const MIN_CAPACITY: u32 = 4096;
@@ -525,12 +523,7 @@ impl Session {
                 let same = state.spec(&path)? == *spec && wanted.accepts(current.hook);
                 if same {
                     let rules = state.rules(&path)?;
-                    let (index, classic) =
-                        index_rules(&rules, options).map_err(|(i, source)| DeployError::Rule {
-                            index: i + 1,
-                            rule: rules[i].1.to_string(),
-                            source,
-                        })?;
+                    let (index, classic) = index_rules(&rules, options)?;
                     let synced = maps::sync(current_maps, &index, &spec.addresses, false)?;
                     return Ok(Applied {
                         generation: current.n,
@@ -725,12 +718,7 @@ impl Session {
         if new == old {
             // Nothing to change in the list; the maps are still brought to it (a change
             // killed halfway is repaired by running it again).
-            let (index, classic) =
-                index_rules(&old_rules, options).map_err(|(i, source)| DeployError::Rule {
-                    index: i + 1,
-                    rule: old_rules[i].1.to_string(),
-                    source,
-                })?;
+            let (index, classic) = index_rules(&old_rules, options)?;
             let synced = maps::sync(current_maps, &index, &prefixes, false)?;
             return Ok(Applied {
                 generation: current.n,
@@ -745,18 +733,9 @@ impl Session {
             });
         }
         let new_rules = new.rules(&path)?;
-        let (_, old_classic) =
-            index_rules(&old_rules, options).map_err(|(i, source)| DeployError::Rule {
-                index: i + 1,
-                rule: old_rules[i].1.to_string(),
-                source,
-            })?;
-        let (index, new_classic) =
-            index_rules(&new_rules, options).map_err(|(i, source)| DeployError::Rule {
-                index: i + 1,
-                rule: new_rules[i].1.to_string(),
-                source,
-            })?;
+        // The old list's index: what the live steps below start from.
+        let (mut live, old_classic) = index_rules(&old_rules, options)?;
+        let (index, new_classic) = index_rules(&new_rules, options)?;
         let (names, suffixes) = index.counts();
         let fits = new.next_order <= new.capacity
             && names as u32 <= new.capacity
@@ -776,13 +755,6 @@ impl Session {
         // The rule list first, then the maps: a run killed in between leaves maps the next
         // run brings to the list.
         new.write(&path)?;
-        // Start from the old list's index and step to the new one.
-        let (mut live, _) =
-            index_rules(&old_rules, options).map_err(|(i, source)| DeployError::Rule {
-                index: i + 1,
-                rule: old_rules[i].1.to_string(),
-                source,
-            })?;
         let entries = |state: &RuleState| -> Result<maps::Entries, DeployError> {
             let rule = state.rule().map_err(|message| DeployError::State {
                 path: path.clone(),
@@ -896,12 +868,7 @@ impl Session {
         let options = MatcherOptions {
             ignore_case: !state.match_case,
         };
-        let (index, classic) =
-            index_rules(&rules, options).map_err(|(i, source)| DeployError::Rule {
-                index: i + 1,
-                rule: rules[i].1.to_string(),
-                source,
-            })?;
+        let (index, classic) = index_rules(&rules, options)?;
         if !current.pinned {
             status.problems.push(format!(
                 "the program's pin of generation {} is gone (it still runs): apply the \
@@ -1074,12 +1041,7 @@ pub(crate) fn materialize(state: &State, path: &Path) -> Result<Built, DeployErr
     let options = MatcherOptions {
         ignore_case: !state.match_case,
     };
-    let (index, classic) =
-        index_rules(&rules, options).map_err(|(i, source)| DeployError::Rule {
-            index: i + 1,
-            rule: rules[i].1.to_string(),
-            source,
-        })?;
+    let (index, classic) = index_rules(&rules, options)?;
     let mut maps = Maps::new();
     for role in DEPLOY_ROLES {
         maps.insert(role, Map::create(&sys_spec(role.spec(state.capacity)))?);
